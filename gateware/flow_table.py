@@ -24,6 +24,7 @@ its keys and refuses them); with duplicates the lowest slot would win.
 
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -40,6 +41,7 @@ _KEY_BITS = data.Layout.cast(FlowKey).size
 _BUCKET_BITS = (FLOW_BUCKETS - 1).bit_length()
 _SLOT_BITS = (FLOW_BUCKETS * FLOW_WAYS + FLOW_STASH - 1).bit_length()
 _CHUNK = 32             # key bits compared per flop in the lookup's compare stage
+_OUT_DEPTH = 16         # records the output FIFO holds (the stages hold at most 6)
 
 
 def _hash_masks():
@@ -106,11 +108,11 @@ class FlowTable(wiring.Component):
     lowest wins (the bucket's ways, then the stash).
 
     Timing: six stages (``s1``: the bucket hash, as parities per 32-bit key chunk;
-    ``s2``: the ways' block RAMs read;
-    ``s3``: their data in flops; ``s4``: every candidate's key compared 32 bits per flop;
-    ``s5``: the first hit, one-hot; ``o``: its action), a fixed latency of 6 cycles, one
-    record per cycle while ``o.ready`` is high. Each stage advances
-    when it is empty or the stage after it moves, as in the classifier.
+    ``s2``: the ways' block RAMs read; ``s3``: their data in flops; ``s4``: every
+    candidate's key compared 32 bits per flop; ``s5``: the first hit, one-hot; ``s6``: its
+    action) that move every cycle, then a 16-record FIFO to ``o``: a latency of 8 cycles
+    when ``o`` does not stall, one record per cycle while ``o.ready`` is high. ``i.ready``
+    is a flop: it falls while the records in the stages and the FIFO would fill it.
 
     Parameters
     ----------
@@ -162,18 +164,16 @@ class FlowTable(wiring.Component):
         return m
 
     def _elaborate_lookup(self, m, reads, stash):
-        o_advance = ~self.o.valid | self.o.ready
         s1_valid, s2_valid, s3_valid, s4_valid, s5_valid = (Signal(name=f"s{k}_valid")
                                                             for k in range(1, 6))
         s1_meta, s2_meta, s3_meta, s4_meta = (Signal(PacketMeta, name=f"s{k}_meta")
                                               for k in range(1, 5))
         s1_lookup, s2_lookup, s3_lookup = (Signal(name=f"s{k}_lookup") for k in range(1, 4))
-        s5_advance = ~s5_valid | o_advance
-        s4_advance = ~s4_valid | s5_advance
-        s3_advance = ~s3_valid | s4_advance
-        s2_advance = ~s2_valid | s3_advance
-        s1_advance = ~s1_valid | s2_advance
-        m.d.comb += self.i.ready.eq(s1_advance)
+        # The stages move every cycle: no clock enable (one `ready` enabling the flops of six
+        # stages was a long, wide net). Records queue in `out_fifo`; `i.ready` is a flop
+        # that promises every accepted record a place there.
+        s1_advance = s2_advance = s3_advance = s4_advance = s5_advance = o_advance = Const(1)
+        self._elaborate_output(m)
 
         # s1: the key's bucket as parities per 32-bit chunk (XOR trees from the input
         # slice's flops), folded into the RAMs' address (a 10-input XOR per bit). `lookup`:
@@ -182,7 +182,7 @@ class FlowTable(wiring.Component):
         s1_bucket = Signal(_BUCKET_BITS)
         m.d.comb += s1_bucket.eq(_fold_partials(s1_partials))
         with m.If(s1_advance):
-            m.d.sync += [s1_valid.eq(self.i.valid), s1_meta.eq(self.i.payload),
+            m.d.sync += [s1_valid.eq(self.i.valid & self.i.ready), s1_meta.eq(self.i.payload),
                          s1_partials.eq(flow_hash_partials(meta_key(self.i.payload))),
                          s1_lookup.eq(self.i.payload.flags.ipv4 | self.i.payload.flags.ipv6)]
         # s2: the bucket's ways come out of the block RAMs.
@@ -222,17 +222,38 @@ class FlowTable(wiring.Component):
         action = Signal(RuleAction)
         m.d.comb += action.eq(or_tree([a.as_value() & s5_first[k].replicate(width)
                                        for k, a in enumerate(s5_actions)]))
+        s6_valid, s6_meta = self._s6_valid, self._s6_meta
         with m.If(o_advance):
-            m.d.sync += [self.o.valid.eq(s5_valid), self.o.payload.eq(s5_meta)]
+            m.d.sync += [s6_valid.eq(s5_valid), s6_meta.eq(s5_meta)]
             with m.If(s5_any):
                 m.d.sync += [
-                    self.o.payload.rule.eq(FLOW_HIT_RULE),
-                    self.o.payload.instance.eq(action.instance),
-                    self.o.payload.reta_offset.eq(action.reta_offset),
-                    self.o.payload.reta_size_log2.eq(action.reta_size_log2),
-                    self.o.payload.drop.eq(drop_reason(s5_meta.error, self.pass_errors,
-                                                       action.drop)),
+                    s6_meta.rule.eq(FLOW_HIT_RULE),
+                    s6_meta.instance.eq(action.instance),
+                    s6_meta.reta_offset.eq(action.reta_offset),
+                    s6_meta.reta_size_log2.eq(action.reta_size_log2),
+                    s6_meta.drop.eq(drop_reason(s5_meta.error, self.pass_errors, action.drop)),
                 ]
+
+    def _elaborate_output(self, m):
+        """``out_fifo`` after the last stage (``s6``), and the credit behind ``i.ready``:
+        records in the stages plus records in the FIFO never exceed its depth."""
+        self._s6_valid, self._s6_meta = Signal(name="s6_valid"), Signal(PacketMeta,
+                                                                      name="s6_meta")
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(
+            width=data.Layout.cast(PacketMeta).size, depth=_OUT_DEPTH)
+        m.d.comb += [fifo.w_en.eq(self._s6_valid), fifo.w_data.eq(self._s6_meta),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
+        held = Signal(range(_OUT_DEPTH + 1))      # records accepted and not yet taken
+        ready = Signal(init=1)
+        next_held = Signal.like(held)
+        m.d.comb += [
+            next_held.eq(held + (self.i.valid & self.i.ready) - (self.o.valid & self.o.ready)),
+            self.i.ready.eq(ready),
+        ]
+        # Room for two more after this cycle: the flop is a cycle late, so it may admit one
+        # more record before it falls.
+        m.d.sync += [held.eq(next_held), ready.eq(next_held <= _OUT_DEPTH - 2)]
 
     def _elaborate_updates(self, m, writes, stash):
         """The staging registers, the op state machine and the journal's apply."""

@@ -3594,8 +3594,8 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10860$0 (req__0__valid),
-    .\port$11304$0 (req__1__valid),
+    .\port$10834$0 (req__0__valid),
+    .\port$11278$0 (req__1__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -3722,7 +3722,7 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   assign \$35  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, valid, \port$10860$0 , \port$11304$0 , grant, clk);
+module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, valid, \port$10834$0 , \port$11278$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   reg \$2 ;
@@ -3731,10 +3731,10 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   output grant;
   reg grant;
   reg last = 1'h0;
-  input \port$10860$0 ;
-  wire \port$10860$0 ;
-  input \port$11304$0 ;
-  wire \port$11304$0 ;
+  input \port$10834$0 ;
+  wire \port$10834$0 ;
+  input \port$11278$0 ;
+  wire \port$11278$0 ;
   wire [1:0] requests;
   input rst;
   wire rst;
@@ -3742,7 +3742,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11304$0 , \port$10860$0  };
+  assign valid = | { \port$11278$0 , \port$10834$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -3753,19 +3753,19 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
     casez (last)
       1'h0:
         begin
-          if (\port$10860$0 ) begin
+          if (\port$10834$0 ) begin
             grant = 1'h0;
           end
-          if (\port$11304$0 ) begin
+          if (\port$11278$0 ) begin
             grant = 1'h1;
           end
         end
       1'h1:
         begin
-          if (\port$11304$0 ) begin
+          if (\port$11278$0 ) begin
             grant = 1'h1;
           end
-          if (\port$10860$0 ) begin
+          if (\port$10834$0 ) begin
             grant = 1'h0;
           end
         end
@@ -3781,7 +3781,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
       \$2  = 1'h0;
     end
   end
-  assign requests = { \port$11304$0 , \port$10860$0  };
+  assign requests = { \port$11278$0 , \port$10834$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__bvalid, clk, rst, burst__ready, done__0__valid, done__1__valid, done__2__valid, axi__bready, done__0__ready, data__0__valid, data__0__payload, data__1__valid, data__1__payload, done__1__ready, data__2__payload, data__2__valid, done__2__ready, burst__payload, burst__valid
@@ -4935,9 +4935,9 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   \hetnic_nic_core_w64.core.dma.write_split.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10869$0 (req__0__valid),
-    .\port$11275$0 (req__1__valid),
-    .\port$11411$0 (req__2__valid),
+    .\port$10843$0 (req__0__valid),
+    .\port$11249$0 (req__1__valid),
+    .\port$11385$0 (req__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -5080,7 +5080,7 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   assign \$39  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, valid, \port$10869$0 , \port$11275$0 , \port$11411$0 , grant, clk);
+module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, valid, \port$10843$0 , \port$11249$0 , \port$11385$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
@@ -5089,12 +5089,12 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10869$0 ;
-  wire \port$10869$0 ;
-  input \port$11275$0 ;
-  wire \port$11275$0 ;
-  input \port$11411$0 ;
-  wire \port$11411$0 ;
+  input \port$10843$0 ;
+  wire \port$10843$0 ;
+  input \port$11249$0 ;
+  wire \port$11249$0 ;
+  input \port$11385$0 ;
+  wire \port$11385$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5102,7 +5102,7 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11411$0 , \port$11275$0 , \port$10869$0  };
+  assign valid = | { \port$11385$0 , \port$11249$0 , \port$10843$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -5112,37 +5112,37 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
     casez (last)
       2'h0:
         begin
-          if (\port$10869$0 ) begin
+          if (\port$10843$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11411$0 ) begin
+          if (\port$11385$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11275$0 ) begin
+          if (\port$11249$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11275$0 ) begin
+          if (\port$11249$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10869$0 ) begin
+          if (\port$10843$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11411$0 ) begin
+          if (\port$11385$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11411$0 ) begin
+          if (\port$11385$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11275$0 ) begin
+          if (\port$11249$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10869$0 ) begin
+          if (\port$10843$0 ) begin
             grant = 2'h0;
           end
         end
@@ -5158,7 +5158,7 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11411$0 , \port$11275$0 , \port$10869$0  };
+  assign requests = { \port$11385$0 , \port$11249$0 , \port$10843$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2__payload, posts__0__valid, posts__0__payload, post__ready, posts__1__valid, posts__2__valid, posts__0__ready, posts__1__ready, posts__2__ready, post__valid, post__payload, clk);
@@ -5231,9 +5231,9 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10896$0 (posts__0__valid),
-    .\port$11689$0 (posts__1__valid),
-    .\port$11695$0 (posts__2__valid),
+    .\port$10870$0 (posts__0__valid),
+    .\port$11663$0 (posts__1__valid),
+    .\port$11669$0 (posts__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -5326,7 +5326,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   assign \posts__2__payload.info  = posts__2__payload[61:30];
 endmodule
 
-module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10896$0 , \port$11689$0 , \port$11695$0 , grant, clk);
+module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10870$0 , \port$11663$0 , \port$11669$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
@@ -5335,12 +5335,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10896$0 ;
-  wire \port$10896$0 ;
-  input \port$11689$0 ;
-  wire \port$11689$0 ;
-  input \port$11695$0 ;
-  wire \port$11695$0 ;
+  input \port$10870$0 ;
+  wire \port$10870$0 ;
+  input \port$11663$0 ;
+  wire \port$11663$0 ;
+  input \port$11669$0 ;
+  wire \port$11669$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5348,7 +5348,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11695$0 , \port$11689$0 , \port$10896$0  };
+  assign valid = | { \port$11669$0 , \port$11663$0 , \port$10870$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -5358,37 +5358,37 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
     casez (last)
       2'h0:
         begin
-          if (\port$10896$0 ) begin
+          if (\port$10870$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11695$0 ) begin
+          if (\port$11669$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11689$0 ) begin
+          if (\port$11663$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11689$0 ) begin
+          if (\port$11663$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10896$0 ) begin
+          if (\port$10870$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11695$0 ) begin
+          if (\port$11669$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11695$0 ) begin
+          if (\port$11669$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11689$0 ) begin
+          if (\port$11663$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10896$0 ) begin
+          if (\port$10870$0 ) begin
             grant = 2'h0;
           end
         end
@@ -5404,7 +5404,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11695$0 , \port$11689$0 , \port$10896$0  };
+  assign requests = { \port$11669$0 , \port$11663$0 , \port$10870$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, timestamp, wr_req__payload, wr_data__payload, post__ready, wr_req__valid, wr_data__valid, wr_done__ready, csr__r_data, irq, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, post__valid, post__payload, csr__addr, csr__w_data
@@ -12903,9 +12903,9 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx_
     .i__ready(\o__ready$123 ),
     .i__valid(\i__valid$125 ),
     .o__payload(\i__payload$127 ),
-    .o__ready(\o__ready$129 ),
     .o__valid(\i__valid$131 ),
     .pass_errors(pass_errors),
+    .r_en(\o__ready$129 ),
     .refused_stb(flow_refused_stb),
     .rst(rst)
   );
@@ -15331,7 +15331,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx_
   assign meta__payload[441:0] = \o__payload$148 [441:0];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, i__payload, o__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21636,7 +21636,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr
   assign rd_en = bus__en;
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
+module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready, i__ready, i__valid, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -22001,7 +22001,7 @@ module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, o__ready, i__ready, i
   assign \i__payload.generation  = i__payload[457:442];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, csr__ack, o__ready, csr__r_stb, csr__w_stb, pass_errors, commit_done, refused_stb, o__valid, o__payload, csr__r_data, i__payload, i__valid, csr__addr, csr__w_data, clk);
+module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o__payload, r_en, csr__r_stb, csr__w_stb, pass_errors, commit_done, refused_stb, i__ready, csr__r_data, o__valid, i__payload, i__valid, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -22012,332 +22012,332 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire [3:0] \$107 ;
-  wire [10:0] \$108 ;
-  wire [10:0] \$109 ;
+  wire \$107 ;
+  wire [295:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [10:0] \$110 ;
-  wire [10:0] \$111 ;
-  wire [10:0] \$112 ;
-  wire [10:0] \$113 ;
-  wire [10:0] \$114 ;
-  wire [10:0] \$115 ;
-  wire [10:0] \$116 ;
-  wire [10:0] \$117 ;
-  wire [10:0] \$118 ;
-  wire [10:0] \$119 ;
+  wire \$110 ;
+  wire [296:0] \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire [296:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [295:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [10:0] \$120 ;
-  wire [10:0] \$121 ;
-  wire [10:0] \$122 ;
-  wire [11:0] \$123 ;
+  wire [296:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [293:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire [11:0] \$127 ;
+  wire [295:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
-  wire [6:0] \$129 ;
+  wire [296:0] \$129 ;
   wire \$13 ;
-  wire [3:0] \$130 ;
-  wire [3:0] \$131 ;
-  wire \$132 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire [263:0] \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire \$135 ;
+  wire [264:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire \$138 ;
+  wire [264:0] \$138 ;
   wire \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire \$141 ;
+  wire [263:0] \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
+  wire [264:0] \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
+  wire [261:0] \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
+  wire [263:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire \$153 ;
+  wire [264:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
+  wire [231:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [232:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire [295:0] \$161 ;
-  wire \$162 ;
+  wire \$161 ;
+  wire [232:0] \$162 ;
   wire \$163 ;
-  wire [296:0] \$164 ;
-  wire \$165 ;
+  wire \$164 ;
+  wire [231:0] \$165 ;
   wire \$166 ;
-  wire [296:0] \$167 ;
-  wire \$168 ;
+  wire \$167 ;
+  wire [232:0] \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [295:0] \$170 ;
-  wire \$171 ;
+  wire \$170 ;
+  wire [229:0] \$171 ;
   wire \$172 ;
-  wire [296:0] \$173 ;
-  wire \$174 ;
+  wire \$173 ;
+  wire [231:0] \$174 ;
   wire \$175 ;
-  wire [293:0] \$176 ;
-  wire \$177 ;
+  wire \$176 ;
+  wire [232:0] \$177 ;
   wire \$178 ;
-  wire [295:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
+  wire [199:0] \$180 ;
   wire \$181 ;
-  wire [296:0] \$182 ;
-  wire \$183 ;
+  wire \$182 ;
+  wire [200:0] \$183 ;
   wire \$184 ;
-  wire [263:0] \$185 ;
-  wire \$186 ;
+  wire \$185 ;
+  wire [200:0] \$186 ;
   wire \$187 ;
-  wire [264:0] \$188 ;
-  wire \$189 ;
+  wire \$188 ;
+  wire [199:0] \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire [264:0] \$191 ;
-  wire \$192 ;
+  wire \$191 ;
+  wire [200:0] \$192 ;
   wire \$193 ;
-  wire [263:0] \$194 ;
-  wire \$195 ;
+  wire \$194 ;
+  wire [197:0] \$195 ;
   wire \$196 ;
-  wire [264:0] \$197 ;
-  wire \$198 ;
+  wire \$197 ;
+  wire [199:0] \$198 ;
   wire \$199 ;
-  wire \$2 ;
+  wire [5:0] \$2 ;
   wire \$20 ;
-  wire [261:0] \$200 ;
-  wire \$201 ;
+  wire \$200 ;
+  wire [200:0] \$201 ;
   wire \$202 ;
-  wire [263:0] \$203 ;
-  wire \$204 ;
+  wire \$203 ;
+  wire [167:0] \$204 ;
   wire \$205 ;
-  wire [264:0] \$206 ;
-  wire \$207 ;
+  wire \$206 ;
+  wire [168:0] \$207 ;
   wire \$208 ;
-  wire [231:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [168:0] \$210 ;
   wire \$211 ;
-  wire [232:0] \$212 ;
-  wire \$213 ;
+  wire \$212 ;
+  wire [167:0] \$213 ;
   wire \$214 ;
-  wire [232:0] \$215 ;
-  wire \$216 ;
+  wire \$215 ;
+  wire [168:0] \$216 ;
   wire \$217 ;
-  wire [231:0] \$218 ;
-  wire \$219 ;
+  wire \$218 ;
+  wire [165:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire [232:0] \$221 ;
-  wire \$222 ;
+  wire \$221 ;
+  wire [167:0] \$222 ;
   wire \$223 ;
-  wire [229:0] \$224 ;
-  wire \$225 ;
+  wire \$224 ;
+  wire [168:0] \$225 ;
   wire \$226 ;
-  wire [231:0] \$227 ;
-  wire \$228 ;
+  wire \$227 ;
+  wire [135:0] \$228 ;
   wire \$229 ;
   wire \$23 ;
-  wire [232:0] \$230 ;
-  wire \$231 ;
+  wire \$230 ;
+  wire [136:0] \$231 ;
   wire \$232 ;
-  wire [199:0] \$233 ;
-  wire \$234 ;
+  wire \$233 ;
+  wire [136:0] \$234 ;
   wire \$235 ;
-  wire [200:0] \$236 ;
-  wire \$237 ;
+  wire \$236 ;
+  wire [135:0] \$237 ;
   wire \$238 ;
-  wire [200:0] \$239 ;
+  wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [136:0] \$240 ;
   wire \$241 ;
-  wire [199:0] \$242 ;
-  wire \$243 ;
+  wire \$242 ;
+  wire [133:0] \$243 ;
   wire \$244 ;
-  wire [200:0] \$245 ;
-  wire \$246 ;
+  wire \$245 ;
+  wire [135:0] \$246 ;
   wire \$247 ;
-  wire [197:0] \$248 ;
-  wire \$249 ;
-  wire \$25 ;
+  wire \$248 ;
+  wire [136:0] \$249 ;
+  wire [19:0] \$25 ;
   wire \$250 ;
-  wire [199:0] \$251 ;
-  wire \$252 ;
+  wire \$251 ;
+  wire [103:0] \$252 ;
   wire \$253 ;
-  wire [200:0] \$254 ;
-  wire \$255 ;
+  wire \$254 ;
+  wire [104:0] \$255 ;
   wire \$256 ;
-  wire [167:0] \$257 ;
-  wire \$258 ;
+  wire \$257 ;
+  wire [104:0] \$258 ;
   wire \$259 ;
-  wire \$26 ;
-  wire [168:0] \$260 ;
-  wire \$261 ;
+  wire [19:0] \$26 ;
+  wire \$260 ;
+  wire [103:0] \$261 ;
   wire \$262 ;
-  wire [168:0] \$263 ;
-  wire \$264 ;
+  wire \$263 ;
+  wire [104:0] \$264 ;
   wire \$265 ;
-  wire [167:0] \$266 ;
-  wire \$267 ;
+  wire \$266 ;
+  wire [101:0] \$267 ;
   wire \$268 ;
-  wire [168:0] \$269 ;
-  wire \$27 ;
-  wire \$270 ;
+  wire \$269 ;
+  wire [19:0] \$27 ;
+  wire [103:0] \$270 ;
   wire \$271 ;
-  wire [165:0] \$272 ;
-  wire \$273 ;
+  wire \$272 ;
+  wire [104:0] \$273 ;
   wire \$274 ;
-  wire [167:0] \$275 ;
-  wire \$276 ;
+  wire \$275 ;
+  wire [71:0] \$276 ;
   wire \$277 ;
-  wire [168:0] \$278 ;
-  wire \$279 ;
-  wire \$28 ;
+  wire \$278 ;
+  wire [72:0] \$279 ;
+  wire [19:0] \$28 ;
   wire \$280 ;
-  wire [135:0] \$281 ;
-  wire \$282 ;
+  wire \$281 ;
+  wire [72:0] \$282 ;
   wire \$283 ;
-  wire [136:0] \$284 ;
-  wire \$285 ;
+  wire \$284 ;
+  wire [71:0] \$285 ;
   wire \$286 ;
-  wire [136:0] \$287 ;
-  wire \$288 ;
+  wire \$287 ;
+  wire [72:0] \$288 ;
   wire \$289 ;
-  wire \$29 ;
-  wire [135:0] \$290 ;
-  wire \$291 ;
+  wire [19:0] \$29 ;
+  wire \$290 ;
+  wire [69:0] \$291 ;
   wire \$292 ;
-  wire [136:0] \$293 ;
-  wire \$294 ;
+  wire \$293 ;
+  wire [71:0] \$294 ;
   wire \$295 ;
-  wire [133:0] \$296 ;
-  wire \$297 ;
+  wire \$296 ;
+  wire [72:0] \$297 ;
   wire \$298 ;
-  wire [135:0] \$299 ;
+  wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$300 ;
+  wire [19:0] \$30 ;
+  wire [39:0] \$300 ;
   wire \$301 ;
-  wire [136:0] \$302 ;
-  wire \$303 ;
+  wire \$302 ;
+  wire [40:0] \$303 ;
   wire \$304 ;
-  wire [103:0] \$305 ;
-  wire \$306 ;
+  wire \$305 ;
+  wire [40:0] \$306 ;
   wire \$307 ;
-  wire [104:0] \$308 ;
-  wire \$309 ;
-  wire \$31 ;
+  wire \$308 ;
+  wire [39:0] \$309 ;
+  wire [19:0] \$31 ;
   wire \$310 ;
-  wire [104:0] \$311 ;
-  wire \$312 ;
+  wire \$311 ;
+  wire [40:0] \$312 ;
   wire \$313 ;
-  wire [103:0] \$314 ;
-  wire \$315 ;
+  wire \$314 ;
+  wire [37:0] \$315 ;
   wire \$316 ;
-  wire [104:0] \$317 ;
-  wire \$318 ;
+  wire \$317 ;
+  wire [39:0] \$318 ;
   wire \$319 ;
-  wire \$32 ;
-  wire [101:0] \$320 ;
-  wire \$321 ;
+  wire [19:0] \$32 ;
+  wire \$320 ;
+  wire [40:0] \$321 ;
   wire \$322 ;
-  wire [103:0] \$323 ;
-  wire \$324 ;
+  wire \$323 ;
+  wire [8:0] \$324 ;
   wire \$325 ;
-  wire [104:0] \$326 ;
-  wire \$327 ;
+  wire \$326 ;
+  wire [8:0] \$327 ;
   wire \$328 ;
-  wire [71:0] \$329 ;
-  wire \$33 ;
-  wire \$330 ;
+  wire \$329 ;
+  wire [19:0] \$33 ;
+  wire [8:0] \$330 ;
   wire \$331 ;
-  wire [72:0] \$332 ;
-  wire \$333 ;
+  wire \$332 ;
+  wire [8:0] \$333 ;
   wire \$334 ;
-  wire [72:0] \$335 ;
-  wire \$336 ;
+  wire \$335 ;
+  wire [8:0] \$336 ;
   wire \$337 ;
-  wire [71:0] \$338 ;
-  wire \$339 ;
-  wire \$34 ;
+  wire \$338 ;
+  wire [8:0] \$339 ;
+  wire [19:0] \$34 ;
   wire \$340 ;
-  wire [72:0] \$341 ;
-  wire \$342 ;
+  wire \$341 ;
+  wire [8:0] \$342 ;
   wire \$343 ;
-  wire [69:0] \$344 ;
-  wire \$345 ;
+  wire \$344 ;
+  wire [8:0] \$345 ;
   wire \$346 ;
-  wire [71:0] \$347 ;
+  wire \$347 ;
   wire \$348 ;
   wire \$349 ;
-  wire \$35 ;
-  wire [72:0] \$350 ;
+  wire [19:0] \$35 ;
+  wire \$350 ;
   wire \$351 ;
   wire \$352 ;
-  wire [39:0] \$353 ;
+  wire \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire [40:0] \$356 ;
+  wire \$356 ;
   wire \$357 ;
   wire \$358 ;
-  wire [40:0] \$359 ;
-  wire \$36 ;
+  wire \$359 ;
+  wire [19:0] \$36 ;
   wire \$360 ;
   wire \$361 ;
-  wire [39:0] \$362 ;
+  wire \$362 ;
   wire \$363 ;
   wire \$364 ;
-  wire [40:0] \$365 ;
+  wire \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [37:0] \$368 ;
+  wire \$368 ;
   wire \$369 ;
-  wire \$37 ;
+  wire [19:0] \$37 ;
   wire \$370 ;
-  wire [39:0] \$371 ;
+  wire \$371 ;
   wire \$372 ;
   wire \$373 ;
-  wire [40:0] \$374 ;
+  wire \$374 ;
   wire \$375 ;
   wire \$376 ;
-  wire [8:0] \$377 ;
+  wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire \$38 ;
-  wire [8:0] \$380 ;
+  wire [19:0] \$38 ;
+  wire \$380 ;
   wire \$381 ;
   wire \$382 ;
-  wire [8:0] \$383 ;
+  wire \$383 ;
   wire \$384 ;
   wire \$385 ;
-  wire [8:0] \$386 ;
+  wire \$386 ;
   wire \$387 ;
   wire \$388 ;
-  wire [8:0] \$389 ;
-  wire \$39 ;
+  wire \$389 ;
+  wire [19:0] \$39 ;
   wire \$390 ;
   wire \$391 ;
-  wire [8:0] \$392 ;
+  wire \$392 ;
   wire \$393 ;
   wire \$394 ;
-  wire [8:0] \$395 ;
+  wire \$395 ;
   wire \$396 ;
   wire \$397 ;
-  wire [8:0] \$398 ;
+  wire \$398 ;
   wire \$399 ;
-  wire \$4 ;
-  wire \$40 ;
+  wire [6:0] \$4 ;
+  wire [19:0] \$40 ;
   wire \$400 ;
   wire \$401 ;
   wire \$402 ;
@@ -22348,7 +22348,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire \$41 ;
+  wire [19:0] \$41 ;
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
@@ -22359,7 +22359,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire \$42 ;
+  wire [19:0] \$42 ;
   wire \$420 ;
   wire \$421 ;
   wire \$422 ;
@@ -22370,7 +22370,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire \$43 ;
+  wire [19:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
   wire \$432 ;
@@ -22381,7 +22381,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$437 ;
   wire \$438 ;
   wire \$439 ;
-  wire \$44 ;
+  wire [19:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
@@ -22392,7 +22392,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire \$45 ;
+  wire [19:0] \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
@@ -22403,7 +22403,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
-  wire \$46 ;
+  wire [19:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire \$462 ;
@@ -22413,22 +22413,22 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$466 ;
   wire \$467 ;
   wire \$468 ;
-  wire \$469 ;
+  wire [11:0] \$469 ;
   wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
+  wire [12:0] \$470 ;
+  wire [11:0] \$471 ;
   wire \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
+  wire [3:0] \$476 ;
+  wire [3:0] \$477 ;
   wire \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
   wire \$481 ;
-  wire \$482 ;
+  wire [2:0] \$482 ;
   wire \$483 ;
   wire \$484 ;
   wire \$485 ;
@@ -22442,35 +22442,35 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  wire [31:0] \$495 ;
+  wire [31:0] \$496 ;
+  wire [31:0] \$497 ;
+  wire [31:0] \$498 ;
+  wire [31:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
-  wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
+  wire [31:0] \$500 ;
+  wire [31:0] \$501 ;
+  wire [31:0] \$502 ;
+  wire [31:0] \$503 ;
+  wire [31:0] \$504 ;
+  wire [31:0] \$505 ;
+  wire [31:0] \$506 ;
+  wire [31:0] \$507 ;
+  wire [31:0] \$508 ;
+  wire [31:0] \$509 ;
+  wire [3:0] \$51 ;
+  wire [31:0] \$510 ;
+  wire [31:0] \$511 ;
+  wire [31:0] \$512 ;
+  wire [31:0] \$513 ;
+  wire [31:0] \$514 ;
+  wire [31:0] \$515 ;
+  wire [31:0] \$516 ;
+  wire [31:0] \$517 ;
+  wire [31:0] \$518 ;
   wire \$519 ;
-  wire \$52 ;
+  wire [4:0] \$52 ;
   wire \$520 ;
   wire \$521 ;
   wire \$522 ;
@@ -22481,7 +22481,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$527 ;
   wire \$528 ;
   wire \$529 ;
-  wire \$53 ;
+  wire [3:0] \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
@@ -22492,81 +22492,81 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
-  wire \$54 ;
-  wire \$540 ;
+  wire [7:0] \$54 ;
+  wire [296:0] \$540 ;
   wire \$541 ;
   wire \$542 ;
-  wire \$543 ;
+  wire [296:0] \$543 ;
   wire \$544 ;
   wire \$545 ;
-  wire \$546 ;
+  wire [296:0] \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire \$549 ;
-  wire \$55 ;
-  wire [11:0] \$550 ;
-  wire [12:0] \$551 ;
-  wire [11:0] \$552 ;
+  wire [296:0] \$549 ;
+  wire [8:0] \$55 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire [296:0] \$552 ;
   wire \$553 ;
   wire \$554 ;
-  wire \$555 ;
+  wire [296:0] \$555 ;
   wire \$556 ;
   wire \$557 ;
-  wire \$558 ;
-  wire [3:0] \$559 ;
-  wire \$56 ;
-  wire [3:0] \$560 ;
-  wire \$561 ;
+  wire [296:0] \$558 ;
+  wire \$559 ;
+  wire [7:0] \$56 ;
+  wire \$560 ;
+  wire [296:0] \$561 ;
   wire \$562 ;
   wire \$563 ;
   wire \$564 ;
-  wire [2:0] \$565 ;
+  wire \$565 ;
   wire \$566 ;
   wire \$567 ;
   wire \$568 ;
-  wire \$569 ;
+  wire [5:0] \$569 ;
   wire \$57 ;
   wire \$570 ;
   wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire [31:0] \$578 ;
-  wire [31:0] \$579 ;
+  wire [12:0] \$572 ;
+  wire [5:0] \$573 ;
+  wire [10:0] \$574 ;
+  wire [10:0] \$575 ;
+  wire [10:0] \$576 ;
+  wire [10:0] \$577 ;
+  wire [10:0] \$578 ;
+  wire [10:0] \$579 ;
   wire \$58 ;
-  wire [31:0] \$580 ;
-  wire [31:0] \$581 ;
-  wire [31:0] \$582 ;
-  wire [31:0] \$583 ;
-  wire [31:0] \$584 ;
-  wire [31:0] \$585 ;
-  wire [31:0] \$586 ;
-  wire [31:0] \$587 ;
-  wire [31:0] \$588 ;
-  wire [31:0] \$589 ;
+  wire [10:0] \$580 ;
+  wire [10:0] \$581 ;
+  wire [10:0] \$582 ;
+  wire [10:0] \$583 ;
+  wire [10:0] \$584 ;
+  wire [10:0] \$585 ;
+  wire [10:0] \$586 ;
+  wire [10:0] \$587 ;
+  wire [10:0] \$588 ;
+  wire [11:0] \$589 ;
   wire \$59 ;
-  wire [31:0] \$590 ;
-  wire [31:0] \$591 ;
-  wire [31:0] \$592 ;
-  wire [31:0] \$593 ;
-  wire [31:0] \$594 ;
-  wire [31:0] \$595 ;
-  wire [31:0] \$596 ;
-  wire [31:0] \$597 ;
-  wire [31:0] \$598 ;
-  wire [31:0] \$599 ;
+  wire [7:0] \$590 ;
+  wire [12:0] \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire \$594 ;
+  wire [11:0] \$595 ;
+  wire \$596 ;
+  wire [5:0] \$597 ;
+  wire [11:0] \$598 ;
+  wire [12:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire [31:0] \$600 ;
-  wire [31:0] \$601 ;
+  wire [5:0] \$600 ;
+  wire [12:0] \$601 ;
   wire \$602 ;
   wire \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire \$606 ;
+  wire [5:0] \$606 ;
   wire \$607 ;
   wire \$608 ;
   wire \$609 ;
@@ -22585,236 +22585,155 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$620 ;
   wire \$621 ;
   wire \$622 ;
-  wire [296:0] \$623 ;
+  wire \$623 ;
   wire \$624 ;
   wire \$625 ;
-  wire [296:0] \$626 ;
+  wire \$626 ;
   wire \$627 ;
   wire \$628 ;
-  wire [296:0] \$629 ;
+  wire \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
-  wire [296:0] \$632 ;
+  wire \$632 ;
   wire \$633 ;
   wire \$634 ;
-  wire [296:0] \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire [296:0] \$638 ;
-  wire \$639 ;
-  wire \$64 ;
-  wire \$640 ;
-  wire [296:0] \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire [296:0] \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
-  wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire [5:0] \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire [12:0] \$655 ;
-  wire [5:0] \$656 ;
-  wire [10:0] \$657 ;
-  wire [10:0] \$658 ;
-  wire [10:0] \$659 ;
-  wire \$66 ;
-  wire [10:0] \$660 ;
-  wire [10:0] \$661 ;
-  wire [10:0] \$662 ;
-  wire [10:0] \$663 ;
-  wire [10:0] \$664 ;
-  wire [10:0] \$665 ;
-  wire [10:0] \$666 ;
-  wire [10:0] \$667 ;
-  wire [10:0] \$668 ;
-  wire [10:0] \$669 ;
-  wire \$67 ;
-  wire [10:0] \$670 ;
-  wire [10:0] \$671 ;
-  wire [11:0] \$672 ;
-  wire [7:0] \$673 ;
-  wire [12:0] \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire [11:0] \$678 ;
-  wire \$679 ;
-  wire [19:0] \$68 ;
-  wire [5:0] \$680 ;
-  wire [11:0] \$681 ;
-  wire [12:0] \$682 ;
-  wire [5:0] \$683 ;
-  wire [12:0] \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire [5:0] \$689 ;
-  wire [19:0] \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
+  reg [4:0] \$635 ;
+  reg \$636 ;
+  reg \$637 ;
+  reg [457:0] \$638 ;
+  reg [79:0] \$639 ;
+  wire [3:0] \$64 ;
+  reg \$640 ;
+  reg \$641 ;
+  reg [457:0] \$642 ;
+  reg \$643 ;
+  reg \$644 ;
+  reg [457:0] \$645 ;
+  reg \$646 ;
+  reg [317:0] \$647 ;
+  reg [317:0] \$648 ;
+  reg [317:0] \$649 ;
+  wire [10:0] \$65 ;
+  reg [317:0] \$650 ;
+  reg \$651 ;
+  reg [457:0] \$652 ;
+  reg [11:0] \$653 ;
+  reg [19:0] \$654 ;
+  reg [11:0] \$655 ;
+  reg [19:0] \$656 ;
+  reg [11:0] \$657 ;
+  reg [19:0] \$658 ;
+  reg [11:0] \$659 ;
+  wire [10:0] \$66 ;
+  reg [19:0] \$660 ;
+  reg [11:0] \$661 ;
+  reg [19:0] \$662 ;
+  reg [11:0] \$663 ;
+  reg [19:0] \$664 ;
+  reg [11:0] \$665 ;
+  reg [19:0] \$666 ;
+  reg [11:0] \$667 ;
+  reg [19:0] \$668 ;
+  reg [11:0] \$669 ;
+  wire [10:0] \$67 ;
+  reg [19:0] \$670 ;
+  reg [11:0] \$671 ;
+  reg [19:0] \$672 ;
+  reg [11:0] \$673 ;
+  reg [19:0] \$674 ;
+  reg [11:0] \$675 ;
+  reg [19:0] \$676 ;
+  reg \$677 ;
+  reg [457:0] \$678 ;
+  reg [11:0] \$679 ;
+  wire [10:0] \$68 ;
+  reg \$680 ;
+  reg [19:0] \$681 ;
+  reg [19:0] \$682 ;
+  reg [19:0] \$683 ;
+  reg [19:0] \$684 ;
+  reg [19:0] \$685 ;
+  reg [19:0] \$686 ;
+  reg [19:0] \$687 ;
+  reg [19:0] \$688 ;
+  reg [19:0] \$689 ;
+  wire [10:0] \$69 ;
+  reg [19:0] \$690 ;
+  reg [19:0] \$691 ;
+  reg [19:0] \$692 ;
+  reg \$693 ;
+  reg [457:0] \$694 ;
+  reg [1:0] \$695 ;
+  reg [11:0] \$696 ;
+  reg [31:0] \$697 ;
+  reg [9:0] \$698 ;
+  reg \$699 ;
   wire \$7 ;
-  wire [19:0] \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire [19:0] \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  reg \$718 ;
-  reg [457:0] \$719 ;
-  wire [19:0] \$72 ;
-  reg [79:0] \$720 ;
-  reg \$721 ;
+  wire [10:0] \$70 ;
+  reg [31:0] \$700 ;
+  reg [31:0] \$701 ;
+  reg [31:0] \$702 ;
+  reg [31:0] \$703 ;
+  reg [31:0] \$704 ;
+  reg [31:0] \$705 ;
+  reg [31:0] \$706 ;
+  reg [31:0] \$707 ;
+  reg [31:0] \$708 ;
+  reg [31:0] \$709 ;
+  wire [10:0] \$71 ;
+  reg [31:0] \$710 ;
+  reg [1:0] \$711 ;
+  reg [10:0] \$712 ;
+  reg [2:0] \$713 ;
+  reg [7:0] \$714 ;
+  reg [2:0] \$715 ;
+  reg [4:0] \$716 ;
+  reg [10:0] \$717 ;
+  reg [11:0] \$718 ;
+  reg [7:0] \$719 ;
+  wire [10:0] \$72 ;
+  reg \$720 ;
+  reg [4:0] \$721 ;
   reg \$722 ;
-  reg [457:0] \$723 ;
-  reg \$724 ;
-  reg \$725 ;
-  reg [457:0] \$726 ;
-  reg \$727 ;
+  reg \$723 ;
+  reg [317:0] \$724 ;
+  reg [317:0] \$725 ;
+  reg [317:0] \$726 ;
+  reg [317:0] \$727 ;
   reg [317:0] \$728 ;
   reg [317:0] \$729 ;
-  wire [19:0] \$73 ;
+  wire [10:0] \$73 ;
   reg [317:0] \$730 ;
   reg [317:0] \$731 ;
-  reg \$732 ;
-  reg [457:0] \$733 ;
-  reg [11:0] \$734 ;
-  reg [19:0] \$735 ;
-  reg [11:0] \$736 ;
-  reg [19:0] \$737 ;
-  reg [11:0] \$738 ;
-  reg [19:0] \$739 ;
-  wire [19:0] \$74 ;
-  reg [11:0] \$740 ;
-  reg [19:0] \$741 ;
-  reg [11:0] \$742 ;
-  reg [19:0] \$743 ;
-  reg [11:0] \$744 ;
-  reg [19:0] \$745 ;
-  reg [11:0] \$746 ;
-  reg [19:0] \$747 ;
-  reg [11:0] \$748 ;
-  reg [19:0] \$749 ;
-  wire [19:0] \$75 ;
-  reg [11:0] \$750 ;
-  reg [19:0] \$751 ;
-  reg [11:0] \$752 ;
-  reg [19:0] \$753 ;
-  reg [11:0] \$754 ;
-  reg [19:0] \$755 ;
-  reg [11:0] \$756 ;
-  reg [19:0] \$757 ;
-  reg \$758 ;
-  reg [457:0] \$759 ;
-  wire [19:0] \$76 ;
-  reg [11:0] \$760 ;
-  reg \$761 ;
-  reg [19:0] \$762 ;
-  reg [19:0] \$763 ;
-  reg [19:0] \$764 ;
-  reg [19:0] \$765 ;
-  reg [19:0] \$766 ;
-  reg [19:0] \$767 ;
-  reg [19:0] \$768 ;
-  reg [19:0] \$769 ;
-  wire [19:0] \$77 ;
-  reg [19:0] \$770 ;
-  reg [19:0] \$771 ;
-  reg [19:0] \$772 ;
-  reg [19:0] \$773 ;
-  reg \$774 ;
-  reg [457:0] \$775 ;
-  reg [1:0] \$776 ;
-  reg [11:0] \$777 ;
-  reg [31:0] \$778 ;
-  reg [9:0] \$779 ;
-  wire [19:0] \$78 ;
-  reg \$780 ;
-  reg [31:0] \$781 ;
-  reg [31:0] \$782 ;
-  reg [31:0] \$783 ;
-  reg [31:0] \$784 ;
-  reg [31:0] \$785 ;
-  reg [31:0] \$786 ;
-  reg [31:0] \$787 ;
-  reg [31:0] \$788 ;
-  reg [31:0] \$789 ;
-  wire [19:0] \$79 ;
-  reg [31:0] \$790 ;
-  reg [31:0] \$791 ;
-  reg [1:0] \$792 ;
-  reg [10:0] \$793 ;
-  reg [2:0] \$794 ;
-  reg [7:0] \$795 ;
-  reg [2:0] \$796 ;
-  reg [4:0] \$797 ;
-  reg [10:0] \$798 ;
-  reg [11:0] \$799 ;
+  wire [10:0] \$74 ;
+  wire [10:0] \$75 ;
+  wire [10:0] \$76 ;
+  wire [10:0] \$77 ;
+  wire [10:0] \$78 ;
+  wire [10:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  reg [7:0] \$800 ;
-  reg \$801 ;
-  reg [4:0] \$802 ;
-  reg \$803 ;
-  reg \$804 ;
-  reg [317:0] \$805 ;
-  reg [317:0] \$806 ;
-  reg [317:0] \$807 ;
-  reg [317:0] \$808 ;
-  reg [317:0] \$809 ;
-  wire [19:0] \$81 ;
-  reg [317:0] \$810 ;
-  reg [317:0] \$811 ;
-  reg [317:0] \$812 ;
-  wire [19:0] \$82 ;
-  wire [19:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire [19:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [19:0] \$88 ;
-  wire [19:0] \$89 ;
+  wire [11:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [11:0] \$84 ;
+  wire \$85 ;
+  wire [6:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [3:0] \$94 ;
-  wire [4:0] \$95 ;
-  wire [3:0] \$96 ;
-  wire [7:0] \$97 ;
-  wire [8:0] \$98 ;
-  wire [7:0] \$99 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$auto$rtlil.cc:2739:Not$10 ;
   wire \$auto$rtlil.cc:2739:Not$12 ;
   wire \$auto$rtlil.cc:2739:Not$14 ;
@@ -22826,7 +22745,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$auto$rtlil.cc:2739:Not$6 ;
   wire \$auto$rtlil.cc:2739:Not$8 ;
   reg [11:0] \$signal  = 12'h000;
-  reg [457:0] \$signal$137  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [457:0] \$signal$148  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -22837,10 +22756,10 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] \$signal$137.drop ;
-  wire [5:0] \$signal$137.dscp ;
-  wire [127:0] \$signal$137.dst_addr ;
-  wire [15:0] \$signal$137.dst_port ;
+  wire [3:0] \$signal$148.drop ;
+  wire [5:0] \$signal$148.dscp ;
+  wire [127:0] \$signal$148.dst_addr ;
+  wire [15:0] \$signal$148.dst_port ;
   (* enum_base_type = "ParseError" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -22850,21 +22769,21 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  wire [3:0] \$signal$137.error ;
-  wire [15:0] \$signal$137.ethertype ;
-  wire [9:0] \$signal$137.flags ;
-  wire \$signal$137.flags.direct ;
-  wire \$signal$137.flags.fragment ;
-  wire \$signal$137.flags.ip_options ;
-  wire \$signal$137.flags.ipv4 ;
-  wire \$signal$137.flags.ipv6 ;
-  wire \$signal$137.flags.tcp ;
-  wire \$signal$137.flags.tunnel ;
-  wire \$signal$137.flags.udp ;
-  wire \$signal$137.flags.vlan ;
-  wire \$signal$137.flags.vlan2 ;
-  wire [15:0] \$signal$137.generation ;
-  wire [31:0] \$signal$137.hash ;
+  wire [3:0] \$signal$148.error ;
+  wire [15:0] \$signal$148.ethertype ;
+  wire [9:0] \$signal$148.flags ;
+  wire \$signal$148.flags.direct ;
+  wire \$signal$148.flags.fragment ;
+  wire \$signal$148.flags.ip_options ;
+  wire \$signal$148.flags.ipv4 ;
+  wire \$signal$148.flags.ipv6 ;
+  wire \$signal$148.flags.tcp ;
+  wire \$signal$148.flags.tunnel ;
+  wire \$signal$148.flags.udp ;
+  wire \$signal$148.flags.vlan ;
+  wire \$signal$148.flags.vlan2 ;
+  wire [15:0] \$signal$148.generation ;
+  wire [31:0] \$signal$148.hash ;
   (* enum_base_type = "HashType" *)
   (* enum_value_000 = "NONE" *)
   (* enum_value_001 = "IPV4" *)
@@ -22873,119 +22792,119 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   (* enum_value_100 = "IPV6" *)
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
-  wire [2:0] \$signal$137.hash_type ;
-  wire [3:0] \$signal$137.instance ;
-  wire [7:0] \$signal$137.ip_proto ;
-  wire [15:0] \$signal$137.length ;
-  wire [7:0] \$signal$137.queue ;
-  wire [10:0] \$signal$137.reta_offset ;
-  wire [3:0] \$signal$137.reta_size_log2 ;
-  wire [7:0] \$signal$137.rule ;
-  wire [127:0] \$signal$137.src_addr ;
-  wire [15:0] \$signal$137.src_port ;
-  wire [7:0] \$signal$137.tcp_flags ;
-  wire [11:0] \$signal$137.vlan_id ;
-  reg \$signal$138  = 1'h0;
-  reg [11:0] \$signal$142  = 12'h000;
-  reg [10:0] \$signal$145  = 11'h000;
-  reg \$signal$151  = 1'h0;
-  reg \$signal$88  = 1'h0;
+  wire [2:0] \$signal$148.hash_type ;
+  wire [3:0] \$signal$148.instance ;
+  wire [7:0] \$signal$148.ip_proto ;
+  wire [15:0] \$signal$148.length ;
+  wire [7:0] \$signal$148.queue ;
+  wire [10:0] \$signal$148.reta_offset ;
+  wire [3:0] \$signal$148.reta_size_log2 ;
+  wire [7:0] \$signal$148.rule ;
+  wire [127:0] \$signal$148.src_addr ;
+  wire [15:0] \$signal$148.src_port ;
+  wire [7:0] \$signal$148.tcp_flags ;
+  wire [11:0] \$signal$148.vlan_id ;
+  reg \$signal$149  = 1'h0;
+  reg [11:0] \$signal$152  = 12'h000;
+  reg [10:0] \$signal$155  = 11'h000;
+  reg \$signal$161  = 1'h0;
+  reg \$signal$95  = 1'h0;
   wire [7:0] \$signature__addr ;
-  wire [7:0] \$signature__addr$12 ;
-  wire [7:0] \$signature__addr$14 ;
-  wire [7:0] \$signature__addr$16 ;
-  reg [7:0] \$signature__addr$70 ;
-  reg [4:0] \$signature__addr$71 ;
-  wire [7:0] \$signature__addr$84 ;
-  wire [7:0] \$signature__addr$89 ;
-  wire [7:0] \$signature__addr$92 ;
-  wire [7:0] \$signature__addr$95 ;
+  wire [7:0] \$signature__addr$102 ;
+  wire [7:0] \$signature__addr$19 ;
+  wire [7:0] \$signature__addr$21 ;
+  wire [7:0] \$signature__addr$23 ;
+  reg [7:0] \$signature__addr$77 ;
+  reg [4:0] \$signature__addr$78 ;
+  wire [7:0] \$signature__addr$91 ;
+  wire [7:0] \$signature__addr$96 ;
+  wire [7:0] \$signature__addr$99 ;
   reg [328:0] \$signature__data ;
-  wire [317:0] \$signature__data$109 ;
-  wire [19:0] \$signature__data$109.action ;
-  wire \$signature__data$109.action.drop ;
-  wire [3:0] \$signature__data$109.action.instance ;
-  wire [10:0] \$signature__data$109.action.reta_offset ;
-  wire [3:0] \$signature__data$109.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$109.key ;
-  wire [127:0] \$signature__data$109.key.dst_addr ;
-  wire [15:0] \$signature__data$109.key.dst_port ;
-  wire [7:0] \$signature__data$109.key.ip_proto ;
-  wire \$signature__data$109.key.ipv6 ;
-  wire [127:0] \$signature__data$109.key.src_addr ;
-  wire [15:0] \$signature__data$109.key.src_port ;
-  wire \$signature__data$109.valid ;
-  wire [317:0] \$signature__data$111 ;
-  wire [19:0] \$signature__data$111.action ;
-  wire \$signature__data$111.action.drop ;
-  wire [3:0] \$signature__data$111.action.instance ;
-  wire [10:0] \$signature__data$111.action.reta_offset ;
-  wire [3:0] \$signature__data$111.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$111.key ;
-  wire [127:0] \$signature__data$111.key.dst_addr ;
-  wire [15:0] \$signature__data$111.key.dst_port ;
-  wire [7:0] \$signature__data$111.key.ip_proto ;
-  wire \$signature__data$111.key.ipv6 ;
-  wire [127:0] \$signature__data$111.key.src_addr ;
-  wire [15:0] \$signature__data$111.key.src_port ;
-  wire \$signature__data$111.valid ;
-  wire [317:0] \$signature__data$113 ;
-  wire [19:0] \$signature__data$113.action ;
-  wire \$signature__data$113.action.drop ;
-  wire [3:0] \$signature__data$113.action.instance ;
-  wire [10:0] \$signature__data$113.action.reta_offset ;
-  wire [3:0] \$signature__data$113.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$113.key ;
-  wire [127:0] \$signature__data$113.key.dst_addr ;
-  wire [15:0] \$signature__data$113.key.dst_port ;
-  wire [7:0] \$signature__data$113.key.ip_proto ;
-  wire \$signature__data$113.key.ipv6 ;
-  wire [127:0] \$signature__data$113.key.src_addr ;
-  wire [15:0] \$signature__data$113.key.src_port ;
-  wire \$signature__data$113.valid ;
-  wire [317:0] \$signature__data$115 ;
-  wire [19:0] \$signature__data$115.action ;
-  wire \$signature__data$115.action.drop ;
-  wire [3:0] \$signature__data$115.action.instance ;
-  wire [10:0] \$signature__data$115.action.reta_offset ;
-  wire [3:0] \$signature__data$115.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$115.key ;
-  wire [127:0] \$signature__data$115.key.dst_addr ;
-  wire [15:0] \$signature__data$115.key.dst_port ;
-  wire [7:0] \$signature__data$115.key.ip_proto ;
-  wire \$signature__data$115.key.ipv6 ;
-  wire [127:0] \$signature__data$115.key.src_addr ;
-  wire [15:0] \$signature__data$115.key.src_port ;
-  wire \$signature__data$115.valid ;
-  reg [3:0] \$signature__data$78 ;
-  wire [317:0] \$signature__data$86 ;
-  wire [19:0] \$signature__data$86.action ;
-  wire \$signature__data$86.action.drop ;
-  wire [3:0] \$signature__data$86.action.instance ;
-  wire [10:0] \$signature__data$86.action.reta_offset ;
-  wire [3:0] \$signature__data$86.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$86.key ;
-  wire [127:0] \$signature__data$86.key.dst_addr ;
-  wire [15:0] \$signature__data$86.key.dst_port ;
-  wire [7:0] \$signature__data$86.key.ip_proto ;
-  wire \$signature__data$86.key.ipv6 ;
-  wire [127:0] \$signature__data$86.key.src_addr ;
-  wire [15:0] \$signature__data$86.key.src_port ;
-  wire \$signature__data$86.valid ;
-  wire [317:0] \$signature__data$90 ;
-  wire [19:0] \$signature__data$90.action ;
-  wire \$signature__data$90.action.drop ;
-  wire [3:0] \$signature__data$90.action.instance ;
-  wire [10:0] \$signature__data$90.action.reta_offset ;
-  wire [3:0] \$signature__data$90.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$90.key ;
-  wire [127:0] \$signature__data$90.key.dst_addr ;
-  wire [15:0] \$signature__data$90.key.dst_port ;
-  wire [7:0] \$signature__data$90.key.ip_proto ;
-  wire \$signature__data$90.key.ipv6 ;
-  wire [127:0] \$signature__data$90.key.src_addr ;
-  wire [15:0] \$signature__data$90.key.src_port ;
-  wire \$signature__data$90.valid ;
+  wire [317:0] \$signature__data$100 ;
+  wire [19:0] \$signature__data$100.action ;
+  wire \$signature__data$100.action.drop ;
+  wire [3:0] \$signature__data$100.action.instance ;
+  wire [10:0] \$signature__data$100.action.reta_offset ;
+  wire [3:0] \$signature__data$100.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$100.key ;
+  wire [127:0] \$signature__data$100.key.dst_addr ;
+  wire [15:0] \$signature__data$100.key.dst_port ;
+  wire [7:0] \$signature__data$100.key.ip_proto ;
+  wire \$signature__data$100.key.ipv6 ;
+  wire [127:0] \$signature__data$100.key.src_addr ;
+  wire [15:0] \$signature__data$100.key.src_port ;
+  wire \$signature__data$100.valid ;
+  wire [317:0] \$signature__data$103 ;
+  wire [19:0] \$signature__data$103.action ;
+  wire \$signature__data$103.action.drop ;
+  wire [3:0] \$signature__data$103.action.instance ;
+  wire [10:0] \$signature__data$103.action.reta_offset ;
+  wire [3:0] \$signature__data$103.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$103.key ;
+  wire [127:0] \$signature__data$103.key.dst_addr ;
+  wire [15:0] \$signature__data$103.key.dst_port ;
+  wire [7:0] \$signature__data$103.key.ip_proto ;
+  wire \$signature__data$103.key.ipv6 ;
+  wire [127:0] \$signature__data$103.key.src_addr ;
+  wire [15:0] \$signature__data$103.key.src_port ;
+  wire \$signature__data$103.valid ;
+  wire [317:0] \$signature__data$118 ;
+  wire [19:0] \$signature__data$118.action ;
+  wire \$signature__data$118.action.drop ;
+  wire [3:0] \$signature__data$118.action.instance ;
+  wire [10:0] \$signature__data$118.action.reta_offset ;
+  wire [3:0] \$signature__data$118.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$118.key ;
+  wire [127:0] \$signature__data$118.key.dst_addr ;
+  wire [15:0] \$signature__data$118.key.dst_port ;
+  wire [7:0] \$signature__data$118.key.ip_proto ;
+  wire \$signature__data$118.key.ipv6 ;
+  wire [127:0] \$signature__data$118.key.src_addr ;
+  wire [15:0] \$signature__data$118.key.src_port ;
+  wire \$signature__data$118.valid ;
+  wire [317:0] \$signature__data$120 ;
+  wire [19:0] \$signature__data$120.action ;
+  wire \$signature__data$120.action.drop ;
+  wire [3:0] \$signature__data$120.action.instance ;
+  wire [10:0] \$signature__data$120.action.reta_offset ;
+  wire [3:0] \$signature__data$120.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$120.key ;
+  wire [127:0] \$signature__data$120.key.dst_addr ;
+  wire [15:0] \$signature__data$120.key.dst_port ;
+  wire [7:0] \$signature__data$120.key.ip_proto ;
+  wire \$signature__data$120.key.ipv6 ;
+  wire [127:0] \$signature__data$120.key.src_addr ;
+  wire [15:0] \$signature__data$120.key.src_port ;
+  wire \$signature__data$120.valid ;
+  wire [317:0] \$signature__data$122 ;
+  wire [19:0] \$signature__data$122.action ;
+  wire \$signature__data$122.action.drop ;
+  wire [3:0] \$signature__data$122.action.instance ;
+  wire [10:0] \$signature__data$122.action.reta_offset ;
+  wire [3:0] \$signature__data$122.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$122.key ;
+  wire [127:0] \$signature__data$122.key.dst_addr ;
+  wire [15:0] \$signature__data$122.key.dst_port ;
+  wire [7:0] \$signature__data$122.key.ip_proto ;
+  wire \$signature__data$122.key.ipv6 ;
+  wire [127:0] \$signature__data$122.key.src_addr ;
+  wire [15:0] \$signature__data$122.key.src_port ;
+  wire \$signature__data$122.valid ;
+  wire [317:0] \$signature__data$124 ;
+  wire [19:0] \$signature__data$124.action ;
+  wire \$signature__data$124.action.drop ;
+  wire [3:0] \$signature__data$124.action.instance ;
+  wire [10:0] \$signature__data$124.action.reta_offset ;
+  wire [3:0] \$signature__data$124.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$124.key ;
+  wire [127:0] \$signature__data$124.key.dst_addr ;
+  wire [15:0] \$signature__data$124.key.dst_port ;
+  wire [7:0] \$signature__data$124.key.ip_proto ;
+  wire \$signature__data$124.key.ipv6 ;
+  wire [127:0] \$signature__data$124.key.src_addr ;
+  wire [15:0] \$signature__data$124.key.src_port ;
+  wire \$signature__data$124.valid ;
+  reg [3:0] \$signature__data$85 ;
   wire [317:0] \$signature__data$93 ;
   wire [19:0] \$signature__data$93.action ;
   wire \$signature__data$93.action.drop ;
@@ -23000,20 +22919,20 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [127:0] \$signature__data$93.key.src_addr ;
   wire [15:0] \$signature__data$93.key.src_port ;
   wire \$signature__data$93.valid ;
-  wire [317:0] \$signature__data$96 ;
-  wire [19:0] \$signature__data$96.action ;
-  wire \$signature__data$96.action.drop ;
-  wire [3:0] \$signature__data$96.action.instance ;
-  wire [10:0] \$signature__data$96.action.reta_offset ;
-  wire [3:0] \$signature__data$96.action.reta_size_log2 ;
-  wire [296:0] \$signature__data$96.key ;
-  wire [127:0] \$signature__data$96.key.dst_addr ;
-  wire [15:0] \$signature__data$96.key.dst_port ;
-  wire [7:0] \$signature__data$96.key.ip_proto ;
-  wire \$signature__data$96.key.ipv6 ;
-  wire [127:0] \$signature__data$96.key.src_addr ;
-  wire [15:0] \$signature__data$96.key.src_port ;
-  wire \$signature__data$96.valid ;
+  wire [317:0] \$signature__data$97 ;
+  wire [19:0] \$signature__data$97.action ;
+  wire \$signature__data$97.action.drop ;
+  wire [3:0] \$signature__data$97.action.instance ;
+  wire [10:0] \$signature__data$97.action.reta_offset ;
+  wire [3:0] \$signature__data$97.action.reta_size_log2 ;
+  wire [296:0] \$signature__data$97.key ;
+  wire [127:0] \$signature__data$97.key.dst_addr ;
+  wire [15:0] \$signature__data$97.key.dst_port ;
+  wire [7:0] \$signature__data$97.key.ip_proto ;
+  wire \$signature__data$97.key.ipv6 ;
+  wire [127:0] \$signature__data$97.key.src_addr ;
+  wire [15:0] \$signature__data$97.key.src_port ;
+  wire \$signature__data$97.valid ;
   wire [317:0] \$signature__data.entry ;
   wire [19:0] \$signature__data.entry.action ;
   wire \$signature__data.entry.action.drop ;
@@ -23030,15 +22949,15 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \$signature__data.entry.valid ;
   wire [10:0] \$signature__data.slot ;
   wire \$signature__en ;
-  wire \$signature__en$13 ;
-  wire \$signature__en$15 ;
-  wire \$signature__en$17 ;
-  reg \$signature__en$75 ;
-  reg \$signature__en$77 ;
-  wire \$signature__en$87 ;
-  wire \$signature__en$91 ;
+  wire \$signature__en$101 ;
+  wire \$signature__en$104 ;
+  wire \$signature__en$20 ;
+  wire \$signature__en$22 ;
+  wire \$signature__en$24 ;
+  reg \$signature__en$82 ;
+  reg \$signature__en$84 ;
   wire \$signature__en$94 ;
-  wire \$signature__en$97 ;
+  wire \$signature__en$98 ;
   reg _op_busy;
   wire [19:0] action;
   wire \action.drop ;
@@ -23099,6 +23018,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   reg [2:0] flow_op_state = 3'h0;
   reg [7:0] free_stash;
   reg [3:0] free_way;
+  reg [4:0] held = 5'h00;
   reg hit_op = 1'h0;
   wire [11:0] hits;
   input [457:0] i__payload;
@@ -23162,7 +23082,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [7:0] \i__payload.tcp_flags ;
   wire [11:0] \i__payload.vlan_id ;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg [4:0] j_r__addr = 5'h00;
@@ -23184,8 +23104,9 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [10:0] \j_r__data.slot ;
   wire j_r__en;
   reg [4:0] journal_len = 5'h00;
+  wire [4:0] next_held;
   output [457:0] o__payload;
-  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [457:0] o__payload;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -23244,10 +23165,9 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [15:0] \o__payload.src_port ;
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
-  input o__ready;
   wire o__ready;
   output o__valid;
-  reg o__valid = 1'h0;
+  wire o__valid;
   reg [7:0] occ_r__addr = 8'h00;
   wire [3:0] occ_r__data;
   wire occ_r__en;
@@ -23255,6 +23175,12 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   reg op_done;
   input pass_errors;
   wire pass_errors;
+  wire [457:0] r_data;
+  input r_en;
+  wire r_en;
+  wire r_rdy;
+  (* init = 1'h1 *)
+  wire ready;
   output refused_stb;
   reg refused_stb;
   reg [2:0] result_status = 3'h0;
@@ -23694,6 +23620,68 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire [10:0] \s5_action9.reta_offset ;
   wire [3:0] \s5_action9.reta_size_log2 ;
   reg s5_valid = 1'h0;
+  (* init = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [457:0] s6_meta;
+  (* enum_base_type = "DropReason" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  (* enum_value_1000 = "RULE" *)
+  wire [3:0] \s6_meta.drop ;
+  wire [5:0] \s6_meta.dscp ;
+  wire [127:0] \s6_meta.dst_addr ;
+  wire [15:0] \s6_meta.dst_port ;
+  (* enum_base_type = "ParseError" *)
+  (* enum_value_0000 = "NONE" *)
+  (* enum_value_0001 = "MAC_ERROR" *)
+  (* enum_value_0010 = "RUNT" *)
+  (* enum_value_0011 = "OVERSIZE" *)
+  (* enum_value_0100 = "TRUNCATED" *)
+  (* enum_value_0101 = "BAD_IHL" *)
+  (* enum_value_0110 = "BAD_LENGTH" *)
+  (* enum_value_0111 = "HEADER_LIMIT" *)
+  wire [3:0] \s6_meta.error ;
+  wire [15:0] \s6_meta.ethertype ;
+  wire [9:0] \s6_meta.flags ;
+  wire \s6_meta.flags.direct ;
+  wire \s6_meta.flags.fragment ;
+  wire \s6_meta.flags.ip_options ;
+  wire \s6_meta.flags.ipv4 ;
+  wire \s6_meta.flags.ipv6 ;
+  wire \s6_meta.flags.tcp ;
+  wire \s6_meta.flags.tunnel ;
+  wire \s6_meta.flags.udp ;
+  wire \s6_meta.flags.vlan ;
+  wire \s6_meta.flags.vlan2 ;
+  wire [15:0] \s6_meta.generation ;
+  wire [31:0] \s6_meta.hash ;
+  (* enum_base_type = "HashType" *)
+  (* enum_value_000 = "NONE" *)
+  (* enum_value_001 = "IPV4" *)
+  (* enum_value_010 = "IPV4_TCP" *)
+  (* enum_value_011 = "IPV4_UDP" *)
+  (* enum_value_100 = "IPV6" *)
+  (* enum_value_101 = "IPV6_TCP" *)
+  (* enum_value_110 = "IPV6_UDP" *)
+  wire [2:0] \s6_meta.hash_type ;
+  wire [3:0] \s6_meta.instance ;
+  wire [7:0] \s6_meta.ip_proto ;
+  wire [15:0] \s6_meta.length ;
+  wire [7:0] \s6_meta.queue ;
+  wire [10:0] \s6_meta.reta_offset ;
+  wire [3:0] \s6_meta.reta_size_log2 ;
+  wire [7:0] \s6_meta.rule ;
+  wire [127:0] \s6_meta.src_addr ;
+  wire [15:0] \s6_meta.src_port ;
+  wire [7:0] \s6_meta.tcp_flags ;
+  wire [11:0] \s6_meta.vlan_id ;
+  (* init = 1'h0 *)
+  wire s6_valid;
   wire [317:0] staged_entry;
   wire [19:0] \staged_entry.action ;
   wire \staged_entry.action.drop ;
@@ -23822,6 +23810,8 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   wire \stash7.valid ;
   reg [7:0] stash_occ = 8'h00;
   reg [1:0] step = 2'h0;
+  reg [457:0] w_data = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg w_en = 1'h0;
   reg [328:0] journal [23:0];
   initial begin
     journal[0] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -23850,8 +23840,8 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     journal[23] = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$75 )
-      journal[\$signature__addr$71 ] <= \$signature__data ;
+    if (\$signature__en$82 )
+      journal[\$signature__addr$78 ] <= \$signature__data ;
   end
   reg [328:0] _0_;
   always @(posedge clk) begin
@@ -24118,8 +24108,8 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     occupancy[255] = 4'h0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$77 )
-      occupancy[\$signature__addr$70 ] <= \$signature__data$78 ;
+    if (\$signature__en$84 )
+      occupancy[\$signature__addr$77 ] <= \$signature__data$85 ;
   end
   reg [3:0] _1_;
   always @(posedge clk) begin
@@ -24386,16 +24376,14 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way0[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$87 )
+    if (\$signature__en$94 )
       way0[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _2_;
   always @(posedge clk) begin
-    if (\$signature__en ) begin
-      _2_ <= way0[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
-    end
+    _2_ <= way0[{ \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  }];
   end
-  assign \$signature__data$109  = _2_;
+  assign \$signature__data$118  = _2_;
   reg [317:0] way1 [255:0];
   initial begin
     way1[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -24656,16 +24644,14 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way1[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$91 )
+    if (\$signature__en$98 )
       way1[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _3_;
   always @(posedge clk) begin
-    if (\$signature__en$13 ) begin
-      _3_ <= way1[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
-    end
+    _3_ <= way1[{ \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  }];
   end
-  assign \$signature__data$111  = _3_;
+  assign \$signature__data$120  = _3_;
   reg [317:0] way2 [255:0];
   initial begin
     way2[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -24926,16 +24912,14 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way2[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$94 )
+    if (\$signature__en$101 )
       way2[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _4_;
   always @(posedge clk) begin
-    if (\$signature__en$15 ) begin
-      _4_ <= way2[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
-    end
+    _4_ <= way2[{ \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  }];
   end
-  assign \$signature__data$113  = _4_;
+  assign \$signature__data$122  = _4_;
   reg [317:0] way3 [255:0];
   initial begin
     way3[0] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -25196,749 +25180,672 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
     way3[255] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$97 )
+    if (\$signature__en$104 )
       way3[j_r__data[9:2]] <= j_r__data[328:11];
   end
   reg [317:0] _5_;
   always @(posedge clk) begin
-    if (\$signature__en$17 ) begin
-      _5_ <= way3[{ \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  }];
-    end
+    _5_ <= way3[{ \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  }];
   end
-  assign \$signature__data$115  = _5_;
-  assign \$177  = ^ \$176 ;
-  assign \$180  = ^ \$179 ;
-  assign \$183  = ^ \$182 ;
-  assign \$186  = ^ \$185 ;
-  assign \$189  = ^ \$188 ;
-  assign \$192  = ^ \$191 ;
-  assign \$195  = ^ \$194 ;
-  assign \$198  = ^ \$197 ;
-  assign \$201  = ^ \$200 ;
-  assign \$204  = ^ \$203 ;
-  assign \$207  = ^ \$206 ;
-  assign \$210  = ^ \$209 ;
-  assign \$213  = ^ \$212 ;
-  assign \$216  = ^ \$215 ;
-  assign \$219  = ^ \$218 ;
-  assign \$222  = ^ \$221 ;
-  assign \$225  = ^ \$224 ;
-  assign \$228  = ^ \$227 ;
-  assign \$231  = ^ \$230 ;
-  assign \$234  = ^ \$233 ;
-  assign \$237  = ^ \$236 ;
-  assign \$240  = ^ \$239 ;
-  assign \$243  = ^ \$242 ;
-  assign \$246  = ^ \$245 ;
-  assign \$249  = ^ \$248 ;
-  assign \$252  = ^ \$251 ;
-  assign \$255  = ^ \$254 ;
-  assign \$258  = ^ \$257 ;
-  assign \$261  = ^ \$260 ;
-  assign \$264  = ^ \$263 ;
-  assign \$267  = ^ \$266 ;
-  assign \$270  = ^ \$269 ;
-  assign \$273  = ^ \$272 ;
-  assign \$276  = ^ \$275 ;
-  assign \$279  = ^ \$278 ;
-  assign \$282  = ^ \$281 ;
-  assign \$285  = ^ \$284 ;
-  assign \$288  = ^ \$287 ;
-  assign \$291  = ^ \$290 ;
-  assign \$294  = ^ \$293 ;
-  assign \$297  = ^ \$296 ;
-  assign \$300  = ^ \$299 ;
-  assign \$303  = ^ \$302 ;
-  assign \$306  = ^ \$305 ;
-  assign \$309  = ^ \$308 ;
-  assign \$312  = ^ \$311 ;
-  assign \$315  = ^ \$314 ;
-  assign \$318  = ^ \$317 ;
-  assign \$321  = ^ \$320 ;
-  assign \$324  = ^ \$323 ;
-  assign \$327  = ^ \$326 ;
-  assign \$330  = ^ \$329 ;
-  assign \$333  = ^ \$332 ;
-  assign \$336  = ^ \$335 ;
-  assign \$339  = ^ \$338 ;
-  assign \$342  = ^ \$341 ;
-  assign \$345  = ^ \$344 ;
-  assign \$348  = ^ \$347 ;
-  assign \$351  = ^ \$350 ;
-  assign \$354  = ^ \$353 ;
-  assign \$357  = ^ \$356 ;
-  assign \$360  = ^ \$359 ;
-  assign \$363  = ^ \$362 ;
-  assign \$366  = ^ \$365 ;
-  assign \$369  = ^ \$368 ;
-  assign \$372  = ^ \$371 ;
-  assign \$375  = ^ \$374 ;
-  assign \$378  = ^ \$377 ;
-  assign \$381  = ^ \$380 ;
-  assign \$384  = ^ \$383 ;
-  assign \$387  = ^ \$386 ;
-  assign \$390  = ^ \$389 ;
-  assign \$393  = ^ \$392 ;
-  assign \$396  = ^ \$395 ;
-  assign \$399  = ^ \$398 ;
-  assign \$401  = i__payload[22] | i__payload[23];
-  assign \$402  = ~ s2_valid;
-  assign \$403  = ~ s3_valid;
-  assign \$404  = ~ s4_valid;
-  assign \$405  = ~ s5_valid;
-  assign \$406  = ~ o__valid;
-  assign \$407  = \$406  | o__ready;
-  assign \$408  = \$405  | \$407 ;
-  assign \$409  = \$404  | \$408 ;
-  assign \$410  = \$403  | \$409 ;
-  assign \$411  = \$402  | \$410 ;
-  assign \$412  = ~ s3_valid;
-  assign \$413  = ~ s4_valid;
-  assign \$414  = ~ s5_valid;
-  assign \$415  = ~ o__valid;
-  assign \$416  = \$415  | o__ready;
-  assign \$417  = \$414  | \$416 ;
-  assign \$418  = \$413  | \$417 ;
-  assign \$419  = \$412  | \$418 ;
-  assign \$420  = ~ s4_valid;
-  assign \$421  = ~ s5_valid;
-  assign \$422  = ~ o__valid;
-  assign \$423  = \$422  | o__ready;
-  assign \$424  = \$421  | \$423 ;
-  assign \$425  = \$420  | \$424 ;
-  assign \$426  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way0[52:21];
-  assign \$427  = { s3_meta[102:80], s3_meta[367:359] } == s3_way0[84:53];
-  assign \$428  = s3_meta[134:103] == s3_way0[116:85];
-  assign \$429  = s3_meta[166:135] == s3_way0[148:117];
-  assign \$430  = s3_meta[198:167] == s3_way0[180:149];
-  assign \$431  = s3_meta[230:199] == s3_way0[212:181];
-  assign \$432  = s3_meta[262:231] == s3_way0[244:213];
-  assign \$433  = s3_meta[294:263] == s3_way0[276:245];
-  assign \$434  = s3_meta[326:295] == s3_way0[308:277];
-  assign \$435  = s3_meta[335:327] == s3_way0[317:309];
-  assign \$436  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way1[52:21];
-  assign \$437  = { s3_meta[102:80], s3_meta[367:359] } == s3_way1[84:53];
-  assign \$438  = s3_meta[134:103] == s3_way1[116:85];
-  assign \$439  = s3_meta[166:135] == s3_way1[148:117];
-  assign \$440  = s3_meta[198:167] == s3_way1[180:149];
-  assign \$441  = s3_meta[230:199] == s3_way1[212:181];
-  assign \$442  = s3_meta[262:231] == s3_way1[244:213];
-  assign \$443  = s3_meta[294:263] == s3_way1[276:245];
-  assign \$444  = s3_meta[326:295] == s3_way1[308:277];
-  assign \$445  = s3_meta[335:327] == s3_way1[317:309];
-  assign \$446  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way2[52:21];
-  assign \$447  = { s3_meta[102:80], s3_meta[367:359] } == s3_way2[84:53];
-  assign \$448  = s3_meta[134:103] == s3_way2[116:85];
-  assign \$449  = s3_meta[166:135] == s3_way2[148:117];
-  assign \$450  = s3_meta[198:167] == s3_way2[180:149];
-  assign \$451  = s3_meta[230:199] == s3_way2[212:181];
-  assign \$452  = s3_meta[262:231] == s3_way2[244:213];
-  assign \$453  = s3_meta[294:263] == s3_way2[276:245];
-  assign \$454  = s3_meta[326:295] == s3_way2[308:277];
-  assign \$455  = s3_meta[335:327] == s3_way2[317:309];
-  assign \$456  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way3[52:21];
-  assign \$457  = { s3_meta[102:80], s3_meta[367:359] } == s3_way3[84:53];
-  assign \$458  = s3_meta[134:103] == s3_way3[116:85];
-  assign \$459  = s3_meta[166:135] == s3_way3[148:117];
-  assign \$460  = s3_meta[198:167] == s3_way3[180:149];
-  assign \$461  = s3_meta[230:199] == s3_way3[212:181];
-  assign \$462  = s3_meta[262:231] == s3_way3[244:213];
-  assign \$463  = s3_meta[294:263] == s3_way3[276:245];
-  assign \$464  = s3_meta[326:295] == s3_way3[308:277];
-  assign \$465  = s3_meta[335:327] == s3_way3[317:309];
-  assign \$466  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash0[52:21];
-  assign \$467  = { s3_meta[102:80], s3_meta[367:359] } == stash0[84:53];
-  assign \$468  = s3_meta[134:103] == stash0[116:85];
-  assign \$469  = s3_meta[166:135] == stash0[148:117];
-  assign \$470  = s3_meta[198:167] == stash0[180:149];
-  assign \$471  = s3_meta[230:199] == stash0[212:181];
-  assign \$472  = s3_meta[262:231] == stash0[244:213];
-  assign \$473  = s3_meta[294:263] == stash0[276:245];
-  assign \$474  = s3_meta[326:295] == stash0[308:277];
-  assign \$475  = s3_meta[335:327] == stash0[317:309];
-  assign \$476  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash1[52:21];
-  assign \$477  = { s3_meta[102:80], s3_meta[367:359] } == stash1[84:53];
-  assign \$478  = s3_meta[134:103] == stash1[116:85];
-  assign \$479  = s3_meta[166:135] == stash1[148:117];
-  assign \$480  = s3_meta[198:167] == stash1[180:149];
-  assign \$481  = s3_meta[230:199] == stash1[212:181];
-  assign \$482  = s3_meta[262:231] == stash1[244:213];
-  assign \$483  = s3_meta[294:263] == stash1[276:245];
-  assign \$484  = s3_meta[326:295] == stash1[308:277];
-  assign \$485  = s3_meta[335:327] == stash1[317:309];
-  assign \$486  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash2[52:21];
-  assign \$487  = { s3_meta[102:80], s3_meta[367:359] } == stash2[84:53];
-  assign \$488  = s3_meta[134:103] == stash2[116:85];
-  assign \$489  = s3_meta[166:135] == stash2[148:117];
-  assign \$490  = s3_meta[198:167] == stash2[180:149];
-  assign \$491  = s3_meta[230:199] == stash2[212:181];
-  assign \$492  = s3_meta[262:231] == stash2[244:213];
-  assign \$493  = s3_meta[294:263] == stash2[276:245];
-  assign \$494  = s3_meta[326:295] == stash2[308:277];
-  assign \$495  = s3_meta[335:327] == stash2[317:309];
-  assign \$496  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash3[52:21];
-  assign \$497  = { s3_meta[102:80], s3_meta[367:359] } == stash3[84:53];
-  assign \$498  = s3_meta[134:103] == stash3[116:85];
-  assign \$499  = s3_meta[166:135] == stash3[148:117];
-  assign \$500  = s3_meta[198:167] == stash3[180:149];
-  assign \$501  = s3_meta[230:199] == stash3[212:181];
-  assign \$502  = s3_meta[262:231] == stash3[244:213];
-  assign \$503  = s3_meta[294:263] == stash3[276:245];
-  assign \$504  = s3_meta[326:295] == stash3[308:277];
-  assign \$505  = s3_meta[335:327] == stash3[317:309];
-  assign \$506  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash4[52:21];
-  assign \$507  = { s3_meta[102:80], s3_meta[367:359] } == stash4[84:53];
-  assign \$508  = s3_meta[134:103] == stash4[116:85];
-  assign \$509  = s3_meta[166:135] == stash4[148:117];
-  assign \$510  = s3_meta[198:167] == stash4[180:149];
-  assign \$511  = s3_meta[230:199] == stash4[212:181];
-  assign \$512  = s3_meta[262:231] == stash4[244:213];
-  assign \$513  = s3_meta[294:263] == stash4[276:245];
-  assign \$514  = s3_meta[326:295] == stash4[308:277];
-  assign \$515  = s3_meta[335:327] == stash4[317:309];
-  assign \$516  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash5[52:21];
-  assign \$517  = { s3_meta[102:80], s3_meta[367:359] } == stash5[84:53];
-  assign \$518  = s3_meta[134:103] == stash5[116:85];
-  assign \$519  = s3_meta[166:135] == stash5[148:117];
-  assign \$520  = s3_meta[198:167] == stash5[180:149];
-  assign \$521  = s3_meta[230:199] == stash5[212:181];
-  assign \$522  = s3_meta[262:231] == stash5[244:213];
-  assign \$523  = s3_meta[294:263] == stash5[276:245];
-  assign \$524  = s3_meta[326:295] == stash5[308:277];
-  assign \$525  = s3_meta[335:327] == stash5[317:309];
-  assign \$526  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash6[52:21];
-  assign \$527  = { s3_meta[102:80], s3_meta[367:359] } == stash6[84:53];
-  assign \$528  = s3_meta[134:103] == stash6[116:85];
-  assign \$529  = s3_meta[166:135] == stash6[148:117];
-  assign \$530  = s3_meta[198:167] == stash6[180:149];
-  assign \$531  = s3_meta[230:199] == stash6[212:181];
-  assign \$532  = s3_meta[262:231] == stash6[244:213];
-  assign \$533  = s3_meta[294:263] == stash6[276:245];
-  assign \$534  = s3_meta[326:295] == stash6[308:277];
-  assign \$535  = s3_meta[335:327] == stash6[317:309];
-  assign \$536  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash7[52:21];
-  assign \$537  = { s3_meta[102:80], s3_meta[367:359] } == stash7[84:53];
-  assign \$538  = s3_meta[134:103] == stash7[116:85];
-  assign \$539  = s3_meta[166:135] == stash7[148:117];
-  assign \$540  = s3_meta[198:167] == stash7[180:149];
-  assign \$541  = s3_meta[230:199] == stash7[212:181];
-  assign \$542  = s3_meta[262:231] == stash7[244:213];
-  assign \$543  = s3_meta[294:263] == stash7[276:245];
-  assign \$544  = s3_meta[326:295] == stash7[308:277];
-  assign \$545  = s3_meta[335:327] == stash7[317:309];
-  assign \$546  = ~ s5_valid;
-  assign \$547  = ~ o__valid;
-  assign \$548  = \$547  | o__ready;
-  assign \$549  = \$546  | \$548 ;
-  assign \$550  = ~ { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
-  assign \$551  = \$550  + 1'h1;
-  assign \$552  = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  } & \$551 [11:0];
-  assign \$553  = | { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
-  assign \$554  = ~ o__valid;
-  assign \$555  = \$554  | o__ready;
-  assign \$556  = | \$signal$137 [19:16];
-  assign \$557  = ~ pass_errors;
-  assign \$558  = \$556  & \$557 ;
-  assign \$559  = action[0] ? 4'h8 : 4'h0;
-  assign \$560  = \$558  ? \$signal$137 [19:16] : \$559 ;
-  assign \$561  = csr__r_stb | csr__w_stb;
-  assign \$562  = ~ csr__ack;
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = step != 2'h3;
-  assign \$565  = step + \$564 ;
-  assign \$566  = csr__addr == 12'h900;
-  assign \$567  = csr__addr == 12'h904;
-  assign \$568  = csr__addr == 12'h908;
-  assign \$569  = csr__addr == 12'h90c;
-  assign \$570  = csr__addr == 12'h910;
-  assign \$571  = csr__addr == 12'h914;
-  assign \$572  = csr__addr == 12'h918;
-  assign \$573  = csr__addr == 12'h91c;
-  assign \$574  = csr__addr == 12'h920;
-  assign \$575  = csr__addr == 12'h924;
-  assign \$576  = csr__addr == 12'h944;
-  assign \$577  = csr__addr == 12'h948;
-  assign \$578  = { \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0], \$signal$142 [0] } & flow_entry0;
-  assign \$580  = { \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1], \$signal$142 [1] } & flow_entry1;
-  assign \$581  = \$579  | \$580 ;
-  assign \$582  = { \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2], \$signal$142 [2] } & flow_entry2;
+  assign \$signature__data$124  = _5_;
+  assign \$265  = ^ \$264 ;
+  assign \$268  = ^ \$267 ;
+  assign \$271  = ^ \$270 ;
+  assign \$274  = ^ \$273 ;
+  assign \$277  = ^ \$276 ;
+  assign \$280  = ^ \$279 ;
+  assign \$283  = ^ \$282 ;
+  assign \$286  = ^ \$285 ;
+  assign \$289  = ^ \$288 ;
+  assign \$292  = ^ \$291 ;
+  assign \$295  = ^ \$294 ;
+  assign \$298  = ^ \$297 ;
+  assign \$301  = ^ \$300 ;
+  assign \$304  = ^ \$303 ;
+  assign \$307  = ^ \$306 ;
+  assign \$310  = ^ \$309 ;
+  assign \$313  = ^ \$312 ;
+  assign \$316  = ^ \$315 ;
+  assign \$319  = ^ \$318 ;
+  assign \$322  = ^ \$321 ;
+  assign \$325  = ^ \$324 ;
+  assign \$328  = ^ \$327 ;
+  assign \$331  = ^ \$330 ;
+  assign \$334  = ^ \$333 ;
+  assign \$337  = ^ \$336 ;
+  assign \$340  = ^ \$339 ;
+  assign \$343  = ^ \$342 ;
+  assign \$346  = ^ \$345 ;
+  assign \$348  = i__payload[22] | i__payload[23];
+  assign \$349  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way0[52:21];
+  assign \$350  = { s3_meta[102:80], s3_meta[367:359] } == s3_way0[84:53];
+  assign \$351  = s3_meta[134:103] == s3_way0[116:85];
+  assign \$352  = s3_meta[166:135] == s3_way0[148:117];
+  assign \$353  = s3_meta[198:167] == s3_way0[180:149];
+  assign \$354  = s3_meta[230:199] == s3_way0[212:181];
+  assign \$355  = s3_meta[262:231] == s3_way0[244:213];
+  assign \$356  = s3_meta[294:263] == s3_way0[276:245];
+  assign \$357  = s3_meta[326:295] == s3_way0[308:277];
+  assign \$358  = s3_meta[335:327] == s3_way0[317:309];
+  assign \$359  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way1[52:21];
+  assign \$360  = { s3_meta[102:80], s3_meta[367:359] } == s3_way1[84:53];
+  assign \$361  = s3_meta[134:103] == s3_way1[116:85];
+  assign \$362  = s3_meta[166:135] == s3_way1[148:117];
+  assign \$363  = s3_meta[198:167] == s3_way1[180:149];
+  assign \$364  = s3_meta[230:199] == s3_way1[212:181];
+  assign \$365  = s3_meta[262:231] == s3_way1[244:213];
+  assign \$366  = s3_meta[294:263] == s3_way1[276:245];
+  assign \$367  = s3_meta[326:295] == s3_way1[308:277];
+  assign \$368  = s3_meta[335:327] == s3_way1[317:309];
+  assign \$369  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way2[52:21];
+  assign \$370  = { s3_meta[102:80], s3_meta[367:359] } == s3_way2[84:53];
+  assign \$371  = s3_meta[134:103] == s3_way2[116:85];
+  assign \$372  = s3_meta[166:135] == s3_way2[148:117];
+  assign \$373  = s3_meta[198:167] == s3_way2[180:149];
+  assign \$374  = s3_meta[230:199] == s3_way2[212:181];
+  assign \$375  = s3_meta[262:231] == s3_way2[244:213];
+  assign \$376  = s3_meta[294:263] == s3_way2[276:245];
+  assign \$377  = s3_meta[326:295] == s3_way2[308:277];
+  assign \$378  = s3_meta[335:327] == s3_way2[317:309];
+  assign \$379  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == s3_way3[52:21];
+  assign \$380  = { s3_meta[102:80], s3_meta[367:359] } == s3_way3[84:53];
+  assign \$381  = s3_meta[134:103] == s3_way3[116:85];
+  assign \$382  = s3_meta[166:135] == s3_way3[148:117];
+  assign \$383  = s3_meta[198:167] == s3_way3[180:149];
+  assign \$384  = s3_meta[230:199] == s3_way3[212:181];
+  assign \$385  = s3_meta[262:231] == s3_way3[244:213];
+  assign \$386  = s3_meta[294:263] == s3_way3[276:245];
+  assign \$387  = s3_meta[326:295] == s3_way3[308:277];
+  assign \$388  = s3_meta[335:327] == s3_way3[317:309];
+  assign \$389  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash0[52:21];
+  assign \$390  = { s3_meta[102:80], s3_meta[367:359] } == stash0[84:53];
+  assign \$391  = s3_meta[134:103] == stash0[116:85];
+  assign \$392  = s3_meta[166:135] == stash0[148:117];
+  assign \$393  = s3_meta[198:167] == stash0[180:149];
+  assign \$394  = s3_meta[230:199] == stash0[212:181];
+  assign \$395  = s3_meta[262:231] == stash0[244:213];
+  assign \$396  = s3_meta[294:263] == stash0[276:245];
+  assign \$397  = s3_meta[326:295] == stash0[308:277];
+  assign \$398  = s3_meta[335:327] == stash0[317:309];
+  assign \$399  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash1[52:21];
+  assign \$400  = { s3_meta[102:80], s3_meta[367:359] } == stash1[84:53];
+  assign \$401  = s3_meta[134:103] == stash1[116:85];
+  assign \$402  = s3_meta[166:135] == stash1[148:117];
+  assign \$403  = s3_meta[198:167] == stash1[180:149];
+  assign \$404  = s3_meta[230:199] == stash1[212:181];
+  assign \$405  = s3_meta[262:231] == stash1[244:213];
+  assign \$406  = s3_meta[294:263] == stash1[276:245];
+  assign \$407  = s3_meta[326:295] == stash1[308:277];
+  assign \$408  = s3_meta[335:327] == stash1[317:309];
+  assign \$409  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash2[52:21];
+  assign \$410  = { s3_meta[102:80], s3_meta[367:359] } == stash2[84:53];
+  assign \$411  = s3_meta[134:103] == stash2[116:85];
+  assign \$412  = s3_meta[166:135] == stash2[148:117];
+  assign \$413  = s3_meta[198:167] == stash2[180:149];
+  assign \$414  = s3_meta[230:199] == stash2[212:181];
+  assign \$415  = s3_meta[262:231] == stash2[244:213];
+  assign \$416  = s3_meta[294:263] == stash2[276:245];
+  assign \$417  = s3_meta[326:295] == stash2[308:277];
+  assign \$418  = s3_meta[335:327] == stash2[317:309];
+  assign \$419  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash3[52:21];
+  assign \$420  = { s3_meta[102:80], s3_meta[367:359] } == stash3[84:53];
+  assign \$421  = s3_meta[134:103] == stash3[116:85];
+  assign \$422  = s3_meta[166:135] == stash3[148:117];
+  assign \$423  = s3_meta[198:167] == stash3[180:149];
+  assign \$424  = s3_meta[230:199] == stash3[212:181];
+  assign \$425  = s3_meta[262:231] == stash3[244:213];
+  assign \$426  = s3_meta[294:263] == stash3[276:245];
+  assign \$427  = s3_meta[326:295] == stash3[308:277];
+  assign \$428  = s3_meta[335:327] == stash3[317:309];
+  assign \$429  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash4[52:21];
+  assign \$430  = { s3_meta[102:80], s3_meta[367:359] } == stash4[84:53];
+  assign \$431  = s3_meta[134:103] == stash4[116:85];
+  assign \$432  = s3_meta[166:135] == stash4[148:117];
+  assign \$433  = s3_meta[198:167] == stash4[180:149];
+  assign \$434  = s3_meta[230:199] == stash4[212:181];
+  assign \$435  = s3_meta[262:231] == stash4[244:213];
+  assign \$436  = s3_meta[294:263] == stash4[276:245];
+  assign \$437  = s3_meta[326:295] == stash4[308:277];
+  assign \$438  = s3_meta[335:327] == stash4[317:309];
+  assign \$439  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash5[52:21];
+  assign \$440  = { s3_meta[102:80], s3_meta[367:359] } == stash5[84:53];
+  assign \$441  = s3_meta[134:103] == stash5[116:85];
+  assign \$442  = s3_meta[166:135] == stash5[148:117];
+  assign \$443  = s3_meta[198:167] == stash5[180:149];
+  assign \$444  = s3_meta[230:199] == stash5[212:181];
+  assign \$445  = s3_meta[262:231] == stash5[244:213];
+  assign \$446  = s3_meta[294:263] == stash5[276:245];
+  assign \$447  = s3_meta[326:295] == stash5[308:277];
+  assign \$448  = s3_meta[335:327] == stash5[317:309];
+  assign \$449  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash6[52:21];
+  assign \$450  = { s3_meta[102:80], s3_meta[367:359] } == stash6[84:53];
+  assign \$451  = s3_meta[134:103] == stash6[116:85];
+  assign \$452  = s3_meta[166:135] == stash6[148:117];
+  assign \$453  = s3_meta[198:167] == stash6[180:149];
+  assign \$454  = s3_meta[230:199] == stash6[212:181];
+  assign \$455  = s3_meta[262:231] == stash6[244:213];
+  assign \$456  = s3_meta[294:263] == stash6[276:245];
+  assign \$457  = s3_meta[326:295] == stash6[308:277];
+  assign \$458  = s3_meta[335:327] == stash6[317:309];
+  assign \$459  = { s3_meta[358:336], s3_meta[71:64], s3_meta[23] } == stash7[52:21];
+  assign \$460  = { s3_meta[102:80], s3_meta[367:359] } == stash7[84:53];
+  assign \$461  = s3_meta[134:103] == stash7[116:85];
+  assign \$462  = s3_meta[166:135] == stash7[148:117];
+  assign \$463  = s3_meta[198:167] == stash7[180:149];
+  assign \$464  = s3_meta[230:199] == stash7[212:181];
+  assign \$465  = s3_meta[262:231] == stash7[244:213];
+  assign \$466  = s3_meta[294:263] == stash7[276:245];
+  assign \$467  = s3_meta[326:295] == stash7[308:277];
+  assign \$468  = s3_meta[335:327] == stash7[317:309];
+  assign \$469  = ~ { \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13  };
+  assign \$470  = \$469  + 1'h1;
+  assign \$471  = { \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13  } & \$470 [11:0];
+  assign \$472  = | { \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13  };
+  assign \$473  = | \$signal$148 [19:16];
+  assign \$474  = ~ pass_errors;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = action[0] ? 4'h8 : 4'h0;
+  assign \$477  = \$475  ? \$signal$148 [19:16] : \$476 ;
+  assign \$478  = csr__r_stb | csr__w_stb;
+  assign \$479  = ~ csr__ack;
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = step != 2'h3;
+  assign \$482  = step + \$481 ;
+  assign \$483  = csr__addr == 12'h900;
+  assign \$484  = csr__addr == 12'h904;
+  assign \$485  = csr__addr == 12'h908;
+  assign \$486  = csr__addr == 12'h90c;
+  assign \$487  = csr__addr == 12'h910;
+  assign \$488  = csr__addr == 12'h914;
+  assign \$489  = csr__addr == 12'h918;
+  assign \$490  = csr__addr == 12'h91c;
+  assign \$491  = csr__addr == 12'h920;
+  assign \$492  = csr__addr == 12'h924;
+  assign \$493  = csr__addr == 12'h944;
+  assign \$494  = csr__addr == 12'h948;
+  assign \$495  = { \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0], \$signal$152 [0] } & flow_entry0;
+  assign \$497  = { \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1], \$signal$152 [1] } & flow_entry1;
+  assign \$498  = \$496  | \$497 ;
+  assign \$499  = { \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2], \$signal$152 [2] } & flow_entry2;
+  assign \$500  = \$498  | \$499 ;
+  assign \$501  = { \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3], \$signal$152 [3] } & flow_entry3;
+  assign \$502  = \$500  | \$501 ;
+  assign \$503  = { \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4], \$signal$152 [4] } & flow_entry4;
+  assign \$504  = \$502  | \$503 ;
+  assign \$505  = { \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5], \$signal$152 [5] } & flow_entry5;
+  assign \$506  = \$504  | \$505 ;
+  assign \$507  = { \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6], \$signal$152 [6] } & flow_entry6;
+  assign \$508  = \$506  | \$507 ;
+  assign \$509  = { \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7], \$signal$152 [7] } & flow_entry7;
+  assign \$510  = \$508  | \$509 ;
+  assign \$511  = { \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8], \$signal$152 [8] } & flow_entry8;
+  assign \$512  = \$510  | \$511 ;
+  assign \$513  = { \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9], \$signal$152 [9] } & flow_entry9;
+  assign \$514  = \$512  | \$513 ;
+  assign \$515  = { \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10], \$signal$152 [10] } & { 13'h0000, result_status, 5'h00, \$signal$155  };
+  assign \$516  = \$514  | \$515 ;
+  assign \$517  = { \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11], \$signal$152 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
+  assign \$518  = \$516  | \$517 ;
+  assign \$519  = csr__addr == 12'h900;
+  assign \$520  = csr__addr == 12'h904;
+  assign \$521  = csr__addr == 12'h908;
+  assign \$522  = csr__addr == 12'h90c;
+  assign \$523  = csr__addr == 12'h910;
+  assign \$524  = csr__addr == 12'h914;
+  assign \$525  = csr__addr == 12'h918;
+  assign \$526  = csr__addr == 12'h91c;
+  assign \$527  = csr__addr == 12'h920;
+  assign \$528  = csr__addr == 12'h924;
+  assign \$529  = csr__addr == 12'h940;
+  assign \$530  = step == 2'h2;
+  assign \$531  = step == 2'h3;
+  assign \$532  = \$531  & csr__w_stb;
+  assign \$533  = step == 2'h3;
+  assign \$534  = \$533  & hit_op;
+  assign \$535  = \$534  & csr__w_stb;
+  assign \$536  = \$signal$161  | commit_apply;
+  assign \$537  = ~ \$536 ;
+  assign \$538  = \$535  & \$537 ;
+  assign \$539  = op == 1'h1;
+  assign \$541  = ^ \$540 ;
+  assign \$544  = ^ \$543 ;
+  assign \$547  = ^ \$546 ;
+  assign \$550  = ^ \$549 ;
+  assign \$553  = ^ \$552 ;
+  assign \$556  = ^ \$555 ;
+  assign \$559  = ^ \$558 ;
+  assign \$562  = ^ \$561 ;
+  assign \$564  = journal_len == 5'h18;
+  assign \$565  = op == 1'h1;
+  assign \$566  = op == 2'h2;
+  assign \$567  = | free_way;
+  assign \$568  = | free_stash;
+  assign \$569  = journal_len + 1'h1;
+  assign \$570  = free_way[1] | free_way[3];
+  assign \$571  = free_way[2] | free_way[3];
+  assign \$572  = entries + 1'h1;
+  assign \$573  = journal_len + 1'h1;
+  assign \$579  = \$577  | \$578 ;
+  assign \$580  = \$576  | \$579 ;
   assign \$583  = \$581  | \$582 ;
-  assign \$584  = { \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3], \$signal$142 [3] } & flow_entry3;
-  assign \$585  = \$583  | \$584 ;
-  assign \$586  = { \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4], \$signal$142 [4] } & flow_entry4;
-  assign \$587  = \$585  | \$586 ;
-  assign \$588  = { \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5], \$signal$142 [5] } & flow_entry5;
-  assign \$589  = \$587  | \$588 ;
-  assign \$590  = { \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6], \$signal$142 [6] } & flow_entry6;
-  assign \$591  = \$589  | \$590 ;
-  assign \$592  = { \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7], \$signal$142 [7] } & flow_entry7;
-  assign \$593  = \$591  | \$592 ;
-  assign \$594  = { \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8], \$signal$142 [8] } & flow_entry8;
-  assign \$595  = \$593  | \$594 ;
-  assign \$596  = { \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9], \$signal$142 [9] } & flow_entry9;
-  assign \$597  = \$595  | \$596 ;
-  assign \$598  = { \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10], \$signal$142 [10] } & { 13'h0000, result_status, 5'h00, \$signal$145  };
-  assign \$599  = \$597  | \$598 ;
-  assign \$600  = { \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11], \$signal$142 [11] } & { 11'h000, journal_len, 5'h00, entries[10:0] };
-  assign \$601  = \$599  | \$600 ;
-  assign \$602  = csr__addr == 12'h900;
-  assign \$603  = csr__addr == 12'h904;
-  assign \$604  = csr__addr == 12'h908;
-  assign \$605  = csr__addr == 12'h90c;
-  assign \$606  = csr__addr == 12'h910;
-  assign \$607  = csr__addr == 12'h914;
-  assign \$608  = csr__addr == 12'h918;
-  assign \$609  = csr__addr == 12'h91c;
-  assign \$610  = csr__addr == 12'h920;
-  assign \$611  = csr__addr == 12'h924;
-  assign \$612  = csr__addr == 12'h940;
-  assign \$613  = step == 2'h2;
-  assign \$614  = step == 2'h3;
-  assign \$615  = \$614  & csr__w_stb;
-  assign \$616  = step == 2'h3;
-  assign \$617  = \$616  & hit_op;
-  assign \$618  = \$617  & csr__w_stb;
-  assign \$619  = \$signal$151  | commit_apply;
-  assign \$620  = ~ \$619 ;
-  assign \$621  = \$618  & \$620 ;
-  assign \$622  = op == 1'h1;
-  assign \$624  = ^ \$623 ;
-  assign \$627  = ^ \$626 ;
-  assign \$630  = ^ \$629 ;
-  assign \$633  = ^ \$632 ;
-  assign \$636  = ^ \$635 ;
-  assign \$639  = ^ \$638 ;
-  assign \$642  = ^ \$641 ;
-  assign \$645  = ^ \$644 ;
-  assign \$647  = journal_len == 5'h18;
-  assign \$648  = op == 1'h1;
-  assign \$649  = op == 2'h2;
-  assign \$650  = | free_way;
-  assign \$651  = | free_stash;
-  assign \$652  = journal_len + 1'h1;
-  assign \$653  = free_way[1] | free_way[3];
-  assign \$654  = free_way[2] | free_way[3];
-  assign \$655  = entries + 1'h1;
-  assign \$656  = journal_len + 1'h1;
-  assign \$662  = \$660  | \$661 ;
-  assign \$663  = \$659  | \$662 ;
-  assign \$666  = \$664  | \$665 ;
-  assign \$669  = \$667  | \$668 ;
-  assign \$670  = \$666  | \$669 ;
-  assign \$671  = \$663  | \$670 ;
-  assign \$672  = 11'h400 + \$671 ;
-  assign \$673  = stash_occ | free_stash;
-  assign \$674  = entries + 1'h1;
-  assign \$675  = del_slot >= 11'h408;
-  assign \$676  = del_slot >= 11'h400;
-  assign \$677  = occ_r__data >> del_slot[1:0];
-  assign \$678  = del_slot - 11'h400;
-  assign \$679  = stash_occ >> \$678 [2:0];
-  assign \$680  = journal_len + 1'h1;
-  assign \$681  = del_slot - 11'h400;
-  assign \$682  = entries - 1'h1;
-  assign \$683  = journal_len + 1'h1;
-  assign \$684  = entries - 1'h1;
-  assign \$685  = j_r__addr != journal_len;
-  assign \$686  = \$signal$151  & \$685 ;
-  assign \$687  = j_r__addr != journal_len;
-  assign \$688  = \$signal$151  & \$687 ;
-  assign \$689  = j_r__addr + 1'h1;
-  assign \$690  = ~ \$signal$151 ;
-  assign \$691  = commit_apply & \$690 ;
-  assign \$692  = ~ applied;
-  assign \$693  = \$691  & \$692 ;
-  assign \$694  = ~ _op_busy;
-  assign \$695  = \$693  & \$694 ;
-  assign \$696  = j_r__addr != journal_len;
-  assign \$697  = \$signal$151  & \$696 ;
-  assign \$698  = ~ \$697 ;
-  assign \$699  = \$signal$151  & \$698 ;
-  assign \$700  = ~ \$signal$88 ;
-  assign \$701  = \$699  & \$700 ;
-  assign \$702  = j_r__data[10:0] == 11'h400;
-  assign \$703  = \$signal$88  & \$702 ;
-  assign \$704  = j_r__data[10:0] == 11'h401;
-  assign \$705  = \$signal$88  & \$704 ;
-  assign \$706  = j_r__data[10:0] == 11'h402;
-  assign \$707  = \$signal$88  & \$706 ;
-  assign \$708  = j_r__data[10:0] == 11'h403;
-  assign \$709  = \$signal$88  & \$708 ;
-  assign \$710  = j_r__data[10:0] == 11'h404;
-  assign \$711  = \$signal$88  & \$710 ;
-  assign \$712  = j_r__data[10:0] == 11'h405;
-  assign \$713  = \$signal$88  & \$712 ;
-  assign \$714  = j_r__data[10:0] == 11'h406;
-  assign \$715  = \$signal$88  & \$714 ;
-  assign \$716  = j_r__data[10:0] == 11'h407;
-  assign \$717  = \$signal$88  & \$716 ;
+  assign \$586  = \$584  | \$585 ;
+  assign \$587  = \$583  | \$586 ;
+  assign \$588  = \$580  | \$587 ;
+  assign \$589  = 11'h400 + \$588 ;
+  assign \$590  = stash_occ | free_stash;
+  assign \$591  = entries + 1'h1;
+  assign \$592  = del_slot >= 11'h408;
+  assign \$593  = del_slot >= 11'h400;
+  assign \$594  = occ_r__data >> del_slot[1:0];
+  assign \$595  = del_slot - 11'h400;
+  assign \$596  = stash_occ >> \$595 [2:0];
+  assign \$597  = journal_len + 1'h1;
+  assign \$598  = del_slot - 11'h400;
+  assign \$599  = entries - 1'h1;
+  assign \$600  = journal_len + 1'h1;
+  assign \$601  = entries - 1'h1;
+  assign \$602  = j_r__addr != journal_len;
+  assign \$603  = \$signal$161  & \$602 ;
+  assign \$604  = j_r__addr != journal_len;
+  assign \$605  = \$signal$161  & \$604 ;
+  assign \$606  = j_r__addr + 1'h1;
+  assign \$607  = ~ \$signal$161 ;
+  assign \$608  = commit_apply & \$607 ;
+  assign \$609  = ~ applied;
+  assign \$610  = \$608  & \$609 ;
+  assign \$611  = ~ _op_busy;
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = j_r__addr != journal_len;
+  assign \$614  = \$signal$161  & \$613 ;
+  assign \$615  = ~ \$614 ;
+  assign \$616  = \$signal$161  & \$615 ;
+  assign \$617  = ~ \$signal$95 ;
+  assign \$618  = \$616  & \$617 ;
+  assign \$619  = j_r__data[10:0] == 11'h400;
+  assign \$620  = \$signal$95  & \$619 ;
+  assign \$621  = j_r__data[10:0] == 11'h401;
+  assign \$622  = \$signal$95  & \$621 ;
+  assign \$623  = j_r__data[10:0] == 11'h402;
+  assign \$624  = \$signal$95  & \$623 ;
+  assign \$625  = j_r__data[10:0] == 11'h403;
+  assign \$626  = \$signal$95  & \$625 ;
+  assign \$627  = j_r__data[10:0] == 11'h404;
+  assign \$628  = \$signal$95  & \$627 ;
+  assign \$629  = j_r__data[10:0] == 11'h405;
+  assign \$630  = \$signal$95  & \$629 ;
+  assign \$631  = j_r__data[10:0] == 11'h406;
+  assign \$632  = \$signal$95  & \$631 ;
+  assign \$633  = j_r__data[10:0] == 11'h407;
+  assign \$634  = \$signal$95  & \$633 ;
   always @(posedge clk)
-    s1_valid <= \$718 ;
+    held <= \$635 ;
   always @(posedge clk)
-    s1_meta <= \$719 ;
+    i__ready <= \$636 ;
   always @(posedge clk)
-    s1_partials <= \$720 ;
+    s1_valid <= \$637 ;
   always @(posedge clk)
-    s1_lookup <= \$721 ;
+    s1_meta <= \$638 ;
   always @(posedge clk)
-    s2_valid <= \$722 ;
+    s1_partials <= \$639 ;
   always @(posedge clk)
-    s2_meta <= \$723 ;
+    s1_lookup <= \$640 ;
   always @(posedge clk)
-    s2_lookup <= \$724 ;
+    s2_valid <= \$641 ;
   always @(posedge clk)
-    s3_valid <= \$725 ;
+    s2_meta <= \$642 ;
   always @(posedge clk)
-    s3_meta <= \$726 ;
+    s2_lookup <= \$643 ;
   always @(posedge clk)
-    s3_lookup <= \$727 ;
+    s3_valid <= \$644 ;
   always @(posedge clk)
-    s3_way0 <= \$728 ;
+    s3_meta <= \$645 ;
   always @(posedge clk)
-    s3_way1 <= \$729 ;
+    s3_lookup <= \$646 ;
   always @(posedge clk)
-    s3_way2 <= \$730 ;
+    s3_way0 <= \$647 ;
   always @(posedge clk)
-    s3_way3 <= \$731 ;
+    s3_way1 <= \$648 ;
   always @(posedge clk)
-    s4_valid <= \$732 ;
+    s3_way2 <= \$649 ;
   always @(posedge clk)
-    s4_meta <= \$733 ;
+    s3_way3 <= \$650 ;
   always @(posedge clk)
-    s4_terms0 <= \$734 ;
+    s4_valid <= \$651 ;
   always @(posedge clk)
-    s4_action0 <= \$735 ;
+    s4_meta <= \$652 ;
   always @(posedge clk)
-    s4_terms1 <= \$736 ;
+    s4_terms0 <= \$653 ;
   always @(posedge clk)
-    s4_action1 <= \$737 ;
+    s4_action0 <= \$654 ;
   always @(posedge clk)
-    s4_terms2 <= \$738 ;
+    s4_terms1 <= \$655 ;
   always @(posedge clk)
-    s4_action2 <= \$739 ;
+    s4_action1 <= \$656 ;
   always @(posedge clk)
-    s4_terms3 <= \$740 ;
+    s4_terms2 <= \$657 ;
   always @(posedge clk)
-    s4_action3 <= \$741 ;
+    s4_action2 <= \$658 ;
   always @(posedge clk)
-    s4_terms4 <= \$742 ;
+    s4_terms3 <= \$659 ;
   always @(posedge clk)
-    s4_action4 <= \$743 ;
+    s4_action3 <= \$660 ;
   always @(posedge clk)
-    s4_terms5 <= \$744 ;
+    s4_terms4 <= \$661 ;
   always @(posedge clk)
-    s4_action5 <= \$745 ;
+    s4_action4 <= \$662 ;
   always @(posedge clk)
-    s4_terms6 <= \$746 ;
+    s4_terms5 <= \$663 ;
   always @(posedge clk)
-    s4_action6 <= \$747 ;
+    s4_action5 <= \$664 ;
   always @(posedge clk)
-    s4_terms7 <= \$748 ;
+    s4_terms6 <= \$665 ;
   always @(posedge clk)
-    s4_action7 <= \$749 ;
+    s4_action6 <= \$666 ;
   always @(posedge clk)
-    s4_terms8 <= \$750 ;
+    s4_terms7 <= \$667 ;
   always @(posedge clk)
-    s4_action8 <= \$751 ;
+    s4_action7 <= \$668 ;
   always @(posedge clk)
-    s4_terms9 <= \$752 ;
+    s4_terms8 <= \$669 ;
   always @(posedge clk)
-    s4_action9 <= \$753 ;
+    s4_action8 <= \$670 ;
   always @(posedge clk)
-    s4_terms10 <= \$754 ;
+    s4_terms9 <= \$671 ;
   always @(posedge clk)
-    s4_action10 <= \$755 ;
+    s4_action9 <= \$672 ;
   always @(posedge clk)
-    s4_terms11 <= \$756 ;
+    s4_terms10 <= \$673 ;
   always @(posedge clk)
-    s4_action11 <= \$757 ;
+    s4_action10 <= \$674 ;
   always @(posedge clk)
-    s5_valid <= \$758 ;
+    s4_terms11 <= \$675 ;
   always @(posedge clk)
-    \$signal$137  <= \$759 ;
+    s4_action11 <= \$676 ;
   always @(posedge clk)
-    \$signal  <= \$760 ;
+    s5_valid <= \$677 ;
   always @(posedge clk)
-    \$signal$138  <= \$761 ;
+    \$signal$148  <= \$678 ;
   always @(posedge clk)
-    s5_action0 <= \$762 ;
+    \$signal  <= \$679 ;
   always @(posedge clk)
-    s5_action1 <= \$763 ;
+    \$signal$149  <= \$680 ;
   always @(posedge clk)
-    s5_action2 <= \$764 ;
+    s5_action0 <= \$681 ;
   always @(posedge clk)
-    s5_action3 <= \$765 ;
+    s5_action1 <= \$682 ;
   always @(posedge clk)
-    s5_action4 <= \$766 ;
+    s5_action2 <= \$683 ;
   always @(posedge clk)
-    s5_action5 <= \$767 ;
+    s5_action3 <= \$684 ;
   always @(posedge clk)
-    s5_action6 <= \$768 ;
+    s5_action4 <= \$685 ;
   always @(posedge clk)
-    s5_action7 <= \$769 ;
+    s5_action5 <= \$686 ;
   always @(posedge clk)
-    s5_action8 <= \$770 ;
+    s5_action6 <= \$687 ;
   always @(posedge clk)
-    s5_action9 <= \$771 ;
+    s5_action7 <= \$688 ;
   always @(posedge clk)
-    s5_action10 <= \$772 ;
+    s5_action8 <= \$689 ;
   always @(posedge clk)
-    s5_action11 <= \$773 ;
+    s5_action9 <= \$690 ;
   always @(posedge clk)
-    o__valid <= \$774 ;
+    s5_action10 <= \$691 ;
   always @(posedge clk)
-    o__payload <= \$775 ;
+    s5_action11 <= \$692 ;
   always @(posedge clk)
-    step <= \$776 ;
+    w_en <= \$693 ;
   always @(posedge clk)
-    \$signal$142  <= \$777 ;
+    w_data <= \$694 ;
   always @(posedge clk)
-    data <= \$778 ;
+    step <= \$695 ;
   always @(posedge clk)
-    entry_sel <= \$779 ;
+    \$signal$152  <= \$696 ;
   always @(posedge clk)
-    hit_op <= \$780 ;
+    data <= \$697 ;
   always @(posedge clk)
-    csr__r_data <= \$781 ;
+    entry_sel <= \$698 ;
   always @(posedge clk)
-    flow_entry0 <= \$782 ;
+    hit_op <= \$699 ;
   always @(posedge clk)
-    flow_entry1 <= \$783 ;
+    csr__r_data <= \$700 ;
   always @(posedge clk)
-    flow_entry2 <= \$784 ;
+    flow_entry0 <= \$701 ;
   always @(posedge clk)
-    flow_entry3 <= \$785 ;
+    flow_entry1 <= \$702 ;
   always @(posedge clk)
-    flow_entry4 <= \$786 ;
+    flow_entry2 <= \$703 ;
   always @(posedge clk)
-    flow_entry5 <= \$787 ;
+    flow_entry3 <= \$704 ;
   always @(posedge clk)
-    flow_entry6 <= \$788 ;
+    flow_entry4 <= \$705 ;
   always @(posedge clk)
-    flow_entry7 <= \$789 ;
+    flow_entry5 <= \$706 ;
   always @(posedge clk)
-    flow_entry8 <= \$790 ;
+    flow_entry6 <= \$707 ;
   always @(posedge clk)
-    flow_entry9 <= \$791 ;
+    flow_entry7 <= \$708 ;
   always @(posedge clk)
-    op <= \$792 ;
+    flow_entry8 <= \$709 ;
   always @(posedge clk)
-    del_slot <= \$793 ;
+    flow_entry9 <= \$710 ;
   always @(posedge clk)
-    flow_op_state <= \$794 ;
+    op <= \$711 ;
   always @(posedge clk)
-    occ_r__addr <= \$795 ;
+    del_slot <= \$712 ;
   always @(posedge clk)
-    result_status <= \$796 ;
+    flow_op_state <= \$713 ;
   always @(posedge clk)
-    journal_len <= \$797 ;
+    occ_r__addr <= \$714 ;
   always @(posedge clk)
-    \$signal$145  <= \$798 ;
+    result_status <= \$715 ;
   always @(posedge clk)
-    entries <= \$799 ;
+    journal_len <= \$716 ;
   always @(posedge clk)
-    stash_occ <= \$800 ;
+    \$signal$155  <= \$717 ;
   always @(posedge clk)
-    \$signal$88  <= \$801 ;
+    entries <= \$718 ;
   always @(posedge clk)
-    j_r__addr <= \$802 ;
+    stash_occ <= \$719 ;
   always @(posedge clk)
-    \$signal$151  <= \$803 ;
+    \$signal$95  <= \$720 ;
   always @(posedge clk)
-    applied <= \$804 ;
+    j_r__addr <= \$721 ;
   always @(posedge clk)
-    stash0 <= \$805 ;
+    \$signal$161  <= \$722 ;
   always @(posedge clk)
-    stash1 <= \$806 ;
+    applied <= \$723 ;
   always @(posedge clk)
-    stash2 <= \$807 ;
+    stash0 <= \$724 ;
   always @(posedge clk)
-    stash3 <= \$808 ;
+    stash1 <= \$725 ;
   always @(posedge clk)
-    stash4 <= \$809 ;
+    stash2 <= \$726 ;
   always @(posedge clk)
-    stash5 <= \$810 ;
+    stash3 <= \$727 ;
   always @(posedge clk)
-    stash6 <= \$811 ;
+    stash4 <= \$728 ;
   always @(posedge clk)
-    stash7 <= \$812 ;
-  assign \$1  = ~ s1_valid;
-  assign \$2  = ~ s2_valid;
-  assign \$3  = ~ s3_valid;
-  assign \$4  = ~ s4_valid;
-  assign \$5  = ~ s5_valid;
-  assign \$6  = ~ o__valid;
-  assign \$7  = \$6  | o__ready;
-  assign \$8  = \$5  | \$7 ;
-  assign \$9  = \$4  | \$8 ;
-  assign \$10  = \$3  | \$9 ;
-  assign \$11  = \$2  | \$10 ;
-  assign i__ready = \$1  | \$11 ;
-  assign \$12  = ^ { s1_partials[72], s1_partials[64], s1_partials[56], s1_partials[48], s1_partials[40], s1_partials[32], s1_partials[24], s1_partials[16], s1_partials[8], s1_partials[0] };
-  assign \$13  = ^ { s1_partials[73], s1_partials[65], s1_partials[57], s1_partials[49], s1_partials[41], s1_partials[33], s1_partials[25], s1_partials[17], s1_partials[9], s1_partials[1] };
-  assign \$14  = ^ { s1_partials[74], s1_partials[66], s1_partials[58], s1_partials[50], s1_partials[42], s1_partials[34], s1_partials[26], s1_partials[18], s1_partials[10], s1_partials[2] };
-  assign \$15  = ^ { s1_partials[75], s1_partials[67], s1_partials[59], s1_partials[51], s1_partials[43], s1_partials[35], s1_partials[27], s1_partials[19], s1_partials[11], s1_partials[3] };
-  assign \$16  = ^ { s1_partials[76], s1_partials[68], s1_partials[60], s1_partials[52], s1_partials[44], s1_partials[36], s1_partials[28], s1_partials[20], s1_partials[12], s1_partials[4] };
-  assign \$17  = ^ { s1_partials[77], s1_partials[69], s1_partials[61], s1_partials[53], s1_partials[45], s1_partials[37], s1_partials[29], s1_partials[21], s1_partials[13], s1_partials[5] };
-  assign \$18  = ^ { s1_partials[78], s1_partials[70], s1_partials[62], s1_partials[54], s1_partials[46], s1_partials[38], s1_partials[30], s1_partials[22], s1_partials[14], s1_partials[6] };
-  assign \$19  = ^ { s1_partials[79], s1_partials[71], s1_partials[63], s1_partials[55], s1_partials[47], s1_partials[39], s1_partials[31], s1_partials[23], s1_partials[15], s1_partials[7] };
-  assign \$20  = ~ s2_valid;
-  assign \$21  = ~ s3_valid;
-  assign \$22  = ~ s4_valid;
-  assign \$23  = ~ s5_valid;
-  assign \$24  = ~ o__valid;
-  assign \$25  = \$24  | o__ready;
-  assign \$26  = \$23  | \$25 ;
-  assign \$27  = \$22  | \$26 ;
-  assign \$28  = \$21  | \$27 ;
-  assign \$signature__en  = \$20  | \$28 ;
-  assign \$29  = ~ s2_valid;
-  assign \$30  = ~ s3_valid;
-  assign \$31  = ~ s4_valid;
-  assign \$32  = ~ s5_valid;
-  assign \$33  = ~ o__valid;
-  assign \$34  = \$33  | o__ready;
-  assign \$35  = \$32  | \$34 ;
-  assign \$36  = \$31  | \$35 ;
-  assign \$37  = \$30  | \$36 ;
-  assign \$signature__en$13  = \$29  | \$37 ;
-  assign \$38  = ~ s2_valid;
-  assign \$39  = ~ s3_valid;
-  assign \$40  = ~ s4_valid;
-  assign \$41  = ~ s5_valid;
-  assign \$42  = ~ o__valid;
-  assign \$43  = \$42  | o__ready;
-  assign \$44  = \$41  | \$43 ;
-  assign \$45  = \$40  | \$44 ;
-  assign \$46  = \$39  | \$45 ;
-  assign \$signature__en$15  = \$38  | \$46 ;
-  assign \$47  = ~ s2_valid;
-  assign \$48  = ~ s3_valid;
-  assign \$49  = ~ s4_valid;
-  assign \$50  = ~ s5_valid;
-  assign \$51  = ~ o__valid;
-  assign \$52  = \$51  | o__ready;
-  assign \$53  = \$50  | \$52 ;
-  assign \$54  = \$49  | \$53 ;
-  assign \$55  = \$48  | \$54 ;
-  assign \$signature__en$17  = \$47  | \$55 ;
-  assign \$56  = & s4_terms0;
-  assign \$57  = & s4_terms1;
-  assign \$58  = & s4_terms2;
-  assign \$59  = & s4_terms3;
-  assign \$60  = & s4_terms4;
-  assign \$61  = & s4_terms5;
-  assign \$62  = & s4_terms6;
-  assign \$63  = & s4_terms7;
-  assign \$64  = & s4_terms8;
-  assign \$65  = & s4_terms9;
-  assign \$66  = & s4_terms10;
-  assign \$67  = & s4_terms11;
-  assign \$68  = s5_action0 & { \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0] };
-  assign \$69  = s5_action1 & { \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1] };
-  assign \$70  = s5_action2 & { \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2] };
-  assign \$71  = \$69  | \$70 ;
-  assign \$72  = \$68  | \$71 ;
-  assign \$73  = s5_action3 & { \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3] };
-  assign \$74  = s5_action4 & { \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4] };
-  assign \$75  = s5_action5 & { \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5] };
-  assign \$76  = \$74  | \$75 ;
-  assign \$77  = \$73  | \$76 ;
-  assign \$78  = \$72  | \$77 ;
-  assign \$79  = s5_action6 & { \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6] };
-  assign \$80  = s5_action7 & { \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7] };
-  assign \$81  = s5_action8 & { \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8] };
-  assign \$82  = \$80  | \$81 ;
-  assign \$83  = \$79  | \$82 ;
-  assign \$84  = s5_action9 & { \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9] };
-  assign \$85  = s5_action10 & { \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10] };
-  assign \$86  = s5_action11 & { \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11] };
-  assign \$87  = \$85  | \$86 ;
-  assign \$88  = \$84  | \$87 ;
-  assign \$89  = \$83  | \$88 ;
-  assign action = \$78  | \$89 ;
-  assign \$90  = step == 2'h3;
-  assign \$91  = ~ hit_op;
-  assign \$92  = \$91  | csr__r_stb;
-  assign \$93  = \$92  | op_done;
-  assign csr__ack = \$90  & \$93 ;
-  assign \$94  = ~ occ_r__data;
-  assign \$95  = occ_r__data + 1'h1;
-  assign \$96  = \$94  & \$95 [3:0];
-  assign \$97  = ~ stash_occ;
-  assign \$98  = stash_occ + 1'h1;
-  assign \$99  = \$97  & \$98 [7:0];
-  assign \$100  = journal_len == 5'h18;
-  assign \$101  = op == 1'h1;
-  assign \$102  = op == 2'h2;
-  assign \$103  = | free_way;
-  assign \$104  = | free_stash;
-  assign \$105  = free_way[1] | free_way[3];
-  assign \$106  = free_way[2] | free_way[3];
-  assign \$107  = occ_r__data | free_way;
-  assign \$113  = \$111  | \$112 ;
-  assign \$114  = \$110  | \$113 ;
-  assign \$117  = \$115  | \$116 ;
-  assign \$120  = \$118  | \$119 ;
-  assign \$121  = \$117  | \$120 ;
-  assign \$122  = \$114  | \$121 ;
-  assign \$123  = 11'h400 + \$122 ;
-  assign \$124  = del_slot >= 11'h408;
-  assign \$125  = del_slot >= 11'h400;
-  assign \$126  = occ_r__data >> del_slot[1:0];
-  assign \$127  = del_slot - 11'h400;
-  assign \$128  = stash_occ >> \$127 [2:0];
-  assign \$129  = 1'h1 << del_slot[1:0];
-  assign \$130  = ~ \$129 [3:0];
-  assign \$131  = occ_r__data & \$130 ;
-  assign \$132  = j_r__data[10:0] < 11'h400;
-  assign \$133  = \$signal$88  & \$132 ;
-  assign \$134  = ! j_r__data[1:0];
-  assign \$signature__en$87  = \$133  & \$134 ;
-  assign \$135  = j_r__data[10:0] < 11'h400;
-  assign \$136  = \$signal$88  & \$135 ;
-  assign \$137  = j_r__data[1:0] == 1'h1;
-  assign \$signature__en$91  = \$136  & \$137 ;
-  assign \$138  = j_r__data[10:0] < 11'h400;
-  assign \$139  = \$signal$88  & \$138 ;
-  assign \$140  = j_r__data[1:0] == 2'h2;
-  assign \$signature__en$94  = \$139  & \$140 ;
-  assign \$141  = j_r__data[10:0] < 11'h400;
-  assign \$142  = \$signal$88  & \$141 ;
-  assign \$143  = j_r__data[1:0] == 2'h3;
-  assign \$signature__en$97  = \$142  & \$143 ;
-  assign \$144  = ! flow_op_state;
-  assign \$145  = flow_op_state == 1'h1;
-  assign \$146  = flow_op_state == 2'h2;
-  assign \$147  = flow_op_state == 2'h3;
-  assign \$148  = flow_op_state == 3'h4;
-  assign \$149  = ~ s1_valid;
-  assign \$150  = ~ s2_valid;
-  assign \$151  = ~ s3_valid;
-  assign \$152  = ~ s4_valid;
-  assign \$153  = ~ s5_valid;
-  assign \$154  = ~ o__valid;
-  assign \$155  = \$154  | o__ready;
-  assign \$156  = \$153  | \$155 ;
-  assign \$157  = \$152  | \$156 ;
-  assign \$158  = \$151  | \$157 ;
-  assign \$159  = \$150  | \$158 ;
-  assign \$160  = \$149  | \$159 ;
-  assign \$162  = ^ \$161 ;
-  assign \$165  = ^ \$164 ;
-  assign \$168  = ^ \$167 ;
-  assign \$171  = ^ \$170 ;
-  assign \$174  = ^ \$173 ;
-  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$162 ;
-  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$624 ;
-  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$627 ;
-  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$636 ;
-  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$639 ;
-  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$645 ;
-  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$165 ;
-  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$174 ;
-  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$177 ;
-  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$183 ;
+    stash5 <= \$729 ;
+  always @(posedge clk)
+    stash6 <= \$730 ;
+  always @(posedge clk)
+    stash7 <= \$731 ;
+  assign \$1  = i__valid & i__ready;
+  assign \$2  = held + \$1 ;
+  assign \$3  = o__valid & r_en;
+  assign \$4  = \$2  - \$3 ;
+  assign \$5  = ^ { s1_partials[72], s1_partials[64], s1_partials[56], s1_partials[48], s1_partials[40], s1_partials[32], s1_partials[24], s1_partials[16], s1_partials[8], s1_partials[0] };
+  assign \$6  = ^ { s1_partials[73], s1_partials[65], s1_partials[57], s1_partials[49], s1_partials[41], s1_partials[33], s1_partials[25], s1_partials[17], s1_partials[9], s1_partials[1] };
+  assign \$7  = ^ { s1_partials[74], s1_partials[66], s1_partials[58], s1_partials[50], s1_partials[42], s1_partials[34], s1_partials[26], s1_partials[18], s1_partials[10], s1_partials[2] };
+  assign \$8  = ^ { s1_partials[75], s1_partials[67], s1_partials[59], s1_partials[51], s1_partials[43], s1_partials[35], s1_partials[27], s1_partials[19], s1_partials[11], s1_partials[3] };
+  assign \$9  = ^ { s1_partials[76], s1_partials[68], s1_partials[60], s1_partials[52], s1_partials[44], s1_partials[36], s1_partials[28], s1_partials[20], s1_partials[12], s1_partials[4] };
+  assign \$10  = ^ { s1_partials[77], s1_partials[69], s1_partials[61], s1_partials[53], s1_partials[45], s1_partials[37], s1_partials[29], s1_partials[21], s1_partials[13], s1_partials[5] };
+  assign \$11  = ^ { s1_partials[78], s1_partials[70], s1_partials[62], s1_partials[54], s1_partials[46], s1_partials[38], s1_partials[30], s1_partials[22], s1_partials[14], s1_partials[6] };
+  assign \$12  = ^ { s1_partials[79], s1_partials[71], s1_partials[63], s1_partials[55], s1_partials[47], s1_partials[39], s1_partials[31], s1_partials[23], s1_partials[15], s1_partials[7] };
+  assign \$13  = & s4_terms0;
+  assign \$14  = & s4_terms1;
+  assign \$15  = & s4_terms2;
+  assign \$16  = & s4_terms3;
+  assign \$17  = & s4_terms4;
+  assign \$18  = & s4_terms5;
+  assign \$19  = & s4_terms6;
+  assign \$20  = & s4_terms7;
+  assign \$21  = & s4_terms8;
+  assign \$22  = & s4_terms9;
+  assign \$23  = & s4_terms10;
+  assign \$24  = & s4_terms11;
+  assign \$25  = s5_action0 & { \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0], \$signal [0] };
+  assign \$26  = s5_action1 & { \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1], \$signal [1] };
+  assign \$27  = s5_action2 & { \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2], \$signal [2] };
+  assign \$28  = \$26  | \$27 ;
+  assign \$29  = \$25  | \$28 ;
+  assign \$30  = s5_action3 & { \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3], \$signal [3] };
+  assign \$31  = s5_action4 & { \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4], \$signal [4] };
+  assign \$32  = s5_action5 & { \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5], \$signal [5] };
+  assign \$33  = \$31  | \$32 ;
+  assign \$34  = \$30  | \$33 ;
+  assign \$35  = \$29  | \$34 ;
+  assign \$36  = s5_action6 & { \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6], \$signal [6] };
+  assign \$37  = s5_action7 & { \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7], \$signal [7] };
+  assign \$38  = s5_action8 & { \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8], \$signal [8] };
+  assign \$39  = \$37  | \$38 ;
+  assign \$40  = \$36  | \$39 ;
+  assign \$41  = s5_action9 & { \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9], \$signal [9] };
+  assign \$42  = s5_action10 & { \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10], \$signal [10] };
+  assign \$43  = s5_action11 & { \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11], \$signal [11] };
+  assign \$44  = \$42  | \$43 ;
+  assign \$45  = \$41  | \$44 ;
+  assign \$46  = \$40  | \$45 ;
+  assign action = \$35  | \$46 ;
+  assign \$47  = step == 2'h3;
+  assign \$48  = ~ hit_op;
+  assign \$49  = \$48  | csr__r_stb;
+  assign \$50  = \$49  | op_done;
+  assign csr__ack = \$47  & \$50 ;
+  assign \$51  = ~ occ_r__data;
+  assign \$52  = occ_r__data + 1'h1;
+  assign \$53  = \$51  & \$52 [3:0];
+  assign \$54  = ~ stash_occ;
+  assign \$55  = stash_occ + 1'h1;
+  assign \$56  = \$54  & \$55 [7:0];
+  assign \$57  = journal_len == 5'h18;
+  assign \$58  = op == 1'h1;
+  assign \$59  = op == 2'h2;
+  assign \$60  = | free_way;
+  assign \$61  = | free_stash;
+  assign \$62  = free_way[1] | free_way[3];
+  assign \$63  = free_way[2] | free_way[3];
+  assign \$64  = occ_r__data | free_way;
+  assign \$70  = \$68  | \$69 ;
+  assign \$71  = \$67  | \$70 ;
+  assign \$74  = \$72  | \$73 ;
+  assign \$77  = \$75  | \$76 ;
+  assign \$78  = \$74  | \$77 ;
+  assign \$79  = \$71  | \$78 ;
+  assign \$80  = 11'h400 + \$79 ;
+  assign \$81  = del_slot >= 11'h408;
+  assign \$82  = del_slot >= 11'h400;
+  assign \$83  = occ_r__data >> del_slot[1:0];
+  assign \$84  = del_slot - 11'h400;
+  assign \$85  = stash_occ >> \$84 [2:0];
+  assign \$86  = 1'h1 << del_slot[1:0];
+  assign \$87  = ~ \$86 [3:0];
+  assign \$88  = occ_r__data & \$87 ;
+  assign \$89  = j_r__data[10:0] < 11'h400;
+  assign \$90  = \$signal$95  & \$89 ;
+  assign \$91  = ! j_r__data[1:0];
+  assign \$signature__en$94  = \$90  & \$91 ;
+  assign \$92  = j_r__data[10:0] < 11'h400;
+  assign \$93  = \$signal$95  & \$92 ;
+  assign \$94  = j_r__data[1:0] == 1'h1;
+  assign \$signature__en$98  = \$93  & \$94 ;
+  assign \$95  = j_r__data[10:0] < 11'h400;
+  assign \$96  = \$signal$95  & \$95 ;
+  assign \$97  = j_r__data[1:0] == 2'h2;
+  assign \$signature__en$101  = \$96  & \$97 ;
+  assign \$98  = j_r__data[10:0] < 11'h400;
+  assign \$99  = \$signal$95  & \$98 ;
+  assign \$100  = j_r__data[1:0] == 2'h3;
+  assign \$signature__en$104  = \$99  & \$100 ;
+  assign \$101  = ! flow_op_state;
+  assign \$102  = flow_op_state == 1'h1;
+  assign \$103  = flow_op_state == 2'h2;
+  assign \$104  = flow_op_state == 2'h3;
+  assign \$105  = flow_op_state == 3'h4;
+  assign \$106  = \$4 [4:0] <= 4'he;
+  assign \$107  = i__valid & i__ready;
+  assign \$109  = ^ \$108 ;
+  assign \$112  = ^ \$111 ;
+  assign \$115  = ^ \$114 ;
+  assign \$118  = ^ \$117 ;
+  assign \$121  = ^ \$120 ;
+  assign \$124  = ^ \$123 ;
+  assign \$127  = ^ \$126 ;
+  assign \$130  = ^ \$129 ;
+  assign \$133  = ^ \$132 ;
+  assign \$136  = ^ \$135 ;
+  assign \$139  = ^ \$138 ;
+  assign \$142  = ^ \$141 ;
+  assign \$145  = ^ \$144 ;
+  assign \$148  = ^ \$147 ;
+  assign \$151  = ^ \$150 ;
+  assign \$154  = ^ \$153 ;
+  assign \$157  = ^ \$156 ;
+  assign \$160  = ^ \$159 ;
+  assign \$163  = ^ \$162 ;
+  assign \$166  = ^ \$165 ;
+  assign \$169  = ^ \$168 ;
+  assign \$172  = ^ \$171 ;
+  assign \$175  = ^ \$174 ;
+  assign \$178  = ^ \$177 ;
+  assign \$181  = ^ \$180 ;
+  assign \$184  = ^ \$183 ;
+  assign \$187  = ^ \$186 ;
+  assign \$190  = ^ \$189 ;
+  assign \$193  = ^ \$192 ;
+  assign \$196  = ^ \$195 ;
+  assign \$199  = ^ \$198 ;
+  assign \$202  = ^ \$201 ;
+  assign \$205  = ^ \$204 ;
+  assign \$208  = ^ \$207 ;
+  assign \$211  = ^ \$210 ;
+  assign \$214  = ^ \$213 ;
+  assign \$217  = ^ \$216 ;
+  assign \$220  = ^ \$219 ;
+  assign \$223  = ^ \$222 ;
+  assign \$226  = ^ \$225 ;
+  assign \$229  = ^ \$228 ;
+  assign \$232  = ^ \$231 ;
+  assign \$235  = ^ \$234 ;
+  assign \$238  = ^ \$237 ;
+  assign \$241  = ^ \$240 ;
+  assign \$244  = ^ \$243 ;
+  assign \$247  = ^ \$246 ;
+  assign \$250  = ^ \$249 ;
+  assign \$253  = ^ \$252 ;
+  assign \$256  = ^ \$255 ;
+  assign \$259  = ^ \$258 ;
+  assign \$262  = ^ \$261 ;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ \$109 ;
+  assign \$auto$rtlil.cc:2739:Not$12  = ~ \$541 ;
+  assign \$auto$rtlil.cc:2739:Not$14  = ~ \$544 ;
+  assign \$auto$rtlil.cc:2739:Not$16  = ~ \$553 ;
+  assign \$auto$rtlil.cc:2739:Not$18  = ~ \$556 ;
+  assign \$auto$rtlil.cc:2739:Not$20  = ~ \$562 ;
+  assign \$auto$rtlil.cc:2739:Not$4  = ~ \$112 ;
+  assign \$auto$rtlil.cc:2739:Not$6  = ~ \$121 ;
+  assign \$auto$rtlil.cc:2739:Not$8  = ~ \$124 ;
+  assign \$auto$rtlil.cc:2739:Not$10  = ~ \$130 ;
+  \hetnic_nic_core_w64.core.pipeline.flows.out_fifo  out_fifo (
+    .clk(clk),
+    .r_data(o__payload),
+    .r_en(r_en),
+    .r_rdy(o__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     _op_busy = 1'h0;
@@ -25966,7 +25873,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          free_way = \$96 ;
+          free_way = \$53 ;
     endcase
   end
   always @* begin
@@ -25980,12 +25887,12 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          free_stash = \$99 ;
+          free_stash = \$56 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__addr$70  = 8'h00;
+    \$signature__addr$77  = 8'h00;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -25994,12 +25901,12 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$70  = occ_r__addr;
+          \$signature__addr$77  = occ_r__addr;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__addr$71  = 5'h00;
+    \$signature__addr$78  = 5'h00;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26008,7 +25915,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          \$signature__addr$71  = journal_len;
+          \$signature__addr$78  = journal_len;
     endcase
   end
   always @* begin
@@ -26030,7 +25937,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__en$75  = 1'h0;
+    \$signature__en$82  = 1'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26039,21 +25946,21 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$100 ) begin
-          end else if (\$101 ) begin
-            if (\$103 ) begin
-              \$signature__en$75  = 1'h1;
-            end else if (\$104 ) begin
-              \$signature__en$75  = 1'h1;
+          if (\$57 ) begin
+          end else if (\$58 ) begin
+            if (\$60 ) begin
+              \$signature__en$82  = 1'h1;
+            end else if (\$61 ) begin
+              \$signature__en$82  = 1'h1;
             end
-          end else if (\$102 ) begin
-            if (\$124 ) begin
-            end else if (\$125 ) begin
-              if (\$128 ) begin
-                \$signature__en$75  = 1'h1;
+          end else if (\$59 ) begin
+            if (\$81 ) begin
+            end else if (\$82 ) begin
+              if (\$85 ) begin
+                \$signature__en$82  = 1'h1;
               end
-            end else if (\$126 ) begin
-              \$signature__en$75  = 1'h1;
+            end else if (\$83 ) begin
+              \$signature__en$82  = 1'h1;
             end
           end
     endcase
@@ -26069,23 +25976,23 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$100 ) begin
-          end else if (\$101 ) begin
-            if (\$103 ) begin
-              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$106 , \$105  };
+          if (\$57 ) begin
+          end else if (\$58 ) begin
+            if (\$60 ) begin
+              \$signature__data [10:0] = { 1'h0, occ_r__addr, \$63 , \$62  };
               \$signature__data [328:11] = entry;
-            end else if (\$104 ) begin
-              \$signature__data [10:0] = \$123 [10:0];
+            end else if (\$61 ) begin
+              \$signature__data [10:0] = \$80 [10:0];
               \$signature__data [328:11] = entry;
             end
-          end else if (\$102 ) begin
-            if (\$124 ) begin
-            end else if (\$125 ) begin
-              if (\$128 ) begin
+          end else if (\$59 ) begin
+            if (\$81 ) begin
+            end else if (\$82 ) begin
+              if (\$85 ) begin
                 \$signature__data [10:0] = del_slot;
                 \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
               end
-            end else if (\$126 ) begin
+            end else if (\$83 ) begin
               \$signature__data [10:0] = del_slot;
               \$signature__data [328:11] = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
             end
@@ -26094,7 +26001,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__en$77  = 1'h0;
+    \$signature__en$84  = 1'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26103,23 +26010,23 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$100 ) begin
-          end else if (\$101 ) begin
-            if (\$103 ) begin
-              \$signature__en$77  = 1'h1;
+          if (\$57 ) begin
+          end else if (\$58 ) begin
+            if (\$60 ) begin
+              \$signature__en$84  = 1'h1;
             end
-          end else if (\$102 ) begin
-            if (\$124 ) begin
-            end else if (\$125 ) begin
-            end else if (\$126 ) begin
-              \$signature__en$77  = 1'h1;
+          end else if (\$59 ) begin
+            if (\$81 ) begin
+            end else if (\$82 ) begin
+            end else if (\$83 ) begin
+              \$signature__en$84  = 1'h1;
             end
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$signature__data$78  = 4'h0;
+    \$signature__data$85  = 4'h0;
     casez (flow_op_state)
       3'h0:
           /* empty */;
@@ -26128,16 +26035,16 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$100 ) begin
-          end else if (\$101 ) begin
-            if (\$103 ) begin
-              \$signature__data$78  = \$107 ;
+          if (\$57 ) begin
+          end else if (\$58 ) begin
+            if (\$60 ) begin
+              \$signature__data$85  = \$64 ;
             end
-          end else if (\$102 ) begin
-            if (\$124 ) begin
-            end else if (\$125 ) begin
-            end else if (\$126 ) begin
-              \$signature__data$78  = \$131 ;
+          end else if (\$59 ) begin
+            if (\$81 ) begin
+            end else if (\$82 ) begin
+            end else if (\$83 ) begin
+              \$signature__data$85  = \$88 ;
             end
           end
     endcase
@@ -26153,11 +26060,11 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
       3'h2:
           /* empty */;
       3'h3:
-          if (\$100 ) begin
-          end else if (\$101 ) begin
+          if (\$57 ) begin
+          end else if (\$58 ) begin
             (* full_case = 32'd1 *)
-            if (\$103 ) begin
-            end else if (\$104 ) begin
+            if (\$60 ) begin
+            end else if (\$61 ) begin
             end else begin
               refused_stb = 1'h1;
             end
@@ -26182,49 +26089,891 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$718  = s1_valid;
-    if (\$160 ) begin
-      \$718  = i__valid;
-    end
+    \$635  = \$4 [4:0];
     if (rst) begin
-      \$718  = 1'h0;
+      \$635  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$719  = s1_meta;
-    if (\$160 ) begin
-      \$719  = i__payload;
-    end
+    \$636  = \$106 ;
     if (rst) begin
-      \$719  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$636  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$720  = s1_partials;
-    if (\$160 ) begin
-      \$720  = { \$400 , \$397 , \$394 , \$391 , \$388 , \$385 , \$382 , \$379 , \$376 , \$373 , \$370 , \$367 , \$364 , \$361 , \$358 , \$355 , \$352 , \$349 , \$346 , \$343 , \$340 , \$337 , \$334 , \$331 , \$328 , \$325 , \$322 , \$319 , \$316 , \$313 , \$310 , \$307 , \$304 , \$301 , \$298 , \$295 , \$292 , \$289 , \$286 , \$283 , \$280 , \$277 , \$274 , \$271 , \$268 , \$265 , \$262 , \$259 , \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , \$232 , \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , \$205 , \$202 , \$199 , \$196 , \$193 , \$190 , \$187 , \$184 , \$181 , \$178 , \$175 , \$172 , \$169 , \$166 , \$163  };
-    end
+    \$637  = \$107 ;
     if (rst) begin
-      \$720  = 80'h00000000000000000000;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$721  = s1_lookup;
-    if (\$160 ) begin
-      \$721  = \$401 ;
-    end
+    \$638  = i__payload;
     if (rst) begin
-      \$721  = 1'h0;
+      \$638  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$722  = s2_valid;
-    if (\$411 ) begin
-      \$722  = s1_valid;
+    \$639  = { \$347 , \$344 , \$341 , \$338 , \$335 , \$332 , \$329 , \$326 , \$323 , \$320 , \$317 , \$314 , \$311 , \$308 , \$305 , \$302 , \$299 , \$296 , \$293 , \$290 , \$287 , \$284 , \$281 , \$278 , \$275 , \$272 , \$269 , \$266 , \$263 , \$260 , \$257 , \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , \$233 , \$230 , \$227 , \$224 , \$221 , \$218 , \$215 , \$212 , \$209 , \$206 , \$203 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , \$176 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , \$149 , \$146 , \$143 , \$140 , \$137 , \$134 , \$131 , \$128 , \$125 , \$122 , \$119 , \$116 , \$113 , \$110  };
+    if (rst) begin
+      \$639  = 80'h00000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$640  = \$348 ;
+    if (rst) begin
+      \$640  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$641  = s1_valid;
+    if (rst) begin
+      \$641  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$642  = s1_meta;
+    if (rst) begin
+      \$642  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$643  = s1_lookup;
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$644  = s2_valid;
+    if (rst) begin
+      \$644  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$645  = s2_meta;
+    if (rst) begin
+      \$645  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$646  = s2_lookup;
+    if (rst) begin
+      \$646  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$647  = \$signature__data$118 ;
+    if (rst) begin
+      \$647  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$648  = \$signature__data$120 ;
+    if (rst) begin
+      \$648  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$649  = \$signature__data$122 ;
+    if (rst) begin
+      \$649  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$650  = \$signature__data$124 ;
+    if (rst) begin
+      \$650  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$651  = s3_valid;
+    if (rst) begin
+      \$651  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$652  = s3_meta;
+    if (rst) begin
+      \$652  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$653  = { s3_lookup, s3_way0[0], \$358 , \$357 , \$356 , \$355 , \$354 , \$353 , \$352 , \$351 , \$350 , \$349  };
+    if (rst) begin
+      \$653  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$654  = s3_way0[20:1];
+    if (rst) begin
+      \$654  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$655  = { s3_lookup, s3_way1[0], \$368 , \$367 , \$366 , \$365 , \$364 , \$363 , \$362 , \$361 , \$360 , \$359  };
+    if (rst) begin
+      \$655  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$656  = s3_way1[20:1];
+    if (rst) begin
+      \$656  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$657  = { s3_lookup, s3_way2[0], \$378 , \$377 , \$376 , \$375 , \$374 , \$373 , \$372 , \$371 , \$370 , \$369  };
+    if (rst) begin
+      \$657  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$658  = s3_way2[20:1];
+    if (rst) begin
+      \$658  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$659  = { s3_lookup, s3_way3[0], \$388 , \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379  };
+    if (rst) begin
+      \$659  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$660  = s3_way3[20:1];
+    if (rst) begin
+      \$660  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$661  = { s3_lookup, stash0[0], \$398 , \$397 , \$396 , \$395 , \$394 , \$393 , \$392 , \$391 , \$390 , \$389  };
+    if (rst) begin
+      \$661  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$662  = stash0[20:1];
+    if (rst) begin
+      \$662  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$663  = { s3_lookup, stash1[0], \$408 , \$407 , \$406 , \$405 , \$404 , \$403 , \$402 , \$401 , \$400 , \$399  };
+    if (rst) begin
+      \$663  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$664  = stash1[20:1];
+    if (rst) begin
+      \$664  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$665  = { s3_lookup, stash2[0], \$418 , \$417 , \$416 , \$415 , \$414 , \$413 , \$412 , \$411 , \$410 , \$409  };
+    if (rst) begin
+      \$665  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$666  = stash2[20:1];
+    if (rst) begin
+      \$666  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$667  = { s3_lookup, stash3[0], \$428 , \$427 , \$426 , \$425 , \$424 , \$423 , \$422 , \$421 , \$420 , \$419  };
+    if (rst) begin
+      \$667  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$668  = stash3[20:1];
+    if (rst) begin
+      \$668  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$669  = { s3_lookup, stash4[0], \$438 , \$437 , \$436 , \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429  };
+    if (rst) begin
+      \$669  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$670  = stash4[20:1];
+    if (rst) begin
+      \$670  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$671  = { s3_lookup, stash5[0], \$448 , \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439  };
+    if (rst) begin
+      \$671  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$672  = stash5[20:1];
+    if (rst) begin
+      \$672  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$673  = { s3_lookup, stash6[0], \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449  };
+    if (rst) begin
+      \$673  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$674  = stash6[20:1];
+    if (rst) begin
+      \$674  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$675  = { s3_lookup, stash7[0], \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459  };
+    if (rst) begin
+      \$675  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$676  = stash7[20:1];
+    if (rst) begin
+      \$676  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$677  = s4_valid;
+    if (rst) begin
+      \$677  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$678  = s4_meta;
+    if (rst) begin
+      \$678  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$679  = \$471 ;
+    if (rst) begin
+      \$679  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$680  = \$472 ;
+    if (rst) begin
+      \$680  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$681  = s4_action0;
+    if (rst) begin
+      \$681  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$682  = s4_action1;
+    if (rst) begin
+      \$682  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$683  = s4_action2;
+    if (rst) begin
+      \$683  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$684  = s4_action3;
+    if (rst) begin
+      \$684  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$685  = s4_action4;
+    if (rst) begin
+      \$685  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$686  = s4_action5;
+    if (rst) begin
+      \$686  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$687  = s4_action6;
+    if (rst) begin
+      \$687  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$688  = s4_action7;
+    if (rst) begin
+      \$688  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$689  = s4_action8;
+    if (rst) begin
+      \$689  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$690  = s4_action9;
+    if (rst) begin
+      \$690  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$691  = s4_action10;
+    if (rst) begin
+      \$691  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$692  = s4_action11;
+    if (rst) begin
+      \$692  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$693  = s5_valid;
+    if (rst) begin
+      \$693  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$694  = \$signal$148 ;
+    if (\$signal$149 ) begin
+      \$694 [410:403] = 8'h7f;
+      \$694 [414:411] = action[4:1];
+      \$694 [425:415] = action[15:5];
+      \$694 [429:426] = action[19:16];
+      \$694 [433:430] = \$477 ;
+    end
+    if (rst) begin
+      \$694  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$480 ) begin
+      \$695  = \$482 [1:0];
+    end else begin
+      \$695  = 2'h0;
+    end
+    if (rst) begin
+      \$695  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$696  = { \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483  };
+    if (rst) begin
+      \$696  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$697  = \$518 ;
+    if (rst) begin
+      \$697  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$698  = { \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519  };
+    if (rst) begin
+      \$698  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$699  = \$529 ;
+    if (rst) begin
+      \$699  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$700  = csr__r_data;
+    if (\$530 ) begin
+      \$700  = data;
+    end
+    if (rst) begin
+      \$700  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$701  = flow_entry0;
+    if (\$532 ) begin
+      if (entry_sel[0]) begin
+        \$701  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$701  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$702  = flow_entry1;
+    if (\$532 ) begin
+      if (entry_sel[1]) begin
+        \$702  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$702  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$703  = flow_entry2;
+    if (\$532 ) begin
+      if (entry_sel[2]) begin
+        \$703  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$703  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$704  = flow_entry3;
+    if (\$532 ) begin
+      if (entry_sel[3]) begin
+        \$704  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$704  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$705  = flow_entry4;
+    if (\$532 ) begin
+      if (entry_sel[4]) begin
+        \$705  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$705  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$706  = flow_entry5;
+    if (\$532 ) begin
+      if (entry_sel[5]) begin
+        \$706  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$706  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$707  = flow_entry6;
+    if (\$532 ) begin
+      if (entry_sel[6]) begin
+        \$707  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$707  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$708  = flow_entry7;
+    if (\$532 ) begin
+      if (entry_sel[7]) begin
+        \$708  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$708  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$709  = flow_entry8;
+    if (\$532 ) begin
+      if (entry_sel[8]) begin
+        \$709  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$709  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$710  = flow_entry9;
+    if (\$532 ) begin
+      if (entry_sel[9]) begin
+        \$710  = csr__w_data;
+      end
+    end
+    if (rst) begin
+      \$710  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$711  = op;
+    casez (flow_op_state)
+      3'h0:
+          if (\$538 ) begin
+            \$711  = csr__w_data[1:0];
+          end
+    endcase
+    if (rst) begin
+      \$711  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$712  = del_slot;
+    casez (flow_op_state)
+      3'h0:
+          if (\$538 ) begin
+            \$712  = csr__w_data[26:16];
+          end
+    endcase
+    if (rst) begin
+      \$712  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$713  = flow_op_state;
+    casez (flow_op_state)
+      3'h0:
+          if (\$538 ) begin
+            \$713  = 3'h1;
+          end
+      3'h1:
+          \$713  = 3'h2;
+      3'h2:
+          \$713  = 3'h3;
+      3'h3:
+          \$713  = 3'h4;
+      3'h4:
+          \$713  = 3'h0;
+    endcase
+    if (rst) begin
+      \$713  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$714  = occ_r__addr;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          (* full_case = 32'd1 *)
+          if (\$539 ) begin
+            \$714  = { \$563 , \$560 , \$557 , \$554 , \$551 , \$548 , \$545 , \$542  };
+          end else begin
+            \$714  = del_slot[9:2];
+          end
+    endcase
+    if (rst) begin
+      \$714  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$715  = result_status;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          if (\$564 ) begin
+            \$715  = 3'h2;
+          end else if (\$565 ) begin
+            (* full_case = 32'd1 *)
+            if (\$567 ) begin
+              \$715  = 3'h0;
+            end else if (\$568 ) begin
+              \$715  = 3'h0;
+            end else begin
+              \$715  = 3'h1;
+            end
+          end else if (\$566 ) begin
+            (* full_case = 32'd1 *)
+            if (\$592 ) begin
+              \$715  = 3'h3;
+            end else if (\$593 ) begin
+              (* full_case = 32'd1 *)
+              if (\$596 ) begin
+                \$715  = 3'h0;
+              end else begin
+                \$715  = 3'h3;
+              end
+            end else if (\$594 ) begin
+              \$715  = 3'h0;
+            end else begin
+              \$715  = 3'h3;
+            end
+          end else begin
+            \$715  = 3'h4;
+          end
+    endcase
+    if (rst) begin
+      \$715  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$716  = journal_len;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$564 ) begin
+          end else if (\$565 ) begin
+            if (\$567 ) begin
+              \$716  = \$569 [4:0];
+            end else if (\$568 ) begin
+              \$716  = \$573 [4:0];
+            end
+          end else if (\$566 ) begin
+            if (\$592 ) begin
+            end else if (\$593 ) begin
+              if (\$596 ) begin
+                \$716  = \$597 [4:0];
+              end
+            end else if (\$594 ) begin
+              \$716  = \$600 [4:0];
+            end
+          end
+    endcase
+    if (\$618 ) begin
+      \$716  = 5'h00;
+    end
+    if (rst) begin
+      \$716  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$717  = \$signal$155 ;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$564 ) begin
+          end else if (\$565 ) begin
+            if (\$567 ) begin
+              \$717  = { 1'h0, occ_r__addr, \$571 , \$570  };
+            end else if (\$568 ) begin
+              \$717  = \$589 [10:0];
+            end
+          end else if (\$566 ) begin
+            if (\$592 ) begin
+            end else if (\$593 ) begin
+              if (\$596 ) begin
+                \$717  = del_slot;
+              end
+            end else if (\$594 ) begin
+              \$717  = del_slot;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$717  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$718  = entries;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$564 ) begin
+          end else if (\$565 ) begin
+            if (\$567 ) begin
+              \$718  = \$572 [11:0];
+            end else if (\$568 ) begin
+              \$718  = \$591 [11:0];
+            end
+          end else if (\$566 ) begin
+            if (\$592 ) begin
+            end else if (\$593 ) begin
+              if (\$596 ) begin
+                \$718  = \$599 [11:0];
+              end
+            end else if (\$594 ) begin
+              \$718  = \$601 [11:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$718  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$719  = stash_occ;
+    casez (flow_op_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (\$564 ) begin
+          end else if (\$565 ) begin
+            if (\$567 ) begin
+            end else if (\$568 ) begin
+              \$719  = \$590 ;
+            end
+          end else if (\$566 ) begin
+            if (\$592 ) begin
+            end else if (\$593 ) begin
+              if (\$596 ) begin
+                (* full_case = 32'd1 *)
+                casez (\$598 [2:0])
+                  3'h0:
+                      \$719 [0] = 1'h0;
+                  3'h1:
+                      \$719 [1] = 1'h0;
+                  3'h2:
+                      \$719 [2] = 1'h0;
+                  3'h3:
+                      \$719 [3] = 1'h0;
+                  3'h4:
+                      \$719 [4] = 1'h0;
+                  3'h5:
+                      \$719 [5] = 1'h0;
+                  3'h6:
+                      \$719 [6] = 1'h0;
+                  3'h7:
+                      \$719 [7] = 1'h0;
+                endcase
+              end
+            end
+          end
+    endcase
+    if (rst) begin
+      \$719  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$720  = \$603 ;
+    if (rst) begin
+      \$720  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$721  = j_r__addr;
+    if (\$605 ) begin
+      \$721  = \$606 [4:0];
+    end
+    if (\$612 ) begin
+      \$721  = 5'h00;
+    end
+    if (rst) begin
+      \$721  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    \$722  = \$signal$161 ;
+    if (\$612 ) begin
+      \$722  = 1'h1;
+    end
+    if (\$618 ) begin
+      \$722  = 1'h0;
     end
     if (rst) begin
       \$722  = 1'h0;
@@ -26232,59 +26981,62 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$723  = s2_meta;
-    if (\$411 ) begin
-      \$723  = s1_meta;
+    \$723  = applied;
+    if (\$618 ) begin
+      \$723  = 1'h1;
+    end
+    if (commit_done) begin
+      \$723  = 1'h0;
     end
     if (rst) begin
-      \$723  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$723  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$724  = s2_lookup;
-    if (\$411 ) begin
-      \$724  = s1_lookup;
+    \$724  = stash0;
+    if (\$620 ) begin
+      \$724  = j_r__data[328:11];
     end
     if (rst) begin
-      \$724  = 1'h0;
+      \$724  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$725  = s3_valid;
-    if (\$419 ) begin
-      \$725  = s2_valid;
+    \$725  = stash1;
+    if (\$622 ) begin
+      \$725  = j_r__data[328:11];
     end
     if (rst) begin
-      \$725  = 1'h0;
+      \$725  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$726  = s3_meta;
-    if (\$419 ) begin
-      \$726  = s2_meta;
+    \$726  = stash2;
+    if (\$624 ) begin
+      \$726  = j_r__data[328:11];
     end
     if (rst) begin
-      \$726  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$726  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$727  = s3_lookup;
-    if (\$419 ) begin
-      \$727  = s2_lookup;
+    \$727  = stash3;
+    if (\$626 ) begin
+      \$727  = j_r__data[328:11];
     end
     if (rst) begin
-      \$727  = 1'h0;
+      \$727  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$728  = s3_way0;
-    if (\$419 ) begin
-      \$728  = \$signature__data$109 ;
+    \$728  = stash4;
+    if (\$628 ) begin
+      \$728  = j_r__data[328:11];
     end
     if (rst) begin
       \$728  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -26292,9 +27044,9 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$729  = s3_way1;
-    if (\$419 ) begin
-      \$729  = \$signature__data$111 ;
+    \$729  = stash5;
+    if (\$630 ) begin
+      \$729  = j_r__data[328:11];
     end
     if (rst) begin
       \$729  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -26302,9 +27054,9 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$730  = s3_way2;
-    if (\$419 ) begin
-      \$730  = \$signature__data$113 ;
+    \$730  = stash6;
+    if (\$632 ) begin
+      \$730  = j_r__data[328:11];
     end
     if (rst) begin
       \$730  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -26312,1038 +27064,106 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$731  = s3_way3;
-    if (\$419 ) begin
-      \$731  = \$signature__data$115 ;
+    \$731  = stash7;
+    if (\$634 ) begin
+      \$731  = j_r__data[328:11];
     end
     if (rst) begin
       \$731  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$732  = s4_valid;
-    if (\$425 ) begin
-      \$732  = s3_valid;
-    end
-    if (rst) begin
-      \$732  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$733  = s4_meta;
-    if (\$425 ) begin
-      \$733  = s3_meta;
-    end
-    if (rst) begin
-      \$733  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$734  = s4_terms0;
-    if (\$425 ) begin
-      \$734  = { s3_lookup, s3_way0[0], \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429 , \$428 , \$427 , \$426  };
-    end
-    if (rst) begin
-      \$734  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$735  = s4_action0;
-    if (\$425 ) begin
-      \$735  = s3_way0[20:1];
-    end
-    if (rst) begin
-      \$735  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$736  = s4_terms1;
-    if (\$425 ) begin
-      \$736  = { s3_lookup, s3_way1[0], \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439 , \$438 , \$437 , \$436  };
-    end
-    if (rst) begin
-      \$736  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$737  = s4_action1;
-    if (\$425 ) begin
-      \$737  = s3_way1[20:1];
-    end
-    if (rst) begin
-      \$737  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$738  = s4_terms2;
-    if (\$425 ) begin
-      \$738  = { s3_lookup, s3_way2[0], \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448 , \$447 , \$446  };
-    end
-    if (rst) begin
-      \$738  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$739  = s4_action2;
-    if (\$425 ) begin
-      \$739  = s3_way2[20:1];
-    end
-    if (rst) begin
-      \$739  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$740  = s4_terms3;
-    if (\$425 ) begin
-      \$740  = { s3_lookup, s3_way3[0], \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456  };
-    end
-    if (rst) begin
-      \$740  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$741  = s4_action3;
-    if (\$425 ) begin
-      \$741  = s3_way3[20:1];
-    end
-    if (rst) begin
-      \$741  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$742  = s4_terms4;
-    if (\$425 ) begin
-      \$742  = { s3_lookup, stash0[0], \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466  };
-    end
-    if (rst) begin
-      \$742  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$743  = s4_action4;
-    if (\$425 ) begin
-      \$743  = stash0[20:1];
-    end
-    if (rst) begin
-      \$743  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$744  = s4_terms5;
-    if (\$425 ) begin
-      \$744  = { s3_lookup, stash1[0], \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476  };
-    end
-    if (rst) begin
-      \$744  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$745  = s4_action5;
-    if (\$425 ) begin
-      \$745  = stash1[20:1];
-    end
-    if (rst) begin
-      \$745  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$746  = s4_terms6;
-    if (\$425 ) begin
-      \$746  = { s3_lookup, stash2[0], \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486  };
-    end
-    if (rst) begin
-      \$746  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$747  = s4_action6;
-    if (\$425 ) begin
-      \$747  = stash2[20:1];
-    end
-    if (rst) begin
-      \$747  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$748  = s4_terms7;
-    if (\$425 ) begin
-      \$748  = { s3_lookup, stash3[0], \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496  };
-    end
-    if (rst) begin
-      \$748  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$749  = s4_action7;
-    if (\$425 ) begin
-      \$749  = stash3[20:1];
-    end
-    if (rst) begin
-      \$749  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$750  = s4_terms8;
-    if (\$425 ) begin
-      \$750  = { s3_lookup, stash4[0], \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506  };
-    end
-    if (rst) begin
-      \$750  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$751  = s4_action8;
-    if (\$425 ) begin
-      \$751  = stash4[20:1];
-    end
-    if (rst) begin
-      \$751  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$752  = s4_terms9;
-    if (\$425 ) begin
-      \$752  = { s3_lookup, stash5[0], \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516  };
-    end
-    if (rst) begin
-      \$752  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$753  = s4_action9;
-    if (\$425 ) begin
-      \$753  = stash5[20:1];
-    end
-    if (rst) begin
-      \$753  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$754  = s4_terms10;
-    if (\$425 ) begin
-      \$754  = { s3_lookup, stash6[0], \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526  };
-    end
-    if (rst) begin
-      \$754  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$755  = s4_action10;
-    if (\$425 ) begin
-      \$755  = stash6[20:1];
-    end
-    if (rst) begin
-      \$755  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$756  = s4_terms11;
-    if (\$425 ) begin
-      \$756  = { s3_lookup, stash7[0], \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536  };
-    end
-    if (rst) begin
-      \$756  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$757  = s4_action11;
-    if (\$425 ) begin
-      \$757  = stash7[20:1];
-    end
-    if (rst) begin
-      \$757  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$758  = s5_valid;
-    if (\$549 ) begin
-      \$758  = s4_valid;
-    end
-    if (rst) begin
-      \$758  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$759  = \$signal$137 ;
-    if (\$549 ) begin
-      \$759  = s4_meta;
-    end
-    if (rst) begin
-      \$759  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$760  = \$signal ;
-    if (\$549 ) begin
-      \$760  = \$552 ;
-    end
-    if (rst) begin
-      \$760  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$761  = \$signal$138 ;
-    if (\$549 ) begin
-      \$761  = \$553 ;
-    end
-    if (rst) begin
-      \$761  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$762  = s5_action0;
-    if (\$549 ) begin
-      \$762  = s4_action0;
-    end
-    if (rst) begin
-      \$762  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$763  = s5_action1;
-    if (\$549 ) begin
-      \$763  = s4_action1;
-    end
-    if (rst) begin
-      \$763  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$764  = s5_action2;
-    if (\$549 ) begin
-      \$764  = s4_action2;
-    end
-    if (rst) begin
-      \$764  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$765  = s5_action3;
-    if (\$549 ) begin
-      \$765  = s4_action3;
-    end
-    if (rst) begin
-      \$765  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$766  = s5_action4;
-    if (\$549 ) begin
-      \$766  = s4_action4;
-    end
-    if (rst) begin
-      \$766  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$767  = s5_action5;
-    if (\$549 ) begin
-      \$767  = s4_action5;
-    end
-    if (rst) begin
-      \$767  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$768  = s5_action6;
-    if (\$549 ) begin
-      \$768  = s4_action6;
-    end
-    if (rst) begin
-      \$768  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$769  = s5_action7;
-    if (\$549 ) begin
-      \$769  = s4_action7;
-    end
-    if (rst) begin
-      \$769  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$770  = s5_action8;
-    if (\$549 ) begin
-      \$770  = s4_action8;
-    end
-    if (rst) begin
-      \$770  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$771  = s5_action9;
-    if (\$549 ) begin
-      \$771  = s4_action9;
-    end
-    if (rst) begin
-      \$771  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$772  = s5_action10;
-    if (\$549 ) begin
-      \$772  = s4_action10;
-    end
-    if (rst) begin
-      \$772  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$773  = s5_action11;
-    if (\$549 ) begin
-      \$773  = s4_action11;
-    end
-    if (rst) begin
-      \$773  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$774  = o__valid;
-    if (\$555 ) begin
-      \$774  = s5_valid;
-    end
-    if (rst) begin
-      \$774  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$775  = o__payload;
-    if (\$555 ) begin
-      \$775  = \$signal$137 ;
-      if (\$signal$138 ) begin
-        \$775 [410:403] = 8'h7f;
-        \$775 [414:411] = action[4:1];
-        \$775 [425:415] = action[15:5];
-        \$775 [429:426] = action[19:16];
-        \$775 [433:430] = \$560 ;
-      end
-    end
-    if (rst) begin
-      \$775  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$563 ) begin
-      \$776  = \$565 [1:0];
-    end else begin
-      \$776  = 2'h0;
-    end
-    if (rst) begin
-      \$776  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$777  = { \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566  };
-    if (rst) begin
-      \$777  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$778  = \$601 ;
-    if (rst) begin
-      \$778  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$779  = { \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602  };
-    if (rst) begin
-      \$779  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$780  = \$612 ;
-    if (rst) begin
-      \$780  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$781  = csr__r_data;
-    if (\$613 ) begin
-      \$781  = data;
-    end
-    if (rst) begin
-      \$781  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$782  = flow_entry0;
-    if (\$615 ) begin
-      if (entry_sel[0]) begin
-        \$782  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$782  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$783  = flow_entry1;
-    if (\$615 ) begin
-      if (entry_sel[1]) begin
-        \$783  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$783  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$784  = flow_entry2;
-    if (\$615 ) begin
-      if (entry_sel[2]) begin
-        \$784  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$784  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$785  = flow_entry3;
-    if (\$615 ) begin
-      if (entry_sel[3]) begin
-        \$785  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$785  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$786  = flow_entry4;
-    if (\$615 ) begin
-      if (entry_sel[4]) begin
-        \$786  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$786  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$787  = flow_entry5;
-    if (\$615 ) begin
-      if (entry_sel[5]) begin
-        \$787  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$787  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$788  = flow_entry6;
-    if (\$615 ) begin
-      if (entry_sel[6]) begin
-        \$788  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$788  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$789  = flow_entry7;
-    if (\$615 ) begin
-      if (entry_sel[7]) begin
-        \$789  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$789  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$790  = flow_entry8;
-    if (\$615 ) begin
-      if (entry_sel[8]) begin
-        \$790  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$790  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$791  = flow_entry9;
-    if (\$615 ) begin
-      if (entry_sel[9]) begin
-        \$791  = csr__w_data;
-      end
-    end
-    if (rst) begin
-      \$791  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$792  = op;
-    casez (flow_op_state)
-      3'h0:
-          if (\$621 ) begin
-            \$792  = csr__w_data[1:0];
-          end
-    endcase
-    if (rst) begin
-      \$792  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$793  = del_slot;
-    casez (flow_op_state)
-      3'h0:
-          if (\$621 ) begin
-            \$793  = csr__w_data[26:16];
-          end
-    endcase
-    if (rst) begin
-      \$793  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$794  = flow_op_state;
-    casez (flow_op_state)
-      3'h0:
-          if (\$621 ) begin
-            \$794  = 3'h1;
-          end
-      3'h1:
-          \$794  = 3'h2;
-      3'h2:
-          \$794  = 3'h3;
-      3'h3:
-          \$794  = 3'h4;
-      3'h4:
-          \$794  = 3'h0;
-    endcase
-    if (rst) begin
-      \$794  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$795  = occ_r__addr;
-    casez (flow_op_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          (* full_case = 32'd1 *)
-          if (\$622 ) begin
-            \$795  = { \$646 , \$643 , \$640 , \$637 , \$634 , \$631 , \$628 , \$625  };
-          end else begin
-            \$795  = del_slot[9:2];
-          end
-    endcase
-    if (rst) begin
-      \$795  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$796  = result_status;
-    casez (flow_op_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          if (\$647 ) begin
-            \$796  = 3'h2;
-          end else if (\$648 ) begin
-            (* full_case = 32'd1 *)
-            if (\$650 ) begin
-              \$796  = 3'h0;
-            end else if (\$651 ) begin
-              \$796  = 3'h0;
-            end else begin
-              \$796  = 3'h1;
-            end
-          end else if (\$649 ) begin
-            (* full_case = 32'd1 *)
-            if (\$675 ) begin
-              \$796  = 3'h3;
-            end else if (\$676 ) begin
-              (* full_case = 32'd1 *)
-              if (\$679 ) begin
-                \$796  = 3'h0;
-              end else begin
-                \$796  = 3'h3;
-              end
-            end else if (\$677 ) begin
-              \$796  = 3'h0;
-            end else begin
-              \$796  = 3'h3;
-            end
-          end else begin
-            \$796  = 3'h4;
-          end
-    endcase
-    if (rst) begin
-      \$796  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$797  = journal_len;
-    casez (flow_op_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$647 ) begin
-          end else if (\$648 ) begin
-            if (\$650 ) begin
-              \$797  = \$652 [4:0];
-            end else if (\$651 ) begin
-              \$797  = \$656 [4:0];
-            end
-          end else if (\$649 ) begin
-            if (\$675 ) begin
-            end else if (\$676 ) begin
-              if (\$679 ) begin
-                \$797  = \$680 [4:0];
-              end
-            end else if (\$677 ) begin
-              \$797  = \$683 [4:0];
-            end
-          end
-    endcase
-    if (\$701 ) begin
-      \$797  = 5'h00;
-    end
-    if (rst) begin
-      \$797  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$798  = \$signal$145 ;
-    casez (flow_op_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$647 ) begin
-          end else if (\$648 ) begin
-            if (\$650 ) begin
-              \$798  = { 1'h0, occ_r__addr, \$654 , \$653  };
-            end else if (\$651 ) begin
-              \$798  = \$672 [10:0];
-            end
-          end else if (\$649 ) begin
-            if (\$675 ) begin
-            end else if (\$676 ) begin
-              if (\$679 ) begin
-                \$798  = del_slot;
-              end
-            end else if (\$677 ) begin
-              \$798  = del_slot;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$798  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$799  = entries;
-    casez (flow_op_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$647 ) begin
-          end else if (\$648 ) begin
-            if (\$650 ) begin
-              \$799  = \$655 [11:0];
-            end else if (\$651 ) begin
-              \$799  = \$674 [11:0];
-            end
-          end else if (\$649 ) begin
-            if (\$675 ) begin
-            end else if (\$676 ) begin
-              if (\$679 ) begin
-                \$799  = \$682 [11:0];
-              end
-            end else if (\$677 ) begin
-              \$799  = \$684 [11:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$799  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$800  = stash_occ;
-    casez (flow_op_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (\$647 ) begin
-          end else if (\$648 ) begin
-            if (\$650 ) begin
-            end else if (\$651 ) begin
-              \$800  = \$673 ;
-            end
-          end else if (\$649 ) begin
-            if (\$675 ) begin
-            end else if (\$676 ) begin
-              if (\$679 ) begin
-                (* full_case = 32'd1 *)
-                casez (\$681 [2:0])
-                  3'h0:
-                      \$800 [0] = 1'h0;
-                  3'h1:
-                      \$800 [1] = 1'h0;
-                  3'h2:
-                      \$800 [2] = 1'h0;
-                  3'h3:
-                      \$800 [3] = 1'h0;
-                  3'h4:
-                      \$800 [4] = 1'h0;
-                  3'h5:
-                      \$800 [5] = 1'h0;
-                  3'h6:
-                      \$800 [6] = 1'h0;
-                  3'h7:
-                      \$800 [7] = 1'h0;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (rst) begin
-      \$800  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$801  = \$686 ;
-    if (rst) begin
-      \$801  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$802  = j_r__addr;
-    if (\$688 ) begin
-      \$802  = \$689 [4:0];
-    end
-    if (\$695 ) begin
-      \$802  = 5'h00;
-    end
-    if (rst) begin
-      \$802  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$803  = \$signal$151 ;
-    if (\$695 ) begin
-      \$803  = 1'h1;
-    end
-    if (\$701 ) begin
-      \$803  = 1'h0;
-    end
-    if (rst) begin
-      \$803  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$804  = applied;
-    if (\$701 ) begin
-      \$804  = 1'h1;
-    end
-    if (commit_done) begin
-      \$804  = 1'h0;
-    end
-    if (rst) begin
-      \$804  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$805  = stash0;
-    if (\$703 ) begin
-      \$805  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$805  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$806  = stash1;
-    if (\$705 ) begin
-      \$806  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$806  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$807  = stash2;
-    if (\$707 ) begin
-      \$807  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$807  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$808  = stash3;
-    if (\$709 ) begin
-      \$808  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$808  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$809  = stash4;
-    if (\$711 ) begin
-      \$809  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$809  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$810  = stash5;
-    if (\$713 ) begin
-      \$810  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$810  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$811  = stash6;
-    if (\$715 ) begin
-      \$811  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$811  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    \$812  = stash7;
-    if (\$717 ) begin
-      \$812  = j_r__data[328:11];
-    end
-    if (rst) begin
-      \$812  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  assign s1_bucket = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
-  assign \$signature__addr  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
-  assign \$signature__addr$12  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
-  assign \$signature__addr$14  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
-  assign \$signature__addr$16  = { \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12  };
-  assign hits = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+  assign s6_valid = w_en;
+  assign s6_meta = w_data;
+  assign r_rdy = o__valid;
+  assign r_data = o__payload;
+  assign o__ready = r_en;
+  assign next_held = \$4 [4:0];
+  assign ready = i__ready;
+  assign s1_bucket = { \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  };
+  assign \$signature__addr  = { \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  };
+  assign \$signature__en  = 1'h1;
+  assign \$signature__addr$19  = { \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  };
+  assign \$signature__en$20  = 1'h1;
+  assign \$signature__addr$21  = { \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  };
+  assign \$signature__en$22  = 1'h1;
+  assign \$signature__addr$23  = { \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6 , \$5  };
+  assign \$signature__en$24  = 1'h1;
+  assign hits = { \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13  };
   assign staged_entry = { flow_entry9[29:0], flow_entry8, flow_entry7, flow_entry6, flow_entry5, flow_entry4, flow_entry3, flow_entry2, flow_entry1, flow_entry0 };
   assign bucket = occ_r__addr;
   assign occ_r__en = 1'h1;
   assign apply_at = j_r__addr;
   assign j_r__en = 1'h1;
-  assign \$signature__addr$84  = j_r__data[9:2];
-  assign \$signature__data$86  = j_r__data[328:11];
-  assign \$signature__addr$89  = j_r__data[9:2];
-  assign \$signature__data$90  = j_r__data[328:11];
-  assign \$signature__addr$92  = j_r__data[9:2];
+  assign \$signature__addr$91  = j_r__data[9:2];
   assign \$signature__data$93  = j_r__data[328:11];
-  assign \$signature__addr$95  = j_r__data[9:2];
-  assign \$signature__data$96  = j_r__data[328:11];
+  assign \$signature__addr$96  = j_r__data[9:2];
+  assign \$signature__data$97  = j_r__data[328:11];
+  assign \$signature__addr$99  = j_r__data[9:2];
+  assign \$signature__data$100  = j_r__data[328:11];
+  assign \$signature__addr$102  = j_r__data[9:2];
+  assign \$signature__data$103  = j_r__data[328:11];
+  assign \s6_meta.length  = w_data[15:0];
+  assign \s6_meta.error  = w_data[19:16];
+  assign \s6_meta.flags  = w_data[29:20];
+  assign \s6_meta.flags.vlan  = w_data[20];
+  assign \s6_meta.flags.vlan2  = w_data[21];
+  assign \s6_meta.flags.ipv4  = w_data[22];
+  assign \s6_meta.flags.ipv6  = w_data[23];
+  assign \s6_meta.flags.fragment  = w_data[24];
+  assign \s6_meta.flags.tcp  = w_data[25];
+  assign \s6_meta.flags.udp  = w_data[26];
+  assign \s6_meta.flags.tunnel  = w_data[27];
+  assign \s6_meta.flags.direct  = w_data[28];
+  assign \s6_meta.flags.ip_options  = w_data[29];
+  assign \s6_meta.ethertype  = w_data[45:30];
+  assign \s6_meta.vlan_id  = w_data[57:46];
+  assign \s6_meta.dscp  = w_data[63:58];
+  assign \s6_meta.ip_proto  = w_data[71:64];
+  assign \s6_meta.tcp_flags  = w_data[79:72];
+  assign \s6_meta.src_addr  = w_data[207:80];
+  assign \s6_meta.dst_addr  = w_data[335:208];
+  assign \s6_meta.src_port  = w_data[351:336];
+  assign \s6_meta.dst_port  = w_data[367:352];
+  assign \s6_meta.hash  = w_data[399:368];
+  assign \s6_meta.hash_type  = w_data[402:400];
+  assign \s6_meta.rule  = w_data[410:403];
+  assign \s6_meta.instance  = w_data[414:411];
+  assign \s6_meta.reta_offset  = w_data[425:415];
+  assign \s6_meta.reta_size_log2  = w_data[429:426];
+  assign \s6_meta.drop  = w_data[433:430];
+  assign \s6_meta.queue  = w_data[441:434];
+  assign \s6_meta.generation  = w_data[457:442];
+  assign \o__payload.length  = o__payload[15:0];
+  assign \o__payload.error  = o__payload[19:16];
+  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags.vlan  = o__payload[20];
+  assign \o__payload.flags.vlan2  = o__payload[21];
+  assign \o__payload.flags.ipv4  = o__payload[22];
+  assign \o__payload.flags.ipv6  = o__payload[23];
+  assign \o__payload.flags.fragment  = o__payload[24];
+  assign \o__payload.flags.tcp  = o__payload[25];
+  assign \o__payload.flags.udp  = o__payload[26];
+  assign \o__payload.flags.tunnel  = o__payload[27];
+  assign \o__payload.flags.direct  = o__payload[28];
+  assign \o__payload.flags.ip_options  = o__payload[29];
+  assign \o__payload.ethertype  = o__payload[45:30];
+  assign \o__payload.vlan_id  = o__payload[57:46];
+  assign \o__payload.dscp  = o__payload[63:58];
+  assign \o__payload.ip_proto  = o__payload[71:64];
+  assign \o__payload.tcp_flags  = o__payload[79:72];
+  assign \o__payload.src_addr  = o__payload[207:80];
+  assign \o__payload.dst_addr  = o__payload[335:208];
+  assign \o__payload.src_port  = o__payload[351:336];
+  assign \o__payload.dst_port  = o__payload[367:352];
+  assign \o__payload.hash  = o__payload[399:368];
+  assign \o__payload.hash_type  = o__payload[402:400];
+  assign \o__payload.rule  = o__payload[410:403];
+  assign \o__payload.instance  = o__payload[414:411];
+  assign \o__payload.reta_offset  = o__payload[425:415];
+  assign \o__payload.reta_size_log2  = o__payload[429:426];
+  assign \o__payload.drop  = o__payload[433:430];
+  assign \o__payload.queue  = o__payload[441:434];
+  assign \o__payload.generation  = o__payload[457:442];
   assign \action.drop  = action[0];
   assign \action.instance  = action[4:1];
   assign \action.reta_offset  = action[15:5];
@@ -27452,32 +27272,6 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \j_r__data.entry.key.dst_port  = j_r__data[72:57];
   assign \j_r__data.entry.key.src_addr  = j_r__data[200:73];
   assign \j_r__data.entry.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$86.valid  = j_r__data[11];
-  assign \$signature__data$86.action  = j_r__data[31:12];
-  assign \$signature__data$86.action.drop  = j_r__data[12];
-  assign \$signature__data$86.action.instance  = j_r__data[16:13];
-  assign \$signature__data$86.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$86.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$86.key  = j_r__data[328:32];
-  assign \$signature__data$86.key.ipv6  = j_r__data[32];
-  assign \$signature__data$86.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$86.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$86.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$86.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$86.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$90.valid  = j_r__data[11];
-  assign \$signature__data$90.action  = j_r__data[31:12];
-  assign \$signature__data$90.action.drop  = j_r__data[12];
-  assign \$signature__data$90.action.instance  = j_r__data[16:13];
-  assign \$signature__data$90.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$90.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$90.key  = j_r__data[328:32];
-  assign \$signature__data$90.key.ipv6  = j_r__data[32];
-  assign \$signature__data$90.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$90.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$90.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$90.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$90.key.dst_addr  = j_r__data[328:201];
   assign \$signature__data$93.valid  = j_r__data[11];
   assign \$signature__data$93.action  = j_r__data[31:12];
   assign \$signature__data$93.action.drop  = j_r__data[12];
@@ -27491,19 +27285,45 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \$signature__data$93.key.dst_port  = j_r__data[72:57];
   assign \$signature__data$93.key.src_addr  = j_r__data[200:73];
   assign \$signature__data$93.key.dst_addr  = j_r__data[328:201];
-  assign \$signature__data$96.valid  = j_r__data[11];
-  assign \$signature__data$96.action  = j_r__data[31:12];
-  assign \$signature__data$96.action.drop  = j_r__data[12];
-  assign \$signature__data$96.action.instance  = j_r__data[16:13];
-  assign \$signature__data$96.action.reta_offset  = j_r__data[27:17];
-  assign \$signature__data$96.action.reta_size_log2  = j_r__data[31:28];
-  assign \$signature__data$96.key  = j_r__data[328:32];
-  assign \$signature__data$96.key.ipv6  = j_r__data[32];
-  assign \$signature__data$96.key.ip_proto  = j_r__data[40:33];
-  assign \$signature__data$96.key.src_port  = j_r__data[56:41];
-  assign \$signature__data$96.key.dst_port  = j_r__data[72:57];
-  assign \$signature__data$96.key.src_addr  = j_r__data[200:73];
-  assign \$signature__data$96.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$97.valid  = j_r__data[11];
+  assign \$signature__data$97.action  = j_r__data[31:12];
+  assign \$signature__data$97.action.drop  = j_r__data[12];
+  assign \$signature__data$97.action.instance  = j_r__data[16:13];
+  assign \$signature__data$97.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$97.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$97.key  = j_r__data[328:32];
+  assign \$signature__data$97.key.ipv6  = j_r__data[32];
+  assign \$signature__data$97.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$97.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$97.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$97.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$97.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$100.valid  = j_r__data[11];
+  assign \$signature__data$100.action  = j_r__data[31:12];
+  assign \$signature__data$100.action.drop  = j_r__data[12];
+  assign \$signature__data$100.action.instance  = j_r__data[16:13];
+  assign \$signature__data$100.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$100.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$100.key  = j_r__data[328:32];
+  assign \$signature__data$100.key.ipv6  = j_r__data[32];
+  assign \$signature__data$100.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$100.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$100.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$100.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$100.key.dst_addr  = j_r__data[328:201];
+  assign \$signature__data$103.valid  = j_r__data[11];
+  assign \$signature__data$103.action  = j_r__data[31:12];
+  assign \$signature__data$103.action.drop  = j_r__data[12];
+  assign \$signature__data$103.action.instance  = j_r__data[16:13];
+  assign \$signature__data$103.action.reta_offset  = j_r__data[27:17];
+  assign \$signature__data$103.action.reta_size_log2  = j_r__data[31:28];
+  assign \$signature__data$103.key  = j_r__data[328:32];
+  assign \$signature__data$103.key.ipv6  = j_r__data[32];
+  assign \$signature__data$103.key.ip_proto  = j_r__data[40:33];
+  assign \$signature__data$103.key.src_port  = j_r__data[56:41];
+  assign \$signature__data$103.key.dst_port  = j_r__data[72:57];
+  assign \$signature__data$103.key.src_addr  = j_r__data[200:73];
+  assign \$signature__data$103.key.dst_addr  = j_r__data[328:201];
   assign \s1_meta.length  = s1_meta[15:0];
   assign \s1_meta.error  = s1_meta[19:16];
   assign \s1_meta.flags  = s1_meta[29:20];
@@ -27641,19 +27461,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way0.key.dst_port  = s3_way0[61:46];
   assign \s3_way0.key.src_addr  = s3_way0[189:62];
   assign \s3_way0.key.dst_addr  = s3_way0[317:190];
-  assign \$signature__data$109.valid  = \$signature__data$109 [0];
-  assign \$signature__data$109.action  = \$signature__data$109 [20:1];
-  assign \$signature__data$109.action.drop  = \$signature__data$109 [1];
-  assign \$signature__data$109.action.instance  = \$signature__data$109 [5:2];
-  assign \$signature__data$109.action.reta_offset  = \$signature__data$109 [16:6];
-  assign \$signature__data$109.action.reta_size_log2  = \$signature__data$109 [20:17];
-  assign \$signature__data$109.key  = \$signature__data$109 [317:21];
-  assign \$signature__data$109.key.ipv6  = \$signature__data$109 [21];
-  assign \$signature__data$109.key.ip_proto  = \$signature__data$109 [29:22];
-  assign \$signature__data$109.key.src_port  = \$signature__data$109 [45:30];
-  assign \$signature__data$109.key.dst_port  = \$signature__data$109 [61:46];
-  assign \$signature__data$109.key.src_addr  = \$signature__data$109 [189:62];
-  assign \$signature__data$109.key.dst_addr  = \$signature__data$109 [317:190];
+  assign \$signature__data$118.valid  = \$signature__data$118 [0];
+  assign \$signature__data$118.action  = \$signature__data$118 [20:1];
+  assign \$signature__data$118.action.drop  = \$signature__data$118 [1];
+  assign \$signature__data$118.action.instance  = \$signature__data$118 [5:2];
+  assign \$signature__data$118.action.reta_offset  = \$signature__data$118 [16:6];
+  assign \$signature__data$118.action.reta_size_log2  = \$signature__data$118 [20:17];
+  assign \$signature__data$118.key  = \$signature__data$118 [317:21];
+  assign \$signature__data$118.key.ipv6  = \$signature__data$118 [21];
+  assign \$signature__data$118.key.ip_proto  = \$signature__data$118 [29:22];
+  assign \$signature__data$118.key.src_port  = \$signature__data$118 [45:30];
+  assign \$signature__data$118.key.dst_port  = \$signature__data$118 [61:46];
+  assign \$signature__data$118.key.src_addr  = \$signature__data$118 [189:62];
+  assign \$signature__data$118.key.dst_addr  = \$signature__data$118 [317:190];
   assign \s3_way1.valid  = s3_way1[0];
   assign \s3_way1.action  = s3_way1[20:1];
   assign \s3_way1.action.drop  = s3_way1[1];
@@ -27667,19 +27487,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way1.key.dst_port  = s3_way1[61:46];
   assign \s3_way1.key.src_addr  = s3_way1[189:62];
   assign \s3_way1.key.dst_addr  = s3_way1[317:190];
-  assign \$signature__data$111.valid  = \$signature__data$111 [0];
-  assign \$signature__data$111.action  = \$signature__data$111 [20:1];
-  assign \$signature__data$111.action.drop  = \$signature__data$111 [1];
-  assign \$signature__data$111.action.instance  = \$signature__data$111 [5:2];
-  assign \$signature__data$111.action.reta_offset  = \$signature__data$111 [16:6];
-  assign \$signature__data$111.action.reta_size_log2  = \$signature__data$111 [20:17];
-  assign \$signature__data$111.key  = \$signature__data$111 [317:21];
-  assign \$signature__data$111.key.ipv6  = \$signature__data$111 [21];
-  assign \$signature__data$111.key.ip_proto  = \$signature__data$111 [29:22];
-  assign \$signature__data$111.key.src_port  = \$signature__data$111 [45:30];
-  assign \$signature__data$111.key.dst_port  = \$signature__data$111 [61:46];
-  assign \$signature__data$111.key.src_addr  = \$signature__data$111 [189:62];
-  assign \$signature__data$111.key.dst_addr  = \$signature__data$111 [317:190];
+  assign \$signature__data$120.valid  = \$signature__data$120 [0];
+  assign \$signature__data$120.action  = \$signature__data$120 [20:1];
+  assign \$signature__data$120.action.drop  = \$signature__data$120 [1];
+  assign \$signature__data$120.action.instance  = \$signature__data$120 [5:2];
+  assign \$signature__data$120.action.reta_offset  = \$signature__data$120 [16:6];
+  assign \$signature__data$120.action.reta_size_log2  = \$signature__data$120 [20:17];
+  assign \$signature__data$120.key  = \$signature__data$120 [317:21];
+  assign \$signature__data$120.key.ipv6  = \$signature__data$120 [21];
+  assign \$signature__data$120.key.ip_proto  = \$signature__data$120 [29:22];
+  assign \$signature__data$120.key.src_port  = \$signature__data$120 [45:30];
+  assign \$signature__data$120.key.dst_port  = \$signature__data$120 [61:46];
+  assign \$signature__data$120.key.src_addr  = \$signature__data$120 [189:62];
+  assign \$signature__data$120.key.dst_addr  = \$signature__data$120 [317:190];
   assign \s3_way2.valid  = s3_way2[0];
   assign \s3_way2.action  = s3_way2[20:1];
   assign \s3_way2.action.drop  = s3_way2[1];
@@ -27693,19 +27513,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way2.key.dst_port  = s3_way2[61:46];
   assign \s3_way2.key.src_addr  = s3_way2[189:62];
   assign \s3_way2.key.dst_addr  = s3_way2[317:190];
-  assign \$signature__data$113.valid  = \$signature__data$113 [0];
-  assign \$signature__data$113.action  = \$signature__data$113 [20:1];
-  assign \$signature__data$113.action.drop  = \$signature__data$113 [1];
-  assign \$signature__data$113.action.instance  = \$signature__data$113 [5:2];
-  assign \$signature__data$113.action.reta_offset  = \$signature__data$113 [16:6];
-  assign \$signature__data$113.action.reta_size_log2  = \$signature__data$113 [20:17];
-  assign \$signature__data$113.key  = \$signature__data$113 [317:21];
-  assign \$signature__data$113.key.ipv6  = \$signature__data$113 [21];
-  assign \$signature__data$113.key.ip_proto  = \$signature__data$113 [29:22];
-  assign \$signature__data$113.key.src_port  = \$signature__data$113 [45:30];
-  assign \$signature__data$113.key.dst_port  = \$signature__data$113 [61:46];
-  assign \$signature__data$113.key.src_addr  = \$signature__data$113 [189:62];
-  assign \$signature__data$113.key.dst_addr  = \$signature__data$113 [317:190];
+  assign \$signature__data$122.valid  = \$signature__data$122 [0];
+  assign \$signature__data$122.action  = \$signature__data$122 [20:1];
+  assign \$signature__data$122.action.drop  = \$signature__data$122 [1];
+  assign \$signature__data$122.action.instance  = \$signature__data$122 [5:2];
+  assign \$signature__data$122.action.reta_offset  = \$signature__data$122 [16:6];
+  assign \$signature__data$122.action.reta_size_log2  = \$signature__data$122 [20:17];
+  assign \$signature__data$122.key  = \$signature__data$122 [317:21];
+  assign \$signature__data$122.key.ipv6  = \$signature__data$122 [21];
+  assign \$signature__data$122.key.ip_proto  = \$signature__data$122 [29:22];
+  assign \$signature__data$122.key.src_port  = \$signature__data$122 [45:30];
+  assign \$signature__data$122.key.dst_port  = \$signature__data$122 [61:46];
+  assign \$signature__data$122.key.src_addr  = \$signature__data$122 [189:62];
+  assign \$signature__data$122.key.dst_addr  = \$signature__data$122 [317:190];
   assign \s3_way3.valid  = s3_way3[0];
   assign \s3_way3.action  = s3_way3[20:1];
   assign \s3_way3.action.drop  = s3_way3[1];
@@ -27719,19 +27539,19 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s3_way3.key.dst_port  = s3_way3[61:46];
   assign \s3_way3.key.src_addr  = s3_way3[189:62];
   assign \s3_way3.key.dst_addr  = s3_way3[317:190];
-  assign \$signature__data$115.valid  = \$signature__data$115 [0];
-  assign \$signature__data$115.action  = \$signature__data$115 [20:1];
-  assign \$signature__data$115.action.drop  = \$signature__data$115 [1];
-  assign \$signature__data$115.action.instance  = \$signature__data$115 [5:2];
-  assign \$signature__data$115.action.reta_offset  = \$signature__data$115 [16:6];
-  assign \$signature__data$115.action.reta_size_log2  = \$signature__data$115 [20:17];
-  assign \$signature__data$115.key  = \$signature__data$115 [317:21];
-  assign \$signature__data$115.key.ipv6  = \$signature__data$115 [21];
-  assign \$signature__data$115.key.ip_proto  = \$signature__data$115 [29:22];
-  assign \$signature__data$115.key.src_port  = \$signature__data$115 [45:30];
-  assign \$signature__data$115.key.dst_port  = \$signature__data$115 [61:46];
-  assign \$signature__data$115.key.src_addr  = \$signature__data$115 [189:62];
-  assign \$signature__data$115.key.dst_addr  = \$signature__data$115 [317:190];
+  assign \$signature__data$124.valid  = \$signature__data$124 [0];
+  assign \$signature__data$124.action  = \$signature__data$124 [20:1];
+  assign \$signature__data$124.action.drop  = \$signature__data$124 [1];
+  assign \$signature__data$124.action.instance  = \$signature__data$124 [5:2];
+  assign \$signature__data$124.action.reta_offset  = \$signature__data$124 [16:6];
+  assign \$signature__data$124.action.reta_size_log2  = \$signature__data$124 [20:17];
+  assign \$signature__data$124.key  = \$signature__data$124 [317:21];
+  assign \$signature__data$124.key.ipv6  = \$signature__data$124 [21];
+  assign \$signature__data$124.key.ip_proto  = \$signature__data$124 [29:22];
+  assign \$signature__data$124.key.src_port  = \$signature__data$124 [45:30];
+  assign \$signature__data$124.key.dst_port  = \$signature__data$124 [61:46];
+  assign \$signature__data$124.key.src_addr  = \$signature__data$124 [189:62];
+  assign \$signature__data$124.key.dst_addr  = \$signature__data$124 [317:190];
   assign \s4_meta.length  = s4_meta[15:0];
   assign \s4_meta.error  = s4_meta[19:16];
   assign \s4_meta.flags  = s4_meta[29:20];
@@ -27915,369 +27735,527 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, i__ready, cs
   assign \s4_action11.instance  = s4_action11[4:1];
   assign \s4_action11.reta_offset  = s4_action11[15:5];
   assign \s4_action11.reta_size_log2  = s4_action11[19:16];
-  assign \$signal$137.length  = \$signal$137 [15:0];
-  assign \$signal$137.error  = \$signal$137 [19:16];
-  assign \$signal$137.flags  = \$signal$137 [29:20];
-  assign \$signal$137.flags.vlan  = \$signal$137 [20];
-  assign \$signal$137.flags.vlan2  = \$signal$137 [21];
-  assign \$signal$137.flags.ipv4  = \$signal$137 [22];
-  assign \$signal$137.flags.ipv6  = \$signal$137 [23];
-  assign \$signal$137.flags.fragment  = \$signal$137 [24];
-  assign \$signal$137.flags.tcp  = \$signal$137 [25];
-  assign \$signal$137.flags.udp  = \$signal$137 [26];
-  assign \$signal$137.flags.tunnel  = \$signal$137 [27];
-  assign \$signal$137.flags.direct  = \$signal$137 [28];
-  assign \$signal$137.flags.ip_options  = \$signal$137 [29];
-  assign \$signal$137.ethertype  = \$signal$137 [45:30];
-  assign \$signal$137.vlan_id  = \$signal$137 [57:46];
-  assign \$signal$137.dscp  = \$signal$137 [63:58];
-  assign \$signal$137.ip_proto  = \$signal$137 [71:64];
-  assign \$signal$137.tcp_flags  = \$signal$137 [79:72];
-  assign \$signal$137.src_addr  = \$signal$137 [207:80];
-  assign \$signal$137.dst_addr  = \$signal$137 [335:208];
-  assign \$signal$137.src_port  = \$signal$137 [351:336];
-  assign \$signal$137.dst_port  = \$signal$137 [367:352];
-  assign \$signal$137.hash  = \$signal$137 [399:368];
-  assign \$signal$137.hash_type  = \$signal$137 [402:400];
-  assign \$signal$137.rule  = \$signal$137 [410:403];
-  assign \$signal$137.instance  = \$signal$137 [414:411];
-  assign \$signal$137.reta_offset  = \$signal$137 [425:415];
-  assign \$signal$137.reta_size_log2  = \$signal$137 [429:426];
-  assign \$signal$137.drop  = \$signal$137 [433:430];
-  assign \$signal$137.queue  = \$signal$137 [441:434];
-  assign \$signal$137.generation  = \$signal$137 [457:442];
-  assign \o__payload.length  = o__payload[15:0];
-  assign \o__payload.error  = o__payload[19:16];
-  assign \o__payload.flags  = o__payload[29:20];
-  assign \o__payload.flags.vlan  = o__payload[20];
-  assign \o__payload.flags.vlan2  = o__payload[21];
-  assign \o__payload.flags.ipv4  = o__payload[22];
-  assign \o__payload.flags.ipv6  = o__payload[23];
-  assign \o__payload.flags.fragment  = o__payload[24];
-  assign \o__payload.flags.tcp  = o__payload[25];
-  assign \o__payload.flags.udp  = o__payload[26];
-  assign \o__payload.flags.tunnel  = o__payload[27];
-  assign \o__payload.flags.direct  = o__payload[28];
-  assign \o__payload.flags.ip_options  = o__payload[29];
-  assign \o__payload.ethertype  = o__payload[45:30];
-  assign \o__payload.vlan_id  = o__payload[57:46];
-  assign \o__payload.dscp  = o__payload[63:58];
-  assign \o__payload.ip_proto  = o__payload[71:64];
-  assign \o__payload.tcp_flags  = o__payload[79:72];
-  assign \o__payload.src_addr  = o__payload[207:80];
-  assign \o__payload.dst_addr  = o__payload[335:208];
-  assign \o__payload.src_port  = o__payload[351:336];
-  assign \o__payload.dst_port  = o__payload[367:352];
-  assign \o__payload.hash  = o__payload[399:368];
-  assign \o__payload.hash_type  = o__payload[402:400];
-  assign \o__payload.rule  = o__payload[410:403];
-  assign \o__payload.instance  = o__payload[414:411];
-  assign \o__payload.reta_offset  = o__payload[425:415];
-  assign \o__payload.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.drop  = o__payload[433:430];
-  assign \o__payload.queue  = o__payload[441:434];
-  assign \o__payload.generation  = o__payload[457:442];
-  assign \$108  = 11'h000;
-  assign \$109 [10:1] = 10'h000;
-  assign \$109 [0] = free_stash[1];
-  assign \$110  = { 10'h000, free_stash[1] };
-  assign { \$111 [10:2], \$111 [0] } = 10'h000;
-  assign \$111 [1] = free_stash[2];
-  assign \$112 [10:2] = 9'h000;
-  assign \$112 [1:0] = { free_stash[3], free_stash[3] };
-  assign { \$115 [10:3], \$115 [1:0] } = 10'h000;
-  assign \$115 [2] = free_stash[4];
-  assign { \$116 [10:3], \$116 [1] } = 9'h000;
-  assign { \$116 [2], \$116 [0] } = { free_stash[5], free_stash[5] };
-  assign { \$118 [10:3], \$118 [0] } = 9'h000;
-  assign \$118 [2:1] = { free_stash[6], free_stash[6] };
-  assign \$119 [10:3] = 8'h00;
-  assign \$119 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
-  assign { \$161 [293], \$161 [291:289], \$161 [287:281], \$161 [277], \$161 [271], \$161 [269:268], \$161 [266:261], \$161 [258], \$161 [255], \$161 [253:252], \$161 [248:247], \$161 [245], \$161 [242], \$161 [240], \$161 [235:233], \$161 [230:226], \$161 [224], \$161 [218], \$161 [216:211], \$161 [204], \$161 [202], \$161 [199], \$161 [197:195], \$161 [192], \$161 [189], \$161 [184:182], \$161 [180], \$161 [175:173], \$161 [171], \$161 [166:162], \$161 [159:156], \$161 [154], \$161 [152:150], \$161 [147], \$161 [145:144], \$161 [141:139], \$161 [136], \$161 [131:123], \$161 [120:119], \$161 [117], \$161 [115], \$161 [109:108], \$161 [104], \$161 [100:98], \$161 [93], \$161 [91], \$161 [89], \$161 [87:81], \$161 [79], \$161 [75], \$161 [73:71], \$161 [69:68], \$161 [66:62], \$161 [60:57], \$161 [55:53], \$161 [51:50], \$161 [48], \$161 [46], \$161 [44], \$161 [42:41], \$161 [38:37], \$161 [34:32], \$161 [29], \$161 [26], \$161 [24:22], \$161 [20:19], \$161 [15], \$161 [13], \$161 [11], \$161 [3], \$161 [0] } = 154'h000000000000000000000000000000000000000;
-  assign { \$161 [295:294], \$161 [292], \$161 [288], \$161 [280:278], \$161 [276:272], \$161 [270], \$161 [267], \$161 [260:259], \$161 [257:256], \$161 [254], \$161 [251:249], \$161 [246], \$161 [244:243], \$161 [241], \$161 [239:236], \$161 [232:231], \$161 [225], \$161 [223:219], \$161 [217], \$161 [210:205], \$161 [203], \$161 [201:200], \$161 [198], \$161 [194:193], \$161 [191:190], \$161 [188:185], \$161 [181], \$161 [179:176], \$161 [172], \$161 [170:167], \$161 [161:160], \$161 [155], \$161 [153], \$161 [149:148], \$161 [146], \$161 [143:142], \$161 [138:137], \$161 [135:132], \$161 [122:121], \$161 [118], \$161 [116], \$161 [114:110], \$161 [107:105], \$161 [103:101], \$161 [97:94], \$161 [92], \$161 [90], \$161 [88], \$161 [80], \$161 [78:76], \$161 [74], \$161 [70], \$161 [67], \$161 [61], \$161 [56], \$161 [52], \$161 [49], \$161 [47], \$161 [45], \$161 [43], \$161 [40:39], \$161 [36:35], \$161 [31:30], \$161 [28:27], \$161 [25], \$161 [21], \$161 [18:16], \$161 [14], \$161 [12], \$161 [10:4], \$161 [2:1] } = { 122'h0000000000000000000000000000000, i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
-  assign \$163  = \$auto$rtlil.cc:2739:Not$2 ;
-  assign { \$164 [294], \$164 [292:290], \$164 [288:282], \$164 [278], \$164 [272], \$164 [270:269], \$164 [267:262], \$164 [259], \$164 [256], \$164 [254:253], \$164 [249:248], \$164 [246], \$164 [243], \$164 [241], \$164 [236:234], \$164 [231:227], \$164 [225], \$164 [219], \$164 [217:212], \$164 [205], \$164 [203], \$164 [200], \$164 [198:196], \$164 [193], \$164 [190], \$164 [185:183], \$164 [181], \$164 [176:174], \$164 [172], \$164 [167:163], \$164 [160:157], \$164 [155], \$164 [153:151], \$164 [148], \$164 [146:145], \$164 [142:140], \$164 [137], \$164 [132:124], \$164 [121:120], \$164 [118], \$164 [116], \$164 [110:109], \$164 [105], \$164 [101:99], \$164 [94], \$164 [92], \$164 [90], \$164 [88:82], \$164 [80], \$164 [76], \$164 [74:72], \$164 [70:69], \$164 [67:63], \$164 [61:58], \$164 [56:54], \$164 [52:51], \$164 [49], \$164 [47], \$164 [45], \$164 [43:42], \$164 [39:38], \$164 [35:33], \$164 [30], \$164 [27], \$164 [25:23], \$164 [21:20], \$164 [16], \$164 [14], \$164 [12], \$164 [4], \$164 [1] } = 154'h000000000000000000000000000000000000000;
-  assign { \$164 [296:295], \$164 [293], \$164 [289], \$164 [281:279], \$164 [277:273], \$164 [271], \$164 [268], \$164 [261:260], \$164 [258:257], \$164 [255], \$164 [252:250], \$164 [247], \$164 [245:244], \$164 [242], \$164 [240:237], \$164 [233:232], \$164 [226], \$164 [224:220], \$164 [218], \$164 [211:206], \$164 [204], \$164 [202:201], \$164 [199], \$164 [195:194], \$164 [192:191], \$164 [189:186], \$164 [182], \$164 [180:177], \$164 [173], \$164 [171:168], \$164 [162:161], \$164 [156], \$164 [154], \$164 [150:149], \$164 [147], \$164 [144:143], \$164 [139:138], \$164 [136:133], \$164 [123:122], \$164 [119], \$164 [117], \$164 [115:111], \$164 [108:106], \$164 [104:102], \$164 [98:95], \$164 [93], \$164 [91], \$164 [89], \$164 [81], \$164 [79:77], \$164 [75], \$164 [71], \$164 [68], \$164 [62], \$164 [57], \$164 [53], \$164 [50], \$164 [48], \$164 [46], \$164 [44], \$164 [41:40], \$164 [37:36], \$164 [32:31], \$164 [29:28], \$164 [26], \$164 [22], \$164 [19:17], \$164 [15], \$164 [13], \$164 [11:5], \$164 [3:2], \$164 [0] } = { 123'h0000000000000000000000000000000, i__payload[358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
-  assign \$166  = \$auto$rtlil.cc:2739:Not$4 ;
-  assign { \$167 [295], \$167 [293:291], \$167 [289:283], \$167 [279], \$167 [273], \$167 [271:270], \$167 [268:263], \$167 [260], \$167 [257], \$167 [255:254], \$167 [250:249], \$167 [247], \$167 [244], \$167 [242], \$167 [237:235], \$167 [232:228], \$167 [226], \$167 [220], \$167 [218:213], \$167 [206], \$167 [204], \$167 [201], \$167 [199:197], \$167 [194], \$167 [191], \$167 [186:184], \$167 [182], \$167 [177:175], \$167 [173], \$167 [168:164], \$167 [161:158], \$167 [156], \$167 [154:152], \$167 [149], \$167 [147:146], \$167 [143:141], \$167 [138], \$167 [133:125], \$167 [122:121], \$167 [119], \$167 [117], \$167 [111:110], \$167 [106], \$167 [102:100], \$167 [95], \$167 [93], \$167 [91], \$167 [89:83], \$167 [81], \$167 [77], \$167 [75:73], \$167 [71:70], \$167 [68:64], \$167 [62:59], \$167 [57:55], \$167 [53:52], \$167 [50], \$167 [48], \$167 [46], \$167 [44:43], \$167 [40:39], \$167 [36:34], \$167 [31], \$167 [28], \$167 [26:24], \$167 [22:21], \$167 [17], \$167 [15], \$167 [13], \$167 [5], \$167 [2], \$167 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$167 [296], \$167 [294], \$167 [290], \$167 [282:280], \$167 [278:274], \$167 [272], \$167 [269], \$167 [262:261], \$167 [259:258], \$167 [256], \$167 [253:251], \$167 [248], \$167 [246:245], \$167 [243], \$167 [241:238], \$167 [234:233], \$167 [227], \$167 [225:221], \$167 [219], \$167 [212:207], \$167 [205], \$167 [203:202], \$167 [200], \$167 [196:195], \$167 [193:192], \$167 [190:187], \$167 [183], \$167 [181:178], \$167 [174], \$167 [172:169], \$167 [163:162], \$167 [157], \$167 [155], \$167 [151:150], \$167 [148], \$167 [145:144], \$167 [140:139], \$167 [137:134], \$167 [124:123], \$167 [120], \$167 [118], \$167 [116:112], \$167 [109:107], \$167 [105:103], \$167 [99:96], \$167 [94], \$167 [92], \$167 [90], \$167 [82], \$167 [80:78], \$167 [76], \$167 [72], \$167 [69], \$167 [63], \$167 [58], \$167 [54], \$167 [51], \$167 [49], \$167 [47], \$167 [45], \$167 [42:41], \$167 [38:37], \$167 [33:32], \$167 [30:29], \$167 [27], \$167 [23], \$167 [20:18], \$167 [16], \$167 [14], \$167 [12:6], \$167 [4:3], \$167 [1] } = { 123'h0000000000000000000000000000000, i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
-  assign \$169  = \$168 ;
-  assign { \$170 [294:292], \$170 [290:284], \$170 [280], \$170 [274], \$170 [272:271], \$170 [269:264], \$170 [261], \$170 [258], \$170 [256:255], \$170 [251:250], \$170 [248], \$170 [245], \$170 [243], \$170 [238:236], \$170 [233:229], \$170 [227], \$170 [221], \$170 [219:214], \$170 [207], \$170 [205], \$170 [202], \$170 [200:198], \$170 [195], \$170 [192], \$170 [187:185], \$170 [183], \$170 [178:176], \$170 [174], \$170 [169:165], \$170 [162:159], \$170 [157], \$170 [155:153], \$170 [150], \$170 [148:147], \$170 [144:142], \$170 [139], \$170 [134:126], \$170 [123:122], \$170 [120], \$170 [118], \$170 [112:111], \$170 [107], \$170 [103:101], \$170 [96], \$170 [94], \$170 [92], \$170 [90:84], \$170 [82], \$170 [78], \$170 [76:74], \$170 [72:71], \$170 [69:65], \$170 [63:60], \$170 [58:56], \$170 [54:53], \$170 [51], \$170 [49], \$170 [47], \$170 [45:44], \$170 [41:40], \$170 [37:35], \$170 [32], \$170 [29], \$170 [27:25], \$170 [23:22], \$170 [18], \$170 [16], \$170 [14], \$170 [6], \$170 [3], \$170 [1:0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$170 [295], \$170 [291], \$170 [283:281], \$170 [279:275], \$170 [273], \$170 [270], \$170 [263:262], \$170 [260:259], \$170 [257], \$170 [254:252], \$170 [249], \$170 [247:246], \$170 [244], \$170 [242:239], \$170 [235:234], \$170 [228], \$170 [226:222], \$170 [220], \$170 [213:208], \$170 [206], \$170 [204:203], \$170 [201], \$170 [197:196], \$170 [194:193], \$170 [191:188], \$170 [184], \$170 [182:179], \$170 [175], \$170 [173:170], \$170 [164:163], \$170 [158], \$170 [156], \$170 [152:151], \$170 [149], \$170 [146:145], \$170 [141:140], \$170 [138:135], \$170 [125:124], \$170 [121], \$170 [119], \$170 [117:113], \$170 [110:108], \$170 [106:104], \$170 [100:97], \$170 [95], \$170 [93], \$170 [91], \$170 [83], \$170 [81:79], \$170 [77], \$170 [73], \$170 [70], \$170 [64], \$170 [59], \$170 [55], \$170 [52], \$170 [50], \$170 [48], \$170 [46], \$170 [43:42], \$170 [39:38], \$170 [34:33], \$170 [31:30], \$170 [28], \$170 [24], \$170 [21:19], \$170 [17], \$170 [15], \$170 [13:7], \$170 [5:4], \$170 [2] } = { 122'h0000000000000000000000000000000, i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
-  assign \$172  = \$171 ;
-  assign { \$173 [295:293], \$173 [291:285], \$173 [281], \$173 [275], \$173 [273:272], \$173 [270:265], \$173 [262], \$173 [259], \$173 [257:256], \$173 [252:251], \$173 [249], \$173 [246], \$173 [244], \$173 [239:237], \$173 [234:230], \$173 [228], \$173 [222], \$173 [220:215], \$173 [208], \$173 [206], \$173 [203], \$173 [201:199], \$173 [196], \$173 [193], \$173 [188:186], \$173 [184], \$173 [179:177], \$173 [175], \$173 [170:166], \$173 [163:160], \$173 [158], \$173 [156:154], \$173 [151], \$173 [149:148], \$173 [145:143], \$173 [140], \$173 [135:127], \$173 [124:123], \$173 [121], \$173 [119], \$173 [113:112], \$173 [108], \$173 [104:102], \$173 [97], \$173 [95], \$173 [93], \$173 [91:85], \$173 [83], \$173 [79], \$173 [77:75], \$173 [73:72], \$173 [70:66], \$173 [64:61], \$173 [59:57], \$173 [55:54], \$173 [52], \$173 [50], \$173 [48], \$173 [46:45], \$173 [42:41], \$173 [38:36], \$173 [33], \$173 [30], \$173 [28:26], \$173 [24:23], \$173 [19], \$173 [17], \$173 [15], \$173 [7], \$173 [4], \$173 [2:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$173 [296], \$173 [292], \$173 [284:282], \$173 [280:276], \$173 [274], \$173 [271], \$173 [264:263], \$173 [261:260], \$173 [258], \$173 [255:253], \$173 [250], \$173 [248:247], \$173 [245], \$173 [243:240], \$173 [236:235], \$173 [229], \$173 [227:223], \$173 [221], \$173 [214:209], \$173 [207], \$173 [205:204], \$173 [202], \$173 [198:197], \$173 [195:194], \$173 [192:189], \$173 [185], \$173 [183:180], \$173 [176], \$173 [174:171], \$173 [165:164], \$173 [159], \$173 [157], \$173 [153:152], \$173 [150], \$173 [147:146], \$173 [142:141], \$173 [139:136], \$173 [126:125], \$173 [122], \$173 [120], \$173 [118:114], \$173 [111:109], \$173 [107:105], \$173 [101:98], \$173 [96], \$173 [94], \$173 [92], \$173 [84], \$173 [82:80], \$173 [78], \$173 [74], \$173 [71], \$173 [65], \$173 [60], \$173 [56], \$173 [53], \$173 [51], \$173 [49], \$173 [47], \$173 [44:43], \$173 [40:39], \$173 [35:34], \$173 [32:31], \$173 [29], \$173 [25], \$173 [22:20], \$173 [18], \$173 [16], \$173 [14:8], \$173 [6:5], \$173 [3] } = { 123'h0000000000000000000000000000000, i__payload[358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
-  assign \$175  = \$auto$rtlil.cc:2739:Not$6 ;
-  assign { \$176 [292:286], \$176 [282], \$176 [276], \$176 [274:273], \$176 [271:266], \$176 [263], \$176 [260], \$176 [258:257], \$176 [253:252], \$176 [250], \$176 [247], \$176 [245], \$176 [240:238], \$176 [235:231], \$176 [229], \$176 [223], \$176 [221:216], \$176 [209], \$176 [207], \$176 [204], \$176 [202:200], \$176 [197], \$176 [194], \$176 [189:187], \$176 [185], \$176 [180:178], \$176 [176], \$176 [171:167], \$176 [164:161], \$176 [159], \$176 [157:155], \$176 [152], \$176 [150:149], \$176 [146:144], \$176 [141], \$176 [136:128], \$176 [125:124], \$176 [122], \$176 [120], \$176 [114:113], \$176 [109], \$176 [105:103], \$176 [98], \$176 [96], \$176 [94], \$176 [92:86], \$176 [84], \$176 [80], \$176 [78:76], \$176 [74:73], \$176 [71:67], \$176 [65:62], \$176 [60:58], \$176 [56:55], \$176 [53], \$176 [51], \$176 [49], \$176 [47:46], \$176 [43:42], \$176 [39:37], \$176 [34], \$176 [31], \$176 [29:27], \$176 [25:24], \$176 [20], \$176 [18], \$176 [16], \$176 [8], \$176 [5], \$176 [3:1] } = 153'h000000000000000000000000000000000000000;
-  assign { \$176 [293], \$176 [285:283], \$176 [281:277], \$176 [275], \$176 [272], \$176 [265:264], \$176 [262:261], \$176 [259], \$176 [256:254], \$176 [251], \$176 [249:248], \$176 [246], \$176 [244:241], \$176 [237:236], \$176 [230], \$176 [228:224], \$176 [222], \$176 [215:210], \$176 [208], \$176 [206:205], \$176 [203], \$176 [199:198], \$176 [196:195], \$176 [193:190], \$176 [186], \$176 [184:181], \$176 [177], \$176 [175:172], \$176 [166:165], \$176 [160], \$176 [158], \$176 [154:153], \$176 [151], \$176 [148:147], \$176 [143:142], \$176 [140:137], \$176 [127:126], \$176 [123], \$176 [121], \$176 [119:115], \$176 [112:110], \$176 [108:106], \$176 [102:99], \$176 [97], \$176 [95], \$176 [93], \$176 [85], \$176 [83:81], \$176 [79], \$176 [75], \$176 [72], \$176 [66], \$176 [61], \$176 [57], \$176 [54], \$176 [52], \$176 [50], \$176 [48], \$176 [45:44], \$176 [41:40], \$176 [36:35], \$176 [33:32], \$176 [30], \$176 [26], \$176 [23:21], \$176 [19], \$176 [17], \$176 [15:9], \$176 [7:6], \$176 [4], \$176 [0] } = { 123'h0000000000000000000000000000000, i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
-  assign \$178  = \$auto$rtlil.cc:2739:Not$8 ;
-  assign { \$179 [294:293], \$179 [291:289], \$179 [287], \$179 [283], \$179 [280:276], \$179 [273], \$179 [271], \$179 [269:268], \$179 [264], \$179 [261:260], \$179 [258:256], \$179 [253], \$179 [250:248], \$179 [244:243], \$179 [240], \$179 [238:237], \$179 [235:233], \$179 [231:230], \$179 [225:223], \$179 [218], \$179 [209], \$179 [207:206], \$179 [202], \$179 [200], \$179 [195:193], \$179 [191], \$179 [189], \$179 [187], \$179 [185], \$179 [180], \$179 [178], \$179 [176], \$179 [171], \$179 [167], \$179 [165:161], \$179 [158:155], \$179 [151:147], \$179 [145], \$179 [143], \$179 [138], \$179 [136], \$179 [131:129], \$179 [126:125], \$179 [123:122], \$179 [118], \$179 [116:115], \$179 [113:111], \$179 [107], \$179 [104:101], \$179 [99], \$179 [96], \$179 [94:93], \$179 [91], \$179 [89], \$179 [87], \$179 [85], \$179 [81:79], \$179 [76:75], \$179 [72:71], \$179 [69:63], \$179 [60:59], \$179 [57], \$179 [54], \$179 [50:48], \$179 [45:44], \$179 [38], \$179 [36], \$179 [32:31], \$179 [29], \$179 [27:26], \$179 [19:18], \$179 [16], \$179 [14], \$179 [12], \$179 [10], \$179 [8:7], \$179 [5], \$179 [3], \$179 [1] } = 142'h000000000000000000000000000000000000;
-  assign { \$179 [295], \$179 [292], \$179 [288], \$179 [286:284], \$179 [282:281], \$179 [275:274], \$179 [272], \$179 [270], \$179 [267:265], \$179 [263:262], \$179 [259], \$179 [255:254], \$179 [252:251], \$179 [247:245], \$179 [242:241], \$179 [239], \$179 [236], \$179 [232], \$179 [229:226], \$179 [222:219], \$179 [217:210], \$179 [208], \$179 [205:203], \$179 [201], \$179 [199:196], \$179 [192], \$179 [190], \$179 [188], \$179 [186], \$179 [184:181], \$179 [179], \$179 [177], \$179 [175:172], \$179 [170:168], \$179 [166], \$179 [160:159], \$179 [154:152], \$179 [146], \$179 [144], \$179 [142:139], \$179 [137], \$179 [135:132], \$179 [128:127], \$179 [124], \$179 [121:119], \$179 [117], \$179 [114], \$179 [110:108], \$179 [106:105], \$179 [100], \$179 [98:97], \$179 [95], \$179 [92], \$179 [90], \$179 [88], \$179 [86], \$179 [84:82], \$179 [78:77], \$179 [74:73], \$179 [70], \$179 [62:61], \$179 [58], \$179 [56:55], \$179 [53:51], \$179 [47:46], \$179 [43:39], \$179 [37], \$179 [35:33], \$179 [30], \$179 [28], \$179 [25:20], \$179 [17], \$179 [15], \$179 [13], \$179 [11], \$179 [9], \$179 [6], \$179 [4], \$179 [2], \$179 [0] } = { 137'h00000000000000000000000000000000000, i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
-  assign \$181  = \$180 ;
-  assign { \$182 [295:294], \$182 [292:290], \$182 [288], \$182 [284], \$182 [281:277], \$182 [274], \$182 [272], \$182 [270:269], \$182 [265], \$182 [262:261], \$182 [259:257], \$182 [254], \$182 [251:249], \$182 [245:244], \$182 [241], \$182 [239:238], \$182 [236:234], \$182 [232:231], \$182 [226:224], \$182 [219], \$182 [210], \$182 [208:207], \$182 [203], \$182 [201], \$182 [196:194], \$182 [192], \$182 [190], \$182 [188], \$182 [186], \$182 [181], \$182 [179], \$182 [177], \$182 [172], \$182 [168], \$182 [166:162], \$182 [159:156], \$182 [152:148], \$182 [146], \$182 [144], \$182 [139], \$182 [137], \$182 [132:130], \$182 [127:126], \$182 [124:123], \$182 [119], \$182 [117:116], \$182 [114:112], \$182 [108], \$182 [105:102], \$182 [100], \$182 [97], \$182 [95:94], \$182 [92], \$182 [90], \$182 [88], \$182 [86], \$182 [82:80], \$182 [77:76], \$182 [73:72], \$182 [70:64], \$182 [61:60], \$182 [58], \$182 [55], \$182 [51:49], \$182 [46:45], \$182 [39], \$182 [37], \$182 [33:32], \$182 [30], \$182 [28:27], \$182 [20:19], \$182 [17], \$182 [15], \$182 [13], \$182 [11], \$182 [9:8], \$182 [6], \$182 [4], \$182 [2] } = 142'h000000000000000000000000000000000000;
-  assign { \$182 [296], \$182 [293], \$182 [289], \$182 [287:285], \$182 [283:282], \$182 [276:275], \$182 [273], \$182 [271], \$182 [268:266], \$182 [264:263], \$182 [260], \$182 [256:255], \$182 [253:252], \$182 [248:246], \$182 [243:242], \$182 [240], \$182 [237], \$182 [233], \$182 [230:227], \$182 [223:220], \$182 [218:211], \$182 [209], \$182 [206:204], \$182 [202], \$182 [200:197], \$182 [193], \$182 [191], \$182 [189], \$182 [187], \$182 [185:182], \$182 [180], \$182 [178], \$182 [176:173], \$182 [171:169], \$182 [167], \$182 [161:160], \$182 [155:153], \$182 [147], \$182 [145], \$182 [143:140], \$182 [138], \$182 [136:133], \$182 [129:128], \$182 [125], \$182 [122:120], \$182 [118], \$182 [115], \$182 [111:109], \$182 [107:106], \$182 [101], \$182 [99:98], \$182 [96], \$182 [93], \$182 [91], \$182 [89], \$182 [87], \$182 [85:83], \$182 [79:78], \$182 [75:74], \$182 [71], \$182 [63:62], \$182 [59], \$182 [57:56], \$182 [54:52], \$182 [48:47], \$182 [44:40], \$182 [38], \$182 [36:34], \$182 [31], \$182 [29], \$182 [26:21], \$182 [18], \$182 [16], \$182 [14], \$182 [12], \$182 [10], \$182 [7], \$182 [5], \$182 [3], \$182 [1:0] } = { 137'h00000000000000000000000000000000000, i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
-  assign \$184  = \$auto$rtlil.cc:2739:Not$10 ;
-  assign { \$185 [261], \$185 [259:257], \$185 [255:249], \$185 [245], \$185 [239], \$185 [237:236], \$185 [234:229], \$185 [226], \$185 [223], \$185 [221:220], \$185 [216:215], \$185 [213], \$185 [210], \$185 [208], \$185 [203:201], \$185 [198:194], \$185 [192], \$185 [186], \$185 [184:179], \$185 [172], \$185 [170], \$185 [167], \$185 [165:163], \$185 [160], \$185 [157], \$185 [152:150], \$185 [148], \$185 [143:141], \$185 [139], \$185 [134:130], \$185 [127:124], \$185 [122], \$185 [120:118], \$185 [115], \$185 [113:112], \$185 [109:107], \$185 [104], \$185 [99:91], \$185 [88:87], \$185 [85], \$185 [83], \$185 [77:76], \$185 [72], \$185 [68:66], \$185 [61], \$185 [59], \$185 [57], \$185 [55:49], \$185 [47], \$185 [43], \$185 [41:39], \$185 [37:36], \$185 [34:30], \$185 [28:25], \$185 [23:21], \$185 [19:18], \$185 [16], \$185 [14], \$185 [12], \$185 [10:9], \$185 [6:5], \$185 [2:0] } = 142'h000000000000000000000000000000000000;
-  assign { \$185 [263:262], \$185 [260], \$185 [256], \$185 [248:246], \$185 [244:240], \$185 [238], \$185 [235], \$185 [228:227], \$185 [225:224], \$185 [222], \$185 [219:217], \$185 [214], \$185 [212:211], \$185 [209], \$185 [207:204], \$185 [200:199], \$185 [193], \$185 [191:187], \$185 [185], \$185 [178:173], \$185 [171], \$185 [169:168], \$185 [166], \$185 [162:161], \$185 [159:158], \$185 [156:153], \$185 [149], \$185 [147:144], \$185 [140], \$185 [138:135], \$185 [129:128], \$185 [123], \$185 [121], \$185 [117:116], \$185 [114], \$185 [111:110], \$185 [106:105], \$185 [103:100], \$185 [90:89], \$185 [86], \$185 [84], \$185 [82:78], \$185 [75:73], \$185 [71:69], \$185 [65:62], \$185 [60], \$185 [58], \$185 [56], \$185 [48], \$185 [46:44], \$185 [42], \$185 [38], \$185 [35], \$185 [29], \$185 [24], \$185 [20], \$185 [17], \$185 [15], \$185 [13], \$185 [11], \$185 [8:7], \$185 [4:3] } = { 111'h0000000000000000000000000000, i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362] };
-  assign \$187  = \$186 ;
-  assign { \$188 [262], \$188 [260:258], \$188 [256:250], \$188 [246], \$188 [240], \$188 [238:237], \$188 [235:230], \$188 [227], \$188 [224], \$188 [222:221], \$188 [217:216], \$188 [214], \$188 [211], \$188 [209], \$188 [204:202], \$188 [199:195], \$188 [193], \$188 [187], \$188 [185:180], \$188 [173], \$188 [171], \$188 [168], \$188 [166:164], \$188 [161], \$188 [158], \$188 [153:151], \$188 [149], \$188 [144:142], \$188 [140], \$188 [135:131], \$188 [128:125], \$188 [123], \$188 [121:119], \$188 [116], \$188 [114:113], \$188 [110:108], \$188 [105], \$188 [100:92], \$188 [89:88], \$188 [86], \$188 [84], \$188 [78:77], \$188 [73], \$188 [69:67], \$188 [62], \$188 [60], \$188 [58], \$188 [56:50], \$188 [48], \$188 [44], \$188 [42:40], \$188 [38:37], \$188 [35:31], \$188 [29:26], \$188 [24:22], \$188 [20:19], \$188 [17], \$188 [15], \$188 [13], \$188 [11:10], \$188 [7:6], \$188 [3:1] } = 142'h000000000000000000000000000000000000;
-  assign { \$188 [264:263], \$188 [261], \$188 [257], \$188 [249:247], \$188 [245:241], \$188 [239], \$188 [236], \$188 [229:228], \$188 [226:225], \$188 [223], \$188 [220:218], \$188 [215], \$188 [213:212], \$188 [210], \$188 [208:205], \$188 [201:200], \$188 [194], \$188 [192:188], \$188 [186], \$188 [179:174], \$188 [172], \$188 [170:169], \$188 [167], \$188 [163:162], \$188 [160:159], \$188 [157:154], \$188 [150], \$188 [148:145], \$188 [141], \$188 [139:136], \$188 [130:129], \$188 [124], \$188 [122], \$188 [118:117], \$188 [115], \$188 [112:111], \$188 [107:106], \$188 [104:101], \$188 [91:90], \$188 [87], \$188 [85], \$188 [83:79], \$188 [76:74], \$188 [72:70], \$188 [66:63], \$188 [61], \$188 [59], \$188 [57], \$188 [49], \$188 [47:45], \$188 [43], \$188 [39], \$188 [36], \$188 [30], \$188 [25], \$188 [21], \$188 [18], \$188 [16], \$188 [14], \$188 [12], \$188 [9:8], \$188 [5:4], \$188 [0] } = { 111'h0000000000000000000000000000, i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359] };
-  assign \$190  = \$189 ;
-  assign { \$191 [263], \$191 [261:259], \$191 [257:251], \$191 [247], \$191 [241], \$191 [239:238], \$191 [236:231], \$191 [228], \$191 [225], \$191 [223:222], \$191 [218:217], \$191 [215], \$191 [212], \$191 [210], \$191 [205:203], \$191 [200:196], \$191 [194], \$191 [188], \$191 [186:181], \$191 [174], \$191 [172], \$191 [169], \$191 [167:165], \$191 [162], \$191 [159], \$191 [154:152], \$191 [150], \$191 [145:143], \$191 [141], \$191 [136:132], \$191 [129:126], \$191 [124], \$191 [122:120], \$191 [117], \$191 [115:114], \$191 [111:109], \$191 [106], \$191 [101:93], \$191 [90:89], \$191 [87], \$191 [85], \$191 [79:78], \$191 [74], \$191 [70:68], \$191 [63], \$191 [61], \$191 [59], \$191 [57:51], \$191 [49], \$191 [45], \$191 [43:41], \$191 [39:38], \$191 [36:32], \$191 [30:27], \$191 [25:23], \$191 [21:20], \$191 [18], \$191 [16], \$191 [14], \$191 [12:11], \$191 [8:7], \$191 [4:2] } = 142'h000000000000000000000000000000000000;
-  assign { \$191 [264], \$191 [262], \$191 [258], \$191 [250:248], \$191 [246:242], \$191 [240], \$191 [237], \$191 [230:229], \$191 [227:226], \$191 [224], \$191 [221:219], \$191 [216], \$191 [214:213], \$191 [211], \$191 [209:206], \$191 [202:201], \$191 [195], \$191 [193:189], \$191 [187], \$191 [180:175], \$191 [173], \$191 [171:170], \$191 [168], \$191 [164:163], \$191 [161:160], \$191 [158:155], \$191 [151], \$191 [149:146], \$191 [142], \$191 [140:137], \$191 [131:130], \$191 [125], \$191 [123], \$191 [119:118], \$191 [116], \$191 [113:112], \$191 [108:107], \$191 [105:102], \$191 [92:91], \$191 [88], \$191 [86], \$191 [84:80], \$191 [77:75], \$191 [73:71], \$191 [67:64], \$191 [62], \$191 [60], \$191 [58], \$191 [50], \$191 [48:46], \$191 [44], \$191 [40], \$191 [37], \$191 [31], \$191 [26], \$191 [22], \$191 [19], \$191 [17], \$191 [15], \$191 [13], \$191 [10:9], \$191 [6:5], \$191 [1:0] } = { 110'h0000000000000000000000000000, i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359] };
-  assign \$193  = \$192 ;
-  assign { \$194 [262:260], \$194 [258:252], \$194 [248], \$194 [242], \$194 [240:239], \$194 [237:232], \$194 [229], \$194 [226], \$194 [224:223], \$194 [219:218], \$194 [216], \$194 [213], \$194 [211], \$194 [206:204], \$194 [201:197], \$194 [195], \$194 [189], \$194 [187:182], \$194 [175], \$194 [173], \$194 [170], \$194 [168:166], \$194 [163], \$194 [160], \$194 [155:153], \$194 [151], \$194 [146:144], \$194 [142], \$194 [137:133], \$194 [130:127], \$194 [125], \$194 [123:121], \$194 [118], \$194 [116:115], \$194 [112:110], \$194 [107], \$194 [102:94], \$194 [91:90], \$194 [88], \$194 [86], \$194 [80:79], \$194 [75], \$194 [71:69], \$194 [64], \$194 [62], \$194 [60], \$194 [58:52], \$194 [50], \$194 [46], \$194 [44:42], \$194 [40:39], \$194 [37:33], \$194 [31:28], \$194 [26:24], \$194 [22:21], \$194 [19], \$194 [17], \$194 [15], \$194 [13:12], \$194 [9:8], \$194 [5:3], \$194 [0] } = 142'h000000000000000000000000000000000000;
-  assign { \$194 [263], \$194 [259], \$194 [251:249], \$194 [247:243], \$194 [241], \$194 [238], \$194 [231:230], \$194 [228:227], \$194 [225], \$194 [222:220], \$194 [217], \$194 [215:214], \$194 [212], \$194 [210:207], \$194 [203:202], \$194 [196], \$194 [194:190], \$194 [188], \$194 [181:176], \$194 [174], \$194 [172:171], \$194 [169], \$194 [165:164], \$194 [162:161], \$194 [159:156], \$194 [152], \$194 [150:147], \$194 [143], \$194 [141:138], \$194 [132:131], \$194 [126], \$194 [124], \$194 [120:119], \$194 [117], \$194 [114:113], \$194 [109:108], \$194 [106:103], \$194 [93:92], \$194 [89], \$194 [87], \$194 [85:81], \$194 [78:76], \$194 [74:72], \$194 [68:65], \$194 [63], \$194 [61], \$194 [59], \$194 [51], \$194 [49:47], \$194 [45], \$194 [41], \$194 [38], \$194 [32], \$194 [27], \$194 [23], \$194 [20], \$194 [18], \$194 [16], \$194 [14], \$194 [11:10], \$194 [7:6], \$194 [2:1] } = { 110'h0000000000000000000000000000, i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360] };
-  assign \$196  = \$195 ;
-  assign { \$197 [263:261], \$197 [259:253], \$197 [249], \$197 [243], \$197 [241:240], \$197 [238:233], \$197 [230], \$197 [227], \$197 [225:224], \$197 [220:219], \$197 [217], \$197 [214], \$197 [212], \$197 [207:205], \$197 [202:198], \$197 [196], \$197 [190], \$197 [188:183], \$197 [176], \$197 [174], \$197 [171], \$197 [169:167], \$197 [164], \$197 [161], \$197 [156:154], \$197 [152], \$197 [147:145], \$197 [143], \$197 [138:134], \$197 [131:128], \$197 [126], \$197 [124:122], \$197 [119], \$197 [117:116], \$197 [113:111], \$197 [108], \$197 [103:95], \$197 [92:91], \$197 [89], \$197 [87], \$197 [81:80], \$197 [76], \$197 [72:70], \$197 [65], \$197 [63], \$197 [61], \$197 [59:53], \$197 [51], \$197 [47], \$197 [45:43], \$197 [41:40], \$197 [38:34], \$197 [32:29], \$197 [27:25], \$197 [23:22], \$197 [20], \$197 [18], \$197 [16], \$197 [14:13], \$197 [10:9], \$197 [6:4], \$197 [1] } = 142'h000000000000000000000000000000000000;
-  assign { \$197 [264], \$197 [260], \$197 [252:250], \$197 [248:244], \$197 [242], \$197 [239], \$197 [232:231], \$197 [229:228], \$197 [226], \$197 [223:221], \$197 [218], \$197 [216:215], \$197 [213], \$197 [211:208], \$197 [204:203], \$197 [197], \$197 [195:191], \$197 [189], \$197 [182:177], \$197 [175], \$197 [173:172], \$197 [170], \$197 [166:165], \$197 [163:162], \$197 [160:157], \$197 [153], \$197 [151:148], \$197 [144], \$197 [142:139], \$197 [133:132], \$197 [127], \$197 [125], \$197 [121:120], \$197 [118], \$197 [115:114], \$197 [110:109], \$197 [107:104], \$197 [94:93], \$197 [90], \$197 [88], \$197 [86:82], \$197 [79:77], \$197 [75:73], \$197 [69:66], \$197 [64], \$197 [62], \$197 [60], \$197 [52], \$197 [50:48], \$197 [46], \$197 [42], \$197 [39], \$197 [33], \$197 [28], \$197 [24], \$197 [21], \$197 [19], \$197 [17], \$197 [15], \$197 [12:11], \$197 [8:7], \$197 [3:2], \$197 [0] } = { 110'h0000000000000000000000000000, i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359] };
-  assign \$199  = \$198 ;
-  assign { \$200 [260:254], \$200 [250], \$200 [244], \$200 [242:241], \$200 [239:234], \$200 [231], \$200 [228], \$200 [226:225], \$200 [221:220], \$200 [218], \$200 [215], \$200 [213], \$200 [208:206], \$200 [203:199], \$200 [197], \$200 [191], \$200 [189:184], \$200 [177], \$200 [175], \$200 [172], \$200 [170:168], \$200 [165], \$200 [162], \$200 [157:155], \$200 [153], \$200 [148:146], \$200 [144], \$200 [139:135], \$200 [132:129], \$200 [127], \$200 [125:123], \$200 [120], \$200 [118:117], \$200 [114:112], \$200 [109], \$200 [104:96], \$200 [93:92], \$200 [90], \$200 [88], \$200 [82:81], \$200 [77], \$200 [73:71], \$200 [66], \$200 [64], \$200 [62], \$200 [60:54], \$200 [52], \$200 [48], \$200 [46:44], \$200 [42:41], \$200 [39:35], \$200 [33:30], \$200 [28:26], \$200 [24:23], \$200 [21], \$200 [19], \$200 [17], \$200 [15:14], \$200 [11:10], \$200 [7:5], \$200 [2] } = 139'h00000000000000000000000000000000000;
-  assign { \$200 [261], \$200 [253:251], \$200 [249:245], \$200 [243], \$200 [240], \$200 [233:232], \$200 [230:229], \$200 [227], \$200 [224:222], \$200 [219], \$200 [217:216], \$200 [214], \$200 [212:209], \$200 [205:204], \$200 [198], \$200 [196:192], \$200 [190], \$200 [183:178], \$200 [176], \$200 [174:173], \$200 [171], \$200 [167:166], \$200 [164:163], \$200 [161:158], \$200 [154], \$200 [152:149], \$200 [145], \$200 [143:140], \$200 [134:133], \$200 [128], \$200 [126], \$200 [122:121], \$200 [119], \$200 [116:115], \$200 [111:110], \$200 [108:105], \$200 [95:94], \$200 [91], \$200 [89], \$200 [87:83], \$200 [80:78], \$200 [76:74], \$200 [70:67], \$200 [65], \$200 [63], \$200 [61], \$200 [53], \$200 [51:49], \$200 [47], \$200 [43], \$200 [40], \$200 [34], \$200 [29], \$200 [25], \$200 [22], \$200 [20], \$200 [18], \$200 [16], \$200 [13:12], \$200 [9:8], \$200 [4:3], \$200 [1:0] } = { 109'h0000000000000000000000000000, i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359] };
-  assign \$202  = \$201 ;
-  assign { \$203 [262:261], \$203 [259:257], \$203 [255], \$203 [251], \$203 [248:244], \$203 [241], \$203 [239], \$203 [237:236], \$203 [232], \$203 [229:228], \$203 [226:224], \$203 [221], \$203 [218:216], \$203 [212:211], \$203 [208], \$203 [206:205], \$203 [203:201], \$203 [199:198], \$203 [193:191], \$203 [186], \$203 [177], \$203 [175:174], \$203 [170], \$203 [168], \$203 [163:161], \$203 [159], \$203 [157], \$203 [155], \$203 [153], \$203 [148], \$203 [146], \$203 [144], \$203 [139], \$203 [135], \$203 [133:129], \$203 [126:123], \$203 [119:115], \$203 [113], \$203 [111], \$203 [106], \$203 [104], \$203 [99:97], \$203 [94:93], \$203 [91:90], \$203 [86], \$203 [84:83], \$203 [81:79], \$203 [75], \$203 [72:69], \$203 [67], \$203 [64], \$203 [62:61], \$203 [59], \$203 [57], \$203 [55], \$203 [53], \$203 [49:47], \$203 [44:43], \$203 [40:39], \$203 [37:31], \$203 [28:27], \$203 [25], \$203 [22], \$203 [18:16], \$203 [13:12], \$203 [6], \$203 [4], \$203 [0] } = 127'h00000000000000000000000000000000;
-  assign { \$203 [263], \$203 [260], \$203 [256], \$203 [254:252], \$203 [250:249], \$203 [243:242], \$203 [240], \$203 [238], \$203 [235:233], \$203 [231:230], \$203 [227], \$203 [223:222], \$203 [220:219], \$203 [215:213], \$203 [210:209], \$203 [207], \$203 [204], \$203 [200], \$203 [197:194], \$203 [190:187], \$203 [185:178], \$203 [176], \$203 [173:171], \$203 [169], \$203 [167:164], \$203 [160], \$203 [158], \$203 [156], \$203 [154], \$203 [152:149], \$203 [147], \$203 [145], \$203 [143:140], \$203 [138:136], \$203 [134], \$203 [128:127], \$203 [122:120], \$203 [114], \$203 [112], \$203 [110:107], \$203 [105], \$203 [103:100], \$203 [96:95], \$203 [92], \$203 [89:87], \$203 [85], \$203 [82], \$203 [78:76], \$203 [74:73], \$203 [68], \$203 [66:65], \$203 [63], \$203 [60], \$203 [58], \$203 [56], \$203 [54], \$203 [52:50], \$203 [46:45], \$203 [42:41], \$203 [38], \$203 [30:29], \$203 [26], \$203 [24:23], \$203 [21:19], \$203 [15:14], \$203 [11:7], \$203 [5], \$203 [3:1] } = { 118'h000000000000000000000000000000, i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360] };
-  assign \$205  = \$204 ;
-  assign { \$206 [263:262], \$206 [260:258], \$206 [256], \$206 [252], \$206 [249:245], \$206 [242], \$206 [240], \$206 [238:237], \$206 [233], \$206 [230:229], \$206 [227:225], \$206 [222], \$206 [219:217], \$206 [213:212], \$206 [209], \$206 [207:206], \$206 [204:202], \$206 [200:199], \$206 [194:192], \$206 [187], \$206 [178], \$206 [176:175], \$206 [171], \$206 [169], \$206 [164:162], \$206 [160], \$206 [158], \$206 [156], \$206 [154], \$206 [149], \$206 [147], \$206 [145], \$206 [140], \$206 [136], \$206 [134:130], \$206 [127:124], \$206 [120:116], \$206 [114], \$206 [112], \$206 [107], \$206 [105], \$206 [100:98], \$206 [95:94], \$206 [92:91], \$206 [87], \$206 [85:84], \$206 [82:80], \$206 [76], \$206 [73:70], \$206 [68], \$206 [65], \$206 [63:62], \$206 [60], \$206 [58], \$206 [56], \$206 [54], \$206 [50:48], \$206 [45:44], \$206 [41:40], \$206 [38:32], \$206 [29:28], \$206 [26], \$206 [23], \$206 [19:17], \$206 [14:13], \$206 [7], \$206 [5], \$206 [1:0] } = 128'h00000000000000000000000000000000;
-  assign { \$206 [264], \$206 [261], \$206 [257], \$206 [255:253], \$206 [251:250], \$206 [244:243], \$206 [241], \$206 [239], \$206 [236:234], \$206 [232:231], \$206 [228], \$206 [224:223], \$206 [221:220], \$206 [216:214], \$206 [211:210], \$206 [208], \$206 [205], \$206 [201], \$206 [198:195], \$206 [191:188], \$206 [186:179], \$206 [177], \$206 [174:172], \$206 [170], \$206 [168:165], \$206 [161], \$206 [159], \$206 [157], \$206 [155], \$206 [153:150], \$206 [148], \$206 [146], \$206 [144:141], \$206 [139:137], \$206 [135], \$206 [129:128], \$206 [123:121], \$206 [115], \$206 [113], \$206 [111:108], \$206 [106], \$206 [104:101], \$206 [97:96], \$206 [93], \$206 [90:88], \$206 [86], \$206 [83], \$206 [79:77], \$206 [75:74], \$206 [69], \$206 [67:66], \$206 [64], \$206 [61], \$206 [59], \$206 [57], \$206 [55], \$206 [53:51], \$206 [47:46], \$206 [43:42], \$206 [39], \$206 [31:30], \$206 [27], \$206 [25:24], \$206 [22:20], \$206 [16:15], \$206 [12:8], \$206 [6], \$206 [4:2] } = { 118'h000000000000000000000000000000, i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361] };
-  assign \$208  = \$207 ;
-  assign { \$209 [229], \$209 [227:225], \$209 [223:217], \$209 [213], \$209 [207], \$209 [205:204], \$209 [202:197], \$209 [194], \$209 [191], \$209 [189:188], \$209 [184:183], \$209 [181], \$209 [178], \$209 [176], \$209 [171:169], \$209 [166:162], \$209 [160], \$209 [154], \$209 [152:147], \$209 [140], \$209 [138], \$209 [135], \$209 [133:131], \$209 [128], \$209 [125], \$209 [120:118], \$209 [116], \$209 [111:109], \$209 [107], \$209 [102:98], \$209 [95:92], \$209 [90], \$209 [88:86], \$209 [83], \$209 [81:80], \$209 [77:75], \$209 [72], \$209 [67:59], \$209 [56:55], \$209 [53], \$209 [51], \$209 [45:44], \$209 [40], \$209 [36:34], \$209 [29], \$209 [27], \$209 [25], \$209 [23:17], \$209 [15], \$209 [11], \$209 [9:7], \$209 [5:4], \$209 [2:0] } = 121'h0000000000000000000000000000000;
-  assign { \$209 [231:230], \$209 [228], \$209 [224], \$209 [216:214], \$209 [212:208], \$209 [206], \$209 [203], \$209 [196:195], \$209 [193:192], \$209 [190], \$209 [187:185], \$209 [182], \$209 [180:179], \$209 [177], \$209 [175:172], \$209 [168:167], \$209 [161], \$209 [159:155], \$209 [153], \$209 [146:141], \$209 [139], \$209 [137:136], \$209 [134], \$209 [130:129], \$209 [127:126], \$209 [124:121], \$209 [117], \$209 [115:112], \$209 [108], \$209 [106:103], \$209 [97:96], \$209 [91], \$209 [89], \$209 [85:84], \$209 [82], \$209 [79:78], \$209 [74:73], \$209 [71:68], \$209 [58:57], \$209 [54], \$209 [52], \$209 [50:46], \$209 [43:41], \$209 [39:37], \$209 [33:30], \$209 [28], \$209 [26], \$209 [24], \$209 [16], \$209 [14:12], \$209 [10], \$209 [6], \$209 [3] } = { 99'h0000000000000000000000000, i__payload[134:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106] };
-  assign \$211  = \$210 ;
-  assign { \$212 [230], \$212 [228:226], \$212 [224:218], \$212 [214], \$212 [208], \$212 [206:205], \$212 [203:198], \$212 [195], \$212 [192], \$212 [190:189], \$212 [185:184], \$212 [182], \$212 [179], \$212 [177], \$212 [172:170], \$212 [167:163], \$212 [161], \$212 [155], \$212 [153:148], \$212 [141], \$212 [139], \$212 [136], \$212 [134:132], \$212 [129], \$212 [126], \$212 [121:119], \$212 [117], \$212 [112:110], \$212 [108], \$212 [103:99], \$212 [96:93], \$212 [91], \$212 [89:87], \$212 [84], \$212 [82:81], \$212 [78:76], \$212 [73], \$212 [68:60], \$212 [57:56], \$212 [54], \$212 [52], \$212 [46:45], \$212 [41], \$212 [37:35], \$212 [30], \$212 [28], \$212 [26], \$212 [24:18], \$212 [16], \$212 [12], \$212 [10:8], \$212 [6:5], \$212 [3:0] } = 122'h0000000000000000000000000000000;
-  assign { \$212 [232:231], \$212 [229], \$212 [225], \$212 [217:215], \$212 [213:209], \$212 [207], \$212 [204], \$212 [197:196], \$212 [194:193], \$212 [191], \$212 [188:186], \$212 [183], \$212 [181:180], \$212 [178], \$212 [176:173], \$212 [169:168], \$212 [162], \$212 [160:156], \$212 [154], \$212 [147:142], \$212 [140], \$212 [138:137], \$212 [135], \$212 [131:130], \$212 [128:127], \$212 [125:122], \$212 [118], \$212 [116:113], \$212 [109], \$212 [107:104], \$212 [98:97], \$212 [92], \$212 [90], \$212 [86:85], \$212 [83], \$212 [80:79], \$212 [75:74], \$212 [72:69], \$212 [59:58], \$212 [55], \$212 [53], \$212 [51:47], \$212 [44:42], \$212 [40:38], \$212 [34:31], \$212 [29], \$212 [27], \$212 [25], \$212 [17], \$212 [15:13], \$212 [11], \$212 [7], \$212 [4] } = { 100'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107] };
-  assign \$214  = \$213 ;
-  assign { \$215 [231], \$215 [229:227], \$215 [225:219], \$215 [215], \$215 [209], \$215 [207:206], \$215 [204:199], \$215 [196], \$215 [193], \$215 [191:190], \$215 [186:185], \$215 [183], \$215 [180], \$215 [178], \$215 [173:171], \$215 [168:164], \$215 [162], \$215 [156], \$215 [154:149], \$215 [142], \$215 [140], \$215 [137], \$215 [135:133], \$215 [130], \$215 [127], \$215 [122:120], \$215 [118], \$215 [113:111], \$215 [109], \$215 [104:100], \$215 [97:94], \$215 [92], \$215 [90:88], \$215 [85], \$215 [83:82], \$215 [79:77], \$215 [74], \$215 [69:61], \$215 [58:57], \$215 [55], \$215 [53], \$215 [47:46], \$215 [42], \$215 [38:36], \$215 [31], \$215 [29], \$215 [27], \$215 [25:19], \$215 [17], \$215 [13], \$215 [11:9], \$215 [7:6], \$215 [4:0] } = 123'h0000000000000000000000000000000;
-  assign { \$215 [232], \$215 [230], \$215 [226], \$215 [218:216], \$215 [214:210], \$215 [208], \$215 [205], \$215 [198:197], \$215 [195:194], \$215 [192], \$215 [189:187], \$215 [184], \$215 [182:181], \$215 [179], \$215 [177:174], \$215 [170:169], \$215 [163], \$215 [161:157], \$215 [155], \$215 [148:143], \$215 [141], \$215 [139:138], \$215 [136], \$215 [132:131], \$215 [129:128], \$215 [126:123], \$215 [119], \$215 [117:114], \$215 [110], \$215 [108:105], \$215 [99:98], \$215 [93], \$215 [91], \$215 [87:86], \$215 [84], \$215 [81:80], \$215 [76:75], \$215 [73:70], \$215 [60:59], \$215 [56], \$215 [54], \$215 [52:48], \$215 [45:43], \$215 [41:39], \$215 [35:32], \$215 [30], \$215 [28], \$215 [26], \$215 [18], \$215 [16:14], \$215 [12], \$215 [8], \$215 [5] } = { 100'h0000000000000000000000000, i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108] };
-  assign \$217  = \$216 ;
-  assign { \$218 [230:228], \$218 [226:220], \$218 [216], \$218 [210], \$218 [208:207], \$218 [205:200], \$218 [197], \$218 [194], \$218 [192:191], \$218 [187:186], \$218 [184], \$218 [181], \$218 [179], \$218 [174:172], \$218 [169:165], \$218 [163], \$218 [157], \$218 [155:150], \$218 [143], \$218 [141], \$218 [138], \$218 [136:134], \$218 [131], \$218 [128], \$218 [123:121], \$218 [119], \$218 [114:112], \$218 [110], \$218 [105:101], \$218 [98:95], \$218 [93], \$218 [91:89], \$218 [86], \$218 [84:83], \$218 [80:78], \$218 [75], \$218 [70:62], \$218 [59:58], \$218 [56], \$218 [54], \$218 [48:47], \$218 [43], \$218 [39:37], \$218 [32], \$218 [30], \$218 [28], \$218 [26:20], \$218 [18], \$218 [14], \$218 [12:10], \$218 [8:7], \$218 [5:1] } = 122'h0000000000000000000000000000000;
-  assign { \$218 [231], \$218 [227], \$218 [219:217], \$218 [215:211], \$218 [209], \$218 [206], \$218 [199:198], \$218 [196:195], \$218 [193], \$218 [190:188], \$218 [185], \$218 [183:182], \$218 [180], \$218 [178:175], \$218 [171:170], \$218 [164], \$218 [162:158], \$218 [156], \$218 [149:144], \$218 [142], \$218 [140:139], \$218 [137], \$218 [133:132], \$218 [130:129], \$218 [127:124], \$218 [120], \$218 [118:115], \$218 [111], \$218 [109:106], \$218 [100:99], \$218 [94], \$218 [92], \$218 [88:87], \$218 [85], \$218 [82:81], \$218 [77:76], \$218 [74:71], \$218 [61:60], \$218 [57], \$218 [55], \$218 [53:49], \$218 [46:44], \$218 [42:40], \$218 [36:33], \$218 [31], \$218 [29], \$218 [27], \$218 [19], \$218 [17:15], \$218 [13], \$218 [9], \$218 [6], \$218 [0] } = { 99'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103] };
-  assign \$220  = \$219 ;
-  assign { \$221 [231:229], \$221 [227:221], \$221 [217], \$221 [211], \$221 [209:208], \$221 [206:201], \$221 [198], \$221 [195], \$221 [193:192], \$221 [188:187], \$221 [185], \$221 [182], \$221 [180], \$221 [175:173], \$221 [170:166], \$221 [164], \$221 [158], \$221 [156:151], \$221 [144], \$221 [142], \$221 [139], \$221 [137:135], \$221 [132], \$221 [129], \$221 [124:122], \$221 [120], \$221 [115:113], \$221 [111], \$221 [106:102], \$221 [99:96], \$221 [94], \$221 [92:90], \$221 [87], \$221 [85:84], \$221 [81:79], \$221 [76], \$221 [71:63], \$221 [60:59], \$221 [57], \$221 [55], \$221 [49:48], \$221 [44], \$221 [40:38], \$221 [33], \$221 [31], \$221 [29], \$221 [27:21], \$221 [19], \$221 [15], \$221 [13:11], \$221 [9:8], \$221 [6:2], \$221 [0] } = 123'h0000000000000000000000000000000;
-  assign { \$221 [232], \$221 [228], \$221 [220:218], \$221 [216:212], \$221 [210], \$221 [207], \$221 [200:199], \$221 [197:196], \$221 [194], \$221 [191:189], \$221 [186], \$221 [184:183], \$221 [181], \$221 [179:176], \$221 [172:171], \$221 [165], \$221 [163:159], \$221 [157], \$221 [150:145], \$221 [143], \$221 [141:140], \$221 [138], \$221 [134:133], \$221 [131:130], \$221 [128:125], \$221 [121], \$221 [119:116], \$221 [112], \$221 [110:107], \$221 [101:100], \$221 [95], \$221 [93], \$221 [89:88], \$221 [86], \$221 [83:82], \$221 [78:77], \$221 [75:72], \$221 [62:61], \$221 [58], \$221 [56], \$221 [54:50], \$221 [47:45], \$221 [43:41], \$221 [37:34], \$221 [32], \$221 [30], \$221 [28], \$221 [20], \$221 [18:16], \$221 [14], \$221 [10], \$221 [7], \$221 [1] } = { 100'h0000000000000000000000000, i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104] };
-  assign \$223  = \$222 ;
-  assign { \$224 [228:222], \$224 [218], \$224 [212], \$224 [210:209], \$224 [207:202], \$224 [199], \$224 [196], \$224 [194:193], \$224 [189:188], \$224 [186], \$224 [183], \$224 [181], \$224 [176:174], \$224 [171:167], \$224 [165], \$224 [159], \$224 [157:152], \$224 [145], \$224 [143], \$224 [140], \$224 [138:136], \$224 [133], \$224 [130], \$224 [125:123], \$224 [121], \$224 [116:114], \$224 [112], \$224 [107:103], \$224 [100:97], \$224 [95], \$224 [93:91], \$224 [88], \$224 [86:85], \$224 [82:80], \$224 [77], \$224 [72:64], \$224 [61:60], \$224 [58], \$224 [56], \$224 [50:49], \$224 [45], \$224 [41:39], \$224 [34], \$224 [32], \$224 [30], \$224 [28:22], \$224 [20], \$224 [16], \$224 [14:12], \$224 [10:9], \$224 [7:3], \$224 [1:0] } = 121'h0000000000000000000000000000000;
-  assign { \$224 [229], \$224 [221:219], \$224 [217:213], \$224 [211], \$224 [208], \$224 [201:200], \$224 [198:197], \$224 [195], \$224 [192:190], \$224 [187], \$224 [185:184], \$224 [182], \$224 [180:177], \$224 [173:172], \$224 [166], \$224 [164:160], \$224 [158], \$224 [151:146], \$224 [144], \$224 [142:141], \$224 [139], \$224 [135:134], \$224 [132:131], \$224 [129:126], \$224 [122], \$224 [120:117], \$224 [113], \$224 [111:108], \$224 [102:101], \$224 [96], \$224 [94], \$224 [90:89], \$224 [87], \$224 [84:83], \$224 [79:78], \$224 [76:73], \$224 [63:62], \$224 [59], \$224 [57], \$224 [55:51], \$224 [48:46], \$224 [44:42], \$224 [38:35], \$224 [33], \$224 [31], \$224 [29], \$224 [21], \$224 [19:17], \$224 [15], \$224 [11], \$224 [8], \$224 [2] } = { 99'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105] };
-  assign \$226  = \$225 ;
-  assign { \$227 [230:229], \$227 [227:225], \$227 [223], \$227 [219], \$227 [216:212], \$227 [209], \$227 [207], \$227 [205:204], \$227 [200], \$227 [197:196], \$227 [194:192], \$227 [189], \$227 [186:184], \$227 [180:179], \$227 [176], \$227 [174:173], \$227 [171:169], \$227 [167:166], \$227 [161:159], \$227 [154], \$227 [145], \$227 [143:142], \$227 [138], \$227 [136], \$227 [131:129], \$227 [127], \$227 [125], \$227 [123], \$227 [121], \$227 [116], \$227 [114], \$227 [112], \$227 [107], \$227 [103], \$227 [101:97], \$227 [94:91], \$227 [87:83], \$227 [81], \$227 [79], \$227 [74], \$227 [72], \$227 [67:65], \$227 [62:61], \$227 [59:58], \$227 [54], \$227 [52:51], \$227 [49:47], \$227 [43], \$227 [40:37], \$227 [35], \$227 [32], \$227 [30:29], \$227 [27], \$227 [25], \$227 [23], \$227 [21], \$227 [17:15], \$227 [12:11], \$227 [8:7], \$227 [5:0] } = 114'h00000000000000000000000000000;
-  assign { \$227 [231], \$227 [228], \$227 [224], \$227 [222:220], \$227 [218:217], \$227 [211:210], \$227 [208], \$227 [206], \$227 [203:201], \$227 [199:198], \$227 [195], \$227 [191:190], \$227 [188:187], \$227 [183:181], \$227 [178:177], \$227 [175], \$227 [172], \$227 [168], \$227 [165:162], \$227 [158:155], \$227 [153:146], \$227 [144], \$227 [141:139], \$227 [137], \$227 [135:132], \$227 [128], \$227 [126], \$227 [124], \$227 [122], \$227 [120:117], \$227 [115], \$227 [113], \$227 [111:108], \$227 [106:104], \$227 [102], \$227 [96:95], \$227 [90:88], \$227 [82], \$227 [80], \$227 [78:75], \$227 [73], \$227 [71:68], \$227 [64:63], \$227 [60], \$227 [57:55], \$227 [53], \$227 [50], \$227 [46:44], \$227 [42:41], \$227 [36], \$227 [34:33], \$227 [31], \$227 [28], \$227 [26], \$227 [24], \$227 [22], \$227 [20:18], \$227 [14:13], \$227 [10:9], \$227 [6] } = { 105'h000000000000000000000000000, i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109] };
-  assign \$229  = \$228 ;
-  assign { \$230 [231:230], \$230 [228:226], \$230 [224], \$230 [220], \$230 [217:213], \$230 [210], \$230 [208], \$230 [206:205], \$230 [201], \$230 [198:197], \$230 [195:193], \$230 [190], \$230 [187:185], \$230 [181:180], \$230 [177], \$230 [175:174], \$230 [172:170], \$230 [168:167], \$230 [162:160], \$230 [155], \$230 [146], \$230 [144:143], \$230 [139], \$230 [137], \$230 [132:130], \$230 [128], \$230 [126], \$230 [124], \$230 [122], \$230 [117], \$230 [115], \$230 [113], \$230 [108], \$230 [104], \$230 [102:98], \$230 [95:92], \$230 [88:84], \$230 [82], \$230 [80], \$230 [75], \$230 [73], \$230 [68:66], \$230 [63:62], \$230 [60:59], \$230 [55], \$230 [53:52], \$230 [50:48], \$230 [44], \$230 [41:38], \$230 [36], \$230 [33], \$230 [31:30], \$230 [28], \$230 [26], \$230 [24], \$230 [22], \$230 [18:16], \$230 [13:12], \$230 [9:8], \$230 [6:0] } = 115'h00000000000000000000000000000;
-  assign { \$230 [232], \$230 [229], \$230 [225], \$230 [223:221], \$230 [219:218], \$230 [212:211], \$230 [209], \$230 [207], \$230 [204:202], \$230 [200:199], \$230 [196], \$230 [192:191], \$230 [189:188], \$230 [184:182], \$230 [179:178], \$230 [176], \$230 [173], \$230 [169], \$230 [166:163], \$230 [159:156], \$230 [154:147], \$230 [145], \$230 [142:140], \$230 [138], \$230 [136:133], \$230 [129], \$230 [127], \$230 [125], \$230 [123], \$230 [121:118], \$230 [116], \$230 [114], \$230 [112:109], \$230 [107:105], \$230 [103], \$230 [97:96], \$230 [91:89], \$230 [83], \$230 [81], \$230 [79:76], \$230 [74], \$230 [72:69], \$230 [65:64], \$230 [61], \$230 [58:56], \$230 [54], \$230 [51], \$230 [47:45], \$230 [43:42], \$230 [37], \$230 [35:34], \$230 [32], \$230 [29], \$230 [27], \$230 [25], \$230 [23], \$230 [21:19], \$230 [15:14], \$230 [11:10], \$230 [7] } = { 106'h000000000000000000000000000, i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110] };
-  assign \$232  = \$231 ;
-  assign { \$233 [197], \$233 [195:193], \$233 [191:185], \$233 [181], \$233 [175], \$233 [173:172], \$233 [170:165], \$233 [162], \$233 [159], \$233 [157:156], \$233 [152:151], \$233 [149], \$233 [146], \$233 [144], \$233 [139:137], \$233 [134:130], \$233 [128], \$233 [122], \$233 [120:115], \$233 [108], \$233 [106], \$233 [103], \$233 [101:99], \$233 [96], \$233 [93], \$233 [88:86], \$233 [84], \$233 [79:77], \$233 [75], \$233 [70:66], \$233 [63:60], \$233 [58], \$233 [56:54], \$233 [51], \$233 [49:48], \$233 [45:43], \$233 [40], \$233 [35:27], \$233 [24:23], \$233 [21], \$233 [19], \$233 [13:12], \$233 [8], \$233 [4:2] } = 101'h00000000000000000000000000;
-  assign { \$233 [199:198], \$233 [196], \$233 [192], \$233 [184:182], \$233 [180:176], \$233 [174], \$233 [171], \$233 [164:163], \$233 [161:160], \$233 [158], \$233 [155:153], \$233 [150], \$233 [148:147], \$233 [145], \$233 [143:140], \$233 [136:135], \$233 [129], \$233 [127:123], \$233 [121], \$233 [114:109], \$233 [107], \$233 [105:104], \$233 [102], \$233 [98:97], \$233 [95:94], \$233 [92:89], \$233 [85], \$233 [83:80], \$233 [76], \$233 [74:71], \$233 [65:64], \$233 [59], \$233 [57], \$233 [53:52], \$233 [50], \$233 [47:46], \$233 [42:41], \$233 [39:36], \$233 [26:25], \$233 [22], \$233 [20], \$233 [18:14], \$233 [11:9], \$233 [7:5], \$233 [1:0] } = { 82'h000000000000000000000, i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:135] };
-  assign \$235  = \$234 ;
-  assign { \$236 [198], \$236 [196:194], \$236 [192:186], \$236 [182], \$236 [176], \$236 [174:173], \$236 [171:166], \$236 [163], \$236 [160], \$236 [158:157], \$236 [153:152], \$236 [150], \$236 [147], \$236 [145], \$236 [140:138], \$236 [135:131], \$236 [129], \$236 [123], \$236 [121:116], \$236 [109], \$236 [107], \$236 [104], \$236 [102:100], \$236 [97], \$236 [94], \$236 [89:87], \$236 [85], \$236 [80:78], \$236 [76], \$236 [71:67], \$236 [64:61], \$236 [59], \$236 [57:55], \$236 [52], \$236 [50:49], \$236 [46:44], \$236 [41], \$236 [36:28], \$236 [25:24], \$236 [22], \$236 [20], \$236 [14:13], \$236 [9], \$236 [5:3] } = 101'h00000000000000000000000000;
-  assign { \$236 [200:199], \$236 [197], \$236 [193], \$236 [185:183], \$236 [181:177], \$236 [175], \$236 [172], \$236 [165:164], \$236 [162:161], \$236 [159], \$236 [156:154], \$236 [151], \$236 [149:148], \$236 [146], \$236 [144:141], \$236 [137:136], \$236 [130], \$236 [128:124], \$236 [122], \$236 [115:110], \$236 [108], \$236 [106:105], \$236 [103], \$236 [99:98], \$236 [96:95], \$236 [93:90], \$236 [86], \$236 [84:81], \$236 [77], \$236 [75:72], \$236 [66:65], \$236 [60], \$236 [58], \$236 [54:53], \$236 [51], \$236 [48:47], \$236 [43:42], \$236 [40:37], \$236 [27:26], \$236 [23], \$236 [21], \$236 [19:15], \$236 [12:10], \$236 [8:6], \$236 [2:0] } = { 82'h000000000000000000000, i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:135] };
-  assign \$238  = \$237 ;
-  assign { \$239 [199], \$239 [197:195], \$239 [193:187], \$239 [183], \$239 [177], \$239 [175:174], \$239 [172:167], \$239 [164], \$239 [161], \$239 [159:158], \$239 [154:153], \$239 [151], \$239 [148], \$239 [146], \$239 [141:139], \$239 [136:132], \$239 [130], \$239 [124], \$239 [122:117], \$239 [110], \$239 [108], \$239 [105], \$239 [103:101], \$239 [98], \$239 [95], \$239 [90:88], \$239 [86], \$239 [81:79], \$239 [77], \$239 [72:68], \$239 [65:62], \$239 [60], \$239 [58:56], \$239 [53], \$239 [51:50], \$239 [47:45], \$239 [42], \$239 [37:29], \$239 [26:25], \$239 [23], \$239 [21], \$239 [15:14], \$239 [10], \$239 [6:4] } = 101'h00000000000000000000000000;
-  assign { \$239 [200], \$239 [198], \$239 [194], \$239 [186:184], \$239 [182:178], \$239 [176], \$239 [173], \$239 [166:165], \$239 [163:162], \$239 [160], \$239 [157:155], \$239 [152], \$239 [150:149], \$239 [147], \$239 [145:142], \$239 [138:137], \$239 [131], \$239 [129:125], \$239 [123], \$239 [116:111], \$239 [109], \$239 [107:106], \$239 [104], \$239 [100:99], \$239 [97:96], \$239 [94:91], \$239 [87], \$239 [85:82], \$239 [78], \$239 [76:73], \$239 [67:66], \$239 [61], \$239 [59], \$239 [55:54], \$239 [52], \$239 [49:48], \$239 [44:43], \$239 [41:38], \$239 [28:27], \$239 [24], \$239 [22], \$239 [20:16], \$239 [13:11], \$239 [9:7], \$239 [3:0] } = { 81'h000000000000000000000, i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135] };
-  assign \$241  = \$240 ;
-  assign { \$242 [198:196], \$242 [194:188], \$242 [184], \$242 [178], \$242 [176:175], \$242 [173:168], \$242 [165], \$242 [162], \$242 [160:159], \$242 [155:154], \$242 [152], \$242 [149], \$242 [147], \$242 [142:140], \$242 [137:133], \$242 [131], \$242 [125], \$242 [123:118], \$242 [111], \$242 [109], \$242 [106], \$242 [104:102], \$242 [99], \$242 [96], \$242 [91:89], \$242 [87], \$242 [82:80], \$242 [78], \$242 [73:69], \$242 [66:63], \$242 [61], \$242 [59:57], \$242 [54], \$242 [52:51], \$242 [48:46], \$242 [43], \$242 [38:30], \$242 [27:26], \$242 [24], \$242 [22], \$242 [16:15], \$242 [11], \$242 [7:5], \$242 [0] } = 101'h00000000000000000000000000;
-  assign { \$242 [199], \$242 [195], \$242 [187:185], \$242 [183:179], \$242 [177], \$242 [174], \$242 [167:166], \$242 [164:163], \$242 [161], \$242 [158:156], \$242 [153], \$242 [151:150], \$242 [148], \$242 [146:143], \$242 [139:138], \$242 [132], \$242 [130:126], \$242 [124], \$242 [117:112], \$242 [110], \$242 [108:107], \$242 [105], \$242 [101:100], \$242 [98:97], \$242 [95:92], \$242 [88], \$242 [86:83], \$242 [79], \$242 [77:74], \$242 [68:67], \$242 [62], \$242 [60], \$242 [56:55], \$242 [53], \$242 [50:49], \$242 [45:44], \$242 [42:39], \$242 [29:28], \$242 [25], \$242 [23], \$242 [21:17], \$242 [14:12], \$242 [10:8], \$242 [4:1] } = { 80'h00000000000000000000, i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136] };
-  assign \$244  = \$243 ;
-  assign { \$245 [199:197], \$245 [195:189], \$245 [185], \$245 [179], \$245 [177:176], \$245 [174:169], \$245 [166], \$245 [163], \$245 [161:160], \$245 [156:155], \$245 [153], \$245 [150], \$245 [148], \$245 [143:141], \$245 [138:134], \$245 [132], \$245 [126], \$245 [124:119], \$245 [112], \$245 [110], \$245 [107], \$245 [105:103], \$245 [100], \$245 [97], \$245 [92:90], \$245 [88], \$245 [83:81], \$245 [79], \$245 [74:70], \$245 [67:64], \$245 [62], \$245 [60:58], \$245 [55], \$245 [53:52], \$245 [49:47], \$245 [44], \$245 [39:31], \$245 [28:27], \$245 [25], \$245 [23], \$245 [17:16], \$245 [12], \$245 [8:6], \$245 [1] } = 101'h00000000000000000000000000;
-  assign { \$245 [200], \$245 [196], \$245 [188:186], \$245 [184:180], \$245 [178], \$245 [175], \$245 [168:167], \$245 [165:164], \$245 [162], \$245 [159:157], \$245 [154], \$245 [152:151], \$245 [149], \$245 [147:144], \$245 [140:139], \$245 [133], \$245 [131:127], \$245 [125], \$245 [118:113], \$245 [111], \$245 [109:108], \$245 [106], \$245 [102:101], \$245 [99:98], \$245 [96:93], \$245 [89], \$245 [87:84], \$245 [80], \$245 [78:75], \$245 [69:68], \$245 [63], \$245 [61], \$245 [57:56], \$245 [54], \$245 [51:50], \$245 [46:45], \$245 [43:40], \$245 [30:29], \$245 [26], \$245 [24], \$245 [22:18], \$245 [15:13], \$245 [11:9], \$245 [5:2], \$245 [0] } = { 80'h00000000000000000000, i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135] };
-  assign \$247  = \$246 ;
-  assign { \$248 [196:190], \$248 [186], \$248 [180], \$248 [178:177], \$248 [175:170], \$248 [167], \$248 [164], \$248 [162:161], \$248 [157:156], \$248 [154], \$248 [151], \$248 [149], \$248 [144:142], \$248 [139:135], \$248 [133], \$248 [127], \$248 [125:120], \$248 [113], \$248 [111], \$248 [108], \$248 [106:104], \$248 [101], \$248 [98], \$248 [93:91], \$248 [89], \$248 [84:82], \$248 [80], \$248 [75:71], \$248 [68:65], \$248 [63], \$248 [61:59], \$248 [56], \$248 [54:53], \$248 [50:48], \$248 [45], \$248 [40:32], \$248 [29:28], \$248 [26], \$248 [24], \$248 [18:17], \$248 [13], \$248 [9:7], \$248 [2], \$248 [0] } = 99'h0000000000000000000000000;
-  assign { \$248 [197], \$248 [189:187], \$248 [185:181], \$248 [179], \$248 [176], \$248 [169:168], \$248 [166:165], \$248 [163], \$248 [160:158], \$248 [155], \$248 [153:152], \$248 [150], \$248 [148:145], \$248 [141:140], \$248 [134], \$248 [132:128], \$248 [126], \$248 [119:114], \$248 [112], \$248 [110:109], \$248 [107], \$248 [103:102], \$248 [100:99], \$248 [97:94], \$248 [90], \$248 [88:85], \$248 [81], \$248 [79:76], \$248 [70:69], \$248 [64], \$248 [62], \$248 [58:57], \$248 [55], \$248 [52:51], \$248 [47:46], \$248 [44:41], \$248 [31:30], \$248 [27], \$248 [25], \$248 [23:19], \$248 [16:14], \$248 [12:10], \$248 [6:3], \$248 [1] } = { 79'h00000000000000000000, i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136] };
-  assign \$250  = \$249 ;
-  assign { \$251 [198:197], \$251 [195:193], \$251 [191], \$251 [187], \$251 [184:180], \$251 [177], \$251 [175], \$251 [173:172], \$251 [168], \$251 [165:164], \$251 [162:160], \$251 [157], \$251 [154:152], \$251 [148:147], \$251 [144], \$251 [142:141], \$251 [139:137], \$251 [135:134], \$251 [129:127], \$251 [122], \$251 [113], \$251 [111:110], \$251 [106], \$251 [104], \$251 [99:97], \$251 [95], \$251 [93], \$251 [91], \$251 [89], \$251 [84], \$251 [82], \$251 [80], \$251 [75], \$251 [71], \$251 [69:65], \$251 [62:59], \$251 [55:51], \$251 [49], \$251 [47], \$251 [42], \$251 [40], \$251 [35:33], \$251 [30:29], \$251 [27:26], \$251 [22], \$251 [20:19], \$251 [17:15], \$251 [11], \$251 [8:5], \$251 [3], \$251 [0] } = 95'h000000000000000000000000;
-  assign { \$251 [199], \$251 [196], \$251 [192], \$251 [190:188], \$251 [186:185], \$251 [179:178], \$251 [176], \$251 [174], \$251 [171:169], \$251 [167:166], \$251 [163], \$251 [159:158], \$251 [156:155], \$251 [151:149], \$251 [146:145], \$251 [143], \$251 [140], \$251 [136], \$251 [133:130], \$251 [126:123], \$251 [121:114], \$251 [112], \$251 [109:107], \$251 [105], \$251 [103:100], \$251 [96], \$251 [94], \$251 [92], \$251 [90], \$251 [88:85], \$251 [83], \$251 [81], \$251 [79:76], \$251 [74:72], \$251 [70], \$251 [64:63], \$251 [58:56], \$251 [50], \$251 [48], \$251 [46:43], \$251 [41], \$251 [39:36], \$251 [32:31], \$251 [28], \$251 [25:23], \$251 [21], \$251 [18], \$251 [14:12], \$251 [10:9], \$251 [4], \$251 [2:1] } = { 90'h00000000000000000000000, i__payload[166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136] };
-  assign \$253  = \$252 ;
-  assign { \$254 [199:198], \$254 [196:194], \$254 [192], \$254 [188], \$254 [185:181], \$254 [178], \$254 [176], \$254 [174:173], \$254 [169], \$254 [166:165], \$254 [163:161], \$254 [158], \$254 [155:153], \$254 [149:148], \$254 [145], \$254 [143:142], \$254 [140:138], \$254 [136:135], \$254 [130:128], \$254 [123], \$254 [114], \$254 [112:111], \$254 [107], \$254 [105], \$254 [100:98], \$254 [96], \$254 [94], \$254 [92], \$254 [90], \$254 [85], \$254 [83], \$254 [81], \$254 [76], \$254 [72], \$254 [70:66], \$254 [63:60], \$254 [56:52], \$254 [50], \$254 [48], \$254 [43], \$254 [41], \$254 [36:34], \$254 [31:30], \$254 [28:27], \$254 [23], \$254 [21:20], \$254 [18:16], \$254 [12], \$254 [9:6], \$254 [4], \$254 [1] } = 95'h000000000000000000000000;
-  assign { \$254 [200], \$254 [197], \$254 [193], \$254 [191:189], \$254 [187:186], \$254 [180:179], \$254 [177], \$254 [175], \$254 [172:170], \$254 [168:167], \$254 [164], \$254 [160:159], \$254 [157:156], \$254 [152:150], \$254 [147:146], \$254 [144], \$254 [141], \$254 [137], \$254 [134:131], \$254 [127:124], \$254 [122:115], \$254 [113], \$254 [110:108], \$254 [106], \$254 [104:101], \$254 [97], \$254 [95], \$254 [93], \$254 [91], \$254 [89:86], \$254 [84], \$254 [82], \$254 [80:77], \$254 [75:73], \$254 [71], \$254 [65:64], \$254 [59:57], \$254 [51], \$254 [49], \$254 [47:44], \$254 [42], \$254 [40:37], \$254 [33:32], \$254 [29], \$254 [26:24], \$254 [22], \$254 [19], \$254 [15:13], \$254 [11:10], \$254 [5], \$254 [3:2], \$254 [0] } = { 91'h00000000000000000000000, i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135] };
-  assign \$256  = \$255 ;
-  assign { \$257 [165], \$257 [163:161], \$257 [159:153], \$257 [149], \$257 [143], \$257 [141:140], \$257 [138:133], \$257 [130], \$257 [127], \$257 [125:124], \$257 [120:119], \$257 [117], \$257 [114], \$257 [112], \$257 [107:105], \$257 [102:98], \$257 [96], \$257 [90], \$257 [88:83], \$257 [76], \$257 [74], \$257 [71], \$257 [69:67], \$257 [64], \$257 [61], \$257 [56:54], \$257 [52], \$257 [47:45], \$257 [43], \$257 [38:34], \$257 [31:28], \$257 [26], \$257 [24:22], \$257 [19], \$257 [17:16], \$257 [13:11], \$257 [8], \$257 [3:0] } = 86'h0000000000000000000000;
-  assign { \$257 [167:166], \$257 [164], \$257 [160], \$257 [152:150], \$257 [148:144], \$257 [142], \$257 [139], \$257 [132:131], \$257 [129:128], \$257 [126], \$257 [123:121], \$257 [118], \$257 [116:115], \$257 [113], \$257 [111:108], \$257 [104:103], \$257 [97], \$257 [95:91], \$257 [89], \$257 [82:77], \$257 [75], \$257 [73:72], \$257 [70], \$257 [66:65], \$257 [63:62], \$257 [60:57], \$257 [53], \$257 [51:48], \$257 [44], \$257 [42:39], \$257 [33:32], \$257 [27], \$257 [25], \$257 [21:20], \$257 [18], \$257 [15:14], \$257 [10:9], \$257 [7:4] } = { 69'h000000000000000000, i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171] };
-  assign \$259  = \$258 ;
-  assign { \$260 [166], \$260 [164:162], \$260 [160:154], \$260 [150], \$260 [144], \$260 [142:141], \$260 [139:134], \$260 [131], \$260 [128], \$260 [126:125], \$260 [121:120], \$260 [118], \$260 [115], \$260 [113], \$260 [108:106], \$260 [103:99], \$260 [97], \$260 [91], \$260 [89:84], \$260 [77], \$260 [75], \$260 [72], \$260 [70:68], \$260 [65], \$260 [62], \$260 [57:55], \$260 [53], \$260 [48:46], \$260 [44], \$260 [39:35], \$260 [32:29], \$260 [27], \$260 [25:23], \$260 [20], \$260 [18:17], \$260 [14:12], \$260 [9], \$260 [4:0] } = 87'h0000000000000000000000;
-  assign { \$260 [168:167], \$260 [165], \$260 [161], \$260 [153:151], \$260 [149:145], \$260 [143], \$260 [140], \$260 [133:132], \$260 [130:129], \$260 [127], \$260 [124:122], \$260 [119], \$260 [117:116], \$260 [114], \$260 [112:109], \$260 [105:104], \$260 [98], \$260 [96:92], \$260 [90], \$260 [83:78], \$260 [76], \$260 [74:73], \$260 [71], \$260 [67:66], \$260 [64:63], \$260 [61:58], \$260 [54], \$260 [52:49], \$260 [45], \$260 [43:40], \$260 [34:33], \$260 [28], \$260 [26], \$260 [22:21], \$260 [19], \$260 [16:15], \$260 [11:10], \$260 [8:5] } = { 69'h000000000000000000, i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172] };
-  assign \$262  = \$261 ;
-  assign { \$263 [167], \$263 [165:163], \$263 [161:155], \$263 [151], \$263 [145], \$263 [143:142], \$263 [140:135], \$263 [132], \$263 [129], \$263 [127:126], \$263 [122:121], \$263 [119], \$263 [116], \$263 [114], \$263 [109:107], \$263 [104:100], \$263 [98], \$263 [92], \$263 [90:85], \$263 [78], \$263 [76], \$263 [73], \$263 [71:69], \$263 [66], \$263 [63], \$263 [58:56], \$263 [54], \$263 [49:47], \$263 [45], \$263 [40:36], \$263 [33:30], \$263 [28], \$263 [26:24], \$263 [21], \$263 [19:18], \$263 [15:13], \$263 [10], \$263 [5:0] } = 88'h0000000000000000000000;
-  assign { \$263 [168], \$263 [166], \$263 [162], \$263 [154:152], \$263 [150:146], \$263 [144], \$263 [141], \$263 [134:133], \$263 [131:130], \$263 [128], \$263 [125:123], \$263 [120], \$263 [118:117], \$263 [115], \$263 [113:110], \$263 [106:105], \$263 [99], \$263 [97:93], \$263 [91], \$263 [84:79], \$263 [77], \$263 [75:74], \$263 [72], \$263 [68:67], \$263 [65:64], \$263 [62:59], \$263 [55], \$263 [53:50], \$263 [46], \$263 [44:41], \$263 [35:34], \$263 [29], \$263 [27], \$263 [23:22], \$263 [20], \$263 [17:16], \$263 [12:11], \$263 [9:6] } = { 68'h00000000000000000, i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173] };
-  assign \$265  = \$264 ;
-  assign { \$266 [166:164], \$266 [162:156], \$266 [152], \$266 [146], \$266 [144:143], \$266 [141:136], \$266 [133], \$266 [130], \$266 [128:127], \$266 [123:122], \$266 [120], \$266 [117], \$266 [115], \$266 [110:108], \$266 [105:101], \$266 [99], \$266 [93], \$266 [91:86], \$266 [79], \$266 [77], \$266 [74], \$266 [72:70], \$266 [67], \$266 [64], \$266 [59:57], \$266 [55], \$266 [50:48], \$266 [46], \$266 [41:37], \$266 [34:31], \$266 [29], \$266 [27:25], \$266 [22], \$266 [20:19], \$266 [16:14], \$266 [11], \$266 [6:0] } = 88'h0000000000000000000000;
-  assign { \$266 [167], \$266 [163], \$266 [155:153], \$266 [151:147], \$266 [145], \$266 [142], \$266 [135:134], \$266 [132:131], \$266 [129], \$266 [126:124], \$266 [121], \$266 [119:118], \$266 [116], \$266 [114:111], \$266 [107:106], \$266 [100], \$266 [98:94], \$266 [92], \$266 [85:80], \$266 [78], \$266 [76:75], \$266 [73], \$266 [69:68], \$266 [66:65], \$266 [63:60], \$266 [56], \$266 [54:51], \$266 [47], \$266 [45:42], \$266 [36:35], \$266 [30], \$266 [28], \$266 [24:23], \$266 [21], \$266 [18:17], \$266 [13:12], \$266 [10:7] } = { 67'h00000000000000000, i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174] };
-  assign \$268  = \$267 ;
-  assign { \$269 [167:165], \$269 [163:157], \$269 [153], \$269 [147], \$269 [145:144], \$269 [142:137], \$269 [134], \$269 [131], \$269 [129:128], \$269 [124:123], \$269 [121], \$269 [118], \$269 [116], \$269 [111:109], \$269 [106:102], \$269 [100], \$269 [94], \$269 [92:87], \$269 [80], \$269 [78], \$269 [75], \$269 [73:71], \$269 [68], \$269 [65], \$269 [60:58], \$269 [56], \$269 [51:49], \$269 [47], \$269 [42:38], \$269 [35:32], \$269 [30], \$269 [28:26], \$269 [23], \$269 [21:20], \$269 [17:15], \$269 [12], \$269 [7:0] } = 89'h00000000000000000000000;
-  assign { \$269 [168], \$269 [164], \$269 [156:154], \$269 [152:148], \$269 [146], \$269 [143], \$269 [136:135], \$269 [133:132], \$269 [130], \$269 [127:125], \$269 [122], \$269 [120:119], \$269 [117], \$269 [115:112], \$269 [108:107], \$269 [101], \$269 [99:95], \$269 [93], \$269 [86:81], \$269 [79], \$269 [77:76], \$269 [74], \$269 [70:69], \$269 [67:66], \$269 [64:61], \$269 [57], \$269 [55:52], \$269 [48], \$269 [46:43], \$269 [37:36], \$269 [31], \$269 [29], \$269 [25:24], \$269 [22], \$269 [19:18], \$269 [14:13], \$269 [11:8] } = { 67'h00000000000000000, i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175] };
-  assign \$271  = \$270 ;
-  assign { \$272 [164:158], \$272 [154], \$272 [148], \$272 [146:145], \$272 [143:138], \$272 [135], \$272 [132], \$272 [130:129], \$272 [125:124], \$272 [122], \$272 [119], \$272 [117], \$272 [112:110], \$272 [107:103], \$272 [101], \$272 [95], \$272 [93:88], \$272 [81], \$272 [79], \$272 [76], \$272 [74:72], \$272 [69], \$272 [66], \$272 [61:59], \$272 [57], \$272 [52:50], \$272 [48], \$272 [43:39], \$272 [36:33], \$272 [31], \$272 [29:27], \$272 [24], \$272 [22:21], \$272 [18:16], \$272 [13], \$272 [8:0] } = 87'h0000000000000000000000;
-  assign { \$272 [165], \$272 [157:155], \$272 [153:149], \$272 [147], \$272 [144], \$272 [137:136], \$272 [134:133], \$272 [131], \$272 [128:126], \$272 [123], \$272 [121:120], \$272 [118], \$272 [116:113], \$272 [109:108], \$272 [102], \$272 [100:96], \$272 [94], \$272 [87:82], \$272 [80], \$272 [78:77], \$272 [75], \$272 [71:70], \$272 [68:67], \$272 [65:62], \$272 [58], \$272 [56:53], \$272 [49], \$272 [47:44], \$272 [38:37], \$272 [32], \$272 [30], \$272 [26:25], \$272 [23], \$272 [20:19], \$272 [15:14], \$272 [12:9] } = { 67'h00000000000000000, i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176] };
-  assign \$274  = \$273 ;
-  assign { \$275 [166:165], \$275 [163:161], \$275 [159], \$275 [155], \$275 [152:148], \$275 [145], \$275 [143], \$275 [141:140], \$275 [136], \$275 [133:132], \$275 [130:128], \$275 [125], \$275 [122:120], \$275 [116:115], \$275 [112], \$275 [110:109], \$275 [107:105], \$275 [103:102], \$275 [97:95], \$275 [90], \$275 [81], \$275 [79:78], \$275 [74], \$275 [72], \$275 [67:65], \$275 [63], \$275 [61], \$275 [59], \$275 [57], \$275 [52], \$275 [50], \$275 [48], \$275 [43], \$275 [39], \$275 [37:33], \$275 [30:27], \$275 [23:19], \$275 [17], \$275 [15], \$275 [10], \$275 [8], \$275 [3:1] } = 78'h00000000000000000000;
-  assign { \$275 [167], \$275 [164], \$275 [160], \$275 [158:156], \$275 [154:153], \$275 [147:146], \$275 [144], \$275 [142], \$275 [139:137], \$275 [135:134], \$275 [131], \$275 [127:126], \$275 [124:123], \$275 [119:117], \$275 [114:113], \$275 [111], \$275 [108], \$275 [104], \$275 [101:98], \$275 [94:91], \$275 [89:82], \$275 [80], \$275 [77:75], \$275 [73], \$275 [71:68], \$275 [64], \$275 [62], \$275 [60], \$275 [58], \$275 [56:53], \$275 [51], \$275 [49], \$275 [47:44], \$275 [42:40], \$275 [38], \$275 [32:31], \$275 [26:24], \$275 [18], \$275 [16], \$275 [14:11], \$275 [9], \$275 [7:4], \$275 [0] } = { 74'h0000000000000000000, i__payload[198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167] };
-  assign \$277  = \$276 ;
-  assign { \$278 [167:166], \$278 [164:162], \$278 [160], \$278 [156], \$278 [153:149], \$278 [146], \$278 [144], \$278 [142:141], \$278 [137], \$278 [134:133], \$278 [131:129], \$278 [126], \$278 [123:121], \$278 [117:116], \$278 [113], \$278 [111:110], \$278 [108:106], \$278 [104:103], \$278 [98:96], \$278 [91], \$278 [82], \$278 [80:79], \$278 [75], \$278 [73], \$278 [68:66], \$278 [64], \$278 [62], \$278 [60], \$278 [58], \$278 [53], \$278 [51], \$278 [49], \$278 [44], \$278 [40], \$278 [38:34], \$278 [31:28], \$278 [24:20], \$278 [18], \$278 [16], \$278 [11], \$278 [9], \$278 [4:2] } = 78'h00000000000000000000;
-  assign { \$278 [168], \$278 [165], \$278 [161], \$278 [159:157], \$278 [155:154], \$278 [148:147], \$278 [145], \$278 [143], \$278 [140:138], \$278 [136:135], \$278 [132], \$278 [128:127], \$278 [125:124], \$278 [120:118], \$278 [115:114], \$278 [112], \$278 [109], \$278 [105], \$278 [102:99], \$278 [95:92], \$278 [90:83], \$278 [81], \$278 [78:76], \$278 [74], \$278 [72:69], \$278 [65], \$278 [63], \$278 [61], \$278 [59], \$278 [57:54], \$278 [52], \$278 [50], \$278 [48:45], \$278 [43:41], \$278 [39], \$278 [33:32], \$278 [27:25], \$278 [19], \$278 [17], \$278 [15:12], \$278 [10], \$278 [8:5], \$278 [1:0] } = { 75'h0000000000000000000, i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167] };
-  assign \$280  = \$279 ;
-  assign { \$281 [133], \$281 [131:129], \$281 [127:121], \$281 [117], \$281 [111], \$281 [109:108], \$281 [106:101], \$281 [98], \$281 [95], \$281 [93:92], \$281 [88:87], \$281 [85], \$281 [82], \$281 [80], \$281 [75:73], \$281 [70:66], \$281 [64], \$281 [58], \$281 [56:51], \$281 [44], \$281 [42], \$281 [39], \$281 [37:35], \$281 [32], \$281 [29], \$281 [24:22], \$281 [20], \$281 [15:13], \$281 [11], \$281 [6:2] } = 67'h00000000000000000;
-  assign { \$281 [135:134], \$281 [132], \$281 [128], \$281 [120:118], \$281 [116:112], \$281 [110], \$281 [107], \$281 [100:99], \$281 [97:96], \$281 [94], \$281 [91:89], \$281 [86], \$281 [84:83], \$281 [81], \$281 [79:76], \$281 [72:71], \$281 [65], \$281 [63:59], \$281 [57], \$281 [50:45], \$281 [43], \$281 [41:40], \$281 [38], \$281 [34:33], \$281 [31:30], \$281 [28:25], \$281 [21], \$281 [19:16], \$281 [12], \$281 [10:7], \$281 [1:0] } = { 51'h0000000000000, i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199] };
-  assign \$283  = \$282 ;
-  assign { \$284 [134], \$284 [132:130], \$284 [128:122], \$284 [118], \$284 [112], \$284 [110:109], \$284 [107:102], \$284 [99], \$284 [96], \$284 [94:93], \$284 [89:88], \$284 [86], \$284 [83], \$284 [81], \$284 [76:74], \$284 [71:67], \$284 [65], \$284 [59], \$284 [57:52], \$284 [45], \$284 [43], \$284 [40], \$284 [38:36], \$284 [33], \$284 [30], \$284 [25:23], \$284 [21], \$284 [16:14], \$284 [12], \$284 [7:3], \$284 [0] } = 68'h00000000000000000;
-  assign { \$284 [136:135], \$284 [133], \$284 [129], \$284 [121:119], \$284 [117:113], \$284 [111], \$284 [108], \$284 [101:100], \$284 [98:97], \$284 [95], \$284 [92:90], \$284 [87], \$284 [85:84], \$284 [82], \$284 [80:77], \$284 [73:72], \$284 [66], \$284 [64:60], \$284 [58], \$284 [51:46], \$284 [44], \$284 [42:41], \$284 [39], \$284 [35:34], \$284 [32:31], \$284 [29:26], \$284 [22], \$284 [20:17], \$284 [13], \$284 [11:8], \$284 [2:1] } = { 52'h0000000000000, i__payload[230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200] };
-  assign \$286  = \$285 ;
-  assign { \$287 [135], \$287 [133:131], \$287 [129:123], \$287 [119], \$287 [113], \$287 [111:110], \$287 [108:103], \$287 [100], \$287 [97], \$287 [95:94], \$287 [90:89], \$287 [87], \$287 [84], \$287 [82], \$287 [77:75], \$287 [72:68], \$287 [66], \$287 [60], \$287 [58:53], \$287 [46], \$287 [44], \$287 [41], \$287 [39:37], \$287 [34], \$287 [31], \$287 [26:24], \$287 [22], \$287 [17:15], \$287 [13], \$287 [8:4], \$287 [1:0] } = 69'h000000000000000000;
-  assign { \$287 [136], \$287 [134], \$287 [130], \$287 [122:120], \$287 [118:114], \$287 [112], \$287 [109], \$287 [102:101], \$287 [99:98], \$287 [96], \$287 [93:91], \$287 [88], \$287 [86:85], \$287 [83], \$287 [81:78], \$287 [74:73], \$287 [67], \$287 [65:61], \$287 [59], \$287 [52:47], \$287 [45], \$287 [43:42], \$287 [40], \$287 [36:35], \$287 [33:32], \$287 [30:27], \$287 [23], \$287 [21:18], \$287 [14], \$287 [12:9], \$287 [3:2] } = { 52'h0000000000000, i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201] };
-  assign \$289  = \$288 ;
-  assign { \$290 [134:132], \$290 [130:124], \$290 [120], \$290 [114], \$290 [112:111], \$290 [109:104], \$290 [101], \$290 [98], \$290 [96:95], \$290 [91:90], \$290 [88], \$290 [85], \$290 [83], \$290 [78:76], \$290 [73:69], \$290 [67], \$290 [61], \$290 [59:54], \$290 [47], \$290 [45], \$290 [42], \$290 [40:38], \$290 [35], \$290 [32], \$290 [27:25], \$290 [23], \$290 [18:16], \$290 [14], \$290 [9:5], \$290 [2:0] } = 69'h000000000000000000;
-  assign { \$290 [135], \$290 [131], \$290 [123:121], \$290 [119:115], \$290 [113], \$290 [110], \$290 [103:102], \$290 [100:99], \$290 [97], \$290 [94:92], \$290 [89], \$290 [87:86], \$290 [84], \$290 [82:79], \$290 [75:74], \$290 [68], \$290 [66:62], \$290 [60], \$290 [53:48], \$290 [46], \$290 [44:43], \$290 [41], \$290 [37:36], \$290 [34:33], \$290 [31:28], \$290 [24], \$290 [22:19], \$290 [15], \$290 [13:10], \$290 [4:3] } = { 51'h0000000000000, i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202] };
-  assign \$292  = \$291 ;
-  assign { \$293 [135:133], \$293 [131:125], \$293 [121], \$293 [115], \$293 [113:112], \$293 [110:105], \$293 [102], \$293 [99], \$293 [97:96], \$293 [92:91], \$293 [89], \$293 [86], \$293 [84], \$293 [79:77], \$293 [74:70], \$293 [68], \$293 [62], \$293 [60:55], \$293 [48], \$293 [46], \$293 [43], \$293 [41:39], \$293 [36], \$293 [33], \$293 [28:26], \$293 [24], \$293 [19:17], \$293 [15], \$293 [10:6], \$293 [3:0] } = 70'h000000000000000000;
-  assign { \$293 [136], \$293 [132], \$293 [124:122], \$293 [120:116], \$293 [114], \$293 [111], \$293 [104:103], \$293 [101:100], \$293 [98], \$293 [95:93], \$293 [90], \$293 [88:87], \$293 [85], \$293 [83:80], \$293 [76:75], \$293 [69], \$293 [67:63], \$293 [61], \$293 [54:49], \$293 [47], \$293 [45:44], \$293 [42], \$293 [38:37], \$293 [35:34], \$293 [32:29], \$293 [25], \$293 [23:20], \$293 [16], \$293 [14:11], \$293 [5:4] } = { 52'h0000000000000, i__payload[230:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203] };
-  assign \$295  = \$294 ;
-  assign { \$296 [132:126], \$296 [122], \$296 [116], \$296 [114:113], \$296 [111:106], \$296 [103], \$296 [100], \$296 [98:97], \$296 [93:92], \$296 [90], \$296 [87], \$296 [85], \$296 [80:78], \$296 [75:71], \$296 [69], \$296 [63], \$296 [61:56], \$296 [49], \$296 [47], \$296 [44], \$296 [42:40], \$296 [37], \$296 [34], \$296 [29:27], \$296 [25], \$296 [20:18], \$296 [16], \$296 [11:7], \$296 [4:1] } = 67'h00000000000000000;
-  assign { \$296 [133], \$296 [125:123], \$296 [121:117], \$296 [115], \$296 [112], \$296 [105:104], \$296 [102:101], \$296 [99], \$296 [96:94], \$296 [91], \$296 [89:88], \$296 [86], \$296 [84:81], \$296 [77:76], \$296 [70], \$296 [68:64], \$296 [62], \$296 [55:50], \$296 [48], \$296 [46:45], \$296 [43], \$296 [39:38], \$296 [36:35], \$296 [33:30], \$296 [26], \$296 [24:21], \$296 [17], \$296 [15:12], \$296 [6:5], \$296 [0] } = { 52'h0000000000000, i__payload[230:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199] };
-  assign \$298  = \$297 ;
-  assign { \$299 [134:133], \$299 [131:129], \$299 [127], \$299 [123], \$299 [120:116], \$299 [113], \$299 [111], \$299 [109:108], \$299 [104], \$299 [101:100], \$299 [98:96], \$299 [93], \$299 [90:88], \$299 [84:83], \$299 [80], \$299 [78:77], \$299 [75:73], \$299 [71:70], \$299 [65:63], \$299 [58], \$299 [49], \$299 [47:46], \$299 [42], \$299 [40], \$299 [35:33], \$299 [31], \$299 [29], \$299 [27], \$299 [25], \$299 [20], \$299 [18], \$299 [16], \$299 [11], \$299 [7], \$299 [5:1] } = 62'h0000000000000000;
-  assign { \$299 [135], \$299 [132], \$299 [128], \$299 [126:124], \$299 [122:121], \$299 [115:114], \$299 [112], \$299 [110], \$299 [107:105], \$299 [103:102], \$299 [99], \$299 [95:94], \$299 [92:91], \$299 [87:85], \$299 [82:81], \$299 [79], \$299 [76], \$299 [72], \$299 [69:66], \$299 [62:59], \$299 [57:50], \$299 [48], \$299 [45:43], \$299 [41], \$299 [39:36], \$299 [32], \$299 [30], \$299 [28], \$299 [26], \$299 [24:21], \$299 [19], \$299 [17], \$299 [15:12], \$299 [10:8], \$299 [6], \$299 [0] } = { 56'h00000000000000, i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199] };
-  assign \$301  = \$300 ;
-  assign { \$302 [135:134], \$302 [132:130], \$302 [128], \$302 [124], \$302 [121:117], \$302 [114], \$302 [112], \$302 [110:109], \$302 [105], \$302 [102:101], \$302 [99:97], \$302 [94], \$302 [91:89], \$302 [85:84], \$302 [81], \$302 [79:78], \$302 [76:74], \$302 [72:71], \$302 [66:64], \$302 [59], \$302 [50], \$302 [48:47], \$302 [43], \$302 [41], \$302 [36:34], \$302 [32], \$302 [30], \$302 [28], \$302 [26], \$302 [21], \$302 [19], \$302 [17], \$302 [12], \$302 [8], \$302 [6:2] } = 62'h0000000000000000;
-  assign { \$302 [136], \$302 [133], \$302 [129], \$302 [127:125], \$302 [123:122], \$302 [116:115], \$302 [113], \$302 [111], \$302 [108:106], \$302 [104:103], \$302 [100], \$302 [96:95], \$302 [93:92], \$302 [88:86], \$302 [83:82], \$302 [80], \$302 [77], \$302 [73], \$302 [70:67], \$302 [63:60], \$302 [58:51], \$302 [49], \$302 [46:44], \$302 [42], \$302 [40:37], \$302 [33], \$302 [31], \$302 [29], \$302 [27], \$302 [25:22], \$302 [20], \$302 [18], \$302 [16:13], \$302 [11:9], \$302 [7], \$302 [1:0] } = { 56'h00000000000000, i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199] };
-  assign \$304  = \$303 ;
-  assign { \$305 [101], \$305 [99:97], \$305 [95:89], \$305 [85], \$305 [79], \$305 [77:76], \$305 [74:69], \$305 [66], \$305 [63], \$305 [61:60], \$305 [56:55], \$305 [53], \$305 [50], \$305 [48], \$305 [43:41], \$305 [38:34], \$305 [32], \$305 [26], \$305 [24:19], \$305 [12], \$305 [10], \$305 [7], \$305 [5:3], \$305 [0] } = 53'h00000000000000;
-  assign { \$305 [103:102], \$305 [100], \$305 [96], \$305 [88:86], \$305 [84:80], \$305 [78], \$305 [75], \$305 [68:67], \$305 [65:64], \$305 [62], \$305 [59:57], \$305 [54], \$305 [52:51], \$305 [49], \$305 [47:44], \$305 [40:39], \$305 [33], \$305 [31:27], \$305 [25], \$305 [18:13], \$305 [11], \$305 [9:8], \$305 [6], \$305 [2:1] } = { 33'h000000000, i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232] };
-  assign \$307  = \$306 ;
-  assign { \$308 [102], \$308 [100:98], \$308 [96:90], \$308 [86], \$308 [80], \$308 [78:77], \$308 [75:70], \$308 [67], \$308 [64], \$308 [62:61], \$308 [57:56], \$308 [54], \$308 [51], \$308 [49], \$308 [44:42], \$308 [39:35], \$308 [33], \$308 [27], \$308 [25:20], \$308 [13], \$308 [11], \$308 [8], \$308 [6:4], \$308 [1] } = 53'h00000000000000;
-  assign { \$308 [104:103], \$308 [101], \$308 [97], \$308 [89:87], \$308 [85:81], \$308 [79], \$308 [76], \$308 [69:68], \$308 [66:65], \$308 [63], \$308 [60:58], \$308 [55], \$308 [53:52], \$308 [50], \$308 [48:45], \$308 [41:40], \$308 [34], \$308 [32:28], \$308 [26], \$308 [19:14], \$308 [12], \$308 [10:9], \$308 [7], \$308 [3:2], \$308 [0] } = { 34'h000000000, i__payload[262:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231] };
-  assign \$310  = \$309 ;
-  assign { \$311 [103], \$311 [101:99], \$311 [97:91], \$311 [87], \$311 [81], \$311 [79:78], \$311 [76:71], \$311 [68], \$311 [65], \$311 [63:62], \$311 [58:57], \$311 [55], \$311 [52], \$311 [50], \$311 [45:43], \$311 [40:36], \$311 [34], \$311 [28], \$311 [26:21], \$311 [14], \$311 [12], \$311 [9], \$311 [7:5], \$311 [2] } = 53'h00000000000000;
-  assign { \$311 [104], \$311 [102], \$311 [98], \$311 [90:88], \$311 [86:82], \$311 [80], \$311 [77], \$311 [70:69], \$311 [67:66], \$311 [64], \$311 [61:59], \$311 [56], \$311 [54:53], \$311 [51], \$311 [49:46], \$311 [42:41], \$311 [35], \$311 [33:29], \$311 [27], \$311 [20:15], \$311 [13], \$311 [11:10], \$311 [8], \$311 [4:3], \$311 [1:0] } = { 34'h000000000, i__payload[262:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231] };
-  assign \$313  = \$312 ;
-  assign { \$314 [102:100], \$314 [98:92], \$314 [88], \$314 [82], \$314 [80:79], \$314 [77:72], \$314 [69], \$314 [66], \$314 [64:63], \$314 [59:58], \$314 [56], \$314 [53], \$314 [51], \$314 [46:44], \$314 [41:37], \$314 [35], \$314 [29], \$314 [27:22], \$314 [15], \$314 [13], \$314 [10], \$314 [8:6], \$314 [3], \$314 [0] } = 53'h00000000000000;
-  assign { \$314 [103], \$314 [99], \$314 [91:89], \$314 [87:83], \$314 [81], \$314 [78], \$314 [71:70], \$314 [68:67], \$314 [65], \$314 [62:60], \$314 [57], \$314 [55:54], \$314 [52], \$314 [50:47], \$314 [43:42], \$314 [36], \$314 [34:30], \$314 [28], \$314 [21:16], \$314 [14], \$314 [12:11], \$314 [9], \$314 [5:4], \$314 [2:1] } = { 34'h000000000, i__payload[262:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232] };
-  assign \$316  = \$315 ;
-  assign { \$317 [103:101], \$317 [99:93], \$317 [89], \$317 [83], \$317 [81:80], \$317 [78:73], \$317 [70], \$317 [67], \$317 [65:64], \$317 [60:59], \$317 [57], \$317 [54], \$317 [52], \$317 [47:45], \$317 [42:38], \$317 [36], \$317 [30], \$317 [28:23], \$317 [16], \$317 [14], \$317 [11], \$317 [9:7], \$317 [4], \$317 [1] } = 53'h00000000000000;
-  assign { \$317 [104], \$317 [100], \$317 [92:90], \$317 [88:84], \$317 [82], \$317 [79], \$317 [72:71], \$317 [69:68], \$317 [66], \$317 [63:61], \$317 [58], \$317 [56:55], \$317 [53], \$317 [51:48], \$317 [44:43], \$317 [37], \$317 [35:31], \$317 [29], \$317 [22:17], \$317 [15], \$317 [13:12], \$317 [10], \$317 [6:5], \$317 [3:2], \$317 [0] } = { 35'h000000000, i__payload[262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231] };
-  assign \$319  = \$318 ;
-  assign { \$320 [100:94], \$320 [90], \$320 [84], \$320 [82:81], \$320 [79:74], \$320 [71], \$320 [68], \$320 [66:65], \$320 [61:60], \$320 [58], \$320 [55], \$320 [53], \$320 [48:46], \$320 [43:39], \$320 [37], \$320 [31], \$320 [29:24], \$320 [17], \$320 [15], \$320 [12], \$320 [10:8], \$320 [5], \$320 [2] } = 50'h0000000000000;
-  assign { \$320 [101], \$320 [93:91], \$320 [89:85], \$320 [83], \$320 [80], \$320 [73:72], \$320 [70:69], \$320 [67], \$320 [64:62], \$320 [59], \$320 [57:56], \$320 [54], \$320 [52:49], \$320 [45:44], \$320 [38], \$320 [36:32], \$320 [30], \$320 [23:18], \$320 [16], \$320 [14:13], \$320 [11], \$320 [7:6], \$320 [4:3], \$320 [1:0] } = { 35'h000000000, i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:231] };
-  assign \$322  = \$321 ;
-  assign { \$323 [102:101], \$323 [99:97], \$323 [95], \$323 [91], \$323 [88:84], \$323 [81], \$323 [79], \$323 [77:76], \$323 [72], \$323 [69:68], \$323 [66:64], \$323 [61], \$323 [58:56], \$323 [52:51], \$323 [48], \$323 [46:45], \$323 [43:41], \$323 [39:38], \$323 [33:31], \$323 [26], \$323 [17], \$323 [15:14], \$323 [10], \$323 [8], \$323 [3:1] } = 48'h000000000000;
-  assign { \$323 [103], \$323 [100], \$323 [96], \$323 [94:92], \$323 [90:89], \$323 [83:82], \$323 [80], \$323 [78], \$323 [75:73], \$323 [71:70], \$323 [67], \$323 [63:62], \$323 [60:59], \$323 [55:53], \$323 [50:49], \$323 [47], \$323 [44], \$323 [40], \$323 [37:34], \$323 [30:27], \$323 [25:18], \$323 [16], \$323 [13:11], \$323 [9], \$323 [7:4], \$323 [0] } = { 34'h000000000, i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231] };
-  assign \$325  = \$324 ;
-  assign { \$326 [103:102], \$326 [100:98], \$326 [96], \$326 [92], \$326 [89:85], \$326 [82], \$326 [80], \$326 [78:77], \$326 [73], \$326 [70:69], \$326 [67:65], \$326 [62], \$326 [59:57], \$326 [53:52], \$326 [49], \$326 [47:46], \$326 [44:42], \$326 [40:39], \$326 [34:32], \$326 [27], \$326 [18], \$326 [16:15], \$326 [11], \$326 [9], \$326 [4:2], \$326 [0] } = 49'h0000000000000;
-  assign { \$326 [104], \$326 [101], \$326 [97], \$326 [95:93], \$326 [91:90], \$326 [84:83], \$326 [81], \$326 [79], \$326 [76:74], \$326 [72:71], \$326 [68], \$326 [64:63], \$326 [61:60], \$326 [56:54], \$326 [51:50], \$326 [48], \$326 [45], \$326 [41], \$326 [38:35], \$326 [31:28], \$326 [26:19], \$326 [17], \$326 [14:12], \$326 [10], \$326 [8:5], \$326 [1] } = { 34'h000000000, i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232] };
-  assign \$328  = \$327 ;
-  assign { \$329 [69], \$329 [67:65], \$329 [63:57], \$329 [53], \$329 [47], \$329 [45:44], \$329 [42:37], \$329 [34], \$329 [31], \$329 [29:28], \$329 [24:23], \$329 [21], \$329 [18], \$329 [16], \$329 [11:9], \$329 [6:2], \$329 [0] } = 39'h0000000000;
-  assign { \$329 [71:70], \$329 [68], \$329 [64], \$329 [56:54], \$329 [52:48], \$329 [46], \$329 [43], \$329 [36:35], \$329 [33:32], \$329 [30], \$329 [27:25], \$329 [22], \$329 [20:19], \$329 [17], \$329 [15:12], \$329 [8:7], \$329 [1] } = { 18'h00000, i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264] };
-  assign \$331  = \$330 ;
-  assign { \$332 [70], \$332 [68:66], \$332 [64:58], \$332 [54], \$332 [48], \$332 [46:45], \$332 [43:38], \$332 [35], \$332 [32], \$332 [30:29], \$332 [25:24], \$332 [22], \$332 [19], \$332 [17], \$332 [12:10], \$332 [7:3], \$332 [1] } = 39'h0000000000;
-  assign { \$332 [72:71], \$332 [69], \$332 [65], \$332 [57:55], \$332 [53:49], \$332 [47], \$332 [44], \$332 [37:36], \$332 [34:33], \$332 [31], \$332 [28:26], \$332 [23], \$332 [21:20], \$332 [18], \$332 [16:13], \$332 [9:8], \$332 [2], \$332 [0] } = { 18'h00000, i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263] };
-  assign \$334  = \$333 ;
-  assign { \$335 [71], \$335 [69:67], \$335 [65:59], \$335 [55], \$335 [49], \$335 [47:46], \$335 [44:39], \$335 [36], \$335 [33], \$335 [31:30], \$335 [26:25], \$335 [23], \$335 [20], \$335 [18], \$335 [13:11], \$335 [8:4], \$335 [2] } = 39'h0000000000;
-  assign { \$335 [72], \$335 [70], \$335 [66], \$335 [58:56], \$335 [54:50], \$335 [48], \$335 [45], \$335 [38:37], \$335 [35:34], \$335 [32], \$335 [29:27], \$335 [24], \$335 [22:21], \$335 [19], \$335 [17:14], \$335 [10:9], \$335 [3], \$335 [1:0] } = { 18'h00000, i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:263] };
-  assign \$337  = \$336 ;
-  assign { \$338 [70:68], \$338 [66:60], \$338 [56], \$338 [50], \$338 [48:47], \$338 [45:40], \$338 [37], \$338 [34], \$338 [32:31], \$338 [27:26], \$338 [24], \$338 [21], \$338 [19], \$338 [14:12], \$338 [9:5], \$338 [3] } = 38'h0000000000;
-  assign { \$338 [71], \$338 [67], \$338 [59:57], \$338 [55:51], \$338 [49], \$338 [46], \$338 [39:38], \$338 [36:35], \$338 [33], \$338 [30:28], \$338 [25], \$338 [23:22], \$338 [20], \$338 [18:15], \$338 [11:10], \$338 [4], \$338 [2:0] } = { 17'h00000, i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:263] };
-  assign \$340  = \$339 ;
-  assign { \$341 [71:69], \$341 [67:61], \$341 [57], \$341 [51], \$341 [49:48], \$341 [46:41], \$341 [38], \$341 [35], \$341 [33:32], \$341 [28:27], \$341 [25], \$341 [22], \$341 [20], \$341 [15:13], \$341 [10:6], \$341 [4] } = 38'h0000000000;
-  assign { \$341 [72], \$341 [68], \$341 [60:58], \$341 [56:52], \$341 [50], \$341 [47], \$341 [40:39], \$341 [37:36], \$341 [34], \$341 [31:29], \$341 [26], \$341 [24:23], \$341 [21], \$341 [19:16], \$341 [12:11], \$341 [5], \$341 [3:0] } = { 17'h00000, i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:263] };
-  assign \$343  = \$342 ;
-  assign { \$344 [68:62], \$344 [58], \$344 [52], \$344 [50:49], \$344 [47:42], \$344 [39], \$344 [36], \$344 [34:33], \$344 [29:28], \$344 [26], \$344 [23], \$344 [21], \$344 [16:14], \$344 [11:7], \$344 [5] } = 35'h000000000;
-  assign { \$344 [69], \$344 [61:59], \$344 [57:53], \$344 [51], \$344 [48], \$344 [41:40], \$344 [38:37], \$344 [35], \$344 [32:30], \$344 [27], \$344 [25:24], \$344 [22], \$344 [20:17], \$344 [13:12], \$344 [6], \$344 [4:0] } = { 17'h00000, i__payload[294:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263] };
-  assign \$346  = \$345 ;
-  assign { \$347 [70:69], \$347 [67:65], \$347 [63], \$347 [59], \$347 [56:52], \$347 [49], \$347 [47], \$347 [45:44], \$347 [40], \$347 [37:36], \$347 [34:32], \$347 [29], \$347 [26:24], \$347 [20:19], \$347 [16], \$347 [14:13], \$347 [11:9], \$347 [7:6], \$347 [1:0] } = 38'h0000000000;
-  assign { \$347 [71], \$347 [68], \$347 [64], \$347 [62:60], \$347 [58:57], \$347 [51:50], \$347 [48], \$347 [46], \$347 [43:41], \$347 [39:38], \$347 [35], \$347 [31:30], \$347 [28:27], \$347 [23:21], \$347 [18:17], \$347 [15], \$347 [12], \$347 [8], \$347 [5:2] } = { 18'h00000, i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265] };
-  assign \$349  = \$348 ;
-  assign { \$350 [71:70], \$350 [68:66], \$350 [64], \$350 [60], \$350 [57:53], \$350 [50], \$350 [48], \$350 [46:45], \$350 [41], \$350 [38:37], \$350 [35:33], \$350 [30], \$350 [27:25], \$350 [21:20], \$350 [17], \$350 [15:14], \$350 [12:10], \$350 [8:7], \$350 [2:0] } = 39'h0000000000;
-  assign { \$350 [72], \$350 [69], \$350 [65], \$350 [63:61], \$350 [59:58], \$350 [52:51], \$350 [49], \$350 [47], \$350 [44:42], \$350 [40:39], \$350 [36], \$350 [32:31], \$350 [29:28], \$350 [24:22], \$350 [19:18], \$350 [16], \$350 [13], \$350 [9], \$350 [6:3] } = { 19'h00000, i__payload[294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266] };
-  assign \$352  = \$351 ;
-  assign { \$353 [37], \$353 [35:33], \$353 [31:25], \$353 [21], \$353 [15], \$353 [13:12], \$353 [10:5], \$353 [2] } = 22'h000000;
-  assign { \$353 [39:38], \$353 [36], \$353 [32], \$353 [24:22], \$353 [20:16], \$353 [14], \$353 [11], \$353 [4:3], \$353 [1:0] } = { 4'h0, i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295] };
-  assign \$355  = \$354 ;
-  assign { \$356 [38], \$356 [36:34], \$356 [32:26], \$356 [22], \$356 [16], \$356 [14:13], \$356 [11:6], \$356 [3], \$356 [0] } = 23'h000000;
-  assign { \$356 [40:39], \$356 [37], \$356 [33], \$356 [25:23], \$356 [21:17], \$356 [15], \$356 [12], \$356 [5:4], \$356 [2:1] } = { 4'h0, i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296] };
-  assign \$358  = \$357 ;
-  assign { \$359 [39], \$359 [37:35], \$359 [33:27], \$359 [23], \$359 [17], \$359 [15:14], \$359 [12:7], \$359 [4], \$359 [1] } = 23'h000000;
-  assign { \$359 [40], \$359 [38], \$359 [34], \$359 [26:24], \$359 [22:18], \$359 [16], \$359 [13], \$359 [6:5], \$359 [3:2], \$359 [0] } = { 3'h0, i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295] };
-  assign \$361  = \$360 ;
-  assign { \$362 [38:36], \$362 [34:28], \$362 [24], \$362 [18], \$362 [16:15], \$362 [13:8], \$362 [5], \$362 [2], \$362 [0] } = 23'h000000;
-  assign { \$362 [39], \$362 [35], \$362 [27:25], \$362 [23:19], \$362 [17], \$362 [14], \$362 [7:6], \$362 [4:3], \$362 [1] } = { 2'h0, i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296] };
-  assign \$364  = \$363 ;
-  assign { \$365 [39:37], \$365 [35:29], \$365 [25], \$365 [19], \$365 [17:16], \$365 [14:9], \$365 [6], \$365 [3], \$365 [1:0] } = 24'h000000;
-  assign { \$365 [40], \$365 [36], \$365 [28:26], \$365 [24:20], \$365 [18], \$365 [15], \$365 [8:7], \$365 [5:4], \$365 [2] } = { 2'h0, i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297] };
-  assign \$367  = \$366 ;
-  assign { \$368 [36:30], \$368 [26], \$368 [20], \$368 [18:17], \$368 [15:10], \$368 [7], \$368 [4], \$368 [2:1] } = 21'h000000;
-  assign { \$368 [37], \$368 [29:27], \$368 [25:21], \$368 [19], \$368 [16], \$368 [9:8], \$368 [6:5], \$368 [3], \$368 [0] } = { 1'h0, i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295] };
-  assign \$370  = \$369 ;
-  assign { \$371 [38:37], \$371 [35:33], \$371 [31], \$371 [27], \$371 [24:20], \$371 [17], \$371 [15], \$371 [13:12], \$371 [8], \$371 [5:4], \$371 [2:0] } = 22'h000000;
-  assign { \$371 [39], \$371 [36], \$371 [32], \$371 [30:28], \$371 [26:25], \$371 [19:18], \$371 [16], \$371 [14], \$371 [11:9], \$371 [7:6], \$371 [3] } = { 3'h0, i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298] };
-  assign \$373  = \$372 ;
-  assign { \$374 [39:38], \$374 [36:34], \$374 [32], \$374 [28], \$374 [25:21], \$374 [18], \$374 [16], \$374 [14:13], \$374 [9], \$374 [6:5], \$374 [3:1] } = 22'h000000;
-  assign { \$374 [40], \$374 [37], \$374 [33], \$374 [31:29], \$374 [27:26], \$374 [20:19], \$374 [17], \$374 [15], \$374 [12:10], \$374 [8:7], \$374 [4], \$374 [0] } = { 3'h0, i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295] };
-  assign \$376  = \$375 ;
-  assign { \$377 [8], \$377 [5], \$377 [3:1] } = 5'h00;
-  assign { \$377 [7:6], \$377 [4], \$377 [0] } = { i__payload[334:333], i__payload[331], i__payload[327] };
-  assign \$379  = \$378 ;
-  assign { \$380 [6], \$380 [4:2], \$380 [0] } = 5'h00;
-  assign { \$380 [8:7], \$380 [5], \$380 [1] } = { i__payload[335:334], i__payload[332], i__payload[328] };
-  assign \$382  = \$381 ;
-  assign { \$383 [7], \$383 [5:3], \$383 [1:0] } = 6'h00;
-  assign { \$383 [8], \$383 [6], \$383 [2] } = { i__payload[335], i__payload[333], i__payload[329] };
-  assign \$385  = \$384 ;
-  assign { \$386 [8], \$386 [6:4], \$386 [2:0] } = 7'h00;
-  assign { \$386 [7], \$386 [3] } = { i__payload[334], i__payload[330] };
-  assign \$388  = \$387 ;
-  assign { \$389 [7:5], \$389 [3:0] } = 7'h00;
-  assign { \$389 [8], \$389 [4] } = { i__payload[335], i__payload[331] };
-  assign \$391  = \$390 ;
-  assign { \$392 [8:6], \$392 [4:0] } = 8'h00;
-  assign \$392 [5] = i__payload[332];
-  assign \$394  = \$393 ;
-  assign { \$395 [8], \$395 [6:5], \$395 [3:1] } = 6'h00;
-  assign { \$395 [7], \$395 [4], \$395 [0] } = { i__payload[334], i__payload[331], i__payload[327] };
-  assign \$397  = \$396 ;
-  assign { \$398 [7:6], \$398 [4:2], \$398 [0] } = 6'h00;
-  assign { \$398 [8], \$398 [5], \$398 [1] } = { i__payload[335], i__payload[332], i__payload[328] };
-  assign \$400  = \$399 ;
-  assign \$579  = \$578 ;
-  assign { \$623 [296], \$623 [293], \$623 [291:289], \$623 [287:281], \$623 [277], \$623 [271], \$623 [269:268], \$623 [266:261], \$623 [258], \$623 [255], \$623 [253:252], \$623 [248:247], \$623 [245], \$623 [242], \$623 [240], \$623 [235:233], \$623 [230:226], \$623 [224], \$623 [218], \$623 [216:211], \$623 [204], \$623 [202], \$623 [199], \$623 [197:195], \$623 [192], \$623 [189], \$623 [184:182], \$623 [180], \$623 [175:173], \$623 [171], \$623 [166:162], \$623 [159:156], \$623 [154], \$623 [152:150], \$623 [147], \$623 [145:144], \$623 [141:139], \$623 [136], \$623 [131:123], \$623 [120:119], \$623 [117], \$623 [115], \$623 [109:108], \$623 [104], \$623 [100:98], \$623 [93], \$623 [91], \$623 [89], \$623 [87:81], \$623 [79], \$623 [75], \$623 [73:71], \$623 [69:68], \$623 [66:62], \$623 [60:57], \$623 [55:53], \$623 [51:50], \$623 [48], \$623 [46], \$623 [44], \$623 [42:41], \$623 [38:37], \$623 [34:32], \$623 [29], \$623 [26], \$623 [24:22], \$623 [20:19], \$623 [15], \$623 [13], \$623 [11], \$623 [3], \$623 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$623 [295:294], \$623 [292], \$623 [288], \$623 [280:278], \$623 [276:272], \$623 [270], \$623 [267], \$623 [260:259], \$623 [257:256], \$623 [254], \$623 [251:249], \$623 [246], \$623 [244:243], \$623 [241], \$623 [239:236], \$623 [232:231], \$623 [225], \$623 [223:219], \$623 [217], \$623 [210:205], \$623 [203], \$623 [201:200], \$623 [198], \$623 [194:193], \$623 [191:190], \$623 [188:185], \$623 [181], \$623 [179:176], \$623 [172], \$623 [170:167], \$623 [161:160], \$623 [155], \$623 [153], \$623 [149:148], \$623 [146], \$623 [143:142], \$623 [138:137], \$623 [135:132], \$623 [122:121], \$623 [118], \$623 [116], \$623 [114:110], \$623 [107:105], \$623 [103:101], \$623 [97:94], \$623 [92], \$623 [90], \$623 [88], \$623 [80], \$623 [78:76], \$623 [74], \$623 [70], \$623 [67], \$623 [61], \$623 [56], \$623 [52], \$623 [49], \$623 [47], \$623 [45], \$623 [43], \$623 [40:39], \$623 [36:35], \$623 [31:30], \$623 [28:27], \$623 [25], \$623 [21], \$623 [18:16], \$623 [14], \$623 [12], \$623 [10:4], \$623 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
-  assign \$625  = \$auto$rtlil.cc:2739:Not$12 ;
-  assign { \$626 [294], \$626 [292:290], \$626 [288:282], \$626 [278], \$626 [272], \$626 [270:269], \$626 [267:262], \$626 [259], \$626 [256], \$626 [254:253], \$626 [249:248], \$626 [246], \$626 [243], \$626 [241], \$626 [236:234], \$626 [231:227], \$626 [225], \$626 [219], \$626 [217:212], \$626 [205], \$626 [203], \$626 [200], \$626 [198:196], \$626 [193], \$626 [190], \$626 [185:183], \$626 [181], \$626 [176:174], \$626 [172], \$626 [167:163], \$626 [160:157], \$626 [155], \$626 [153:151], \$626 [148], \$626 [146:145], \$626 [142:140], \$626 [137], \$626 [132:124], \$626 [121:120], \$626 [118], \$626 [116], \$626 [110:109], \$626 [105], \$626 [101:99], \$626 [94], \$626 [92], \$626 [90], \$626 [88:82], \$626 [80], \$626 [76], \$626 [74:72], \$626 [70:69], \$626 [67:63], \$626 [61:58], \$626 [56:54], \$626 [52:51], \$626 [49], \$626 [47], \$626 [45], \$626 [43:42], \$626 [39:38], \$626 [35:33], \$626 [30], \$626 [27], \$626 [25:23], \$626 [21:20], \$626 [16], \$626 [14], \$626 [12], \$626 [4], \$626 [1] } = 154'h000000000000000000000000000000000000000;
-  assign { \$626 [296:295], \$626 [293], \$626 [289], \$626 [281:279], \$626 [277:273], \$626 [271], \$626 [268], \$626 [261:260], \$626 [258:257], \$626 [255], \$626 [252:250], \$626 [247], \$626 [245:244], \$626 [242], \$626 [240:237], \$626 [233:232], \$626 [226], \$626 [224:220], \$626 [218], \$626 [211:206], \$626 [204], \$626 [202:201], \$626 [199], \$626 [195:194], \$626 [192:191], \$626 [189:186], \$626 [182], \$626 [180:177], \$626 [173], \$626 [171:168], \$626 [162:161], \$626 [156], \$626 [154], \$626 [150:149], \$626 [147], \$626 [144:143], \$626 [139:138], \$626 [136:133], \$626 [123:122], \$626 [119], \$626 [117], \$626 [115:111], \$626 [108:106], \$626 [104:102], \$626 [98:95], \$626 [93], \$626 [91], \$626 [89], \$626 [81], \$626 [79:77], \$626 [75], \$626 [71], \$626 [68], \$626 [62], \$626 [57], \$626 [53], \$626 [50], \$626 [48], \$626 [46], \$626 [44], \$626 [41:40], \$626 [37:36], \$626 [32:31], \$626 [29:28], \$626 [26], \$626 [22], \$626 [19:17], \$626 [15], \$626 [13], \$626 [11:5], \$626 [3:2], \$626 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
-  assign \$628  = \$auto$rtlil.cc:2739:Not$14 ;
-  assign { \$629 [295], \$629 [293:291], \$629 [289:283], \$629 [279], \$629 [273], \$629 [271:270], \$629 [268:263], \$629 [260], \$629 [257], \$629 [255:254], \$629 [250:249], \$629 [247], \$629 [244], \$629 [242], \$629 [237:235], \$629 [232:228], \$629 [226], \$629 [220], \$629 [218:213], \$629 [206], \$629 [204], \$629 [201], \$629 [199:197], \$629 [194], \$629 [191], \$629 [186:184], \$629 [182], \$629 [177:175], \$629 [173], \$629 [168:164], \$629 [161:158], \$629 [156], \$629 [154:152], \$629 [149], \$629 [147:146], \$629 [143:141], \$629 [138], \$629 [133:125], \$629 [122:121], \$629 [119], \$629 [117], \$629 [111:110], \$629 [106], \$629 [102:100], \$629 [95], \$629 [93], \$629 [91], \$629 [89:83], \$629 [81], \$629 [77], \$629 [75:73], \$629 [71:70], \$629 [68:64], \$629 [62:59], \$629 [57:55], \$629 [53:52], \$629 [50], \$629 [48], \$629 [46], \$629 [44:43], \$629 [40:39], \$629 [36:34], \$629 [31], \$629 [28], \$629 [26:24], \$629 [22:21], \$629 [17], \$629 [15], \$629 [13], \$629 [5], \$629 [2], \$629 [0] } = 155'h000000000000000000000000000000000000000;
-  assign { \$629 [296], \$629 [294], \$629 [290], \$629 [282:280], \$629 [278:274], \$629 [272], \$629 [269], \$629 [262:261], \$629 [259:258], \$629 [256], \$629 [253:251], \$629 [248], \$629 [246:245], \$629 [243], \$629 [241:238], \$629 [234:233], \$629 [227], \$629 [225:221], \$629 [219], \$629 [212:207], \$629 [205], \$629 [203:202], \$629 [200], \$629 [196:195], \$629 [193:192], \$629 [190:187], \$629 [183], \$629 [181:178], \$629 [174], \$629 [172:169], \$629 [163:162], \$629 [157], \$629 [155], \$629 [151:150], \$629 [148], \$629 [145:144], \$629 [140:139], \$629 [137:134], \$629 [124:123], \$629 [120], \$629 [118], \$629 [116:112], \$629 [109:107], \$629 [105:103], \$629 [99:96], \$629 [94], \$629 [92], \$629 [90], \$629 [82], \$629 [80:78], \$629 [76], \$629 [72], \$629 [69], \$629 [63], \$629 [58], \$629 [54], \$629 [51], \$629 [49], \$629 [47], \$629 [45], \$629 [42:41], \$629 [38:37], \$629 [33:32], \$629 [30:29], \$629 [27], \$629 [23], \$629 [20:18], \$629 [16], \$629 [14], \$629 [12:6], \$629 [4:3], \$629 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
-  assign \$631  = \$630 ;
-  assign { \$632 [296], \$632 [294:292], \$632 [290:284], \$632 [280], \$632 [274], \$632 [272:271], \$632 [269:264], \$632 [261], \$632 [258], \$632 [256:255], \$632 [251:250], \$632 [248], \$632 [245], \$632 [243], \$632 [238:236], \$632 [233:229], \$632 [227], \$632 [221], \$632 [219:214], \$632 [207], \$632 [205], \$632 [202], \$632 [200:198], \$632 [195], \$632 [192], \$632 [187:185], \$632 [183], \$632 [178:176], \$632 [174], \$632 [169:165], \$632 [162:159], \$632 [157], \$632 [155:153], \$632 [150], \$632 [148:147], \$632 [144:142], \$632 [139], \$632 [134:126], \$632 [123:122], \$632 [120], \$632 [118], \$632 [112:111], \$632 [107], \$632 [103:101], \$632 [96], \$632 [94], \$632 [92], \$632 [90:84], \$632 [82], \$632 [78], \$632 [76:74], \$632 [72:71], \$632 [69:65], \$632 [63:60], \$632 [58:56], \$632 [54:53], \$632 [51], \$632 [49], \$632 [47], \$632 [45:44], \$632 [41:40], \$632 [37:35], \$632 [32], \$632 [29], \$632 [27:25], \$632 [23:22], \$632 [18], \$632 [16], \$632 [14], \$632 [6], \$632 [3], \$632 [1:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$632 [295], \$632 [291], \$632 [283:281], \$632 [279:275], \$632 [273], \$632 [270], \$632 [263:262], \$632 [260:259], \$632 [257], \$632 [254:252], \$632 [249], \$632 [247:246], \$632 [244], \$632 [242:239], \$632 [235:234], \$632 [228], \$632 [226:222], \$632 [220], \$632 [213:208], \$632 [206], \$632 [204:203], \$632 [201], \$632 [197:196], \$632 [194:193], \$632 [191:188], \$632 [184], \$632 [182:179], \$632 [175], \$632 [173:170], \$632 [164:163], \$632 [158], \$632 [156], \$632 [152:151], \$632 [149], \$632 [146:145], \$632 [141:140], \$632 [138:135], \$632 [125:124], \$632 [121], \$632 [119], \$632 [117:113], \$632 [110:108], \$632 [106:104], \$632 [100:97], \$632 [95], \$632 [93], \$632 [91], \$632 [83], \$632 [81:79], \$632 [77], \$632 [73], \$632 [70], \$632 [64], \$632 [59], \$632 [55], \$632 [52], \$632 [50], \$632 [48], \$632 [46], \$632 [43:42], \$632 [39:38], \$632 [34:33], \$632 [31:30], \$632 [28], \$632 [24], \$632 [21:19], \$632 [17], \$632 [15], \$632 [13:7], \$632 [5:4], \$632 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
-  assign \$634  = \$633 ;
-  assign { \$635 [295:293], \$635 [291:285], \$635 [281], \$635 [275], \$635 [273:272], \$635 [270:265], \$635 [262], \$635 [259], \$635 [257:256], \$635 [252:251], \$635 [249], \$635 [246], \$635 [244], \$635 [239:237], \$635 [234:230], \$635 [228], \$635 [222], \$635 [220:215], \$635 [208], \$635 [206], \$635 [203], \$635 [201:199], \$635 [196], \$635 [193], \$635 [188:186], \$635 [184], \$635 [179:177], \$635 [175], \$635 [170:166], \$635 [163:160], \$635 [158], \$635 [156:154], \$635 [151], \$635 [149:148], \$635 [145:143], \$635 [140], \$635 [135:127], \$635 [124:123], \$635 [121], \$635 [119], \$635 [113:112], \$635 [108], \$635 [104:102], \$635 [97], \$635 [95], \$635 [93], \$635 [91:85], \$635 [83], \$635 [79], \$635 [77:75], \$635 [73:72], \$635 [70:66], \$635 [64:61], \$635 [59:57], \$635 [55:54], \$635 [52], \$635 [50], \$635 [48], \$635 [46:45], \$635 [42:41], \$635 [38:36], \$635 [33], \$635 [30], \$635 [28:26], \$635 [24:23], \$635 [19], \$635 [17], \$635 [15], \$635 [7], \$635 [4], \$635 [2:0] } = 156'h000000000000000000000000000000000000000;
-  assign { \$635 [296], \$635 [292], \$635 [284:282], \$635 [280:276], \$635 [274], \$635 [271], \$635 [264:263], \$635 [261:260], \$635 [258], \$635 [255:253], \$635 [250], \$635 [248:247], \$635 [245], \$635 [243:240], \$635 [236:235], \$635 [229], \$635 [227:223], \$635 [221], \$635 [214:209], \$635 [207], \$635 [205:204], \$635 [202], \$635 [198:197], \$635 [195:194], \$635 [192:189], \$635 [185], \$635 [183:180], \$635 [176], \$635 [174:171], \$635 [165:164], \$635 [159], \$635 [157], \$635 [153:152], \$635 [150], \$635 [147:146], \$635 [142:141], \$635 [139:136], \$635 [126:125], \$635 [122], \$635 [120], \$635 [118:114], \$635 [111:109], \$635 [107:105], \$635 [101:98], \$635 [96], \$635 [94], \$635 [92], \$635 [84], \$635 [82:80], \$635 [78], \$635 [74], \$635 [71], \$635 [65], \$635 [60], \$635 [56], \$635 [53], \$635 [51], \$635 [49], \$635 [47], \$635 [44:43], \$635 [40:39], \$635 [35:34], \$635 [32:31], \$635 [29], \$635 [25], \$635 [22:20], \$635 [18], \$635 [16], \$635 [14:8], \$635 [6:5], \$635 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
-  assign \$637  = \$auto$rtlil.cc:2739:Not$16 ;
-  assign { \$638 [296:294], \$638 [292:286], \$638 [282], \$638 [276], \$638 [274:273], \$638 [271:266], \$638 [263], \$638 [260], \$638 [258:257], \$638 [253:252], \$638 [250], \$638 [247], \$638 [245], \$638 [240:238], \$638 [235:231], \$638 [229], \$638 [223], \$638 [221:216], \$638 [209], \$638 [207], \$638 [204], \$638 [202:200], \$638 [197], \$638 [194], \$638 [189:187], \$638 [185], \$638 [180:178], \$638 [176], \$638 [171:167], \$638 [164:161], \$638 [159], \$638 [157:155], \$638 [152], \$638 [150:149], \$638 [146:144], \$638 [141], \$638 [136:128], \$638 [125:124], \$638 [122], \$638 [120], \$638 [114:113], \$638 [109], \$638 [105:103], \$638 [98], \$638 [96], \$638 [94], \$638 [92:86], \$638 [84], \$638 [80], \$638 [78:76], \$638 [74:73], \$638 [71:67], \$638 [65:62], \$638 [60:58], \$638 [56:55], \$638 [53], \$638 [51], \$638 [49], \$638 [47:46], \$638 [43:42], \$638 [39:37], \$638 [34], \$638 [31], \$638 [29:27], \$638 [25:24], \$638 [20], \$638 [18], \$638 [16], \$638 [8], \$638 [5], \$638 [3:1] } = 156'h000000000000000000000000000000000000000;
-  assign { \$638 [293], \$638 [285:283], \$638 [281:277], \$638 [275], \$638 [272], \$638 [265:264], \$638 [262:261], \$638 [259], \$638 [256:254], \$638 [251], \$638 [249:248], \$638 [246], \$638 [244:241], \$638 [237:236], \$638 [230], \$638 [228:224], \$638 [222], \$638 [215:210], \$638 [208], \$638 [206:205], \$638 [203], \$638 [199:198], \$638 [196:195], \$638 [193:190], \$638 [186], \$638 [184:181], \$638 [177], \$638 [175:172], \$638 [166:165], \$638 [160], \$638 [158], \$638 [154:153], \$638 [151], \$638 [148:147], \$638 [143:142], \$638 [140:137], \$638 [127:126], \$638 [123], \$638 [121], \$638 [119:115], \$638 [112:110], \$638 [108:106], \$638 [102:99], \$638 [97], \$638 [95], \$638 [93], \$638 [85], \$638 [83:81], \$638 [79], \$638 [75], \$638 [72], \$638 [66], \$638 [61], \$638 [57], \$638 [54], \$638 [52], \$638 [50], \$638 [48], \$638 [45:44], \$638 [41:40], \$638 [36:35], \$638 [33:32], \$638 [30], \$638 [26], \$638 [23:21], \$638 [19], \$638 [17], \$638 [15:9], \$638 [7:6], \$638 [4], \$638 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
-  assign \$640  = \$auto$rtlil.cc:2739:Not$18 ;
-  assign { \$641 [296], \$641 [294:293], \$641 [291:289], \$641 [287], \$641 [283], \$641 [280:276], \$641 [273], \$641 [271], \$641 [269:268], \$641 [264], \$641 [261:260], \$641 [258:256], \$641 [253], \$641 [250:248], \$641 [244:243], \$641 [240], \$641 [238:237], \$641 [235:233], \$641 [231:230], \$641 [225:223], \$641 [218], \$641 [209], \$641 [207:206], \$641 [202], \$641 [200], \$641 [195:193], \$641 [191], \$641 [189], \$641 [187], \$641 [185], \$641 [180], \$641 [178], \$641 [176], \$641 [171], \$641 [167], \$641 [165:161], \$641 [158:155], \$641 [151:147], \$641 [145], \$641 [143], \$641 [138], \$641 [136], \$641 [131:129], \$641 [126:125], \$641 [123:122], \$641 [118], \$641 [116:115], \$641 [113:111], \$641 [107], \$641 [104:101], \$641 [99], \$641 [96], \$641 [94:93], \$641 [91], \$641 [89], \$641 [87], \$641 [85], \$641 [81:79], \$641 [76:75], \$641 [72:71], \$641 [69:63], \$641 [60:59], \$641 [57], \$641 [54], \$641 [50:48], \$641 [45:44], \$641 [38], \$641 [36], \$641 [32:31], \$641 [29], \$641 [27:26], \$641 [19:18], \$641 [16], \$641 [14], \$641 [12], \$641 [10], \$641 [8:7], \$641 [5], \$641 [3], \$641 [1] } = 143'h000000000000000000000000000000000000;
-  assign { \$641 [295], \$641 [292], \$641 [288], \$641 [286:284], \$641 [282:281], \$641 [275:274], \$641 [272], \$641 [270], \$641 [267:265], \$641 [263:262], \$641 [259], \$641 [255:254], \$641 [252:251], \$641 [247:245], \$641 [242:241], \$641 [239], \$641 [236], \$641 [232], \$641 [229:226], \$641 [222:219], \$641 [217:210], \$641 [208], \$641 [205:203], \$641 [201], \$641 [199:196], \$641 [192], \$641 [190], \$641 [188], \$641 [186], \$641 [184:181], \$641 [179], \$641 [177], \$641 [175:172], \$641 [170:168], \$641 [166], \$641 [160:159], \$641 [154:152], \$641 [146], \$641 [144], \$641 [142:139], \$641 [137], \$641 [135:132], \$641 [128:127], \$641 [124], \$641 [121:119], \$641 [117], \$641 [114], \$641 [110:108], \$641 [106:105], \$641 [100], \$641 [98:97], \$641 [95], \$641 [92], \$641 [90], \$641 [88], \$641 [86], \$641 [84:82], \$641 [78:77], \$641 [74:73], \$641 [70], \$641 [62:61], \$641 [58], \$641 [56:55], \$641 [53:51], \$641 [47:46], \$641 [43:39], \$641 [37], \$641 [35:33], \$641 [30], \$641 [28], \$641 [25:20], \$641 [17], \$641 [15], \$641 [13], \$641 [11], \$641 [9], \$641 [6], \$641 [4], \$641 [2], \$641 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
-  assign \$643  = \$642 ;
-  assign { \$644 [295:294], \$644 [292:290], \$644 [288], \$644 [284], \$644 [281:277], \$644 [274], \$644 [272], \$644 [270:269], \$644 [265], \$644 [262:261], \$644 [259:257], \$644 [254], \$644 [251:249], \$644 [245:244], \$644 [241], \$644 [239:238], \$644 [236:234], \$644 [232:231], \$644 [226:224], \$644 [219], \$644 [210], \$644 [208:207], \$644 [203], \$644 [201], \$644 [196:194], \$644 [192], \$644 [190], \$644 [188], \$644 [186], \$644 [181], \$644 [179], \$644 [177], \$644 [172], \$644 [168], \$644 [166:162], \$644 [159:156], \$644 [152:148], \$644 [146], \$644 [144], \$644 [139], \$644 [137], \$644 [132:130], \$644 [127:126], \$644 [124:123], \$644 [119], \$644 [117:116], \$644 [114:112], \$644 [108], \$644 [105:102], \$644 [100], \$644 [97], \$644 [95:94], \$644 [92], \$644 [90], \$644 [88], \$644 [86], \$644 [82:80], \$644 [77:76], \$644 [73:72], \$644 [70:64], \$644 [61:60], \$644 [58], \$644 [55], \$644 [51:49], \$644 [46:45], \$644 [39], \$644 [37], \$644 [33:32], \$644 [30], \$644 [28:27], \$644 [20:19], \$644 [17], \$644 [15], \$644 [13], \$644 [11], \$644 [9:8], \$644 [6], \$644 [4], \$644 [2] } = 142'h000000000000000000000000000000000000;
-  assign { \$644 [296], \$644 [293], \$644 [289], \$644 [287:285], \$644 [283:282], \$644 [276:275], \$644 [273], \$644 [271], \$644 [268:266], \$644 [264:263], \$644 [260], \$644 [256:255], \$644 [253:252], \$644 [248:246], \$644 [243:242], \$644 [240], \$644 [237], \$644 [233], \$644 [230:227], \$644 [223:220], \$644 [218:211], \$644 [209], \$644 [206:204], \$644 [202], \$644 [200:197], \$644 [193], \$644 [191], \$644 [189], \$644 [187], \$644 [185:182], \$644 [180], \$644 [178], \$644 [176:173], \$644 [171:169], \$644 [167], \$644 [161:160], \$644 [155:153], \$644 [147], \$644 [145], \$644 [143:140], \$644 [138], \$644 [136:133], \$644 [129:128], \$644 [125], \$644 [122:120], \$644 [118], \$644 [115], \$644 [111:109], \$644 [107:106], \$644 [101], \$644 [99:98], \$644 [96], \$644 [93], \$644 [91], \$644 [89], \$644 [87], \$644 [85:83], \$644 [79:78], \$644 [75:74], \$644 [71], \$644 [63:62], \$644 [59], \$644 [57:56], \$644 [54:52], \$644 [48:47], \$644 [44:40], \$644 [38], \$644 [36:34], \$644 [31], \$644 [29], \$644 [26:21], \$644 [18], \$644 [16], \$644 [14], \$644 [12], \$644 [10], \$644 [7], \$644 [5], \$644 [3], \$644 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
-  assign \$646  = \$auto$rtlil.cc:2739:Not$20 ;
-  assign \$657  = 11'h000;
-  assign \$658 [10:1] = 10'h000;
-  assign \$658 [0] = free_stash[1];
-  assign \$659  = { 10'h000, free_stash[1] };
-  assign { \$660 [10:2], \$660 [0] } = 10'h000;
-  assign \$660 [1] = free_stash[2];
-  assign \$661 [10:2] = 9'h000;
-  assign \$661 [1:0] = { free_stash[3], free_stash[3] };
-  assign { \$664 [10:3], \$664 [1:0] } = 10'h000;
-  assign \$664 [2] = free_stash[4];
-  assign { \$665 [10:3], \$665 [1] } = 9'h000;
-  assign { \$665 [2], \$665 [0] } = { free_stash[5], free_stash[5] };
-  assign { \$667 [10:3], \$667 [0] } = 9'h000;
-  assign \$667 [2:1] = { free_stash[6], free_stash[6] };
-  assign \$668 [10:3] = 8'h00;
-  assign \$668 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign \$signal$148.length  = \$signal$148 [15:0];
+  assign \$signal$148.error  = \$signal$148 [19:16];
+  assign \$signal$148.flags  = \$signal$148 [29:20];
+  assign \$signal$148.flags.vlan  = \$signal$148 [20];
+  assign \$signal$148.flags.vlan2  = \$signal$148 [21];
+  assign \$signal$148.flags.ipv4  = \$signal$148 [22];
+  assign \$signal$148.flags.ipv6  = \$signal$148 [23];
+  assign \$signal$148.flags.fragment  = \$signal$148 [24];
+  assign \$signal$148.flags.tcp  = \$signal$148 [25];
+  assign \$signal$148.flags.udp  = \$signal$148 [26];
+  assign \$signal$148.flags.tunnel  = \$signal$148 [27];
+  assign \$signal$148.flags.direct  = \$signal$148 [28];
+  assign \$signal$148.flags.ip_options  = \$signal$148 [29];
+  assign \$signal$148.ethertype  = \$signal$148 [45:30];
+  assign \$signal$148.vlan_id  = \$signal$148 [57:46];
+  assign \$signal$148.dscp  = \$signal$148 [63:58];
+  assign \$signal$148.ip_proto  = \$signal$148 [71:64];
+  assign \$signal$148.tcp_flags  = \$signal$148 [79:72];
+  assign \$signal$148.src_addr  = \$signal$148 [207:80];
+  assign \$signal$148.dst_addr  = \$signal$148 [335:208];
+  assign \$signal$148.src_port  = \$signal$148 [351:336];
+  assign \$signal$148.dst_port  = \$signal$148 [367:352];
+  assign \$signal$148.hash  = \$signal$148 [399:368];
+  assign \$signal$148.hash_type  = \$signal$148 [402:400];
+  assign \$signal$148.rule  = \$signal$148 [410:403];
+  assign \$signal$148.instance  = \$signal$148 [414:411];
+  assign \$signal$148.reta_offset  = \$signal$148 [425:415];
+  assign \$signal$148.reta_size_log2  = \$signal$148 [429:426];
+  assign \$signal$148.drop  = \$signal$148 [433:430];
+  assign \$signal$148.queue  = \$signal$148 [441:434];
+  assign \$signal$148.generation  = \$signal$148 [457:442];
+  assign \$65  = 11'h000;
+  assign \$66 [10:1] = 10'h000;
+  assign \$66 [0] = free_stash[1];
+  assign \$67  = { 10'h000, free_stash[1] };
+  assign { \$68 [10:2], \$68 [0] } = 10'h000;
+  assign \$68 [1] = free_stash[2];
+  assign \$69 [10:2] = 9'h000;
+  assign \$69 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$72 [10:3], \$72 [1:0] } = 10'h000;
+  assign \$72 [2] = free_stash[4];
+  assign { \$73 [10:3], \$73 [1] } = 9'h000;
+  assign { \$73 [2], \$73 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$75 [10:3], \$75 [0] } = 9'h000;
+  assign \$75 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$76 [10:3] = 8'h00;
+  assign \$76 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+  assign { \$108 [293], \$108 [291:289], \$108 [287:281], \$108 [277], \$108 [271], \$108 [269:268], \$108 [266:261], \$108 [258], \$108 [255], \$108 [253:252], \$108 [248:247], \$108 [245], \$108 [242], \$108 [240], \$108 [235:233], \$108 [230:226], \$108 [224], \$108 [218], \$108 [216:211], \$108 [204], \$108 [202], \$108 [199], \$108 [197:195], \$108 [192], \$108 [189], \$108 [184:182], \$108 [180], \$108 [175:173], \$108 [171], \$108 [166:162], \$108 [159:156], \$108 [154], \$108 [152:150], \$108 [147], \$108 [145:144], \$108 [141:139], \$108 [136], \$108 [131:123], \$108 [120:119], \$108 [117], \$108 [115], \$108 [109:108], \$108 [104], \$108 [100:98], \$108 [93], \$108 [91], \$108 [89], \$108 [87:81], \$108 [79], \$108 [75], \$108 [73:71], \$108 [69:68], \$108 [66:62], \$108 [60:57], \$108 [55:53], \$108 [51:50], \$108 [48], \$108 [46], \$108 [44], \$108 [42:41], \$108 [38:37], \$108 [34:32], \$108 [29], \$108 [26], \$108 [24:22], \$108 [20:19], \$108 [15], \$108 [13], \$108 [11], \$108 [3], \$108 [0] } = 154'h000000000000000000000000000000000000000;
+  assign { \$108 [295:294], \$108 [292], \$108 [288], \$108 [280:278], \$108 [276:272], \$108 [270], \$108 [267], \$108 [260:259], \$108 [257:256], \$108 [254], \$108 [251:249], \$108 [246], \$108 [244:243], \$108 [241], \$108 [239:236], \$108 [232:231], \$108 [225], \$108 [223:219], \$108 [217], \$108 [210:205], \$108 [203], \$108 [201:200], \$108 [198], \$108 [194:193], \$108 [191:190], \$108 [188:185], \$108 [181], \$108 [179:176], \$108 [172], \$108 [170:167], \$108 [161:160], \$108 [155], \$108 [153], \$108 [149:148], \$108 [146], \$108 [143:142], \$108 [138:137], \$108 [135:132], \$108 [122:121], \$108 [118], \$108 [116], \$108 [114:110], \$108 [107:105], \$108 [103:101], \$108 [97:94], \$108 [92], \$108 [90], \$108 [88], \$108 [80], \$108 [78:76], \$108 [74], \$108 [70], \$108 [67], \$108 [61], \$108 [56], \$108 [52], \$108 [49], \$108 [47], \$108 [45], \$108 [43], \$108 [40:39], \$108 [36:35], \$108 [31:30], \$108 [28:27], \$108 [25], \$108 [21], \$108 [18:16], \$108 [14], \$108 [12], \$108 [10:4], \$108 [2:1] } = { 122'h0000000000000000000000000000000, i__payload[358:357], i__payload[355:354], i__payload[352], i__payload[348], i__payload[345:343], i__payload[341], i__payload[339], i__payload[337:336], i__payload[71:67], i__payload[65:64] };
+  assign \$110  = \$auto$rtlil.cc:2739:Not$2 ;
+  assign { \$111 [294], \$111 [292:290], \$111 [288:282], \$111 [278], \$111 [272], \$111 [270:269], \$111 [267:262], \$111 [259], \$111 [256], \$111 [254:253], \$111 [249:248], \$111 [246], \$111 [243], \$111 [241], \$111 [236:234], \$111 [231:227], \$111 [225], \$111 [219], \$111 [217:212], \$111 [205], \$111 [203], \$111 [200], \$111 [198:196], \$111 [193], \$111 [190], \$111 [185:183], \$111 [181], \$111 [176:174], \$111 [172], \$111 [167:163], \$111 [160:157], \$111 [155], \$111 [153:151], \$111 [148], \$111 [146:145], \$111 [142:140], \$111 [137], \$111 [132:124], \$111 [121:120], \$111 [118], \$111 [116], \$111 [110:109], \$111 [105], \$111 [101:99], \$111 [94], \$111 [92], \$111 [90], \$111 [88:82], \$111 [80], \$111 [76], \$111 [74:72], \$111 [70:69], \$111 [67:63], \$111 [61:58], \$111 [56:54], \$111 [52:51], \$111 [49], \$111 [47], \$111 [45], \$111 [43:42], \$111 [39:38], \$111 [35:33], \$111 [30], \$111 [27], \$111 [25:23], \$111 [21:20], \$111 [16], \$111 [14], \$111 [12], \$111 [4], \$111 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$111 [296:295], \$111 [293], \$111 [289], \$111 [281:279], \$111 [277:273], \$111 [271], \$111 [268], \$111 [261:260], \$111 [258:257], \$111 [255], \$111 [252:250], \$111 [247], \$111 [245:244], \$111 [242], \$111 [240:237], \$111 [233:232], \$111 [226], \$111 [224:220], \$111 [218], \$111 [211:206], \$111 [204], \$111 [202:201], \$111 [199], \$111 [195:194], \$111 [192:191], \$111 [189:186], \$111 [182], \$111 [180:177], \$111 [173], \$111 [171:168], \$111 [162:161], \$111 [156], \$111 [154], \$111 [150:149], \$111 [147], \$111 [144:143], \$111 [139:138], \$111 [136:133], \$111 [123:122], \$111 [119], \$111 [117], \$111 [115:111], \$111 [108:106], \$111 [104:102], \$111 [98:95], \$111 [93], \$111 [91], \$111 [89], \$111 [81], \$111 [79:77], \$111 [75], \$111 [71], \$111 [68], \$111 [62], \$111 [57], \$111 [53], \$111 [50], \$111 [48], \$111 [46], \$111 [44], \$111 [41:40], \$111 [37:36], \$111 [32:31], \$111 [29:28], \$111 [26], \$111 [22], \$111 [19:17], \$111 [15], \$111 [13], \$111 [11:5], \$111 [3:2], \$111 [0] } = { 123'h0000000000000000000000000000000, i__payload[358], i__payload[356:355], i__payload[353], i__payload[349], i__payload[346:344], i__payload[342], i__payload[340], i__payload[338:336], i__payload[71:68], i__payload[66:65], i__payload[23] };
+  assign \$113  = \$auto$rtlil.cc:2739:Not$4 ;
+  assign { \$114 [295], \$114 [293:291], \$114 [289:283], \$114 [279], \$114 [273], \$114 [271:270], \$114 [268:263], \$114 [260], \$114 [257], \$114 [255:254], \$114 [250:249], \$114 [247], \$114 [244], \$114 [242], \$114 [237:235], \$114 [232:228], \$114 [226], \$114 [220], \$114 [218:213], \$114 [206], \$114 [204], \$114 [201], \$114 [199:197], \$114 [194], \$114 [191], \$114 [186:184], \$114 [182], \$114 [177:175], \$114 [173], \$114 [168:164], \$114 [161:158], \$114 [156], \$114 [154:152], \$114 [149], \$114 [147:146], \$114 [143:141], \$114 [138], \$114 [133:125], \$114 [122:121], \$114 [119], \$114 [117], \$114 [111:110], \$114 [106], \$114 [102:100], \$114 [95], \$114 [93], \$114 [91], \$114 [89:83], \$114 [81], \$114 [77], \$114 [75:73], \$114 [71:70], \$114 [68:64], \$114 [62:59], \$114 [57:55], \$114 [53:52], \$114 [50], \$114 [48], \$114 [46], \$114 [44:43], \$114 [40:39], \$114 [36:34], \$114 [31], \$114 [28], \$114 [26:24], \$114 [22:21], \$114 [17], \$114 [15], \$114 [13], \$114 [5], \$114 [2], \$114 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$114 [296], \$114 [294], \$114 [290], \$114 [282:280], \$114 [278:274], \$114 [272], \$114 [269], \$114 [262:261], \$114 [259:258], \$114 [256], \$114 [253:251], \$114 [248], \$114 [246:245], \$114 [243], \$114 [241:238], \$114 [234:233], \$114 [227], \$114 [225:221], \$114 [219], \$114 [212:207], \$114 [205], \$114 [203:202], \$114 [200], \$114 [196:195], \$114 [193:192], \$114 [190:187], \$114 [183], \$114 [181:178], \$114 [174], \$114 [172:169], \$114 [163:162], \$114 [157], \$114 [155], \$114 [151:150], \$114 [148], \$114 [145:144], \$114 [140:139], \$114 [137:134], \$114 [124:123], \$114 [120], \$114 [118], \$114 [116:112], \$114 [109:107], \$114 [105:103], \$114 [99:96], \$114 [94], \$114 [92], \$114 [90], \$114 [82], \$114 [80:78], \$114 [76], \$114 [72], \$114 [69], \$114 [63], \$114 [58], \$114 [54], \$114 [51], \$114 [49], \$114 [47], \$114 [45], \$114 [42:41], \$114 [38:37], \$114 [33:32], \$114 [30:29], \$114 [27], \$114 [23], \$114 [20:18], \$114 [16], \$114 [14], \$114 [12:6], \$114 [4:3], \$114 [1] } = { 123'h0000000000000000000000000000000, i__payload[357:356], i__payload[354], i__payload[350], i__payload[347:345], i__payload[343], i__payload[341], i__payload[339:336], i__payload[71:69], i__payload[67:66], i__payload[64] };
+  assign \$116  = \$115 ;
+  assign { \$117 [294:292], \$117 [290:284], \$117 [280], \$117 [274], \$117 [272:271], \$117 [269:264], \$117 [261], \$117 [258], \$117 [256:255], \$117 [251:250], \$117 [248], \$117 [245], \$117 [243], \$117 [238:236], \$117 [233:229], \$117 [227], \$117 [221], \$117 [219:214], \$117 [207], \$117 [205], \$117 [202], \$117 [200:198], \$117 [195], \$117 [192], \$117 [187:185], \$117 [183], \$117 [178:176], \$117 [174], \$117 [169:165], \$117 [162:159], \$117 [157], \$117 [155:153], \$117 [150], \$117 [148:147], \$117 [144:142], \$117 [139], \$117 [134:126], \$117 [123:122], \$117 [120], \$117 [118], \$117 [112:111], \$117 [107], \$117 [103:101], \$117 [96], \$117 [94], \$117 [92], \$117 [90:84], \$117 [82], \$117 [78], \$117 [76:74], \$117 [72:71], \$117 [69:65], \$117 [63:60], \$117 [58:56], \$117 [54:53], \$117 [51], \$117 [49], \$117 [47], \$117 [45:44], \$117 [41:40], \$117 [37:35], \$117 [32], \$117 [29], \$117 [27:25], \$117 [23:22], \$117 [18], \$117 [16], \$117 [14], \$117 [6], \$117 [3], \$117 [1:0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$117 [295], \$117 [291], \$117 [283:281], \$117 [279:275], \$117 [273], \$117 [270], \$117 [263:262], \$117 [260:259], \$117 [257], \$117 [254:252], \$117 [249], \$117 [247:246], \$117 [244], \$117 [242:239], \$117 [235:234], \$117 [228], \$117 [226:222], \$117 [220], \$117 [213:208], \$117 [206], \$117 [204:203], \$117 [201], \$117 [197:196], \$117 [194:193], \$117 [191:188], \$117 [184], \$117 [182:179], \$117 [175], \$117 [173:170], \$117 [164:163], \$117 [158], \$117 [156], \$117 [152:151], \$117 [149], \$117 [146:145], \$117 [141:140], \$117 [138:135], \$117 [125:124], \$117 [121], \$117 [119], \$117 [117:113], \$117 [110:108], \$117 [106:104], \$117 [100:97], \$117 [95], \$117 [93], \$117 [91], \$117 [83], \$117 [81:79], \$117 [77], \$117 [73], \$117 [70], \$117 [64], \$117 [59], \$117 [55], \$117 [52], \$117 [50], \$117 [48], \$117 [46], \$117 [43:42], \$117 [39:38], \$117 [34:33], \$117 [31:30], \$117 [28], \$117 [24], \$117 [21:19], \$117 [17], \$117 [15], \$117 [13:7], \$117 [5:4], \$117 [2] } = { 122'h0000000000000000000000000000000, i__payload[358:357], i__payload[355], i__payload[351], i__payload[348:346], i__payload[344], i__payload[342], i__payload[340:336], i__payload[71:70], i__payload[68:67], i__payload[65] };
+  assign \$119  = \$118 ;
+  assign { \$120 [295:293], \$120 [291:285], \$120 [281], \$120 [275], \$120 [273:272], \$120 [270:265], \$120 [262], \$120 [259], \$120 [257:256], \$120 [252:251], \$120 [249], \$120 [246], \$120 [244], \$120 [239:237], \$120 [234:230], \$120 [228], \$120 [222], \$120 [220:215], \$120 [208], \$120 [206], \$120 [203], \$120 [201:199], \$120 [196], \$120 [193], \$120 [188:186], \$120 [184], \$120 [179:177], \$120 [175], \$120 [170:166], \$120 [163:160], \$120 [158], \$120 [156:154], \$120 [151], \$120 [149:148], \$120 [145:143], \$120 [140], \$120 [135:127], \$120 [124:123], \$120 [121], \$120 [119], \$120 [113:112], \$120 [108], \$120 [104:102], \$120 [97], \$120 [95], \$120 [93], \$120 [91:85], \$120 [83], \$120 [79], \$120 [77:75], \$120 [73:72], \$120 [70:66], \$120 [64:61], \$120 [59:57], \$120 [55:54], \$120 [52], \$120 [50], \$120 [48], \$120 [46:45], \$120 [42:41], \$120 [38:36], \$120 [33], \$120 [30], \$120 [28:26], \$120 [24:23], \$120 [19], \$120 [17], \$120 [15], \$120 [7], \$120 [4], \$120 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$120 [296], \$120 [292], \$120 [284:282], \$120 [280:276], \$120 [274], \$120 [271], \$120 [264:263], \$120 [261:260], \$120 [258], \$120 [255:253], \$120 [250], \$120 [248:247], \$120 [245], \$120 [243:240], \$120 [236:235], \$120 [229], \$120 [227:223], \$120 [221], \$120 [214:209], \$120 [207], \$120 [205:204], \$120 [202], \$120 [198:197], \$120 [195:194], \$120 [192:189], \$120 [185], \$120 [183:180], \$120 [176], \$120 [174:171], \$120 [165:164], \$120 [159], \$120 [157], \$120 [153:152], \$120 [150], \$120 [147:146], \$120 [142:141], \$120 [139:136], \$120 [126:125], \$120 [122], \$120 [120], \$120 [118:114], \$120 [111:109], \$120 [107:105], \$120 [101:98], \$120 [96], \$120 [94], \$120 [92], \$120 [84], \$120 [82:80], \$120 [78], \$120 [74], \$120 [71], \$120 [65], \$120 [60], \$120 [56], \$120 [53], \$120 [51], \$120 [49], \$120 [47], \$120 [44:43], \$120 [40:39], \$120 [35:34], \$120 [32:31], \$120 [29], \$120 [25], \$120 [22:20], \$120 [18], \$120 [16], \$120 [14:8], \$120 [6:5], \$120 [3] } = { 123'h0000000000000000000000000000000, i__payload[358], i__payload[356], i__payload[352], i__payload[349:347], i__payload[345], i__payload[343], i__payload[341:336], i__payload[71], i__payload[69:68], i__payload[66] };
+  assign \$122  = \$auto$rtlil.cc:2739:Not$6 ;
+  assign { \$123 [292:286], \$123 [282], \$123 [276], \$123 [274:273], \$123 [271:266], \$123 [263], \$123 [260], \$123 [258:257], \$123 [253:252], \$123 [250], \$123 [247], \$123 [245], \$123 [240:238], \$123 [235:231], \$123 [229], \$123 [223], \$123 [221:216], \$123 [209], \$123 [207], \$123 [204], \$123 [202:200], \$123 [197], \$123 [194], \$123 [189:187], \$123 [185], \$123 [180:178], \$123 [176], \$123 [171:167], \$123 [164:161], \$123 [159], \$123 [157:155], \$123 [152], \$123 [150:149], \$123 [146:144], \$123 [141], \$123 [136:128], \$123 [125:124], \$123 [122], \$123 [120], \$123 [114:113], \$123 [109], \$123 [105:103], \$123 [98], \$123 [96], \$123 [94], \$123 [92:86], \$123 [84], \$123 [80], \$123 [78:76], \$123 [74:73], \$123 [71:67], \$123 [65:62], \$123 [60:58], \$123 [56:55], \$123 [53], \$123 [51], \$123 [49], \$123 [47:46], \$123 [43:42], \$123 [39:37], \$123 [34], \$123 [31], \$123 [29:27], \$123 [25:24], \$123 [20], \$123 [18], \$123 [16], \$123 [8], \$123 [5], \$123 [3:1] } = 153'h000000000000000000000000000000000000000;
+  assign { \$123 [293], \$123 [285:283], \$123 [281:277], \$123 [275], \$123 [272], \$123 [265:264], \$123 [262:261], \$123 [259], \$123 [256:254], \$123 [251], \$123 [249:248], \$123 [246], \$123 [244:241], \$123 [237:236], \$123 [230], \$123 [228:224], \$123 [222], \$123 [215:210], \$123 [208], \$123 [206:205], \$123 [203], \$123 [199:198], \$123 [196:195], \$123 [193:190], \$123 [186], \$123 [184:181], \$123 [177], \$123 [175:172], \$123 [166:165], \$123 [160], \$123 [158], \$123 [154:153], \$123 [151], \$123 [148:147], \$123 [143:142], \$123 [140:137], \$123 [127:126], \$123 [123], \$123 [121], \$123 [119:115], \$123 [112:110], \$123 [108:106], \$123 [102:99], \$123 [97], \$123 [95], \$123 [93], \$123 [85], \$123 [83:81], \$123 [79], \$123 [75], \$123 [72], \$123 [66], \$123 [61], \$123 [57], \$123 [54], \$123 [52], \$123 [50], \$123 [48], \$123 [45:44], \$123 [41:40], \$123 [36:35], \$123 [33:32], \$123 [30], \$123 [26], \$123 [23:21], \$123 [19], \$123 [17], \$123 [15:9], \$123 [7:6], \$123 [4], \$123 [0] } = { 123'h0000000000000000000000000000000, i__payload[357], i__payload[353], i__payload[350:348], i__payload[346], i__payload[344], i__payload[342:336], i__payload[70:69], i__payload[67], i__payload[23] };
+  assign \$125  = \$auto$rtlil.cc:2739:Not$8 ;
+  assign { \$126 [294:293], \$126 [291:289], \$126 [287], \$126 [283], \$126 [280:276], \$126 [273], \$126 [271], \$126 [269:268], \$126 [264], \$126 [261:260], \$126 [258:256], \$126 [253], \$126 [250:248], \$126 [244:243], \$126 [240], \$126 [238:237], \$126 [235:233], \$126 [231:230], \$126 [225:223], \$126 [218], \$126 [209], \$126 [207:206], \$126 [202], \$126 [200], \$126 [195:193], \$126 [191], \$126 [189], \$126 [187], \$126 [185], \$126 [180], \$126 [178], \$126 [176], \$126 [171], \$126 [167], \$126 [165:161], \$126 [158:155], \$126 [151:147], \$126 [145], \$126 [143], \$126 [138], \$126 [136], \$126 [131:129], \$126 [126:125], \$126 [123:122], \$126 [118], \$126 [116:115], \$126 [113:111], \$126 [107], \$126 [104:101], \$126 [99], \$126 [96], \$126 [94:93], \$126 [91], \$126 [89], \$126 [87], \$126 [85], \$126 [81:79], \$126 [76:75], \$126 [72:71], \$126 [69:63], \$126 [60:59], \$126 [57], \$126 [54], \$126 [50:48], \$126 [45:44], \$126 [38], \$126 [36], \$126 [32:31], \$126 [29], \$126 [27:26], \$126 [19:18], \$126 [16], \$126 [14], \$126 [12], \$126 [10], \$126 [8:7], \$126 [5], \$126 [3], \$126 [1] } = 142'h000000000000000000000000000000000000;
+  assign { \$126 [295], \$126 [292], \$126 [288], \$126 [286:284], \$126 [282:281], \$126 [275:274], \$126 [272], \$126 [270], \$126 [267:265], \$126 [263:262], \$126 [259], \$126 [255:254], \$126 [252:251], \$126 [247:245], \$126 [242:241], \$126 [239], \$126 [236], \$126 [232], \$126 [229:226], \$126 [222:219], \$126 [217:210], \$126 [208], \$126 [205:203], \$126 [201], \$126 [199:196], \$126 [192], \$126 [190], \$126 [188], \$126 [186], \$126 [184:181], \$126 [179], \$126 [177], \$126 [175:172], \$126 [170:168], \$126 [166], \$126 [160:159], \$126 [154:152], \$126 [146], \$126 [144], \$126 [142:139], \$126 [137], \$126 [135:132], \$126 [128:127], \$126 [124], \$126 [121:119], \$126 [117], \$126 [114], \$126 [110:108], \$126 [106:105], \$126 [100], \$126 [98:97], \$126 [95], \$126 [92], \$126 [90], \$126 [88], \$126 [86], \$126 [84:82], \$126 [78:77], \$126 [74:73], \$126 [70], \$126 [62:61], \$126 [58], \$126 [56:55], \$126 [53:51], \$126 [47:46], \$126 [43:39], \$126 [37], \$126 [35:33], \$126 [30], \$126 [28], \$126 [25:20], \$126 [17], \$126 [15], \$126 [13], \$126 [11], \$126 [9], \$126 [6], \$126 [4], \$126 [2], \$126 [0] } = { 137'h00000000000000000000000000000000000, i__payload[357], i__payload[355], i__payload[352:347], i__payload[344], i__payload[342], i__payload[340], i__payload[338], i__payload[336], i__payload[69], i__payload[67], i__payload[65], i__payload[23] };
+  assign \$128  = \$127 ;
+  assign { \$129 [295:294], \$129 [292:290], \$129 [288], \$129 [284], \$129 [281:277], \$129 [274], \$129 [272], \$129 [270:269], \$129 [265], \$129 [262:261], \$129 [259:257], \$129 [254], \$129 [251:249], \$129 [245:244], \$129 [241], \$129 [239:238], \$129 [236:234], \$129 [232:231], \$129 [226:224], \$129 [219], \$129 [210], \$129 [208:207], \$129 [203], \$129 [201], \$129 [196:194], \$129 [192], \$129 [190], \$129 [188], \$129 [186], \$129 [181], \$129 [179], \$129 [177], \$129 [172], \$129 [168], \$129 [166:162], \$129 [159:156], \$129 [152:148], \$129 [146], \$129 [144], \$129 [139], \$129 [137], \$129 [132:130], \$129 [127:126], \$129 [124:123], \$129 [119], \$129 [117:116], \$129 [114:112], \$129 [108], \$129 [105:102], \$129 [100], \$129 [97], \$129 [95:94], \$129 [92], \$129 [90], \$129 [88], \$129 [86], \$129 [82:80], \$129 [77:76], \$129 [73:72], \$129 [70:64], \$129 [61:60], \$129 [58], \$129 [55], \$129 [51:49], \$129 [46:45], \$129 [39], \$129 [37], \$129 [33:32], \$129 [30], \$129 [28:27], \$129 [20:19], \$129 [17], \$129 [15], \$129 [13], \$129 [11], \$129 [9:8], \$129 [6], \$129 [4], \$129 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$129 [296], \$129 [293], \$129 [289], \$129 [287:285], \$129 [283:282], \$129 [276:275], \$129 [273], \$129 [271], \$129 [268:266], \$129 [264:263], \$129 [260], \$129 [256:255], \$129 [253:252], \$129 [248:246], \$129 [243:242], \$129 [240], \$129 [237], \$129 [233], \$129 [230:227], \$129 [223:220], \$129 [218:211], \$129 [209], \$129 [206:204], \$129 [202], \$129 [200:197], \$129 [193], \$129 [191], \$129 [189], \$129 [187], \$129 [185:182], \$129 [180], \$129 [178], \$129 [176:173], \$129 [171:169], \$129 [167], \$129 [161:160], \$129 [155:153], \$129 [147], \$129 [145], \$129 [143:140], \$129 [138], \$129 [136:133], \$129 [129:128], \$129 [125], \$129 [122:120], \$129 [118], \$129 [115], \$129 [111:109], \$129 [107:106], \$129 [101], \$129 [99:98], \$129 [96], \$129 [93], \$129 [91], \$129 [89], \$129 [87], \$129 [85:83], \$129 [79:78], \$129 [75:74], \$129 [71], \$129 [63:62], \$129 [59], \$129 [57:56], \$129 [54:52], \$129 [48:47], \$129 [44:40], \$129 [38], \$129 [36:34], \$129 [31], \$129 [29], \$129 [26:21], \$129 [18], \$129 [16], \$129 [14], \$129 [12], \$129 [10], \$129 [7], \$129 [5], \$129 [3], \$129 [1:0] } = { 137'h00000000000000000000000000000000000, i__payload[358], i__payload[356], i__payload[353:348], i__payload[345], i__payload[343], i__payload[341], i__payload[339], i__payload[337], i__payload[70], i__payload[68], i__payload[66], i__payload[64], i__payload[23] };
+  assign \$131  = \$auto$rtlil.cc:2739:Not$10 ;
+  assign { \$132 [261], \$132 [259:257], \$132 [255:249], \$132 [245], \$132 [239], \$132 [237:236], \$132 [234:229], \$132 [226], \$132 [223], \$132 [221:220], \$132 [216:215], \$132 [213], \$132 [210], \$132 [208], \$132 [203:201], \$132 [198:194], \$132 [192], \$132 [186], \$132 [184:179], \$132 [172], \$132 [170], \$132 [167], \$132 [165:163], \$132 [160], \$132 [157], \$132 [152:150], \$132 [148], \$132 [143:141], \$132 [139], \$132 [134:130], \$132 [127:124], \$132 [122], \$132 [120:118], \$132 [115], \$132 [113:112], \$132 [109:107], \$132 [104], \$132 [99:91], \$132 [88:87], \$132 [85], \$132 [83], \$132 [77:76], \$132 [72], \$132 [68:66], \$132 [61], \$132 [59], \$132 [57], \$132 [55:49], \$132 [47], \$132 [43], \$132 [41:39], \$132 [37:36], \$132 [34:30], \$132 [28:25], \$132 [23:21], \$132 [19:18], \$132 [16], \$132 [14], \$132 [12], \$132 [10:9], \$132 [6:5], \$132 [2:0] } = 142'h000000000000000000000000000000000000;
+  assign { \$132 [263:262], \$132 [260], \$132 [256], \$132 [248:246], \$132 [244:240], \$132 [238], \$132 [235], \$132 [228:227], \$132 [225:224], \$132 [222], \$132 [219:217], \$132 [214], \$132 [212:211], \$132 [209], \$132 [207:204], \$132 [200:199], \$132 [193], \$132 [191:187], \$132 [185], \$132 [178:173], \$132 [171], \$132 [169:168], \$132 [166], \$132 [162:161], \$132 [159:158], \$132 [156:153], \$132 [149], \$132 [147:144], \$132 [140], \$132 [138:135], \$132 [129:128], \$132 [123], \$132 [121], \$132 [117:116], \$132 [114], \$132 [111:110], \$132 [106:105], \$132 [103:100], \$132 [90:89], \$132 [86], \$132 [84], \$132 [82:78], \$132 [75:73], \$132 [71:69], \$132 [65:62], \$132 [60], \$132 [58], \$132 [56], \$132 [48], \$132 [46:44], \$132 [42], \$132 [38], \$132 [35], \$132 [29], \$132 [24], \$132 [20], \$132 [17], \$132 [15], \$132 [13], \$132 [11], \$132 [8:7], \$132 [4:3] } = { 111'h0000000000000000000000000000, i__payload[100], i__payload[95], i__payload[91], i__payload[88], i__payload[86], i__payload[84], i__payload[82], i__payload[367:366], i__payload[363:362] };
+  assign \$134  = \$133 ;
+  assign { \$135 [262], \$135 [260:258], \$135 [256:250], \$135 [246], \$135 [240], \$135 [238:237], \$135 [235:230], \$135 [227], \$135 [224], \$135 [222:221], \$135 [217:216], \$135 [214], \$135 [211], \$135 [209], \$135 [204:202], \$135 [199:195], \$135 [193], \$135 [187], \$135 [185:180], \$135 [173], \$135 [171], \$135 [168], \$135 [166:164], \$135 [161], \$135 [158], \$135 [153:151], \$135 [149], \$135 [144:142], \$135 [140], \$135 [135:131], \$135 [128:125], \$135 [123], \$135 [121:119], \$135 [116], \$135 [114:113], \$135 [110:108], \$135 [105], \$135 [100:92], \$135 [89:88], \$135 [86], \$135 [84], \$135 [78:77], \$135 [73], \$135 [69:67], \$135 [62], \$135 [60], \$135 [58], \$135 [56:50], \$135 [48], \$135 [44], \$135 [42:40], \$135 [38:37], \$135 [35:31], \$135 [29:26], \$135 [24:22], \$135 [20:19], \$135 [17], \$135 [15], \$135 [13], \$135 [11:10], \$135 [7:6], \$135 [3:1] } = 142'h000000000000000000000000000000000000;
+  assign { \$135 [264:263], \$135 [261], \$135 [257], \$135 [249:247], \$135 [245:241], \$135 [239], \$135 [236], \$135 [229:228], \$135 [226:225], \$135 [223], \$135 [220:218], \$135 [215], \$135 [213:212], \$135 [210], \$135 [208:205], \$135 [201:200], \$135 [194], \$135 [192:188], \$135 [186], \$135 [179:174], \$135 [172], \$135 [170:169], \$135 [167], \$135 [163:162], \$135 [160:159], \$135 [157:154], \$135 [150], \$135 [148:145], \$135 [141], \$135 [139:136], \$135 [130:129], \$135 [124], \$135 [122], \$135 [118:117], \$135 [115], \$135 [112:111], \$135 [107:106], \$135 [104:101], \$135 [91:90], \$135 [87], \$135 [85], \$135 [83:79], \$135 [76:74], \$135 [72:70], \$135 [66:63], \$135 [61], \$135 [59], \$135 [57], \$135 [49], \$135 [47:45], \$135 [43], \$135 [39], \$135 [36], \$135 [30], \$135 [25], \$135 [21], \$135 [18], \$135 [16], \$135 [14], \$135 [12], \$135 [9:8], \$135 [5:4], \$135 [0] } = { 111'h0000000000000000000000000000, i__payload[101], i__payload[96], i__payload[92], i__payload[89], i__payload[87], i__payload[85], i__payload[83], i__payload[80], i__payload[367], i__payload[364:363], i__payload[359] };
+  assign \$137  = \$136 ;
+  assign { \$138 [263], \$138 [261:259], \$138 [257:251], \$138 [247], \$138 [241], \$138 [239:238], \$138 [236:231], \$138 [228], \$138 [225], \$138 [223:222], \$138 [218:217], \$138 [215], \$138 [212], \$138 [210], \$138 [205:203], \$138 [200:196], \$138 [194], \$138 [188], \$138 [186:181], \$138 [174], \$138 [172], \$138 [169], \$138 [167:165], \$138 [162], \$138 [159], \$138 [154:152], \$138 [150], \$138 [145:143], \$138 [141], \$138 [136:132], \$138 [129:126], \$138 [124], \$138 [122:120], \$138 [117], \$138 [115:114], \$138 [111:109], \$138 [106], \$138 [101:93], \$138 [90:89], \$138 [87], \$138 [85], \$138 [79:78], \$138 [74], \$138 [70:68], \$138 [63], \$138 [61], \$138 [59], \$138 [57:51], \$138 [49], \$138 [45], \$138 [43:41], \$138 [39:38], \$138 [36:32], \$138 [30:27], \$138 [25:23], \$138 [21:20], \$138 [18], \$138 [16], \$138 [14], \$138 [12:11], \$138 [8:7], \$138 [4:2] } = 142'h000000000000000000000000000000000000;
+  assign { \$138 [264], \$138 [262], \$138 [258], \$138 [250:248], \$138 [246:242], \$138 [240], \$138 [237], \$138 [230:229], \$138 [227:226], \$138 [224], \$138 [221:219], \$138 [216], \$138 [214:213], \$138 [211], \$138 [209:206], \$138 [202:201], \$138 [195], \$138 [193:189], \$138 [187], \$138 [180:175], \$138 [173], \$138 [171:170], \$138 [168], \$138 [164:163], \$138 [161:160], \$138 [158:155], \$138 [151], \$138 [149:146], \$138 [142], \$138 [140:137], \$138 [131:130], \$138 [125], \$138 [123], \$138 [119:118], \$138 [116], \$138 [113:112], \$138 [108:107], \$138 [105:102], \$138 [92:91], \$138 [88], \$138 [86], \$138 [84:80], \$138 [77:75], \$138 [73:71], \$138 [67:64], \$138 [62], \$138 [60], \$138 [58], \$138 [50], \$138 [48:46], \$138 [44], \$138 [40], \$138 [37], \$138 [31], \$138 [26], \$138 [22], \$138 [19], \$138 [17], \$138 [15], \$138 [13], \$138 [10:9], \$138 [6:5], \$138 [1:0] } = { 110'h0000000000000000000000000000, i__payload[102], i__payload[97], i__payload[93], i__payload[90], i__payload[88], i__payload[86], i__payload[84], i__payload[81:80], i__payload[365:364], i__payload[360:359] };
+  assign \$140  = \$139 ;
+  assign { \$141 [262:260], \$141 [258:252], \$141 [248], \$141 [242], \$141 [240:239], \$141 [237:232], \$141 [229], \$141 [226], \$141 [224:223], \$141 [219:218], \$141 [216], \$141 [213], \$141 [211], \$141 [206:204], \$141 [201:197], \$141 [195], \$141 [189], \$141 [187:182], \$141 [175], \$141 [173], \$141 [170], \$141 [168:166], \$141 [163], \$141 [160], \$141 [155:153], \$141 [151], \$141 [146:144], \$141 [142], \$141 [137:133], \$141 [130:127], \$141 [125], \$141 [123:121], \$141 [118], \$141 [116:115], \$141 [112:110], \$141 [107], \$141 [102:94], \$141 [91:90], \$141 [88], \$141 [86], \$141 [80:79], \$141 [75], \$141 [71:69], \$141 [64], \$141 [62], \$141 [60], \$141 [58:52], \$141 [50], \$141 [46], \$141 [44:42], \$141 [40:39], \$141 [37:33], \$141 [31:28], \$141 [26:24], \$141 [22:21], \$141 [19], \$141 [17], \$141 [15], \$141 [13:12], \$141 [9:8], \$141 [5:3], \$141 [0] } = 142'h000000000000000000000000000000000000;
+  assign { \$141 [263], \$141 [259], \$141 [251:249], \$141 [247:243], \$141 [241], \$141 [238], \$141 [231:230], \$141 [228:227], \$141 [225], \$141 [222:220], \$141 [217], \$141 [215:214], \$141 [212], \$141 [210:207], \$141 [203:202], \$141 [196], \$141 [194:190], \$141 [188], \$141 [181:176], \$141 [174], \$141 [172:171], \$141 [169], \$141 [165:164], \$141 [162:161], \$141 [159:156], \$141 [152], \$141 [150:147], \$141 [143], \$141 [141:138], \$141 [132:131], \$141 [126], \$141 [124], \$141 [120:119], \$141 [117], \$141 [114:113], \$141 [109:108], \$141 [106:103], \$141 [93:92], \$141 [89], \$141 [87], \$141 [85:81], \$141 [78:76], \$141 [74:72], \$141 [68:65], \$141 [63], \$141 [61], \$141 [59], \$141 [51], \$141 [49:47], \$141 [45], \$141 [41], \$141 [38], \$141 [32], \$141 [27], \$141 [23], \$141 [20], \$141 [18], \$141 [16], \$141 [14], \$141 [11:10], \$141 [7:6], \$141 [2:1] } = { 110'h0000000000000000000000000000, i__payload[98], i__payload[94], i__payload[91], i__payload[89], i__payload[87], i__payload[85], i__payload[82:81], i__payload[366:365], i__payload[361:360] };
+  assign \$143  = \$142 ;
+  assign { \$144 [263:261], \$144 [259:253], \$144 [249], \$144 [243], \$144 [241:240], \$144 [238:233], \$144 [230], \$144 [227], \$144 [225:224], \$144 [220:219], \$144 [217], \$144 [214], \$144 [212], \$144 [207:205], \$144 [202:198], \$144 [196], \$144 [190], \$144 [188:183], \$144 [176], \$144 [174], \$144 [171], \$144 [169:167], \$144 [164], \$144 [161], \$144 [156:154], \$144 [152], \$144 [147:145], \$144 [143], \$144 [138:134], \$144 [131:128], \$144 [126], \$144 [124:122], \$144 [119], \$144 [117:116], \$144 [113:111], \$144 [108], \$144 [103:95], \$144 [92:91], \$144 [89], \$144 [87], \$144 [81:80], \$144 [76], \$144 [72:70], \$144 [65], \$144 [63], \$144 [61], \$144 [59:53], \$144 [51], \$144 [47], \$144 [45:43], \$144 [41:40], \$144 [38:34], \$144 [32:29], \$144 [27:25], \$144 [23:22], \$144 [20], \$144 [18], \$144 [16], \$144 [14:13], \$144 [10:9], \$144 [6:4], \$144 [1] } = 142'h000000000000000000000000000000000000;
+  assign { \$144 [264], \$144 [260], \$144 [252:250], \$144 [248:244], \$144 [242], \$144 [239], \$144 [232:231], \$144 [229:228], \$144 [226], \$144 [223:221], \$144 [218], \$144 [216:215], \$144 [213], \$144 [211:208], \$144 [204:203], \$144 [197], \$144 [195:191], \$144 [189], \$144 [182:177], \$144 [175], \$144 [173:172], \$144 [170], \$144 [166:165], \$144 [163:162], \$144 [160:157], \$144 [153], \$144 [151:148], \$144 [144], \$144 [142:139], \$144 [133:132], \$144 [127], \$144 [125], \$144 [121:120], \$144 [118], \$144 [115:114], \$144 [110:109], \$144 [107:104], \$144 [94:93], \$144 [90], \$144 [88], \$144 [86:82], \$144 [79:77], \$144 [75:73], \$144 [69:66], \$144 [64], \$144 [62], \$144 [60], \$144 [52], \$144 [50:48], \$144 [46], \$144 [42], \$144 [39], \$144 [33], \$144 [28], \$144 [24], \$144 [21], \$144 [19], \$144 [17], \$144 [15], \$144 [12:11], \$144 [8:7], \$144 [3:2], \$144 [0] } = { 110'h0000000000000000000000000000, i__payload[99], i__payload[95], i__payload[92], i__payload[90], i__payload[88], i__payload[86], i__payload[83:82], i__payload[367:366], i__payload[362:361], i__payload[359] };
+  assign \$146  = \$145 ;
+  assign { \$147 [260:254], \$147 [250], \$147 [244], \$147 [242:241], \$147 [239:234], \$147 [231], \$147 [228], \$147 [226:225], \$147 [221:220], \$147 [218], \$147 [215], \$147 [213], \$147 [208:206], \$147 [203:199], \$147 [197], \$147 [191], \$147 [189:184], \$147 [177], \$147 [175], \$147 [172], \$147 [170:168], \$147 [165], \$147 [162], \$147 [157:155], \$147 [153], \$147 [148:146], \$147 [144], \$147 [139:135], \$147 [132:129], \$147 [127], \$147 [125:123], \$147 [120], \$147 [118:117], \$147 [114:112], \$147 [109], \$147 [104:96], \$147 [93:92], \$147 [90], \$147 [88], \$147 [82:81], \$147 [77], \$147 [73:71], \$147 [66], \$147 [64], \$147 [62], \$147 [60:54], \$147 [52], \$147 [48], \$147 [46:44], \$147 [42:41], \$147 [39:35], \$147 [33:30], \$147 [28:26], \$147 [24:23], \$147 [21], \$147 [19], \$147 [17], \$147 [15:14], \$147 [11:10], \$147 [7:5], \$147 [2] } = 139'h00000000000000000000000000000000000;
+  assign { \$147 [261], \$147 [253:251], \$147 [249:245], \$147 [243], \$147 [240], \$147 [233:232], \$147 [230:229], \$147 [227], \$147 [224:222], \$147 [219], \$147 [217:216], \$147 [214], \$147 [212:209], \$147 [205:204], \$147 [198], \$147 [196:192], \$147 [190], \$147 [183:178], \$147 [176], \$147 [174:173], \$147 [171], \$147 [167:166], \$147 [164:163], \$147 [161:158], \$147 [154], \$147 [152:149], \$147 [145], \$147 [143:140], \$147 [134:133], \$147 [128], \$147 [126], \$147 [122:121], \$147 [119], \$147 [116:115], \$147 [111:110], \$147 [108:105], \$147 [95:94], \$147 [91], \$147 [89], \$147 [87:83], \$147 [80:78], \$147 [76:74], \$147 [70:67], \$147 [65], \$147 [63], \$147 [61], \$147 [53], \$147 [51:49], \$147 [47], \$147 [43], \$147 [40], \$147 [34], \$147 [29], \$147 [25], \$147 [22], \$147 [20], \$147 [18], \$147 [16], \$147 [13:12], \$147 [9:8], \$147 [4:3], \$147 [1:0] } = { 109'h0000000000000000000000000000, i__payload[100], i__payload[96], i__payload[93], i__payload[91], i__payload[89], i__payload[87], i__payload[84:83], i__payload[80], i__payload[367], i__payload[363:362], i__payload[360:359] };
+  assign \$149  = \$148 ;
+  assign { \$150 [262:261], \$150 [259:257], \$150 [255], \$150 [251], \$150 [248:244], \$150 [241], \$150 [239], \$150 [237:236], \$150 [232], \$150 [229:228], \$150 [226:224], \$150 [221], \$150 [218:216], \$150 [212:211], \$150 [208], \$150 [206:205], \$150 [203:201], \$150 [199:198], \$150 [193:191], \$150 [186], \$150 [177], \$150 [175:174], \$150 [170], \$150 [168], \$150 [163:161], \$150 [159], \$150 [157], \$150 [155], \$150 [153], \$150 [148], \$150 [146], \$150 [144], \$150 [139], \$150 [135], \$150 [133:129], \$150 [126:123], \$150 [119:115], \$150 [113], \$150 [111], \$150 [106], \$150 [104], \$150 [99:97], \$150 [94:93], \$150 [91:90], \$150 [86], \$150 [84:83], \$150 [81:79], \$150 [75], \$150 [72:69], \$150 [67], \$150 [64], \$150 [62:61], \$150 [59], \$150 [57], \$150 [55], \$150 [53], \$150 [49:47], \$150 [44:43], \$150 [40:39], \$150 [37:31], \$150 [28:27], \$150 [25], \$150 [22], \$150 [18:16], \$150 [13:12], \$150 [6], \$150 [4], \$150 [0] } = 127'h00000000000000000000000000000000;
+  assign { \$150 [263], \$150 [260], \$150 [256], \$150 [254:252], \$150 [250:249], \$150 [243:242], \$150 [240], \$150 [238], \$150 [235:233], \$150 [231:230], \$150 [227], \$150 [223:222], \$150 [220:219], \$150 [215:213], \$150 [210:209], \$150 [207], \$150 [204], \$150 [200], \$150 [197:194], \$150 [190:187], \$150 [185:178], \$150 [176], \$150 [173:171], \$150 [169], \$150 [167:164], \$150 [160], \$150 [158], \$150 [156], \$150 [154], \$150 [152:149], \$150 [147], \$150 [145], \$150 [143:140], \$150 [138:136], \$150 [134], \$150 [128:127], \$150 [122:120], \$150 [114], \$150 [112], \$150 [110:107], \$150 [105], \$150 [103:100], \$150 [96:95], \$150 [92], \$150 [89:87], \$150 [85], \$150 [82], \$150 [78:76], \$150 [74:73], \$150 [68], \$150 [66:65], \$150 [63], \$150 [60], \$150 [58], \$150 [56], \$150 [54], \$150 [52:50], \$150 [46:45], \$150 [42:41], \$150 [38], \$150 [30:29], \$150 [26], \$150 [24:23], \$150 [21:19], \$150 [15:14], \$150 [11:7], \$150 [5], \$150 [3:1] } = { 118'h000000000000000000000000000000, i__payload[101:100], i__payload[97], i__payload[95:94], i__payload[92:90], i__payload[86:85], i__payload[82:80], i__payload[367:366], i__payload[364], i__payload[362:360] };
+  assign \$152  = \$151 ;
+  assign { \$153 [263:262], \$153 [260:258], \$153 [256], \$153 [252], \$153 [249:245], \$153 [242], \$153 [240], \$153 [238:237], \$153 [233], \$153 [230:229], \$153 [227:225], \$153 [222], \$153 [219:217], \$153 [213:212], \$153 [209], \$153 [207:206], \$153 [204:202], \$153 [200:199], \$153 [194:192], \$153 [187], \$153 [178], \$153 [176:175], \$153 [171], \$153 [169], \$153 [164:162], \$153 [160], \$153 [158], \$153 [156], \$153 [154], \$153 [149], \$153 [147], \$153 [145], \$153 [140], \$153 [136], \$153 [134:130], \$153 [127:124], \$153 [120:116], \$153 [114], \$153 [112], \$153 [107], \$153 [105], \$153 [100:98], \$153 [95:94], \$153 [92:91], \$153 [87], \$153 [85:84], \$153 [82:80], \$153 [76], \$153 [73:70], \$153 [68], \$153 [65], \$153 [63:62], \$153 [60], \$153 [58], \$153 [56], \$153 [54], \$153 [50:48], \$153 [45:44], \$153 [41:40], \$153 [38:32], \$153 [29:28], \$153 [26], \$153 [23], \$153 [19:17], \$153 [14:13], \$153 [7], \$153 [5], \$153 [1:0] } = 128'h00000000000000000000000000000000;
+  assign { \$153 [264], \$153 [261], \$153 [257], \$153 [255:253], \$153 [251:250], \$153 [244:243], \$153 [241], \$153 [239], \$153 [236:234], \$153 [232:231], \$153 [228], \$153 [224:223], \$153 [221:220], \$153 [216:214], \$153 [211:210], \$153 [208], \$153 [205], \$153 [201], \$153 [198:195], \$153 [191:188], \$153 [186:179], \$153 [177], \$153 [174:172], \$153 [170], \$153 [168:165], \$153 [161], \$153 [159], \$153 [157], \$153 [155], \$153 [153:150], \$153 [148], \$153 [146], \$153 [144:141], \$153 [139:137], \$153 [135], \$153 [129:128], \$153 [123:121], \$153 [115], \$153 [113], \$153 [111:108], \$153 [106], \$153 [104:101], \$153 [97:96], \$153 [93], \$153 [90:88], \$153 [86], \$153 [83], \$153 [79:77], \$153 [75:74], \$153 [69], \$153 [67:66], \$153 [64], \$153 [61], \$153 [59], \$153 [57], \$153 [55], \$153 [53:51], \$153 [47:46], \$153 [43:42], \$153 [39], \$153 [31:30], \$153 [27], \$153 [25:24], \$153 [22:20], \$153 [16:15], \$153 [12:8], \$153 [6], \$153 [4:2] } = { 118'h000000000000000000000000000000, i__payload[102:101], i__payload[98], i__payload[96:95], i__payload[93:91], i__payload[87:86], i__payload[83:80], i__payload[367], i__payload[365], i__payload[363:361] };
+  assign \$155  = \$154 ;
+  assign { \$156 [229], \$156 [227:225], \$156 [223:217], \$156 [213], \$156 [207], \$156 [205:204], \$156 [202:197], \$156 [194], \$156 [191], \$156 [189:188], \$156 [184:183], \$156 [181], \$156 [178], \$156 [176], \$156 [171:169], \$156 [166:162], \$156 [160], \$156 [154], \$156 [152:147], \$156 [140], \$156 [138], \$156 [135], \$156 [133:131], \$156 [128], \$156 [125], \$156 [120:118], \$156 [116], \$156 [111:109], \$156 [107], \$156 [102:98], \$156 [95:92], \$156 [90], \$156 [88:86], \$156 [83], \$156 [81:80], \$156 [77:75], \$156 [72], \$156 [67:59], \$156 [56:55], \$156 [53], \$156 [51], \$156 [45:44], \$156 [40], \$156 [36:34], \$156 [29], \$156 [27], \$156 [25], \$156 [23:17], \$156 [15], \$156 [11], \$156 [9:7], \$156 [5:4], \$156 [2:0] } = 121'h0000000000000000000000000000000;
+  assign { \$156 [231:230], \$156 [228], \$156 [224], \$156 [216:214], \$156 [212:208], \$156 [206], \$156 [203], \$156 [196:195], \$156 [193:192], \$156 [190], \$156 [187:185], \$156 [182], \$156 [180:179], \$156 [177], \$156 [175:172], \$156 [168:167], \$156 [161], \$156 [159:155], \$156 [153], \$156 [146:141], \$156 [139], \$156 [137:136], \$156 [134], \$156 [130:129], \$156 [127:126], \$156 [124:121], \$156 [117], \$156 [115:112], \$156 [108], \$156 [106:103], \$156 [97:96], \$156 [91], \$156 [89], \$156 [85:84], \$156 [82], \$156 [79:78], \$156 [74:73], \$156 [71:68], \$156 [58:57], \$156 [54], \$156 [52], \$156 [50:46], \$156 [43:41], \$156 [39:37], \$156 [33:30], \$156 [28], \$156 [26], \$156 [24], \$156 [16], \$156 [14:12], \$156 [10], \$156 [6], \$156 [3] } = { 99'h0000000000000000000000000, i__payload[134:133], i__payload[131], i__payload[129], i__payload[127], i__payload[119], i__payload[117:115], i__payload[113], i__payload[109], i__payload[106] };
+  assign \$158  = \$157 ;
+  assign { \$159 [230], \$159 [228:226], \$159 [224:218], \$159 [214], \$159 [208], \$159 [206:205], \$159 [203:198], \$159 [195], \$159 [192], \$159 [190:189], \$159 [185:184], \$159 [182], \$159 [179], \$159 [177], \$159 [172:170], \$159 [167:163], \$159 [161], \$159 [155], \$159 [153:148], \$159 [141], \$159 [139], \$159 [136], \$159 [134:132], \$159 [129], \$159 [126], \$159 [121:119], \$159 [117], \$159 [112:110], \$159 [108], \$159 [103:99], \$159 [96:93], \$159 [91], \$159 [89:87], \$159 [84], \$159 [82:81], \$159 [78:76], \$159 [73], \$159 [68:60], \$159 [57:56], \$159 [54], \$159 [52], \$159 [46:45], \$159 [41], \$159 [37:35], \$159 [30], \$159 [28], \$159 [26], \$159 [24:18], \$159 [16], \$159 [12], \$159 [10:8], \$159 [6:5], \$159 [3:0] } = 122'h0000000000000000000000000000000;
+  assign { \$159 [232:231], \$159 [229], \$159 [225], \$159 [217:215], \$159 [213:209], \$159 [207], \$159 [204], \$159 [197:196], \$159 [194:193], \$159 [191], \$159 [188:186], \$159 [183], \$159 [181:180], \$159 [178], \$159 [176:173], \$159 [169:168], \$159 [162], \$159 [160:156], \$159 [154], \$159 [147:142], \$159 [140], \$159 [138:137], \$159 [135], \$159 [131:130], \$159 [128:127], \$159 [125:122], \$159 [118], \$159 [116:113], \$159 [109], \$159 [107:104], \$159 [98:97], \$159 [92], \$159 [90], \$159 [86:85], \$159 [83], \$159 [80:79], \$159 [75:74], \$159 [72:69], \$159 [59:58], \$159 [55], \$159 [53], \$159 [51:47], \$159 [44:42], \$159 [40:38], \$159 [34:31], \$159 [29], \$159 [27], \$159 [25], \$159 [17], \$159 [15:13], \$159 [11], \$159 [7], \$159 [4] } = { 100'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[130], i__payload[128], i__payload[120], i__payload[118:116], i__payload[114], i__payload[110], i__payload[107] };
+  assign \$161  = \$160 ;
+  assign { \$162 [231], \$162 [229:227], \$162 [225:219], \$162 [215], \$162 [209], \$162 [207:206], \$162 [204:199], \$162 [196], \$162 [193], \$162 [191:190], \$162 [186:185], \$162 [183], \$162 [180], \$162 [178], \$162 [173:171], \$162 [168:164], \$162 [162], \$162 [156], \$162 [154:149], \$162 [142], \$162 [140], \$162 [137], \$162 [135:133], \$162 [130], \$162 [127], \$162 [122:120], \$162 [118], \$162 [113:111], \$162 [109], \$162 [104:100], \$162 [97:94], \$162 [92], \$162 [90:88], \$162 [85], \$162 [83:82], \$162 [79:77], \$162 [74], \$162 [69:61], \$162 [58:57], \$162 [55], \$162 [53], \$162 [47:46], \$162 [42], \$162 [38:36], \$162 [31], \$162 [29], \$162 [27], \$162 [25:19], \$162 [17], \$162 [13], \$162 [11:9], \$162 [7:6], \$162 [4:0] } = 123'h0000000000000000000000000000000;
+  assign { \$162 [232], \$162 [230], \$162 [226], \$162 [218:216], \$162 [214:210], \$162 [208], \$162 [205], \$162 [198:197], \$162 [195:194], \$162 [192], \$162 [189:187], \$162 [184], \$162 [182:181], \$162 [179], \$162 [177:174], \$162 [170:169], \$162 [163], \$162 [161:157], \$162 [155], \$162 [148:143], \$162 [141], \$162 [139:138], \$162 [136], \$162 [132:131], \$162 [129:128], \$162 [126:123], \$162 [119], \$162 [117:114], \$162 [110], \$162 [108:105], \$162 [99:98], \$162 [93], \$162 [91], \$162 [87:86], \$162 [84], \$162 [81:80], \$162 [76:75], \$162 [73:70], \$162 [60:59], \$162 [56], \$162 [54], \$162 [52:48], \$162 [45:43], \$162 [41:39], \$162 [35:32], \$162 [30], \$162 [28], \$162 [26], \$162 [18], \$162 [16:14], \$162 [12], \$162 [8], \$162 [5] } = { 100'h0000000000000000000000000, i__payload[133], i__payload[131], i__payload[129], i__payload[121], i__payload[119:117], i__payload[115], i__payload[111], i__payload[108] };
+  assign \$164  = \$163 ;
+  assign { \$165 [230:228], \$165 [226:220], \$165 [216], \$165 [210], \$165 [208:207], \$165 [205:200], \$165 [197], \$165 [194], \$165 [192:191], \$165 [187:186], \$165 [184], \$165 [181], \$165 [179], \$165 [174:172], \$165 [169:165], \$165 [163], \$165 [157], \$165 [155:150], \$165 [143], \$165 [141], \$165 [138], \$165 [136:134], \$165 [131], \$165 [128], \$165 [123:121], \$165 [119], \$165 [114:112], \$165 [110], \$165 [105:101], \$165 [98:95], \$165 [93], \$165 [91:89], \$165 [86], \$165 [84:83], \$165 [80:78], \$165 [75], \$165 [70:62], \$165 [59:58], \$165 [56], \$165 [54], \$165 [48:47], \$165 [43], \$165 [39:37], \$165 [32], \$165 [30], \$165 [28], \$165 [26:20], \$165 [18], \$165 [14], \$165 [12:10], \$165 [8:7], \$165 [5:1] } = 122'h0000000000000000000000000000000;
+  assign { \$165 [231], \$165 [227], \$165 [219:217], \$165 [215:211], \$165 [209], \$165 [206], \$165 [199:198], \$165 [196:195], \$165 [193], \$165 [190:188], \$165 [185], \$165 [183:182], \$165 [180], \$165 [178:175], \$165 [171:170], \$165 [164], \$165 [162:158], \$165 [156], \$165 [149:144], \$165 [142], \$165 [140:139], \$165 [137], \$165 [133:132], \$165 [130:129], \$165 [127:124], \$165 [120], \$165 [118:115], \$165 [111], \$165 [109:106], \$165 [100:99], \$165 [94], \$165 [92], \$165 [88:87], \$165 [85], \$165 [82:81], \$165 [77:76], \$165 [74:71], \$165 [61:60], \$165 [57], \$165 [55], \$165 [53:49], \$165 [46:44], \$165 [42:40], \$165 [36:33], \$165 [31], \$165 [29], \$165 [27], \$165 [19], \$165 [17:15], \$165 [13], \$165 [9], \$165 [6], \$165 [0] } = { 99'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[130], i__payload[122], i__payload[120:118], i__payload[116], i__payload[112], i__payload[109], i__payload[103] };
+  assign \$167  = \$166 ;
+  assign { \$168 [231:229], \$168 [227:221], \$168 [217], \$168 [211], \$168 [209:208], \$168 [206:201], \$168 [198], \$168 [195], \$168 [193:192], \$168 [188:187], \$168 [185], \$168 [182], \$168 [180], \$168 [175:173], \$168 [170:166], \$168 [164], \$168 [158], \$168 [156:151], \$168 [144], \$168 [142], \$168 [139], \$168 [137:135], \$168 [132], \$168 [129], \$168 [124:122], \$168 [120], \$168 [115:113], \$168 [111], \$168 [106:102], \$168 [99:96], \$168 [94], \$168 [92:90], \$168 [87], \$168 [85:84], \$168 [81:79], \$168 [76], \$168 [71:63], \$168 [60:59], \$168 [57], \$168 [55], \$168 [49:48], \$168 [44], \$168 [40:38], \$168 [33], \$168 [31], \$168 [29], \$168 [27:21], \$168 [19], \$168 [15], \$168 [13:11], \$168 [9:8], \$168 [6:2], \$168 [0] } = 123'h0000000000000000000000000000000;
+  assign { \$168 [232], \$168 [228], \$168 [220:218], \$168 [216:212], \$168 [210], \$168 [207], \$168 [200:199], \$168 [197:196], \$168 [194], \$168 [191:189], \$168 [186], \$168 [184:183], \$168 [181], \$168 [179:176], \$168 [172:171], \$168 [165], \$168 [163:159], \$168 [157], \$168 [150:145], \$168 [143], \$168 [141:140], \$168 [138], \$168 [134:133], \$168 [131:130], \$168 [128:125], \$168 [121], \$168 [119:116], \$168 [112], \$168 [110:107], \$168 [101:100], \$168 [95], \$168 [93], \$168 [89:88], \$168 [86], \$168 [83:82], \$168 [78:77], \$168 [75:72], \$168 [62:61], \$168 [58], \$168 [56], \$168 [54:50], \$168 [47:45], \$168 [43:41], \$168 [37:34], \$168 [32], \$168 [30], \$168 [28], \$168 [20], \$168 [18:16], \$168 [14], \$168 [10], \$168 [7], \$168 [1] } = { 100'h0000000000000000000000000, i__payload[133], i__payload[131], i__payload[123], i__payload[121:119], i__payload[117], i__payload[113], i__payload[110], i__payload[104] };
+  assign \$170  = \$169 ;
+  assign { \$171 [228:222], \$171 [218], \$171 [212], \$171 [210:209], \$171 [207:202], \$171 [199], \$171 [196], \$171 [194:193], \$171 [189:188], \$171 [186], \$171 [183], \$171 [181], \$171 [176:174], \$171 [171:167], \$171 [165], \$171 [159], \$171 [157:152], \$171 [145], \$171 [143], \$171 [140], \$171 [138:136], \$171 [133], \$171 [130], \$171 [125:123], \$171 [121], \$171 [116:114], \$171 [112], \$171 [107:103], \$171 [100:97], \$171 [95], \$171 [93:91], \$171 [88], \$171 [86:85], \$171 [82:80], \$171 [77], \$171 [72:64], \$171 [61:60], \$171 [58], \$171 [56], \$171 [50:49], \$171 [45], \$171 [41:39], \$171 [34], \$171 [32], \$171 [30], \$171 [28:22], \$171 [20], \$171 [16], \$171 [14:12], \$171 [10:9], \$171 [7:3], \$171 [1:0] } = 121'h0000000000000000000000000000000;
+  assign { \$171 [229], \$171 [221:219], \$171 [217:213], \$171 [211], \$171 [208], \$171 [201:200], \$171 [198:197], \$171 [195], \$171 [192:190], \$171 [187], \$171 [185:184], \$171 [182], \$171 [180:177], \$171 [173:172], \$171 [166], \$171 [164:160], \$171 [158], \$171 [151:146], \$171 [144], \$171 [142:141], \$171 [139], \$171 [135:134], \$171 [132:131], \$171 [129:126], \$171 [122], \$171 [120:117], \$171 [113], \$171 [111:108], \$171 [102:101], \$171 [96], \$171 [94], \$171 [90:89], \$171 [87], \$171 [84:83], \$171 [79:78], \$171 [76:73], \$171 [63:62], \$171 [59], \$171 [57], \$171 [55:51], \$171 [48:46], \$171 [44:42], \$171 [38:35], \$171 [33], \$171 [31], \$171 [29], \$171 [21], \$171 [19:17], \$171 [15], \$171 [11], \$171 [8], \$171 [2] } = { 99'h0000000000000000000000000, i__payload[134], i__payload[132], i__payload[124], i__payload[122:120], i__payload[118], i__payload[114], i__payload[111], i__payload[105] };
+  assign \$173  = \$172 ;
+  assign { \$174 [230:229], \$174 [227:225], \$174 [223], \$174 [219], \$174 [216:212], \$174 [209], \$174 [207], \$174 [205:204], \$174 [200], \$174 [197:196], \$174 [194:192], \$174 [189], \$174 [186:184], \$174 [180:179], \$174 [176], \$174 [174:173], \$174 [171:169], \$174 [167:166], \$174 [161:159], \$174 [154], \$174 [145], \$174 [143:142], \$174 [138], \$174 [136], \$174 [131:129], \$174 [127], \$174 [125], \$174 [123], \$174 [121], \$174 [116], \$174 [114], \$174 [112], \$174 [107], \$174 [103], \$174 [101:97], \$174 [94:91], \$174 [87:83], \$174 [81], \$174 [79], \$174 [74], \$174 [72], \$174 [67:65], \$174 [62:61], \$174 [59:58], \$174 [54], \$174 [52:51], \$174 [49:47], \$174 [43], \$174 [40:37], \$174 [35], \$174 [32], \$174 [30:29], \$174 [27], \$174 [25], \$174 [23], \$174 [21], \$174 [17:15], \$174 [12:11], \$174 [8:7], \$174 [5:0] } = 114'h00000000000000000000000000000;
+  assign { \$174 [231], \$174 [228], \$174 [224], \$174 [222:220], \$174 [218:217], \$174 [211:210], \$174 [208], \$174 [206], \$174 [203:201], \$174 [199:198], \$174 [195], \$174 [191:190], \$174 [188:187], \$174 [183:181], \$174 [178:177], \$174 [175], \$174 [172], \$174 [168], \$174 [165:162], \$174 [158:155], \$174 [153:146], \$174 [144], \$174 [141:139], \$174 [137], \$174 [135:132], \$174 [128], \$174 [126], \$174 [124], \$174 [122], \$174 [120:117], \$174 [115], \$174 [113], \$174 [111:108], \$174 [106:104], \$174 [102], \$174 [96:95], \$174 [90:88], \$174 [82], \$174 [80], \$174 [78:75], \$174 [73], \$174 [71:68], \$174 [64:63], \$174 [60], \$174 [57:55], \$174 [53], \$174 [50], \$174 [46:44], \$174 [42:41], \$174 [36], \$174 [34:33], \$174 [31], \$174 [28], \$174 [26], \$174 [24], \$174 [22], \$174 [20:18], \$174 [14:13], \$174 [10:9], \$174 [6] } = { 105'h000000000000000000000000000, i__payload[134], i__payload[131], i__payload[129], i__payload[127], i__payload[125], i__payload[123:121], i__payload[117:116], i__payload[113:112], i__payload[109] };
+  assign \$176  = \$175 ;
+  assign { \$177 [231:230], \$177 [228:226], \$177 [224], \$177 [220], \$177 [217:213], \$177 [210], \$177 [208], \$177 [206:205], \$177 [201], \$177 [198:197], \$177 [195:193], \$177 [190], \$177 [187:185], \$177 [181:180], \$177 [177], \$177 [175:174], \$177 [172:170], \$177 [168:167], \$177 [162:160], \$177 [155], \$177 [146], \$177 [144:143], \$177 [139], \$177 [137], \$177 [132:130], \$177 [128], \$177 [126], \$177 [124], \$177 [122], \$177 [117], \$177 [115], \$177 [113], \$177 [108], \$177 [104], \$177 [102:98], \$177 [95:92], \$177 [88:84], \$177 [82], \$177 [80], \$177 [75], \$177 [73], \$177 [68:66], \$177 [63:62], \$177 [60:59], \$177 [55], \$177 [53:52], \$177 [50:48], \$177 [44], \$177 [41:38], \$177 [36], \$177 [33], \$177 [31:30], \$177 [28], \$177 [26], \$177 [24], \$177 [22], \$177 [18:16], \$177 [13:12], \$177 [9:8], \$177 [6:0] } = 115'h00000000000000000000000000000;
+  assign { \$177 [232], \$177 [229], \$177 [225], \$177 [223:221], \$177 [219:218], \$177 [212:211], \$177 [209], \$177 [207], \$177 [204:202], \$177 [200:199], \$177 [196], \$177 [192:191], \$177 [189:188], \$177 [184:182], \$177 [179:178], \$177 [176], \$177 [173], \$177 [169], \$177 [166:163], \$177 [159:156], \$177 [154:147], \$177 [145], \$177 [142:140], \$177 [138], \$177 [136:133], \$177 [129], \$177 [127], \$177 [125], \$177 [123], \$177 [121:118], \$177 [116], \$177 [114], \$177 [112:109], \$177 [107:105], \$177 [103], \$177 [97:96], \$177 [91:89], \$177 [83], \$177 [81], \$177 [79:76], \$177 [74], \$177 [72:69], \$177 [65:64], \$177 [61], \$177 [58:56], \$177 [54], \$177 [51], \$177 [47:45], \$177 [43:42], \$177 [37], \$177 [35:34], \$177 [32], \$177 [29], \$177 [27], \$177 [25], \$177 [23], \$177 [21:19], \$177 [15:14], \$177 [11:10], \$177 [7] } = { 106'h000000000000000000000000000, i__payload[132], i__payload[130], i__payload[128], i__payload[126], i__payload[124:122], i__payload[118:117], i__payload[114:113], i__payload[110] };
+  assign \$179  = \$178 ;
+  assign { \$180 [197], \$180 [195:193], \$180 [191:185], \$180 [181], \$180 [175], \$180 [173:172], \$180 [170:165], \$180 [162], \$180 [159], \$180 [157:156], \$180 [152:151], \$180 [149], \$180 [146], \$180 [144], \$180 [139:137], \$180 [134:130], \$180 [128], \$180 [122], \$180 [120:115], \$180 [108], \$180 [106], \$180 [103], \$180 [101:99], \$180 [96], \$180 [93], \$180 [88:86], \$180 [84], \$180 [79:77], \$180 [75], \$180 [70:66], \$180 [63:60], \$180 [58], \$180 [56:54], \$180 [51], \$180 [49:48], \$180 [45:43], \$180 [40], \$180 [35:27], \$180 [24:23], \$180 [21], \$180 [19], \$180 [13:12], \$180 [8], \$180 [4:2] } = 101'h00000000000000000000000000;
+  assign { \$180 [199:198], \$180 [196], \$180 [192], \$180 [184:182], \$180 [180:176], \$180 [174], \$180 [171], \$180 [164:163], \$180 [161:160], \$180 [158], \$180 [155:153], \$180 [150], \$180 [148:147], \$180 [145], \$180 [143:140], \$180 [136:135], \$180 [129], \$180 [127:123], \$180 [121], \$180 [114:109], \$180 [107], \$180 [105:104], \$180 [102], \$180 [98:97], \$180 [95:94], \$180 [92:89], \$180 [85], \$180 [83:80], \$180 [76], \$180 [74:71], \$180 [65:64], \$180 [59], \$180 [57], \$180 [53:52], \$180 [50], \$180 [47:46], \$180 [42:41], \$180 [39:36], \$180 [26:25], \$180 [22], \$180 [20], \$180 [18:14], \$180 [11:9], \$180 [7:5], \$180 [1:0] } = { 82'h000000000000000000000, i__payload[161:160], i__payload[157], i__payload[155], i__payload[153:149], i__payload[146:144], i__payload[142:140], i__payload[136:135] };
+  assign \$182  = \$181 ;
+  assign { \$183 [198], \$183 [196:194], \$183 [192:186], \$183 [182], \$183 [176], \$183 [174:173], \$183 [171:166], \$183 [163], \$183 [160], \$183 [158:157], \$183 [153:152], \$183 [150], \$183 [147], \$183 [145], \$183 [140:138], \$183 [135:131], \$183 [129], \$183 [123], \$183 [121:116], \$183 [109], \$183 [107], \$183 [104], \$183 [102:100], \$183 [97], \$183 [94], \$183 [89:87], \$183 [85], \$183 [80:78], \$183 [76], \$183 [71:67], \$183 [64:61], \$183 [59], \$183 [57:55], \$183 [52], \$183 [50:49], \$183 [46:44], \$183 [41], \$183 [36:28], \$183 [25:24], \$183 [22], \$183 [20], \$183 [14:13], \$183 [9], \$183 [5:3] } = 101'h00000000000000000000000000;
+  assign { \$183 [200:199], \$183 [197], \$183 [193], \$183 [185:183], \$183 [181:177], \$183 [175], \$183 [172], \$183 [165:164], \$183 [162:161], \$183 [159], \$183 [156:154], \$183 [151], \$183 [149:148], \$183 [146], \$183 [144:141], \$183 [137:136], \$183 [130], \$183 [128:124], \$183 [122], \$183 [115:110], \$183 [108], \$183 [106:105], \$183 [103], \$183 [99:98], \$183 [96:95], \$183 [93:90], \$183 [86], \$183 [84:81], \$183 [77], \$183 [75:72], \$183 [66:65], \$183 [60], \$183 [58], \$183 [54:53], \$183 [51], \$183 [48:47], \$183 [43:42], \$183 [40:37], \$183 [27:26], \$183 [23], \$183 [21], \$183 [19:15], \$183 [12:10], \$183 [8:6], \$183 [2:0] } = { 82'h000000000000000000000, i__payload[162:161], i__payload[158], i__payload[156], i__payload[154:150], i__payload[147:145], i__payload[143:141], i__payload[137:135] };
+  assign \$185  = \$184 ;
+  assign { \$186 [199], \$186 [197:195], \$186 [193:187], \$186 [183], \$186 [177], \$186 [175:174], \$186 [172:167], \$186 [164], \$186 [161], \$186 [159:158], \$186 [154:153], \$186 [151], \$186 [148], \$186 [146], \$186 [141:139], \$186 [136:132], \$186 [130], \$186 [124], \$186 [122:117], \$186 [110], \$186 [108], \$186 [105], \$186 [103:101], \$186 [98], \$186 [95], \$186 [90:88], \$186 [86], \$186 [81:79], \$186 [77], \$186 [72:68], \$186 [65:62], \$186 [60], \$186 [58:56], \$186 [53], \$186 [51:50], \$186 [47:45], \$186 [42], \$186 [37:29], \$186 [26:25], \$186 [23], \$186 [21], \$186 [15:14], \$186 [10], \$186 [6:4] } = 101'h00000000000000000000000000;
+  assign { \$186 [200], \$186 [198], \$186 [194], \$186 [186:184], \$186 [182:178], \$186 [176], \$186 [173], \$186 [166:165], \$186 [163:162], \$186 [160], \$186 [157:155], \$186 [152], \$186 [150:149], \$186 [147], \$186 [145:142], \$186 [138:137], \$186 [131], \$186 [129:125], \$186 [123], \$186 [116:111], \$186 [109], \$186 [107:106], \$186 [104], \$186 [100:99], \$186 [97:96], \$186 [94:91], \$186 [87], \$186 [85:82], \$186 [78], \$186 [76:73], \$186 [67:66], \$186 [61], \$186 [59], \$186 [55:54], \$186 [52], \$186 [49:48], \$186 [44:43], \$186 [41:38], \$186 [28:27], \$186 [24], \$186 [22], \$186 [20:16], \$186 [13:11], \$186 [9:7], \$186 [3:0] } = { 81'h000000000000000000000, i__payload[163:162], i__payload[159], i__payload[157], i__payload[155:151], i__payload[148:146], i__payload[144:142], i__payload[138:135] };
+  assign \$188  = \$187 ;
+  assign { \$189 [198:196], \$189 [194:188], \$189 [184], \$189 [178], \$189 [176:175], \$189 [173:168], \$189 [165], \$189 [162], \$189 [160:159], \$189 [155:154], \$189 [152], \$189 [149], \$189 [147], \$189 [142:140], \$189 [137:133], \$189 [131], \$189 [125], \$189 [123:118], \$189 [111], \$189 [109], \$189 [106], \$189 [104:102], \$189 [99], \$189 [96], \$189 [91:89], \$189 [87], \$189 [82:80], \$189 [78], \$189 [73:69], \$189 [66:63], \$189 [61], \$189 [59:57], \$189 [54], \$189 [52:51], \$189 [48:46], \$189 [43], \$189 [38:30], \$189 [27:26], \$189 [24], \$189 [22], \$189 [16:15], \$189 [11], \$189 [7:5], \$189 [0] } = 101'h00000000000000000000000000;
+  assign { \$189 [199], \$189 [195], \$189 [187:185], \$189 [183:179], \$189 [177], \$189 [174], \$189 [167:166], \$189 [164:163], \$189 [161], \$189 [158:156], \$189 [153], \$189 [151:150], \$189 [148], \$189 [146:143], \$189 [139:138], \$189 [132], \$189 [130:126], \$189 [124], \$189 [117:112], \$189 [110], \$189 [108:107], \$189 [105], \$189 [101:100], \$189 [98:97], \$189 [95:92], \$189 [88], \$189 [86:83], \$189 [79], \$189 [77:74], \$189 [68:67], \$189 [62], \$189 [60], \$189 [56:55], \$189 [53], \$189 [50:49], \$189 [45:44], \$189 [42:39], \$189 [29:28], \$189 [25], \$189 [23], \$189 [21:17], \$189 [14:12], \$189 [10:8], \$189 [4:1] } = { 80'h00000000000000000000, i__payload[164:163], i__payload[160], i__payload[158], i__payload[156:152], i__payload[149:147], i__payload[145:143], i__payload[139:136] };
+  assign \$191  = \$190 ;
+  assign { \$192 [199:197], \$192 [195:189], \$192 [185], \$192 [179], \$192 [177:176], \$192 [174:169], \$192 [166], \$192 [163], \$192 [161:160], \$192 [156:155], \$192 [153], \$192 [150], \$192 [148], \$192 [143:141], \$192 [138:134], \$192 [132], \$192 [126], \$192 [124:119], \$192 [112], \$192 [110], \$192 [107], \$192 [105:103], \$192 [100], \$192 [97], \$192 [92:90], \$192 [88], \$192 [83:81], \$192 [79], \$192 [74:70], \$192 [67:64], \$192 [62], \$192 [60:58], \$192 [55], \$192 [53:52], \$192 [49:47], \$192 [44], \$192 [39:31], \$192 [28:27], \$192 [25], \$192 [23], \$192 [17:16], \$192 [12], \$192 [8:6], \$192 [1] } = 101'h00000000000000000000000000;
+  assign { \$192 [200], \$192 [196], \$192 [188:186], \$192 [184:180], \$192 [178], \$192 [175], \$192 [168:167], \$192 [165:164], \$192 [162], \$192 [159:157], \$192 [154], \$192 [152:151], \$192 [149], \$192 [147:144], \$192 [140:139], \$192 [133], \$192 [131:127], \$192 [125], \$192 [118:113], \$192 [111], \$192 [109:108], \$192 [106], \$192 [102:101], \$192 [99:98], \$192 [96:93], \$192 [89], \$192 [87:84], \$192 [80], \$192 [78:75], \$192 [69:68], \$192 [63], \$192 [61], \$192 [57:56], \$192 [54], \$192 [51:50], \$192 [46:45], \$192 [43:40], \$192 [30:29], \$192 [26], \$192 [24], \$192 [22:18], \$192 [15:13], \$192 [11:9], \$192 [5:2], \$192 [0] } = { 80'h00000000000000000000, i__payload[165:164], i__payload[161], i__payload[159], i__payload[157:153], i__payload[150:148], i__payload[146:144], i__payload[140:137], i__payload[135] };
+  assign \$194  = \$193 ;
+  assign { \$195 [196:190], \$195 [186], \$195 [180], \$195 [178:177], \$195 [175:170], \$195 [167], \$195 [164], \$195 [162:161], \$195 [157:156], \$195 [154], \$195 [151], \$195 [149], \$195 [144:142], \$195 [139:135], \$195 [133], \$195 [127], \$195 [125:120], \$195 [113], \$195 [111], \$195 [108], \$195 [106:104], \$195 [101], \$195 [98], \$195 [93:91], \$195 [89], \$195 [84:82], \$195 [80], \$195 [75:71], \$195 [68:65], \$195 [63], \$195 [61:59], \$195 [56], \$195 [54:53], \$195 [50:48], \$195 [45], \$195 [40:32], \$195 [29:28], \$195 [26], \$195 [24], \$195 [18:17], \$195 [13], \$195 [9:7], \$195 [2], \$195 [0] } = 99'h0000000000000000000000000;
+  assign { \$195 [197], \$195 [189:187], \$195 [185:181], \$195 [179], \$195 [176], \$195 [169:168], \$195 [166:165], \$195 [163], \$195 [160:158], \$195 [155], \$195 [153:152], \$195 [150], \$195 [148:145], \$195 [141:140], \$195 [134], \$195 [132:128], \$195 [126], \$195 [119:114], \$195 [112], \$195 [110:109], \$195 [107], \$195 [103:102], \$195 [100:99], \$195 [97:94], \$195 [90], \$195 [88:85], \$195 [81], \$195 [79:76], \$195 [70:69], \$195 [64], \$195 [62], \$195 [58:57], \$195 [55], \$195 [52:51], \$195 [47:46], \$195 [44:41], \$195 [31:30], \$195 [27], \$195 [25], \$195 [23:19], \$195 [16:14], \$195 [12:10], \$195 [6:3], \$195 [1] } = { 79'h00000000000000000000, i__payload[166:165], i__payload[162], i__payload[160], i__payload[158:154], i__payload[151:149], i__payload[147:145], i__payload[141:138], i__payload[136] };
+  assign \$197  = \$196 ;
+  assign { \$198 [198:197], \$198 [195:193], \$198 [191], \$198 [187], \$198 [184:180], \$198 [177], \$198 [175], \$198 [173:172], \$198 [168], \$198 [165:164], \$198 [162:160], \$198 [157], \$198 [154:152], \$198 [148:147], \$198 [144], \$198 [142:141], \$198 [139:137], \$198 [135:134], \$198 [129:127], \$198 [122], \$198 [113], \$198 [111:110], \$198 [106], \$198 [104], \$198 [99:97], \$198 [95], \$198 [93], \$198 [91], \$198 [89], \$198 [84], \$198 [82], \$198 [80], \$198 [75], \$198 [71], \$198 [69:65], \$198 [62:59], \$198 [55:51], \$198 [49], \$198 [47], \$198 [42], \$198 [40], \$198 [35:33], \$198 [30:29], \$198 [27:26], \$198 [22], \$198 [20:19], \$198 [17:15], \$198 [11], \$198 [8:5], \$198 [3], \$198 [0] } = 95'h000000000000000000000000;
+  assign { \$198 [199], \$198 [196], \$198 [192], \$198 [190:188], \$198 [186:185], \$198 [179:178], \$198 [176], \$198 [174], \$198 [171:169], \$198 [167:166], \$198 [163], \$198 [159:158], \$198 [156:155], \$198 [151:149], \$198 [146:145], \$198 [143], \$198 [140], \$198 [136], \$198 [133:130], \$198 [126:123], \$198 [121:114], \$198 [112], \$198 [109:107], \$198 [105], \$198 [103:100], \$198 [96], \$198 [94], \$198 [92], \$198 [90], \$198 [88:85], \$198 [83], \$198 [81], \$198 [79:76], \$198 [74:72], \$198 [70], \$198 [64:63], \$198 [58:56], \$198 [50], \$198 [48], \$198 [46:43], \$198 [41], \$198 [39:36], \$198 [32:31], \$198 [28], \$198 [25:23], \$198 [21], \$198 [18], \$198 [14:12], \$198 [10:9], \$198 [4], \$198 [2:1] } = { 90'h00000000000000000000000, i__payload[166], i__payload[163], i__payload[160:158], i__payload[156], i__payload[153], i__payload[149:147], i__payload[145:144], i__payload[139], i__payload[137:136] };
+  assign \$200  = \$199 ;
+  assign { \$201 [199:198], \$201 [196:194], \$201 [192], \$201 [188], \$201 [185:181], \$201 [178], \$201 [176], \$201 [174:173], \$201 [169], \$201 [166:165], \$201 [163:161], \$201 [158], \$201 [155:153], \$201 [149:148], \$201 [145], \$201 [143:142], \$201 [140:138], \$201 [136:135], \$201 [130:128], \$201 [123], \$201 [114], \$201 [112:111], \$201 [107], \$201 [105], \$201 [100:98], \$201 [96], \$201 [94], \$201 [92], \$201 [90], \$201 [85], \$201 [83], \$201 [81], \$201 [76], \$201 [72], \$201 [70:66], \$201 [63:60], \$201 [56:52], \$201 [50], \$201 [48], \$201 [43], \$201 [41], \$201 [36:34], \$201 [31:30], \$201 [28:27], \$201 [23], \$201 [21:20], \$201 [18:16], \$201 [12], \$201 [9:6], \$201 [4], \$201 [1] } = 95'h000000000000000000000000;
+  assign { \$201 [200], \$201 [197], \$201 [193], \$201 [191:189], \$201 [187:186], \$201 [180:179], \$201 [177], \$201 [175], \$201 [172:170], \$201 [168:167], \$201 [164], \$201 [160:159], \$201 [157:156], \$201 [152:150], \$201 [147:146], \$201 [144], \$201 [141], \$201 [137], \$201 [134:131], \$201 [127:124], \$201 [122:115], \$201 [113], \$201 [110:108], \$201 [106], \$201 [104:101], \$201 [97], \$201 [95], \$201 [93], \$201 [91], \$201 [89:86], \$201 [84], \$201 [82], \$201 [80:77], \$201 [75:73], \$201 [71], \$201 [65:64], \$201 [59:57], \$201 [51], \$201 [49], \$201 [47:44], \$201 [42], \$201 [40:37], \$201 [33:32], \$201 [29], \$201 [26:24], \$201 [22], \$201 [19], \$201 [15:13], \$201 [11:10], \$201 [5], \$201 [3:2], \$201 [0] } = { 91'h00000000000000000000000, i__payload[164], i__payload[161:159], i__payload[157], i__payload[154], i__payload[150:148], i__payload[146:145], i__payload[140], i__payload[138:137], i__payload[135] };
+  assign \$203  = \$202 ;
+  assign { \$204 [165], \$204 [163:161], \$204 [159:153], \$204 [149], \$204 [143], \$204 [141:140], \$204 [138:133], \$204 [130], \$204 [127], \$204 [125:124], \$204 [120:119], \$204 [117], \$204 [114], \$204 [112], \$204 [107:105], \$204 [102:98], \$204 [96], \$204 [90], \$204 [88:83], \$204 [76], \$204 [74], \$204 [71], \$204 [69:67], \$204 [64], \$204 [61], \$204 [56:54], \$204 [52], \$204 [47:45], \$204 [43], \$204 [38:34], \$204 [31:28], \$204 [26], \$204 [24:22], \$204 [19], \$204 [17:16], \$204 [13:11], \$204 [8], \$204 [3:0] } = 86'h0000000000000000000000;
+  assign { \$204 [167:166], \$204 [164], \$204 [160], \$204 [152:150], \$204 [148:144], \$204 [142], \$204 [139], \$204 [132:131], \$204 [129:128], \$204 [126], \$204 [123:121], \$204 [118], \$204 [116:115], \$204 [113], \$204 [111:108], \$204 [104:103], \$204 [97], \$204 [95:91], \$204 [89], \$204 [82:77], \$204 [75], \$204 [73:72], \$204 [70], \$204 [66:65], \$204 [63:62], \$204 [60:57], \$204 [53], \$204 [51:48], \$204 [44], \$204 [42:39], \$204 [33:32], \$204 [27], \$204 [25], \$204 [21:20], \$204 [18], \$204 [15:14], \$204 [10:9], \$204 [7:4] } = { 69'h000000000000000000, i__payload[194], i__payload[192], i__payload[188:187], i__payload[185], i__payload[182:181], i__payload[177:176], i__payload[174:171] };
+  assign \$206  = \$205 ;
+  assign { \$207 [166], \$207 [164:162], \$207 [160:154], \$207 [150], \$207 [144], \$207 [142:141], \$207 [139:134], \$207 [131], \$207 [128], \$207 [126:125], \$207 [121:120], \$207 [118], \$207 [115], \$207 [113], \$207 [108:106], \$207 [103:99], \$207 [97], \$207 [91], \$207 [89:84], \$207 [77], \$207 [75], \$207 [72], \$207 [70:68], \$207 [65], \$207 [62], \$207 [57:55], \$207 [53], \$207 [48:46], \$207 [44], \$207 [39:35], \$207 [32:29], \$207 [27], \$207 [25:23], \$207 [20], \$207 [18:17], \$207 [14:12], \$207 [9], \$207 [4:0] } = 87'h0000000000000000000000;
+  assign { \$207 [168:167], \$207 [165], \$207 [161], \$207 [153:151], \$207 [149:145], \$207 [143], \$207 [140], \$207 [133:132], \$207 [130:129], \$207 [127], \$207 [124:122], \$207 [119], \$207 [117:116], \$207 [114], \$207 [112:109], \$207 [105:104], \$207 [98], \$207 [96:92], \$207 [90], \$207 [83:78], \$207 [76], \$207 [74:73], \$207 [71], \$207 [67:66], \$207 [64:63], \$207 [61:58], \$207 [54], \$207 [52:49], \$207 [45], \$207 [43:40], \$207 [34:33], \$207 [28], \$207 [26], \$207 [22:21], \$207 [19], \$207 [16:15], \$207 [11:10], \$207 [8:5] } = { 69'h000000000000000000, i__payload[195], i__payload[193], i__payload[189:188], i__payload[186], i__payload[183:182], i__payload[178:177], i__payload[175:172] };
+  assign \$209  = \$208 ;
+  assign { \$210 [167], \$210 [165:163], \$210 [161:155], \$210 [151], \$210 [145], \$210 [143:142], \$210 [140:135], \$210 [132], \$210 [129], \$210 [127:126], \$210 [122:121], \$210 [119], \$210 [116], \$210 [114], \$210 [109:107], \$210 [104:100], \$210 [98], \$210 [92], \$210 [90:85], \$210 [78], \$210 [76], \$210 [73], \$210 [71:69], \$210 [66], \$210 [63], \$210 [58:56], \$210 [54], \$210 [49:47], \$210 [45], \$210 [40:36], \$210 [33:30], \$210 [28], \$210 [26:24], \$210 [21], \$210 [19:18], \$210 [15:13], \$210 [10], \$210 [5:0] } = 88'h0000000000000000000000;
+  assign { \$210 [168], \$210 [166], \$210 [162], \$210 [154:152], \$210 [150:146], \$210 [144], \$210 [141], \$210 [134:133], \$210 [131:130], \$210 [128], \$210 [125:123], \$210 [120], \$210 [118:117], \$210 [115], \$210 [113:110], \$210 [106:105], \$210 [99], \$210 [97:93], \$210 [91], \$210 [84:79], \$210 [77], \$210 [75:74], \$210 [72], \$210 [68:67], \$210 [65:64], \$210 [62:59], \$210 [55], \$210 [53:50], \$210 [46], \$210 [44:41], \$210 [35:34], \$210 [29], \$210 [27], \$210 [23:22], \$210 [20], \$210 [17:16], \$210 [12:11], \$210 [9:6] } = { 68'h00000000000000000, i__payload[196], i__payload[194], i__payload[190:189], i__payload[187], i__payload[184:183], i__payload[179:178], i__payload[176:173] };
+  assign \$212  = \$211 ;
+  assign { \$213 [166:164], \$213 [162:156], \$213 [152], \$213 [146], \$213 [144:143], \$213 [141:136], \$213 [133], \$213 [130], \$213 [128:127], \$213 [123:122], \$213 [120], \$213 [117], \$213 [115], \$213 [110:108], \$213 [105:101], \$213 [99], \$213 [93], \$213 [91:86], \$213 [79], \$213 [77], \$213 [74], \$213 [72:70], \$213 [67], \$213 [64], \$213 [59:57], \$213 [55], \$213 [50:48], \$213 [46], \$213 [41:37], \$213 [34:31], \$213 [29], \$213 [27:25], \$213 [22], \$213 [20:19], \$213 [16:14], \$213 [11], \$213 [6:0] } = 88'h0000000000000000000000;
+  assign { \$213 [167], \$213 [163], \$213 [155:153], \$213 [151:147], \$213 [145], \$213 [142], \$213 [135:134], \$213 [132:131], \$213 [129], \$213 [126:124], \$213 [121], \$213 [119:118], \$213 [116], \$213 [114:111], \$213 [107:106], \$213 [100], \$213 [98:94], \$213 [92], \$213 [85:80], \$213 [78], \$213 [76:75], \$213 [73], \$213 [69:68], \$213 [66:65], \$213 [63:60], \$213 [56], \$213 [54:51], \$213 [47], \$213 [45:42], \$213 [36:35], \$213 [30], \$213 [28], \$213 [24:23], \$213 [21], \$213 [18:17], \$213 [13:12], \$213 [10:7] } = { 67'h00000000000000000, i__payload[197], i__payload[195], i__payload[191:190], i__payload[188], i__payload[185:184], i__payload[180:179], i__payload[177:174] };
+  assign \$215  = \$214 ;
+  assign { \$216 [167:165], \$216 [163:157], \$216 [153], \$216 [147], \$216 [145:144], \$216 [142:137], \$216 [134], \$216 [131], \$216 [129:128], \$216 [124:123], \$216 [121], \$216 [118], \$216 [116], \$216 [111:109], \$216 [106:102], \$216 [100], \$216 [94], \$216 [92:87], \$216 [80], \$216 [78], \$216 [75], \$216 [73:71], \$216 [68], \$216 [65], \$216 [60:58], \$216 [56], \$216 [51:49], \$216 [47], \$216 [42:38], \$216 [35:32], \$216 [30], \$216 [28:26], \$216 [23], \$216 [21:20], \$216 [17:15], \$216 [12], \$216 [7:0] } = 89'h00000000000000000000000;
+  assign { \$216 [168], \$216 [164], \$216 [156:154], \$216 [152:148], \$216 [146], \$216 [143], \$216 [136:135], \$216 [133:132], \$216 [130], \$216 [127:125], \$216 [122], \$216 [120:119], \$216 [117], \$216 [115:112], \$216 [108:107], \$216 [101], \$216 [99:95], \$216 [93], \$216 [86:81], \$216 [79], \$216 [77:76], \$216 [74], \$216 [70:69], \$216 [67:66], \$216 [64:61], \$216 [57], \$216 [55:52], \$216 [48], \$216 [46:43], \$216 [37:36], \$216 [31], \$216 [29], \$216 [25:24], \$216 [22], \$216 [19:18], \$216 [14:13], \$216 [11:8] } = { 67'h00000000000000000, i__payload[198], i__payload[196], i__payload[192:191], i__payload[189], i__payload[186:185], i__payload[181:180], i__payload[178:175] };
+  assign \$218  = \$217 ;
+  assign { \$219 [164:158], \$219 [154], \$219 [148], \$219 [146:145], \$219 [143:138], \$219 [135], \$219 [132], \$219 [130:129], \$219 [125:124], \$219 [122], \$219 [119], \$219 [117], \$219 [112:110], \$219 [107:103], \$219 [101], \$219 [95], \$219 [93:88], \$219 [81], \$219 [79], \$219 [76], \$219 [74:72], \$219 [69], \$219 [66], \$219 [61:59], \$219 [57], \$219 [52:50], \$219 [48], \$219 [43:39], \$219 [36:33], \$219 [31], \$219 [29:27], \$219 [24], \$219 [22:21], \$219 [18:16], \$219 [13], \$219 [8:0] } = 87'h0000000000000000000000;
+  assign { \$219 [165], \$219 [157:155], \$219 [153:149], \$219 [147], \$219 [144], \$219 [137:136], \$219 [134:133], \$219 [131], \$219 [128:126], \$219 [123], \$219 [121:120], \$219 [118], \$219 [116:113], \$219 [109:108], \$219 [102], \$219 [100:96], \$219 [94], \$219 [87:82], \$219 [80], \$219 [78:77], \$219 [75], \$219 [71:70], \$219 [68:67], \$219 [65:62], \$219 [58], \$219 [56:53], \$219 [49], \$219 [47:44], \$219 [38:37], \$219 [32], \$219 [30], \$219 [26:25], \$219 [23], \$219 [20:19], \$219 [15:14], \$219 [12:9] } = { 67'h00000000000000000, i__payload[197], i__payload[193:192], i__payload[190], i__payload[187:186], i__payload[182:181], i__payload[179:176] };
+  assign \$221  = \$220 ;
+  assign { \$222 [166:165], \$222 [163:161], \$222 [159], \$222 [155], \$222 [152:148], \$222 [145], \$222 [143], \$222 [141:140], \$222 [136], \$222 [133:132], \$222 [130:128], \$222 [125], \$222 [122:120], \$222 [116:115], \$222 [112], \$222 [110:109], \$222 [107:105], \$222 [103:102], \$222 [97:95], \$222 [90], \$222 [81], \$222 [79:78], \$222 [74], \$222 [72], \$222 [67:65], \$222 [63], \$222 [61], \$222 [59], \$222 [57], \$222 [52], \$222 [50], \$222 [48], \$222 [43], \$222 [39], \$222 [37:33], \$222 [30:27], \$222 [23:19], \$222 [17], \$222 [15], \$222 [10], \$222 [8], \$222 [3:1] } = 78'h00000000000000000000;
+  assign { \$222 [167], \$222 [164], \$222 [160], \$222 [158:156], \$222 [154:153], \$222 [147:146], \$222 [144], \$222 [142], \$222 [139:137], \$222 [135:134], \$222 [131], \$222 [127:126], \$222 [124:123], \$222 [119:117], \$222 [114:113], \$222 [111], \$222 [108], \$222 [104], \$222 [101:98], \$222 [94:91], \$222 [89:82], \$222 [80], \$222 [77:75], \$222 [73], \$222 [71:68], \$222 [64], \$222 [62], \$222 [60], \$222 [58], \$222 [56:53], \$222 [51], \$222 [49], \$222 [47:44], \$222 [42:40], \$222 [38], \$222 [32:31], \$222 [26:24], \$222 [18], \$222 [16], \$222 [14:11], \$222 [9], \$222 [7:4], \$222 [0] } = { 74'h0000000000000000000, i__payload[198], i__payload[193:191], i__payload[185], i__payload[183], i__payload[181:178], i__payload[176], i__payload[174:171], i__payload[167] };
+  assign \$224  = \$223 ;
+  assign { \$225 [167:166], \$225 [164:162], \$225 [160], \$225 [156], \$225 [153:149], \$225 [146], \$225 [144], \$225 [142:141], \$225 [137], \$225 [134:133], \$225 [131:129], \$225 [126], \$225 [123:121], \$225 [117:116], \$225 [113], \$225 [111:110], \$225 [108:106], \$225 [104:103], \$225 [98:96], \$225 [91], \$225 [82], \$225 [80:79], \$225 [75], \$225 [73], \$225 [68:66], \$225 [64], \$225 [62], \$225 [60], \$225 [58], \$225 [53], \$225 [51], \$225 [49], \$225 [44], \$225 [40], \$225 [38:34], \$225 [31:28], \$225 [24:20], \$225 [18], \$225 [16], \$225 [11], \$225 [9], \$225 [4:2] } = 78'h00000000000000000000;
+  assign { \$225 [168], \$225 [165], \$225 [161], \$225 [159:157], \$225 [155:154], \$225 [148:147], \$225 [145], \$225 [143], \$225 [140:138], \$225 [136:135], \$225 [132], \$225 [128:127], \$225 [125:124], \$225 [120:118], \$225 [115:114], \$225 [112], \$225 [109], \$225 [105], \$225 [102:99], \$225 [95:92], \$225 [90:83], \$225 [81], \$225 [78:76], \$225 [74], \$225 [72:69], \$225 [65], \$225 [63], \$225 [61], \$225 [59], \$225 [57:54], \$225 [52], \$225 [50], \$225 [48:45], \$225 [43:41], \$225 [39], \$225 [33:32], \$225 [27:25], \$225 [19], \$225 [17], \$225 [15:12], \$225 [10], \$225 [8:5], \$225 [1:0] } = { 75'h0000000000000000000, i__payload[194:192], i__payload[186], i__payload[184], i__payload[182:179], i__payload[177], i__payload[175:172], i__payload[168:167] };
+  assign \$227  = \$226 ;
+  assign { \$228 [133], \$228 [131:129], \$228 [127:121], \$228 [117], \$228 [111], \$228 [109:108], \$228 [106:101], \$228 [98], \$228 [95], \$228 [93:92], \$228 [88:87], \$228 [85], \$228 [82], \$228 [80], \$228 [75:73], \$228 [70:66], \$228 [64], \$228 [58], \$228 [56:51], \$228 [44], \$228 [42], \$228 [39], \$228 [37:35], \$228 [32], \$228 [29], \$228 [24:22], \$228 [20], \$228 [15:13], \$228 [11], \$228 [6:2] } = 67'h00000000000000000;
+  assign { \$228 [135:134], \$228 [132], \$228 [128], \$228 [120:118], \$228 [116:112], \$228 [110], \$228 [107], \$228 [100:99], \$228 [97:96], \$228 [94], \$228 [91:89], \$228 [86], \$228 [84:83], \$228 [81], \$228 [79:76], \$228 [72:71], \$228 [65], \$228 [63:59], \$228 [57], \$228 [50:45], \$228 [43], \$228 [41:40], \$228 [38], \$228 [34:33], \$228 [31:30], \$228 [28:25], \$228 [21], \$228 [19:16], \$228 [12], \$228 [10:7], \$228 [1:0] } = { 51'h0000000000000, i__payload[230:229], i__payload[227:224], i__payload[220], i__payload[218:215], i__payload[211], i__payload[209:206], i__payload[200:199] };
+  assign \$230  = \$229 ;
+  assign { \$231 [134], \$231 [132:130], \$231 [128:122], \$231 [118], \$231 [112], \$231 [110:109], \$231 [107:102], \$231 [99], \$231 [96], \$231 [94:93], \$231 [89:88], \$231 [86], \$231 [83], \$231 [81], \$231 [76:74], \$231 [71:67], \$231 [65], \$231 [59], \$231 [57:52], \$231 [45], \$231 [43], \$231 [40], \$231 [38:36], \$231 [33], \$231 [30], \$231 [25:23], \$231 [21], \$231 [16:14], \$231 [12], \$231 [7:3], \$231 [0] } = 68'h00000000000000000;
+  assign { \$231 [136:135], \$231 [133], \$231 [129], \$231 [121:119], \$231 [117:113], \$231 [111], \$231 [108], \$231 [101:100], \$231 [98:97], \$231 [95], \$231 [92:90], \$231 [87], \$231 [85:84], \$231 [82], \$231 [80:77], \$231 [73:72], \$231 [66], \$231 [64:60], \$231 [58], \$231 [51:46], \$231 [44], \$231 [42:41], \$231 [39], \$231 [35:34], \$231 [32:31], \$231 [29:26], \$231 [22], \$231 [20:17], \$231 [13], \$231 [11:8], \$231 [2:1] } = { 52'h0000000000000, i__payload[230], i__payload[228:225], i__payload[221], i__payload[219:216], i__payload[212], i__payload[210:207], i__payload[201:200] };
+  assign \$233  = \$232 ;
+  assign { \$234 [135], \$234 [133:131], \$234 [129:123], \$234 [119], \$234 [113], \$234 [111:110], \$234 [108:103], \$234 [100], \$234 [97], \$234 [95:94], \$234 [90:89], \$234 [87], \$234 [84], \$234 [82], \$234 [77:75], \$234 [72:68], \$234 [66], \$234 [60], \$234 [58:53], \$234 [46], \$234 [44], \$234 [41], \$234 [39:37], \$234 [34], \$234 [31], \$234 [26:24], \$234 [22], \$234 [17:15], \$234 [13], \$234 [8:4], \$234 [1:0] } = 69'h000000000000000000;
+  assign { \$234 [136], \$234 [134], \$234 [130], \$234 [122:120], \$234 [118:114], \$234 [112], \$234 [109], \$234 [102:101], \$234 [99:98], \$234 [96], \$234 [93:91], \$234 [88], \$234 [86:85], \$234 [83], \$234 [81:78], \$234 [74:73], \$234 [67], \$234 [65:61], \$234 [59], \$234 [52:47], \$234 [45], \$234 [43:42], \$234 [40], \$234 [36:35], \$234 [33:32], \$234 [30:27], \$234 [23], \$234 [21:18], \$234 [14], \$234 [12:9], \$234 [3:2] } = { 52'h0000000000000, i__payload[229:226], i__payload[222], i__payload[220:217], i__payload[213], i__payload[211:208], i__payload[202:201] };
+  assign \$236  = \$235 ;
+  assign { \$237 [134:132], \$237 [130:124], \$237 [120], \$237 [114], \$237 [112:111], \$237 [109:104], \$237 [101], \$237 [98], \$237 [96:95], \$237 [91:90], \$237 [88], \$237 [85], \$237 [83], \$237 [78:76], \$237 [73:69], \$237 [67], \$237 [61], \$237 [59:54], \$237 [47], \$237 [45], \$237 [42], \$237 [40:38], \$237 [35], \$237 [32], \$237 [27:25], \$237 [23], \$237 [18:16], \$237 [14], \$237 [9:5], \$237 [2:0] } = 69'h000000000000000000;
+  assign { \$237 [135], \$237 [131], \$237 [123:121], \$237 [119:115], \$237 [113], \$237 [110], \$237 [103:102], \$237 [100:99], \$237 [97], \$237 [94:92], \$237 [89], \$237 [87:86], \$237 [84], \$237 [82:79], \$237 [75:74], \$237 [68], \$237 [66:62], \$237 [60], \$237 [53:48], \$237 [46], \$237 [44:43], \$237 [41], \$237 [37:36], \$237 [34:33], \$237 [31:28], \$237 [24], \$237 [22:19], \$237 [15], \$237 [13:10], \$237 [4:3] } = { 51'h0000000000000, i__payload[230:227], i__payload[223], i__payload[221:218], i__payload[214], i__payload[212:209], i__payload[203:202] };
+  assign \$239  = \$238 ;
+  assign { \$240 [135:133], \$240 [131:125], \$240 [121], \$240 [115], \$240 [113:112], \$240 [110:105], \$240 [102], \$240 [99], \$240 [97:96], \$240 [92:91], \$240 [89], \$240 [86], \$240 [84], \$240 [79:77], \$240 [74:70], \$240 [68], \$240 [62], \$240 [60:55], \$240 [48], \$240 [46], \$240 [43], \$240 [41:39], \$240 [36], \$240 [33], \$240 [28:26], \$240 [24], \$240 [19:17], \$240 [15], \$240 [10:6], \$240 [3:0] } = 70'h000000000000000000;
+  assign { \$240 [136], \$240 [132], \$240 [124:122], \$240 [120:116], \$240 [114], \$240 [111], \$240 [104:103], \$240 [101:100], \$240 [98], \$240 [95:93], \$240 [90], \$240 [88:87], \$240 [85], \$240 [83:80], \$240 [76:75], \$240 [69], \$240 [67:63], \$240 [61], \$240 [54:49], \$240 [47], \$240 [45:44], \$240 [42], \$240 [38:37], \$240 [35:34], \$240 [32:29], \$240 [25], \$240 [23:20], \$240 [16], \$240 [14:11], \$240 [5:4] } = { 52'h0000000000000, i__payload[230:228], i__payload[224], i__payload[222:219], i__payload[215], i__payload[213:210], i__payload[204:203] };
+  assign \$242  = \$241 ;
+  assign { \$243 [132:126], \$243 [122], \$243 [116], \$243 [114:113], \$243 [111:106], \$243 [103], \$243 [100], \$243 [98:97], \$243 [93:92], \$243 [90], \$243 [87], \$243 [85], \$243 [80:78], \$243 [75:71], \$243 [69], \$243 [63], \$243 [61:56], \$243 [49], \$243 [47], \$243 [44], \$243 [42:40], \$243 [37], \$243 [34], \$243 [29:27], \$243 [25], \$243 [20:18], \$243 [16], \$243 [11:7], \$243 [4:1] } = 67'h00000000000000000;
+  assign { \$243 [133], \$243 [125:123], \$243 [121:117], \$243 [115], \$243 [112], \$243 [105:104], \$243 [102:101], \$243 [99], \$243 [96:94], \$243 [91], \$243 [89:88], \$243 [86], \$243 [84:81], \$243 [77:76], \$243 [70], \$243 [68:64], \$243 [62], \$243 [55:50], \$243 [48], \$243 [46:45], \$243 [43], \$243 [39:38], \$243 [36:35], \$243 [33:30], \$243 [26], \$243 [24:21], \$243 [17], \$243 [15:12], \$243 [6:5], \$243 [0] } = { 52'h0000000000000, i__payload[230:229], i__payload[225], i__payload[223:220], i__payload[216], i__payload[214:211], i__payload[205:204], i__payload[199] };
+  assign \$245  = \$244 ;
+  assign { \$246 [134:133], \$246 [131:129], \$246 [127], \$246 [123], \$246 [120:116], \$246 [113], \$246 [111], \$246 [109:108], \$246 [104], \$246 [101:100], \$246 [98:96], \$246 [93], \$246 [90:88], \$246 [84:83], \$246 [80], \$246 [78:77], \$246 [75:73], \$246 [71:70], \$246 [65:63], \$246 [58], \$246 [49], \$246 [47:46], \$246 [42], \$246 [40], \$246 [35:33], \$246 [31], \$246 [29], \$246 [27], \$246 [25], \$246 [20], \$246 [18], \$246 [16], \$246 [11], \$246 [7], \$246 [5:1] } = 62'h0000000000000000;
+  assign { \$246 [135], \$246 [132], \$246 [128], \$246 [126:124], \$246 [122:121], \$246 [115:114], \$246 [112], \$246 [110], \$246 [107:105], \$246 [103:102], \$246 [99], \$246 [95:94], \$246 [92:91], \$246 [87:85], \$246 [82:81], \$246 [79], \$246 [76], \$246 [72], \$246 [69:66], \$246 [62:59], \$246 [57:50], \$246 [48], \$246 [45:43], \$246 [41], \$246 [39:36], \$246 [32], \$246 [30], \$246 [28], \$246 [26], \$246 [24:21], \$246 [19], \$246 [17], \$246 [15:12], \$246 [10:8], \$246 [6], \$246 [0] } = { 56'h00000000000000, i__payload[229], i__payload[227], i__payload[225], i__payload[223:220], i__payload[218], i__payload[216], i__payload[214:211], i__payload[209:207], i__payload[205], i__payload[199] };
+  assign \$248  = \$247 ;
+  assign { \$249 [135:134], \$249 [132:130], \$249 [128], \$249 [124], \$249 [121:117], \$249 [114], \$249 [112], \$249 [110:109], \$249 [105], \$249 [102:101], \$249 [99:97], \$249 [94], \$249 [91:89], \$249 [85:84], \$249 [81], \$249 [79:78], \$249 [76:74], \$249 [72:71], \$249 [66:64], \$249 [59], \$249 [50], \$249 [48:47], \$249 [43], \$249 [41], \$249 [36:34], \$249 [32], \$249 [30], \$249 [28], \$249 [26], \$249 [21], \$249 [19], \$249 [17], \$249 [12], \$249 [8], \$249 [6:2] } = 62'h0000000000000000;
+  assign { \$249 [136], \$249 [133], \$249 [129], \$249 [127:125], \$249 [123:122], \$249 [116:115], \$249 [113], \$249 [111], \$249 [108:106], \$249 [104:103], \$249 [100], \$249 [96:95], \$249 [93:92], \$249 [88:86], \$249 [83:82], \$249 [80], \$249 [77], \$249 [73], \$249 [70:67], \$249 [63:60], \$249 [58:51], \$249 [49], \$249 [46:44], \$249 [42], \$249 [40:37], \$249 [33], \$249 [31], \$249 [29], \$249 [27], \$249 [25:22], \$249 [20], \$249 [18], \$249 [16:13], \$249 [11:9], \$249 [7], \$249 [1:0] } = { 56'h00000000000000, i__payload[230], i__payload[228], i__payload[226], i__payload[224:221], i__payload[219], i__payload[217], i__payload[215:212], i__payload[210:208], i__payload[206], i__payload[200:199] };
+  assign \$251  = \$250 ;
+  assign { \$252 [101], \$252 [99:97], \$252 [95:89], \$252 [85], \$252 [79], \$252 [77:76], \$252 [74:69], \$252 [66], \$252 [63], \$252 [61:60], \$252 [56:55], \$252 [53], \$252 [50], \$252 [48], \$252 [43:41], \$252 [38:34], \$252 [32], \$252 [26], \$252 [24:19], \$252 [12], \$252 [10], \$252 [7], \$252 [5:3], \$252 [0] } = 53'h00000000000000;
+  assign { \$252 [103:102], \$252 [100], \$252 [96], \$252 [88:86], \$252 [84:80], \$252 [78], \$252 [75], \$252 [68:67], \$252 [65:64], \$252 [62], \$252 [59:57], \$252 [54], \$252 [52:51], \$252 [49], \$252 [47:44], \$252 [40:39], \$252 [33], \$252 [31:27], \$252 [25], \$252 [18:13], \$252 [11], \$252 [9:8], \$252 [6], \$252 [2:1] } = { 33'h000000000, i__payload[262:258], i__payload[256], i__payload[249:244], i__payload[242], i__payload[240:239], i__payload[237], i__payload[233:232] };
+  assign \$254  = \$253 ;
+  assign { \$255 [102], \$255 [100:98], \$255 [96:90], \$255 [86], \$255 [80], \$255 [78:77], \$255 [75:70], \$255 [67], \$255 [64], \$255 [62:61], \$255 [57:56], \$255 [54], \$255 [51], \$255 [49], \$255 [44:42], \$255 [39:35], \$255 [33], \$255 [27], \$255 [25:20], \$255 [13], \$255 [11], \$255 [8], \$255 [6:4], \$255 [1] } = 53'h00000000000000;
+  assign { \$255 [104:103], \$255 [101], \$255 [97], \$255 [89:87], \$255 [85:81], \$255 [79], \$255 [76], \$255 [69:68], \$255 [66:65], \$255 [63], \$255 [60:58], \$255 [55], \$255 [53:52], \$255 [50], \$255 [48:45], \$255 [41:40], \$255 [34], \$255 [32:28], \$255 [26], \$255 [19:14], \$255 [12], \$255 [10:9], \$255 [7], \$255 [3:2], \$255 [0] } = { 34'h000000000, i__payload[262:259], i__payload[257], i__payload[250:245], i__payload[243], i__payload[241:240], i__payload[238], i__payload[234:233], i__payload[231] };
+  assign \$257  = \$256 ;
+  assign { \$258 [103], \$258 [101:99], \$258 [97:91], \$258 [87], \$258 [81], \$258 [79:78], \$258 [76:71], \$258 [68], \$258 [65], \$258 [63:62], \$258 [58:57], \$258 [55], \$258 [52], \$258 [50], \$258 [45:43], \$258 [40:36], \$258 [34], \$258 [28], \$258 [26:21], \$258 [14], \$258 [12], \$258 [9], \$258 [7:5], \$258 [2] } = 53'h00000000000000;
+  assign { \$258 [104], \$258 [102], \$258 [98], \$258 [90:88], \$258 [86:82], \$258 [80], \$258 [77], \$258 [70:69], \$258 [67:66], \$258 [64], \$258 [61:59], \$258 [56], \$258 [54:53], \$258 [51], \$258 [49:46], \$258 [42:41], \$258 [35], \$258 [33:29], \$258 [27], \$258 [20:15], \$258 [13], \$258 [11:10], \$258 [8], \$258 [4:3], \$258 [1:0] } = { 34'h000000000, i__payload[262:260], i__payload[258], i__payload[251:246], i__payload[244], i__payload[242:241], i__payload[239], i__payload[235:234], i__payload[232:231] };
+  assign \$260  = \$259 ;
+  assign { \$261 [102:100], \$261 [98:92], \$261 [88], \$261 [82], \$261 [80:79], \$261 [77:72], \$261 [69], \$261 [66], \$261 [64:63], \$261 [59:58], \$261 [56], \$261 [53], \$261 [51], \$261 [46:44], \$261 [41:37], \$261 [35], \$261 [29], \$261 [27:22], \$261 [15], \$261 [13], \$261 [10], \$261 [8:6], \$261 [3], \$261 [0] } = 53'h00000000000000;
+  assign { \$261 [103], \$261 [99], \$261 [91:89], \$261 [87:83], \$261 [81], \$261 [78], \$261 [71:70], \$261 [68:67], \$261 [65], \$261 [62:60], \$261 [57], \$261 [55:54], \$261 [52], \$261 [50:47], \$261 [43:42], \$261 [36], \$261 [34:30], \$261 [28], \$261 [21:16], \$261 [14], \$261 [12:11], \$261 [9], \$261 [5:4], \$261 [2:1] } = { 34'h000000000, i__payload[262:261], i__payload[259], i__payload[252:247], i__payload[245], i__payload[243:242], i__payload[240], i__payload[236:235], i__payload[233:232] };
+  assign \$263  = \$262 ;
+  assign { \$264 [103:101], \$264 [99:93], \$264 [89], \$264 [83], \$264 [81:80], \$264 [78:73], \$264 [70], \$264 [67], \$264 [65:64], \$264 [60:59], \$264 [57], \$264 [54], \$264 [52], \$264 [47:45], \$264 [42:38], \$264 [36], \$264 [30], \$264 [28:23], \$264 [16], \$264 [14], \$264 [11], \$264 [9:7], \$264 [4], \$264 [1] } = 53'h00000000000000;
+  assign { \$264 [104], \$264 [100], \$264 [92:90], \$264 [88:84], \$264 [82], \$264 [79], \$264 [72:71], \$264 [69:68], \$264 [66], \$264 [63:61], \$264 [58], \$264 [56:55], \$264 [53], \$264 [51:48], \$264 [44:43], \$264 [37], \$264 [35:31], \$264 [29], \$264 [22:17], \$264 [15], \$264 [13:12], \$264 [10], \$264 [6:5], \$264 [3:2], \$264 [0] } = { 35'h000000000, i__payload[262], i__payload[260], i__payload[253:248], i__payload[246], i__payload[244:243], i__payload[241], i__payload[237:236], i__payload[234:233], i__payload[231] };
+  assign \$266  = \$265 ;
+  assign { \$267 [100:94], \$267 [90], \$267 [84], \$267 [82:81], \$267 [79:74], \$267 [71], \$267 [68], \$267 [66:65], \$267 [61:60], \$267 [58], \$267 [55], \$267 [53], \$267 [48:46], \$267 [43:39], \$267 [37], \$267 [31], \$267 [29:24], \$267 [17], \$267 [15], \$267 [12], \$267 [10:8], \$267 [5], \$267 [2] } = 50'h0000000000000;
+  assign { \$267 [101], \$267 [93:91], \$267 [89:85], \$267 [83], \$267 [80], \$267 [73:72], \$267 [70:69], \$267 [67], \$267 [64:62], \$267 [59], \$267 [57:56], \$267 [54], \$267 [52:49], \$267 [45:44], \$267 [38], \$267 [36:32], \$267 [30], \$267 [23:18], \$267 [16], \$267 [14:13], \$267 [11], \$267 [7:6], \$267 [4:3], \$267 [1:0] } = { 35'h000000000, i__payload[261], i__payload[254:249], i__payload[247], i__payload[245:244], i__payload[242], i__payload[238:237], i__payload[235:234], i__payload[232:231] };
+  assign \$269  = \$268 ;
+  assign { \$270 [102:101], \$270 [99:97], \$270 [95], \$270 [91], \$270 [88:84], \$270 [81], \$270 [79], \$270 [77:76], \$270 [72], \$270 [69:68], \$270 [66:64], \$270 [61], \$270 [58:56], \$270 [52:51], \$270 [48], \$270 [46:45], \$270 [43:41], \$270 [39:38], \$270 [33:31], \$270 [26], \$270 [17], \$270 [15:14], \$270 [10], \$270 [8], \$270 [3:1] } = 48'h000000000000;
+  assign { \$270 [103], \$270 [100], \$270 [96], \$270 [94:92], \$270 [90:89], \$270 [83:82], \$270 [80], \$270 [78], \$270 [75:73], \$270 [71:70], \$270 [67], \$270 [63:62], \$270 [60:59], \$270 [55:53], \$270 [50:49], \$270 [47], \$270 [44], \$270 [40], \$270 [37:34], \$270 [30:27], \$270 [25:18], \$270 [16], \$270 [13:11], \$270 [9], \$270 [7:4], \$270 [0] } = { 34'h000000000, i__payload[261:258], i__payload[256:249], i__payload[247], i__payload[244:242], i__payload[240], i__payload[238:235], i__payload[231] };
+  assign \$272  = \$271 ;
+  assign { \$273 [103:102], \$273 [100:98], \$273 [96], \$273 [92], \$273 [89:85], \$273 [82], \$273 [80], \$273 [78:77], \$273 [73], \$273 [70:69], \$273 [67:65], \$273 [62], \$273 [59:57], \$273 [53:52], \$273 [49], \$273 [47:46], \$273 [44:42], \$273 [40:39], \$273 [34:32], \$273 [27], \$273 [18], \$273 [16:15], \$273 [11], \$273 [9], \$273 [4:2], \$273 [0] } = 49'h0000000000000;
+  assign { \$273 [104], \$273 [101], \$273 [97], \$273 [95:93], \$273 [91:90], \$273 [84:83], \$273 [81], \$273 [79], \$273 [76:74], \$273 [72:71], \$273 [68], \$273 [64:63], \$273 [61:60], \$273 [56:54], \$273 [51:50], \$273 [48], \$273 [45], \$273 [41], \$273 [38:35], \$273 [31:28], \$273 [26:19], \$273 [17], \$273 [14:12], \$273 [10], \$273 [8:5], \$273 [1] } = { 34'h000000000, i__payload[262:259], i__payload[257:250], i__payload[248], i__payload[245:243], i__payload[241], i__payload[239:236], i__payload[232] };
+  assign \$275  = \$274 ;
+  assign { \$276 [69], \$276 [67:65], \$276 [63:57], \$276 [53], \$276 [47], \$276 [45:44], \$276 [42:37], \$276 [34], \$276 [31], \$276 [29:28], \$276 [24:23], \$276 [21], \$276 [18], \$276 [16], \$276 [11:9], \$276 [6:2], \$276 [0] } = 39'h0000000000;
+  assign { \$276 [71:70], \$276 [68], \$276 [64], \$276 [56:54], \$276 [52:48], \$276 [46], \$276 [43], \$276 [36:35], \$276 [33:32], \$276 [30], \$276 [27:25], \$276 [22], \$276 [20:19], \$276 [17], \$276 [15:12], \$276 [8:7], \$276 [1] } = { 18'h00000, i__payload[293], i__payload[290:288], i__payload[285], i__payload[283:282], i__payload[280], i__payload[278:275], i__payload[271:270], i__payload[264] };
+  assign \$278  = \$277 ;
+  assign { \$279 [70], \$279 [68:66], \$279 [64:58], \$279 [54], \$279 [48], \$279 [46:45], \$279 [43:38], \$279 [35], \$279 [32], \$279 [30:29], \$279 [25:24], \$279 [22], \$279 [19], \$279 [17], \$279 [12:10], \$279 [7:3], \$279 [1] } = 39'h0000000000;
+  assign { \$279 [72:71], \$279 [69], \$279 [65], \$279 [57:55], \$279 [53:49], \$279 [47], \$279 [44], \$279 [37:36], \$279 [34:33], \$279 [31], \$279 [28:26], \$279 [23], \$279 [21:20], \$279 [18], \$279 [16:13], \$279 [9:8], \$279 [2], \$279 [0] } = { 18'h00000, i__payload[294], i__payload[291:289], i__payload[286], i__payload[284:283], i__payload[281], i__payload[279:276], i__payload[272:271], i__payload[265], i__payload[263] };
+  assign \$281  = \$280 ;
+  assign { \$282 [71], \$282 [69:67], \$282 [65:59], \$282 [55], \$282 [49], \$282 [47:46], \$282 [44:39], \$282 [36], \$282 [33], \$282 [31:30], \$282 [26:25], \$282 [23], \$282 [20], \$282 [18], \$282 [13:11], \$282 [8:4], \$282 [2] } = 39'h0000000000;
+  assign { \$282 [72], \$282 [70], \$282 [66], \$282 [58:56], \$282 [54:50], \$282 [48], \$282 [45], \$282 [38:37], \$282 [35:34], \$282 [32], \$282 [29:27], \$282 [24], \$282 [22:21], \$282 [19], \$282 [17:14], \$282 [10:9], \$282 [3], \$282 [1:0] } = { 18'h00000, i__payload[292:290], i__payload[287], i__payload[285:284], i__payload[282], i__payload[280:277], i__payload[273:272], i__payload[266], i__payload[264:263] };
+  assign \$284  = \$283 ;
+  assign { \$285 [70:68], \$285 [66:60], \$285 [56], \$285 [50], \$285 [48:47], \$285 [45:40], \$285 [37], \$285 [34], \$285 [32:31], \$285 [27:26], \$285 [24], \$285 [21], \$285 [19], \$285 [14:12], \$285 [9:5], \$285 [3] } = 38'h0000000000;
+  assign { \$285 [71], \$285 [67], \$285 [59:57], \$285 [55:51], \$285 [49], \$285 [46], \$285 [39:38], \$285 [36:35], \$285 [33], \$285 [30:28], \$285 [25], \$285 [23:22], \$285 [20], \$285 [18:15], \$285 [11:10], \$285 [4], \$285 [2:0] } = { 17'h00000, i__payload[293:291], i__payload[288], i__payload[286:285], i__payload[283], i__payload[281:278], i__payload[274:273], i__payload[267], i__payload[265:263] };
+  assign \$287  = \$286 ;
+  assign { \$288 [71:69], \$288 [67:61], \$288 [57], \$288 [51], \$288 [49:48], \$288 [46:41], \$288 [38], \$288 [35], \$288 [33:32], \$288 [28:27], \$288 [25], \$288 [22], \$288 [20], \$288 [15:13], \$288 [10:6], \$288 [4] } = 38'h0000000000;
+  assign { \$288 [72], \$288 [68], \$288 [60:58], \$288 [56:52], \$288 [50], \$288 [47], \$288 [40:39], \$288 [37:36], \$288 [34], \$288 [31:29], \$288 [26], \$288 [24:23], \$288 [21], \$288 [19:16], \$288 [12:11], \$288 [5], \$288 [3:0] } = { 17'h00000, i__payload[294:292], i__payload[289], i__payload[287:286], i__payload[284], i__payload[282:279], i__payload[275:274], i__payload[268], i__payload[266:263] };
+  assign \$290  = \$289 ;
+  assign { \$291 [68:62], \$291 [58], \$291 [52], \$291 [50:49], \$291 [47:42], \$291 [39], \$291 [36], \$291 [34:33], \$291 [29:28], \$291 [26], \$291 [23], \$291 [21], \$291 [16:14], \$291 [11:7], \$291 [5] } = 35'h000000000;
+  assign { \$291 [69], \$291 [61:59], \$291 [57:53], \$291 [51], \$291 [48], \$291 [41:40], \$291 [38:37], \$291 [35], \$291 [32:30], \$291 [27], \$291 [25:24], \$291 [22], \$291 [20:17], \$291 [13:12], \$291 [6], \$291 [4:0] } = { 17'h00000, i__payload[294:293], i__payload[290], i__payload[288:287], i__payload[285], i__payload[283:280], i__payload[276:275], i__payload[269], i__payload[267:263] };
+  assign \$293  = \$292 ;
+  assign { \$294 [70:69], \$294 [67:65], \$294 [63], \$294 [59], \$294 [56:52], \$294 [49], \$294 [47], \$294 [45:44], \$294 [40], \$294 [37:36], \$294 [34:32], \$294 [29], \$294 [26:24], \$294 [20:19], \$294 [16], \$294 [14:13], \$294 [11:9], \$294 [7:6], \$294 [1:0] } = 38'h0000000000;
+  assign { \$294 [71], \$294 [68], \$294 [64], \$294 [62:60], \$294 [58:57], \$294 [51:50], \$294 [48], \$294 [46], \$294 [43:41], \$294 [39:38], \$294 [35], \$294 [31:30], \$294 [28:27], \$294 [23:21], \$294 [18:17], \$294 [15], \$294 [12], \$294 [8], \$294 [5:2] } = { 18'h00000, i__payload[294:293], i__payload[291:290], i__payload[286:284], i__payload[281:280], i__payload[278], i__payload[275], i__payload[271], i__payload[268:265] };
+  assign \$296  = \$295 ;
+  assign { \$297 [71:70], \$297 [68:66], \$297 [64], \$297 [60], \$297 [57:53], \$297 [50], \$297 [48], \$297 [46:45], \$297 [41], \$297 [38:37], \$297 [35:33], \$297 [30], \$297 [27:25], \$297 [21:20], \$297 [17], \$297 [15:14], \$297 [12:10], \$297 [8:7], \$297 [2:0] } = 39'h0000000000;
+  assign { \$297 [72], \$297 [69], \$297 [65], \$297 [63:61], \$297 [59:58], \$297 [52:51], \$297 [49], \$297 [47], \$297 [44:42], \$297 [40:39], \$297 [36], \$297 [32:31], \$297 [29:28], \$297 [24:22], \$297 [19:18], \$297 [16], \$297 [13], \$297 [9], \$297 [6:3] } = { 19'h00000, i__payload[294], i__payload[292:291], i__payload[287:285], i__payload[282:281], i__payload[279], i__payload[276], i__payload[272], i__payload[269:266] };
+  assign \$299  = \$298 ;
+  assign { \$300 [37], \$300 [35:33], \$300 [31:25], \$300 [21], \$300 [15], \$300 [13:12], \$300 [10:5], \$300 [2] } = 22'h000000;
+  assign { \$300 [39:38], \$300 [36], \$300 [32], \$300 [24:22], \$300 [20:16], \$300 [14], \$300 [11], \$300 [4:3], \$300 [1:0] } = { 4'h0, i__payload[319:317], i__payload[315:311], i__payload[309], i__payload[306], i__payload[299:298], i__payload[296:295] };
+  assign \$302  = \$301 ;
+  assign { \$303 [38], \$303 [36:34], \$303 [32:26], \$303 [22], \$303 [16], \$303 [14:13], \$303 [11:6], \$303 [3], \$303 [0] } = 23'h000000;
+  assign { \$303 [40:39], \$303 [37], \$303 [33], \$303 [25:23], \$303 [21:17], \$303 [15], \$303 [12], \$303 [5:4], \$303 [2:1] } = { 4'h0, i__payload[320:318], i__payload[316:312], i__payload[310], i__payload[307], i__payload[300:299], i__payload[297:296] };
+  assign \$305  = \$304 ;
+  assign { \$306 [39], \$306 [37:35], \$306 [33:27], \$306 [23], \$306 [17], \$306 [15:14], \$306 [12:7], \$306 [4], \$306 [1] } = 23'h000000;
+  assign { \$306 [40], \$306 [38], \$306 [34], \$306 [26:24], \$306 [22:18], \$306 [16], \$306 [13], \$306 [6:5], \$306 [3:2], \$306 [0] } = { 3'h0, i__payload[321:319], i__payload[317:313], i__payload[311], i__payload[308], i__payload[301:300], i__payload[298:297], i__payload[295] };
+  assign \$308  = \$307 ;
+  assign { \$309 [38:36], \$309 [34:28], \$309 [24], \$309 [18], \$309 [16:15], \$309 [13:8], \$309 [5], \$309 [2], \$309 [0] } = 23'h000000;
+  assign { \$309 [39], \$309 [35], \$309 [27:25], \$309 [23:19], \$309 [17], \$309 [14], \$309 [7:6], \$309 [4:3], \$309 [1] } = { 2'h0, i__payload[322:320], i__payload[318:314], i__payload[312], i__payload[309], i__payload[302:301], i__payload[299:298], i__payload[296] };
+  assign \$311  = \$310 ;
+  assign { \$312 [39:37], \$312 [35:29], \$312 [25], \$312 [19], \$312 [17:16], \$312 [14:9], \$312 [6], \$312 [3], \$312 [1:0] } = 24'h000000;
+  assign { \$312 [40], \$312 [36], \$312 [28:26], \$312 [24:20], \$312 [18], \$312 [15], \$312 [8:7], \$312 [5:4], \$312 [2] } = { 2'h0, i__payload[323:321], i__payload[319:315], i__payload[313], i__payload[310], i__payload[303:302], i__payload[300:299], i__payload[297] };
+  assign \$314  = \$313 ;
+  assign { \$315 [36:30], \$315 [26], \$315 [20], \$315 [18:17], \$315 [15:10], \$315 [7], \$315 [4], \$315 [2:1] } = 21'h000000;
+  assign { \$315 [37], \$315 [29:27], \$315 [25:21], \$315 [19], \$315 [16], \$315 [9:8], \$315 [6:5], \$315 [3], \$315 [0] } = { 1'h0, i__payload[324:322], i__payload[320:316], i__payload[314], i__payload[311], i__payload[304:303], i__payload[301:300], i__payload[298], i__payload[295] };
+  assign \$317  = \$316 ;
+  assign { \$318 [38:37], \$318 [35:33], \$318 [31], \$318 [27], \$318 [24:20], \$318 [17], \$318 [15], \$318 [13:12], \$318 [8], \$318 [5:4], \$318 [2:0] } = 22'h000000;
+  assign { \$318 [39], \$318 [36], \$318 [32], \$318 [30:28], \$318 [26:25], \$318 [19:18], \$318 [16], \$318 [14], \$318 [11:9], \$318 [7:6], \$318 [3] } = { 3'h0, i__payload[325:323], i__payload[321:320], i__payload[314:313], i__payload[311], i__payload[309], i__payload[306:304], i__payload[302:301], i__payload[298] };
+  assign \$320  = \$319 ;
+  assign { \$321 [39:38], \$321 [36:34], \$321 [32], \$321 [28], \$321 [25:21], \$321 [18], \$321 [16], \$321 [14:13], \$321 [9], \$321 [6:5], \$321 [3:1] } = 22'h000000;
+  assign { \$321 [40], \$321 [37], \$321 [33], \$321 [31:29], \$321 [27:26], \$321 [20:19], \$321 [17], \$321 [15], \$321 [12:10], \$321 [8:7], \$321 [4], \$321 [0] } = { 3'h0, i__payload[326:324], i__payload[322:321], i__payload[315:314], i__payload[312], i__payload[310], i__payload[307:305], i__payload[303:302], i__payload[299], i__payload[295] };
+  assign \$323  = \$322 ;
+  assign { \$324 [8], \$324 [5], \$324 [3:1] } = 5'h00;
+  assign { \$324 [7:6], \$324 [4], \$324 [0] } = { i__payload[334:333], i__payload[331], i__payload[327] };
+  assign \$326  = \$325 ;
+  assign { \$327 [6], \$327 [4:2], \$327 [0] } = 5'h00;
+  assign { \$327 [8:7], \$327 [5], \$327 [1] } = { i__payload[335:334], i__payload[332], i__payload[328] };
+  assign \$329  = \$328 ;
+  assign { \$330 [7], \$330 [5:3], \$330 [1:0] } = 6'h00;
+  assign { \$330 [8], \$330 [6], \$330 [2] } = { i__payload[335], i__payload[333], i__payload[329] };
+  assign \$332  = \$331 ;
+  assign { \$333 [8], \$333 [6:4], \$333 [2:0] } = 7'h00;
+  assign { \$333 [7], \$333 [3] } = { i__payload[334], i__payload[330] };
+  assign \$335  = \$334 ;
+  assign { \$336 [7:5], \$336 [3:0] } = 7'h00;
+  assign { \$336 [8], \$336 [4] } = { i__payload[335], i__payload[331] };
+  assign \$338  = \$337 ;
+  assign { \$339 [8:6], \$339 [4:0] } = 8'h00;
+  assign \$339 [5] = i__payload[332];
+  assign \$341  = \$340 ;
+  assign { \$342 [8], \$342 [6:5], \$342 [3:1] } = 6'h00;
+  assign { \$342 [7], \$342 [4], \$342 [0] } = { i__payload[334], i__payload[331], i__payload[327] };
+  assign \$344  = \$343 ;
+  assign { \$345 [7:6], \$345 [4:2], \$345 [0] } = 6'h00;
+  assign { \$345 [8], \$345 [5], \$345 [1] } = { i__payload[335], i__payload[332], i__payload[328] };
+  assign \$347  = \$346 ;
+  assign \$496  = \$495 ;
+  assign { \$540 [296], \$540 [293], \$540 [291:289], \$540 [287:281], \$540 [277], \$540 [271], \$540 [269:268], \$540 [266:261], \$540 [258], \$540 [255], \$540 [253:252], \$540 [248:247], \$540 [245], \$540 [242], \$540 [240], \$540 [235:233], \$540 [230:226], \$540 [224], \$540 [218], \$540 [216:211], \$540 [204], \$540 [202], \$540 [199], \$540 [197:195], \$540 [192], \$540 [189], \$540 [184:182], \$540 [180], \$540 [175:173], \$540 [171], \$540 [166:162], \$540 [159:156], \$540 [154], \$540 [152:150], \$540 [147], \$540 [145:144], \$540 [141:139], \$540 [136], \$540 [131:123], \$540 [120:119], \$540 [117], \$540 [115], \$540 [109:108], \$540 [104], \$540 [100:98], \$540 [93], \$540 [91], \$540 [89], \$540 [87:81], \$540 [79], \$540 [75], \$540 [73:71], \$540 [69:68], \$540 [66:62], \$540 [60:57], \$540 [55:53], \$540 [51:50], \$540 [48], \$540 [46], \$540 [44], \$540 [42:41], \$540 [38:37], \$540 [34:32], \$540 [29], \$540 [26], \$540 [24:22], \$540 [20:19], \$540 [15], \$540 [13], \$540 [11], \$540 [3], \$540 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$540 [295:294], \$540 [292], \$540 [288], \$540 [280:278], \$540 [276:272], \$540 [270], \$540 [267], \$540 [260:259], \$540 [257:256], \$540 [254], \$540 [251:249], \$540 [246], \$540 [244:243], \$540 [241], \$540 [239:236], \$540 [232:231], \$540 [225], \$540 [223:219], \$540 [217], \$540 [210:205], \$540 [203], \$540 [201:200], \$540 [198], \$540 [194:193], \$540 [191:190], \$540 [188:185], \$540 [181], \$540 [179:176], \$540 [172], \$540 [170:167], \$540 [161:160], \$540 [155], \$540 [153], \$540 [149:148], \$540 [146], \$540 [143:142], \$540 [138:137], \$540 [135:132], \$540 [122:121], \$540 [118], \$540 [116], \$540 [114:110], \$540 [107:105], \$540 [103:101], \$540 [97:94], \$540 [92], \$540 [90], \$540 [88], \$540 [80], \$540 [78:76], \$540 [74], \$540 [70], \$540 [67], \$540 [61], \$540 [56], \$540 [52], \$540 [49], \$540 [47], \$540 [45], \$540 [43], \$540 [40:39], \$540 [36:35], \$540 [31:30], \$540 [28:27], \$540 [25], \$540 [21], \$540 [18:16], \$540 [14], \$540 [12], \$540 [10:4], \$540 [2:1] } = { flow_entry9[28:27], flow_entry9[25], flow_entry9[21], flow_entry9[13:11], flow_entry9[9:5], flow_entry9[3], flow_entry9[0], flow_entry8[25:24], flow_entry8[22:21], flow_entry8[19], flow_entry8[16:14], flow_entry8[11], flow_entry8[9:8], flow_entry8[6], flow_entry8[4:1], flow_entry7[29:28], flow_entry7[22], flow_entry7[20:16], flow_entry7[14], flow_entry7[7:2], flow_entry7[0], flow_entry6[30:29], flow_entry6[27], flow_entry6[23:22], flow_entry6[20:19], flow_entry6[17:14], flow_entry6[10], flow_entry6[8:5], flow_entry6[1], flow_entry5[31:28], flow_entry5[22:21], flow_entry5[16], flow_entry5[14], flow_entry5[10:9], flow_entry5[7], flow_entry5[4:3], flow_entry4[31:30], flow_entry4[28:25], flow_entry4[15:14], flow_entry4[11], flow_entry4[9], flow_entry4[7:3], flow_entry4[0], flow_entry3[31:30], flow_entry3[28:26], flow_entry3[22:19], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[5], flow_entry3[3:1], flow_entry2[31], flow_entry2[27], flow_entry2[24], flow_entry2[18], flow_entry2[13], flow_entry2[9], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry2[0], flow_entry1[29:28], flow_entry1[25:24], flow_entry1[20:19], flow_entry1[17:16], flow_entry1[14], flow_entry1[10], flow_entry1[7:5], flow_entry1[3], flow_entry1[1], flow_entry0[31:25], flow_entry0[23:22] };
+  assign \$542  = \$auto$rtlil.cc:2739:Not$12 ;
+  assign { \$543 [294], \$543 [292:290], \$543 [288:282], \$543 [278], \$543 [272], \$543 [270:269], \$543 [267:262], \$543 [259], \$543 [256], \$543 [254:253], \$543 [249:248], \$543 [246], \$543 [243], \$543 [241], \$543 [236:234], \$543 [231:227], \$543 [225], \$543 [219], \$543 [217:212], \$543 [205], \$543 [203], \$543 [200], \$543 [198:196], \$543 [193], \$543 [190], \$543 [185:183], \$543 [181], \$543 [176:174], \$543 [172], \$543 [167:163], \$543 [160:157], \$543 [155], \$543 [153:151], \$543 [148], \$543 [146:145], \$543 [142:140], \$543 [137], \$543 [132:124], \$543 [121:120], \$543 [118], \$543 [116], \$543 [110:109], \$543 [105], \$543 [101:99], \$543 [94], \$543 [92], \$543 [90], \$543 [88:82], \$543 [80], \$543 [76], \$543 [74:72], \$543 [70:69], \$543 [67:63], \$543 [61:58], \$543 [56:54], \$543 [52:51], \$543 [49], \$543 [47], \$543 [45], \$543 [43:42], \$543 [39:38], \$543 [35:33], \$543 [30], \$543 [27], \$543 [25:23], \$543 [21:20], \$543 [16], \$543 [14], \$543 [12], \$543 [4], \$543 [1] } = 154'h000000000000000000000000000000000000000;
+  assign { \$543 [296:295], \$543 [293], \$543 [289], \$543 [281:279], \$543 [277:273], \$543 [271], \$543 [268], \$543 [261:260], \$543 [258:257], \$543 [255], \$543 [252:250], \$543 [247], \$543 [245:244], \$543 [242], \$543 [240:237], \$543 [233:232], \$543 [226], \$543 [224:220], \$543 [218], \$543 [211:206], \$543 [204], \$543 [202:201], \$543 [199], \$543 [195:194], \$543 [192:191], \$543 [189:186], \$543 [182], \$543 [180:177], \$543 [173], \$543 [171:168], \$543 [162:161], \$543 [156], \$543 [154], \$543 [150:149], \$543 [147], \$543 [144:143], \$543 [139:138], \$543 [136:133], \$543 [123:122], \$543 [119], \$543 [117], \$543 [115:111], \$543 [108:106], \$543 [104:102], \$543 [98:95], \$543 [93], \$543 [91], \$543 [89], \$543 [81], \$543 [79:77], \$543 [75], \$543 [71], \$543 [68], \$543 [62], \$543 [57], \$543 [53], \$543 [50], \$543 [48], \$543 [46], \$543 [44], \$543 [41:40], \$543 [37:36], \$543 [32:31], \$543 [29:28], \$543 [26], \$543 [22], \$543 [19:17], \$543 [15], \$543 [13], \$543 [11:5], \$543 [3:2], \$543 [0] } = { flow_entry9[29:28], flow_entry9[26], flow_entry9[22], flow_entry9[14:12], flow_entry9[10:6], flow_entry9[4], flow_entry9[1], flow_entry8[26:25], flow_entry8[23:22], flow_entry8[20], flow_entry8[17:15], flow_entry8[12], flow_entry8[10:9], flow_entry8[7], flow_entry8[5:2], flow_entry7[30:29], flow_entry7[23], flow_entry7[21:17], flow_entry7[15], flow_entry7[8:3], flow_entry7[1], flow_entry6[31:30], flow_entry6[28], flow_entry6[24:23], flow_entry6[21:20], flow_entry6[18:15], flow_entry6[11], flow_entry6[9:6], flow_entry6[2], flow_entry6[0], flow_entry5[31:29], flow_entry5[23:22], flow_entry5[17], flow_entry5[15], flow_entry5[11:10], flow_entry5[8], flow_entry5[5:4], flow_entry5[0], flow_entry4[31], flow_entry4[29:26], flow_entry4[16:15], flow_entry4[12], flow_entry4[10], flow_entry4[8:4], flow_entry4[1:0], flow_entry3[31], flow_entry3[29:27], flow_entry3[23:20], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[6], flow_entry3[4:2], flow_entry3[0], flow_entry2[28], flow_entry2[25], flow_entry2[19], flow_entry2[14], flow_entry2[10], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[1], flow_entry1[30:29], flow_entry1[26:25], flow_entry1[21:20], flow_entry1[18:17], flow_entry1[15], flow_entry1[11], flow_entry1[8:6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[31:26], flow_entry0[24:23], flow_entry0[21] };
+  assign \$545  = \$auto$rtlil.cc:2739:Not$14 ;
+  assign { \$546 [295], \$546 [293:291], \$546 [289:283], \$546 [279], \$546 [273], \$546 [271:270], \$546 [268:263], \$546 [260], \$546 [257], \$546 [255:254], \$546 [250:249], \$546 [247], \$546 [244], \$546 [242], \$546 [237:235], \$546 [232:228], \$546 [226], \$546 [220], \$546 [218:213], \$546 [206], \$546 [204], \$546 [201], \$546 [199:197], \$546 [194], \$546 [191], \$546 [186:184], \$546 [182], \$546 [177:175], \$546 [173], \$546 [168:164], \$546 [161:158], \$546 [156], \$546 [154:152], \$546 [149], \$546 [147:146], \$546 [143:141], \$546 [138], \$546 [133:125], \$546 [122:121], \$546 [119], \$546 [117], \$546 [111:110], \$546 [106], \$546 [102:100], \$546 [95], \$546 [93], \$546 [91], \$546 [89:83], \$546 [81], \$546 [77], \$546 [75:73], \$546 [71:70], \$546 [68:64], \$546 [62:59], \$546 [57:55], \$546 [53:52], \$546 [50], \$546 [48], \$546 [46], \$546 [44:43], \$546 [40:39], \$546 [36:34], \$546 [31], \$546 [28], \$546 [26:24], \$546 [22:21], \$546 [17], \$546 [15], \$546 [13], \$546 [5], \$546 [2], \$546 [0] } = 155'h000000000000000000000000000000000000000;
+  assign { \$546 [296], \$546 [294], \$546 [290], \$546 [282:280], \$546 [278:274], \$546 [272], \$546 [269], \$546 [262:261], \$546 [259:258], \$546 [256], \$546 [253:251], \$546 [248], \$546 [246:245], \$546 [243], \$546 [241:238], \$546 [234:233], \$546 [227], \$546 [225:221], \$546 [219], \$546 [212:207], \$546 [205], \$546 [203:202], \$546 [200], \$546 [196:195], \$546 [193:192], \$546 [190:187], \$546 [183], \$546 [181:178], \$546 [174], \$546 [172:169], \$546 [163:162], \$546 [157], \$546 [155], \$546 [151:150], \$546 [148], \$546 [145:144], \$546 [140:139], \$546 [137:134], \$546 [124:123], \$546 [120], \$546 [118], \$546 [116:112], \$546 [109:107], \$546 [105:103], \$546 [99:96], \$546 [94], \$546 [92], \$546 [90], \$546 [82], \$546 [80:78], \$546 [76], \$546 [72], \$546 [69], \$546 [63], \$546 [58], \$546 [54], \$546 [51], \$546 [49], \$546 [47], \$546 [45], \$546 [42:41], \$546 [38:37], \$546 [33:32], \$546 [30:29], \$546 [27], \$546 [23], \$546 [20:18], \$546 [16], \$546 [14], \$546 [12:6], \$546 [4:3], \$546 [1] } = { flow_entry9[29], flow_entry9[27], flow_entry9[23], flow_entry9[15:13], flow_entry9[11:7], flow_entry9[5], flow_entry9[2], flow_entry8[27:26], flow_entry8[24:23], flow_entry8[21], flow_entry8[18:16], flow_entry8[13], flow_entry8[11:10], flow_entry8[8], flow_entry8[6:3], flow_entry7[31:30], flow_entry7[24], flow_entry7[22:18], flow_entry7[16], flow_entry7[9:4], flow_entry7[2], flow_entry7[0], flow_entry6[31], flow_entry6[29], flow_entry6[25:24], flow_entry6[22:21], flow_entry6[19:16], flow_entry6[12], flow_entry6[10:7], flow_entry6[3], flow_entry6[1:0], flow_entry5[31:30], flow_entry5[24:23], flow_entry5[18], flow_entry5[16], flow_entry5[12:11], flow_entry5[9], flow_entry5[6:5], flow_entry5[1:0], flow_entry4[30:27], flow_entry4[17:16], flow_entry4[13], flow_entry4[11], flow_entry4[9:5], flow_entry4[2:0], flow_entry3[30:28], flow_entry3[24:21], flow_entry3[19], flow_entry3[17], flow_entry3[15], flow_entry3[7], flow_entry3[5:3], flow_entry3[1], flow_entry2[29], flow_entry2[26], flow_entry2[20], flow_entry2[15], flow_entry2[11], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[2], flow_entry1[31:30], flow_entry1[27:26], flow_entry1[22:21], flow_entry1[19:18], flow_entry1[16], flow_entry1[12], flow_entry1[9:7], flow_entry1[5], flow_entry1[3], flow_entry1[1:0], flow_entry0[31:27], flow_entry0[25:24], flow_entry0[22] };
+  assign \$548  = \$547 ;
+  assign { \$549 [296], \$549 [294:292], \$549 [290:284], \$549 [280], \$549 [274], \$549 [272:271], \$549 [269:264], \$549 [261], \$549 [258], \$549 [256:255], \$549 [251:250], \$549 [248], \$549 [245], \$549 [243], \$549 [238:236], \$549 [233:229], \$549 [227], \$549 [221], \$549 [219:214], \$549 [207], \$549 [205], \$549 [202], \$549 [200:198], \$549 [195], \$549 [192], \$549 [187:185], \$549 [183], \$549 [178:176], \$549 [174], \$549 [169:165], \$549 [162:159], \$549 [157], \$549 [155:153], \$549 [150], \$549 [148:147], \$549 [144:142], \$549 [139], \$549 [134:126], \$549 [123:122], \$549 [120], \$549 [118], \$549 [112:111], \$549 [107], \$549 [103:101], \$549 [96], \$549 [94], \$549 [92], \$549 [90:84], \$549 [82], \$549 [78], \$549 [76:74], \$549 [72:71], \$549 [69:65], \$549 [63:60], \$549 [58:56], \$549 [54:53], \$549 [51], \$549 [49], \$549 [47], \$549 [45:44], \$549 [41:40], \$549 [37:35], \$549 [32], \$549 [29], \$549 [27:25], \$549 [23:22], \$549 [18], \$549 [16], \$549 [14], \$549 [6], \$549 [3], \$549 [1:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$549 [295], \$549 [291], \$549 [283:281], \$549 [279:275], \$549 [273], \$549 [270], \$549 [263:262], \$549 [260:259], \$549 [257], \$549 [254:252], \$549 [249], \$549 [247:246], \$549 [244], \$549 [242:239], \$549 [235:234], \$549 [228], \$549 [226:222], \$549 [220], \$549 [213:208], \$549 [206], \$549 [204:203], \$549 [201], \$549 [197:196], \$549 [194:193], \$549 [191:188], \$549 [184], \$549 [182:179], \$549 [175], \$549 [173:170], \$549 [164:163], \$549 [158], \$549 [156], \$549 [152:151], \$549 [149], \$549 [146:145], \$549 [141:140], \$549 [138:135], \$549 [125:124], \$549 [121], \$549 [119], \$549 [117:113], \$549 [110:108], \$549 [106:104], \$549 [100:97], \$549 [95], \$549 [93], \$549 [91], \$549 [83], \$549 [81:79], \$549 [77], \$549 [73], \$549 [70], \$549 [64], \$549 [59], \$549 [55], \$549 [52], \$549 [50], \$549 [48], \$549 [46], \$549 [43:42], \$549 [39:38], \$549 [34:33], \$549 [31:30], \$549 [28], \$549 [24], \$549 [21:19], \$549 [17], \$549 [15], \$549 [13:7], \$549 [5:4], \$549 [2] } = { flow_entry9[28], flow_entry9[24], flow_entry9[16:14], flow_entry9[12:8], flow_entry9[6], flow_entry9[3], flow_entry8[28:27], flow_entry8[25:24], flow_entry8[22], flow_entry8[19:17], flow_entry8[14], flow_entry8[12:11], flow_entry8[9], flow_entry8[7:4], flow_entry8[0], flow_entry7[31], flow_entry7[25], flow_entry7[23:19], flow_entry7[17], flow_entry7[10:5], flow_entry7[3], flow_entry7[1:0], flow_entry6[30], flow_entry6[26:25], flow_entry6[23:22], flow_entry6[20:17], flow_entry6[13], flow_entry6[11:8], flow_entry6[4], flow_entry6[2:0], flow_entry5[31], flow_entry5[25:24], flow_entry5[19], flow_entry5[17], flow_entry5[13:12], flow_entry5[10], flow_entry5[7:6], flow_entry5[2:1], flow_entry4[31:28], flow_entry4[18:17], flow_entry4[14], flow_entry4[12], flow_entry4[10:6], flow_entry4[3:1], flow_entry3[31:29], flow_entry3[25:22], flow_entry3[20], flow_entry3[18], flow_entry3[16], flow_entry3[8], flow_entry3[6:4], flow_entry3[2], flow_entry2[30], flow_entry2[27], flow_entry2[21], flow_entry2[16], flow_entry2[12], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[3], flow_entry2[0], flow_entry1[31], flow_entry1[28:27], flow_entry1[23:22], flow_entry1[20:19], flow_entry1[17], flow_entry1[13], flow_entry1[10:8], flow_entry1[6], flow_entry1[4], flow_entry1[2:0], flow_entry0[31:28], flow_entry0[26:25], flow_entry0[23] };
+  assign \$551  = \$550 ;
+  assign { \$552 [295:293], \$552 [291:285], \$552 [281], \$552 [275], \$552 [273:272], \$552 [270:265], \$552 [262], \$552 [259], \$552 [257:256], \$552 [252:251], \$552 [249], \$552 [246], \$552 [244], \$552 [239:237], \$552 [234:230], \$552 [228], \$552 [222], \$552 [220:215], \$552 [208], \$552 [206], \$552 [203], \$552 [201:199], \$552 [196], \$552 [193], \$552 [188:186], \$552 [184], \$552 [179:177], \$552 [175], \$552 [170:166], \$552 [163:160], \$552 [158], \$552 [156:154], \$552 [151], \$552 [149:148], \$552 [145:143], \$552 [140], \$552 [135:127], \$552 [124:123], \$552 [121], \$552 [119], \$552 [113:112], \$552 [108], \$552 [104:102], \$552 [97], \$552 [95], \$552 [93], \$552 [91:85], \$552 [83], \$552 [79], \$552 [77:75], \$552 [73:72], \$552 [70:66], \$552 [64:61], \$552 [59:57], \$552 [55:54], \$552 [52], \$552 [50], \$552 [48], \$552 [46:45], \$552 [42:41], \$552 [38:36], \$552 [33], \$552 [30], \$552 [28:26], \$552 [24:23], \$552 [19], \$552 [17], \$552 [15], \$552 [7], \$552 [4], \$552 [2:0] } = 156'h000000000000000000000000000000000000000;
+  assign { \$552 [296], \$552 [292], \$552 [284:282], \$552 [280:276], \$552 [274], \$552 [271], \$552 [264:263], \$552 [261:260], \$552 [258], \$552 [255:253], \$552 [250], \$552 [248:247], \$552 [245], \$552 [243:240], \$552 [236:235], \$552 [229], \$552 [227:223], \$552 [221], \$552 [214:209], \$552 [207], \$552 [205:204], \$552 [202], \$552 [198:197], \$552 [195:194], \$552 [192:189], \$552 [185], \$552 [183:180], \$552 [176], \$552 [174:171], \$552 [165:164], \$552 [159], \$552 [157], \$552 [153:152], \$552 [150], \$552 [147:146], \$552 [142:141], \$552 [139:136], \$552 [126:125], \$552 [122], \$552 [120], \$552 [118:114], \$552 [111:109], \$552 [107:105], \$552 [101:98], \$552 [96], \$552 [94], \$552 [92], \$552 [84], \$552 [82:80], \$552 [78], \$552 [74], \$552 [71], \$552 [65], \$552 [60], \$552 [56], \$552 [53], \$552 [51], \$552 [49], \$552 [47], \$552 [44:43], \$552 [40:39], \$552 [35:34], \$552 [32:31], \$552 [29], \$552 [25], \$552 [22:20], \$552 [18], \$552 [16], \$552 [14:8], \$552 [6:5], \$552 [3] } = { flow_entry9[29], flow_entry9[25], flow_entry9[17:15], flow_entry9[13:9], flow_entry9[7], flow_entry9[4], flow_entry8[29:28], flow_entry8[26:25], flow_entry8[23], flow_entry8[20:18], flow_entry8[15], flow_entry8[13:12], flow_entry8[10], flow_entry8[8:5], flow_entry8[1:0], flow_entry7[26], flow_entry7[24:20], flow_entry7[18], flow_entry7[11:6], flow_entry7[4], flow_entry7[2:1], flow_entry6[31], flow_entry6[27:26], flow_entry6[24:23], flow_entry6[21:18], flow_entry6[14], flow_entry6[12:9], flow_entry6[5], flow_entry6[3:0], flow_entry5[26:25], flow_entry5[20], flow_entry5[18], flow_entry5[14:13], flow_entry5[11], flow_entry5[8:7], flow_entry5[3:2], flow_entry5[0], flow_entry4[31:29], flow_entry4[19:18], flow_entry4[15], flow_entry4[13], flow_entry4[11:7], flow_entry4[4:2], flow_entry4[0], flow_entry3[31:30], flow_entry3[26:23], flow_entry3[21], flow_entry3[19], flow_entry3[17], flow_entry3[9], flow_entry3[7:5], flow_entry3[3], flow_entry2[31], flow_entry2[28], flow_entry2[22], flow_entry2[17], flow_entry2[13], flow_entry2[10], flow_entry2[8], flow_entry2[6], flow_entry2[4], flow_entry2[1:0], flow_entry1[29:28], flow_entry1[24:23], flow_entry1[21:20], flow_entry1[18], flow_entry1[14], flow_entry1[11:9], flow_entry1[7], flow_entry1[5], flow_entry1[3:0], flow_entry0[31:29], flow_entry0[27:26], flow_entry0[24] };
+  assign \$554  = \$auto$rtlil.cc:2739:Not$16 ;
+  assign { \$555 [296:294], \$555 [292:286], \$555 [282], \$555 [276], \$555 [274:273], \$555 [271:266], \$555 [263], \$555 [260], \$555 [258:257], \$555 [253:252], \$555 [250], \$555 [247], \$555 [245], \$555 [240:238], \$555 [235:231], \$555 [229], \$555 [223], \$555 [221:216], \$555 [209], \$555 [207], \$555 [204], \$555 [202:200], \$555 [197], \$555 [194], \$555 [189:187], \$555 [185], \$555 [180:178], \$555 [176], \$555 [171:167], \$555 [164:161], \$555 [159], \$555 [157:155], \$555 [152], \$555 [150:149], \$555 [146:144], \$555 [141], \$555 [136:128], \$555 [125:124], \$555 [122], \$555 [120], \$555 [114:113], \$555 [109], \$555 [105:103], \$555 [98], \$555 [96], \$555 [94], \$555 [92:86], \$555 [84], \$555 [80], \$555 [78:76], \$555 [74:73], \$555 [71:67], \$555 [65:62], \$555 [60:58], \$555 [56:55], \$555 [53], \$555 [51], \$555 [49], \$555 [47:46], \$555 [43:42], \$555 [39:37], \$555 [34], \$555 [31], \$555 [29:27], \$555 [25:24], \$555 [20], \$555 [18], \$555 [16], \$555 [8], \$555 [5], \$555 [3:1] } = 156'h000000000000000000000000000000000000000;
+  assign { \$555 [293], \$555 [285:283], \$555 [281:277], \$555 [275], \$555 [272], \$555 [265:264], \$555 [262:261], \$555 [259], \$555 [256:254], \$555 [251], \$555 [249:248], \$555 [246], \$555 [244:241], \$555 [237:236], \$555 [230], \$555 [228:224], \$555 [222], \$555 [215:210], \$555 [208], \$555 [206:205], \$555 [203], \$555 [199:198], \$555 [196:195], \$555 [193:190], \$555 [186], \$555 [184:181], \$555 [177], \$555 [175:172], \$555 [166:165], \$555 [160], \$555 [158], \$555 [154:153], \$555 [151], \$555 [148:147], \$555 [143:142], \$555 [140:137], \$555 [127:126], \$555 [123], \$555 [121], \$555 [119:115], \$555 [112:110], \$555 [108:106], \$555 [102:99], \$555 [97], \$555 [95], \$555 [93], \$555 [85], \$555 [83:81], \$555 [79], \$555 [75], \$555 [72], \$555 [66], \$555 [61], \$555 [57], \$555 [54], \$555 [52], \$555 [50], \$555 [48], \$555 [45:44], \$555 [41:40], \$555 [36:35], \$555 [33:32], \$555 [30], \$555 [26], \$555 [23:21], \$555 [19], \$555 [17], \$555 [15:9], \$555 [7:6], \$555 [4], \$555 [0] } = { flow_entry9[26], flow_entry9[18:16], flow_entry9[14:10], flow_entry9[8], flow_entry9[5], flow_entry8[30:29], flow_entry8[27:26], flow_entry8[24], flow_entry8[21:19], flow_entry8[16], flow_entry8[14:13], flow_entry8[11], flow_entry8[9:6], flow_entry8[2:1], flow_entry7[27], flow_entry7[25:21], flow_entry7[19], flow_entry7[12:7], flow_entry7[5], flow_entry7[3:2], flow_entry7[0], flow_entry6[28:27], flow_entry6[25:24], flow_entry6[22:19], flow_entry6[15], flow_entry6[13:10], flow_entry6[6], flow_entry6[4:1], flow_entry5[27:26], flow_entry5[21], flow_entry5[19], flow_entry5[15:14], flow_entry5[12], flow_entry5[9:8], flow_entry5[4:3], flow_entry5[1:0], flow_entry4[31:30], flow_entry4[20:19], flow_entry4[16], flow_entry4[14], flow_entry4[12:8], flow_entry4[5:3], flow_entry4[1:0], flow_entry3[31], flow_entry3[27:24], flow_entry3[22], flow_entry3[20], flow_entry3[18], flow_entry3[10], flow_entry3[8:6], flow_entry3[4], flow_entry3[0], flow_entry2[29], flow_entry2[23], flow_entry2[18], flow_entry2[14], flow_entry2[11], flow_entry2[9], flow_entry2[7], flow_entry2[5], flow_entry2[2:1], flow_entry1[30:29], flow_entry1[25:24], flow_entry1[22:21], flow_entry1[19], flow_entry1[15], flow_entry1[12:10], flow_entry1[8], flow_entry1[6], flow_entry1[4:0], flow_entry0[31:30], flow_entry0[28:27], flow_entry0[25], flow_entry0[21] };
+  assign \$557  = \$auto$rtlil.cc:2739:Not$18 ;
+  assign { \$558 [296], \$558 [294:293], \$558 [291:289], \$558 [287], \$558 [283], \$558 [280:276], \$558 [273], \$558 [271], \$558 [269:268], \$558 [264], \$558 [261:260], \$558 [258:256], \$558 [253], \$558 [250:248], \$558 [244:243], \$558 [240], \$558 [238:237], \$558 [235:233], \$558 [231:230], \$558 [225:223], \$558 [218], \$558 [209], \$558 [207:206], \$558 [202], \$558 [200], \$558 [195:193], \$558 [191], \$558 [189], \$558 [187], \$558 [185], \$558 [180], \$558 [178], \$558 [176], \$558 [171], \$558 [167], \$558 [165:161], \$558 [158:155], \$558 [151:147], \$558 [145], \$558 [143], \$558 [138], \$558 [136], \$558 [131:129], \$558 [126:125], \$558 [123:122], \$558 [118], \$558 [116:115], \$558 [113:111], \$558 [107], \$558 [104:101], \$558 [99], \$558 [96], \$558 [94:93], \$558 [91], \$558 [89], \$558 [87], \$558 [85], \$558 [81:79], \$558 [76:75], \$558 [72:71], \$558 [69:63], \$558 [60:59], \$558 [57], \$558 [54], \$558 [50:48], \$558 [45:44], \$558 [38], \$558 [36], \$558 [32:31], \$558 [29], \$558 [27:26], \$558 [19:18], \$558 [16], \$558 [14], \$558 [12], \$558 [10], \$558 [8:7], \$558 [5], \$558 [3], \$558 [1] } = 143'h000000000000000000000000000000000000;
+  assign { \$558 [295], \$558 [292], \$558 [288], \$558 [286:284], \$558 [282:281], \$558 [275:274], \$558 [272], \$558 [270], \$558 [267:265], \$558 [263:262], \$558 [259], \$558 [255:254], \$558 [252:251], \$558 [247:245], \$558 [242:241], \$558 [239], \$558 [236], \$558 [232], \$558 [229:226], \$558 [222:219], \$558 [217:210], \$558 [208], \$558 [205:203], \$558 [201], \$558 [199:196], \$558 [192], \$558 [190], \$558 [188], \$558 [186], \$558 [184:181], \$558 [179], \$558 [177], \$558 [175:172], \$558 [170:168], \$558 [166], \$558 [160:159], \$558 [154:152], \$558 [146], \$558 [144], \$558 [142:139], \$558 [137], \$558 [135:132], \$558 [128:127], \$558 [124], \$558 [121:119], \$558 [117], \$558 [114], \$558 [110:108], \$558 [106:105], \$558 [100], \$558 [98:97], \$558 [95], \$558 [92], \$558 [90], \$558 [88], \$558 [86], \$558 [84:82], \$558 [78:77], \$558 [74:73], \$558 [70], \$558 [62:61], \$558 [58], \$558 [56:55], \$558 [53:51], \$558 [47:46], \$558 [43:39], \$558 [37], \$558 [35:33], \$558 [30], \$558 [28], \$558 [25:20], \$558 [17], \$558 [15], \$558 [13], \$558 [11], \$558 [9], \$558 [6], \$558 [4], \$558 [2], \$558 [0] } = { flow_entry9[28], flow_entry9[25], flow_entry9[21], flow_entry9[19:17], flow_entry9[15:14], flow_entry9[8:7], flow_entry9[5], flow_entry9[3], flow_entry9[0], flow_entry8[31:30], flow_entry8[28:27], flow_entry8[24], flow_entry8[20:19], flow_entry8[17:16], flow_entry8[12:10], flow_entry8[7:6], flow_entry8[4], flow_entry8[1], flow_entry7[29], flow_entry7[26:23], flow_entry7[19:16], flow_entry7[14:7], flow_entry7[5], flow_entry7[2:0], flow_entry6[30], flow_entry6[28:25], flow_entry6[21], flow_entry6[19], flow_entry6[17], flow_entry6[15], flow_entry6[13:10], flow_entry6[8], flow_entry6[6], flow_entry6[4:1], flow_entry5[31:29], flow_entry5[27], flow_entry5[21:20], flow_entry5[15:13], flow_entry5[7], flow_entry5[5], flow_entry5[3:0], flow_entry4[30], flow_entry4[28:25], flow_entry4[21:20], flow_entry4[17], flow_entry4[14:12], flow_entry4[10], flow_entry4[7], flow_entry4[3:1], flow_entry3[31:30], flow_entry3[25], flow_entry3[23:22], flow_entry3[20], flow_entry3[17], flow_entry3[15], flow_entry3[13], flow_entry3[11], flow_entry3[9:7], flow_entry3[3:2], flow_entry2[31:30], flow_entry2[27], flow_entry2[19:18], flow_entry2[15], flow_entry2[13:12], flow_entry2[10:8], flow_entry2[4:3], flow_entry2[0], flow_entry1[31:28], flow_entry1[26], flow_entry1[24:22], flow_entry1[19], flow_entry1[17], flow_entry1[14:9], flow_entry1[6], flow_entry1[4], flow_entry1[2], flow_entry1[0], flow_entry0[30], flow_entry0[27], flow_entry0[25], flow_entry0[23], flow_entry0[21] };
+  assign \$560  = \$559 ;
+  assign { \$561 [295:294], \$561 [292:290], \$561 [288], \$561 [284], \$561 [281:277], \$561 [274], \$561 [272], \$561 [270:269], \$561 [265], \$561 [262:261], \$561 [259:257], \$561 [254], \$561 [251:249], \$561 [245:244], \$561 [241], \$561 [239:238], \$561 [236:234], \$561 [232:231], \$561 [226:224], \$561 [219], \$561 [210], \$561 [208:207], \$561 [203], \$561 [201], \$561 [196:194], \$561 [192], \$561 [190], \$561 [188], \$561 [186], \$561 [181], \$561 [179], \$561 [177], \$561 [172], \$561 [168], \$561 [166:162], \$561 [159:156], \$561 [152:148], \$561 [146], \$561 [144], \$561 [139], \$561 [137], \$561 [132:130], \$561 [127:126], \$561 [124:123], \$561 [119], \$561 [117:116], \$561 [114:112], \$561 [108], \$561 [105:102], \$561 [100], \$561 [97], \$561 [95:94], \$561 [92], \$561 [90], \$561 [88], \$561 [86], \$561 [82:80], \$561 [77:76], \$561 [73:72], \$561 [70:64], \$561 [61:60], \$561 [58], \$561 [55], \$561 [51:49], \$561 [46:45], \$561 [39], \$561 [37], \$561 [33:32], \$561 [30], \$561 [28:27], \$561 [20:19], \$561 [17], \$561 [15], \$561 [13], \$561 [11], \$561 [9:8], \$561 [6], \$561 [4], \$561 [2] } = 142'h000000000000000000000000000000000000;
+  assign { \$561 [296], \$561 [293], \$561 [289], \$561 [287:285], \$561 [283:282], \$561 [276:275], \$561 [273], \$561 [271], \$561 [268:266], \$561 [264:263], \$561 [260], \$561 [256:255], \$561 [253:252], \$561 [248:246], \$561 [243:242], \$561 [240], \$561 [237], \$561 [233], \$561 [230:227], \$561 [223:220], \$561 [218:211], \$561 [209], \$561 [206:204], \$561 [202], \$561 [200:197], \$561 [193], \$561 [191], \$561 [189], \$561 [187], \$561 [185:182], \$561 [180], \$561 [178], \$561 [176:173], \$561 [171:169], \$561 [167], \$561 [161:160], \$561 [155:153], \$561 [147], \$561 [145], \$561 [143:140], \$561 [138], \$561 [136:133], \$561 [129:128], \$561 [125], \$561 [122:120], \$561 [118], \$561 [115], \$561 [111:109], \$561 [107:106], \$561 [101], \$561 [99:98], \$561 [96], \$561 [93], \$561 [91], \$561 [89], \$561 [87], \$561 [85:83], \$561 [79:78], \$561 [75:74], \$561 [71], \$561 [63:62], \$561 [59], \$561 [57:56], \$561 [54:52], \$561 [48:47], \$561 [44:40], \$561 [38], \$561 [36:34], \$561 [31], \$561 [29], \$561 [26:21], \$561 [18], \$561 [16], \$561 [14], \$561 [12], \$561 [10], \$561 [7], \$561 [5], \$561 [3], \$561 [1:0] } = { flow_entry9[29], flow_entry9[26], flow_entry9[22], flow_entry9[20:18], flow_entry9[16:15], flow_entry9[9:8], flow_entry9[6], flow_entry9[4], flow_entry9[1:0], flow_entry8[31], flow_entry8[29:28], flow_entry8[25], flow_entry8[21:20], flow_entry8[18:17], flow_entry8[13:11], flow_entry8[8:7], flow_entry8[5], flow_entry8[2], flow_entry7[30], flow_entry7[27:24], flow_entry7[20:17], flow_entry7[15:8], flow_entry7[6], flow_entry7[3:1], flow_entry6[31], flow_entry6[29:26], flow_entry6[22], flow_entry6[20], flow_entry6[18], flow_entry6[16], flow_entry6[14:11], flow_entry6[9], flow_entry6[7], flow_entry6[5:2], flow_entry6[0], flow_entry5[31:30], flow_entry5[28], flow_entry5[22:21], flow_entry5[16:14], flow_entry5[8], flow_entry5[6], flow_entry5[4:1], flow_entry4[31], flow_entry4[29:26], flow_entry4[22:21], flow_entry4[18], flow_entry4[15:13], flow_entry4[11], flow_entry4[8], flow_entry4[4:2], flow_entry4[0], flow_entry3[31], flow_entry3[26], flow_entry3[24:23], flow_entry3[21], flow_entry3[18], flow_entry3[16], flow_entry3[14], flow_entry3[12], flow_entry3[10:8], flow_entry3[4:3], flow_entry3[0], flow_entry2[31], flow_entry2[28], flow_entry2[20:19], flow_entry2[16], flow_entry2[14:13], flow_entry2[11:9], flow_entry2[5:4], flow_entry2[1:0], flow_entry1[31:29], flow_entry1[27], flow_entry1[25:23], flow_entry1[20], flow_entry1[18], flow_entry1[15:10], flow_entry1[7], flow_entry1[5], flow_entry1[3], flow_entry1[1], flow_entry0[31], flow_entry0[28], flow_entry0[26], flow_entry0[24], flow_entry0[22:21] };
+  assign \$563  = \$auto$rtlil.cc:2739:Not$20 ;
+  assign \$574  = 11'h000;
+  assign \$575 [10:1] = 10'h000;
+  assign \$575 [0] = free_stash[1];
+  assign \$576  = { 10'h000, free_stash[1] };
+  assign { \$577 [10:2], \$577 [0] } = 10'h000;
+  assign \$577 [1] = free_stash[2];
+  assign \$578 [10:2] = 9'h000;
+  assign \$578 [1:0] = { free_stash[3], free_stash[3] };
+  assign { \$581 [10:3], \$581 [1:0] } = 10'h000;
+  assign \$581 [2] = free_stash[4];
+  assign { \$582 [10:3], \$582 [1] } = 9'h000;
+  assign { \$582 [2], \$582 [0] } = { free_stash[5], free_stash[5] };
+  assign { \$584 [10:3], \$584 [0] } = 9'h000;
+  assign \$584 [2:1] = { free_stash[6], free_stash[6] };
+  assign \$585 [10:3] = 8'h00;
+  assign \$585 [2:0] = { free_stash[7], free_stash[7], free_stash[7] };
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_en, w_port__data, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [4:0] \$11 ;
+  wire [4:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [4:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [4:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  reg [3:0] \$30 ;
+  reg [3:0] \$31 ;
+  reg [3:0] \$32 ;
+  reg \$33 ;
+  wire \$4 ;
+  wire [4:0] \$5 ;
+  wire [4:0] \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  (* init = 4'h0 *)
+  wire [3:0] consume;
+  reg [3:0] inner_level = 4'h0;
+  wire inner_r_rdy;
+  wire [4:0] level;
+  (* init = 4'h0 *)
+  wire [3:0] produce;
+  output [457:0] r_data;
+  wire [457:0] r_data;
+  input r_en;
+  wire r_en;
+  wire [4:0] r_level;
+  reg [3:0] r_port__addr = 4'h0;
+  wire [457:0] r_port__data;
+  wire r_port__en;
+  output r_rdy;
+  reg r_rdy = 1'h0;
+  input rst;
+  wire rst;
+  wire [457:0] w_data;
+  input w_en;
+  wire w_en;
+  wire [4:0] w_level;
+  reg [3:0] w_port__addr = 4'h0;
+  input [457:0] w_port__data;
+  wire [457:0] w_port__data;
+  wire w_port__en;
+  wire w_rdy;
+  reg [457:0] storage [14:0];
+  initial begin
+    storage[0] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[1] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[2] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[3] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[4] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[5] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[6] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[7] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[8] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[9] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[10] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[11] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[12] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[13] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[14] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  reg [457:0] _0_;
+  always @(posedge clk) begin
+    if (r_port__en) begin
+      _0_ <= storage[r_port__addr];
+    end
+  end
+  assign r_data = _0_;
+  assign w_rdy = inner_level != 4'hf;
+  assign inner_r_rdy = | inner_level;
+  assign w_port__en = w_rdy & w_en;
+  assign \$1  = ~ r_rdy;
+  assign \$2  = \$1  | r_en;
+  assign r_port__en = inner_r_rdy & \$2 ;
+  assign w_level = inner_level + r_rdy;
+  assign \$3  = w_rdy & w_en;
+  assign \$4  = w_port__addr == 4'he;
+  assign \$5  = w_port__addr + 1'h1;
+  assign \$6  = \$4  ? 5'h00 : \$5 ;
+  assign \$7  = ~ r_rdy;
+  assign \$8  = \$7  | r_en;
+  assign \$9  = inner_r_rdy & \$8 ;
+  assign \$10  = r_port__addr == 4'he;
+  assign \$11  = r_port__addr + 1'h1;
+  assign \$12  = \$10  ? 5'h00 : \$11 ;
+  assign \$13  = w_rdy & w_en;
+  assign \$14  = ~ r_rdy;
+  assign \$15  = \$14  | r_en;
+  assign \$16  = inner_r_rdy & \$15 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$13  & \$17 ;
+  assign \$19  = inner_level + 1'h1;
+  assign \$20  = ~ r_rdy;
+  assign \$21  = \$20  | r_en;
+  assign \$22  = inner_r_rdy & \$21 ;
+  assign \$23  = w_rdy & w_en;
+  assign \$24  = ~ \$23 ;
+  assign \$25  = \$22  & \$24 ;
+  assign \$26  = inner_level - 1'h1;
+  assign \$27  = ~ r_rdy;
+  assign \$28  = \$27  | r_en;
+  assign \$29  = inner_r_rdy & \$28 ;
+  always @(posedge clk)
+    w_port__addr <= \$30 ;
+  always @(posedge clk)
+    r_port__addr <= \$31 ;
+  always @(posedge clk)
+    inner_level <= \$32 ;
+  always @(posedge clk)
+    r_rdy <= \$33 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    \$30  = w_port__addr;
+    if (\$3 ) begin
+      \$30  = \$6 [3:0];
+    end
+    if (rst) begin
+      \$30  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    \$31  = r_port__addr;
+    if (\$9 ) begin
+      \$31  = \$12 [3:0];
+    end
+    if (rst) begin
+      \$31  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    \$32  = inner_level;
+    if (\$18 ) begin
+      \$32  = \$19 [3:0];
+    end
+    if (\$25 ) begin
+      \$32  = \$26 [3:0];
+    end
+    if (rst) begin
+      \$32  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    \$33  = r_rdy;
+    if (\$29 ) begin
+      \$33  = 1'h1;
+    end else if (r_en) begin
+      \$33  = 1'h0;
+    end
+    if (rst) begin
+      \$33  = 1'h0;
+    end
+  end
+  assign level = w_level;
+  assign r_level = w_level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start_stb, frame_end_stb, frame_len, \o__ready$8 , rx__payload, full, new_frame_hold, mid_frame, data__payload, data__valid, parse__payload, parse__valid, o__ready, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28580,7 +28558,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$72  = stored;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -28594,7 +28572,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$73  = at_limit;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -28608,7 +28586,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$74  = mid_frame;
     if (\$62 ) begin
       \$74  = \$63 ;
@@ -28618,7 +28596,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$75  = \frame_len$43 ;
     if (\$70 ) begin
       (* full_case = 32'd1 *)
@@ -28687,7 +28665,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
@@ -29064,7 +29042,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [7:0];
@@ -29074,7 +29052,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [7:0];
@@ -29084,7 +29062,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [7:0];
@@ -29097,7 +29075,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -29117,128 +29095,6 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg [73:0] \$5 ;
-  reg \$6 ;
-  reg \$7 ;
-  reg [73:0] \$8 ;
-  input clk;
-  wire clk;
-  input [73:0] i__payload;
-  wire [73:0] i__payload;
-  wire [63:0] \i__payload.data ;
-  wire \i__payload.error ;
-  wire [7:0] \i__payload.keep ;
-  wire \i__payload.last ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [73:0] o__payload;
-  reg [73:0] o__payload = 74'h0000000000000000000;
-  wire [63:0] \o__payload.data ;
-  wire \o__payload.error ;
-  wire [7:0] \o__payload.keep ;
-  wire \o__payload.last ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [73:0] skid = 74'h0000000000000000000;
-  wire [63:0] \skid.data ;
-  wire \skid.error ;
-  wire [7:0] \skid.keep ;
-  wire \skid.last ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = o__ready | \$1 ;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__payload <= \$5 ;
-  always @(posedge clk)
-    o__valid <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$5  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = skid;
-      end else begin
-        \$5  = i__payload;
-      end
-    end
-    if (rst) begin
-      \$5  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$6  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = 1'h1;
-      end else begin
-        \$6  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 74'h0000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[63:0];
-  assign \o__payload.keep  = o__payload[71:64];
-  assign \o__payload.last  = o__payload[72];
-  assign \o__payload.error  = o__payload[73];
-  assign \skid.data  = skid[63:0];
-  assign \skid.keep  = skid[71:64];
-  assign \skid.last  = skid[72];
-  assign \skid.error  = skid[73];
-  assign \i__payload.data  = i__payload[63:0];
-  assign \i__payload.keep  = i__payload[71:64];
-  assign \i__payload.last  = i__payload[72];
-  assign \i__payload.error  = i__payload[73];
-endmodule
-
-module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -29360,7 +29216,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__pay
   assign \i__payload.error  = i__payload[73];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
+module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -29482,8 +29338,130 @@ module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__read
   assign \i__payload.error  = i__payload[73];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -29698,7 +29676,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29713,7 +29691,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29728,7 +29706,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -29742,7 +29720,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -30156,7 +30134,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, i__payload, i__valid, frame__hdr, frame__tags, frame__ip_proto, frame__offset, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire \$11 ;
@@ -30396,7 +30374,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
   assign \$6  = i__valid & i__ready;
   assign \$7  = beat_count < 5'h10;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     frame__hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (frame__tags)
       2'h0:
@@ -30408,7 +30386,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$74  = buf0;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -30455,7 +30433,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$75  = buf1;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -30502,7 +30480,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$76  = beat_count;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -30517,7 +30495,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$77  = buf0_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30531,7 +30509,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$78  = buf0_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30545,7 +30523,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$79  = buf0_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30564,7 +30542,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$80  = buf1_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30578,7 +30556,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$81  = buf1_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30592,7 +30570,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$82  = buf1_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30611,7 +30589,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$83  = fill_sel;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30623,7 +30601,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$84  = length;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -30638,7 +30616,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$85  = mac_error;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -30653,7 +30631,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$86  = parse_sel;
     if (frame__release) begin
       \$86  = \$71 ;
@@ -30674,7 +30652,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, o__ready, direct_ethertype, frame__hdr, frame__tags, frame__ip_proto, frame__offset, frame__ext_count, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -31459,7 +31437,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   always @(posedge clk)
     o__payload <= \$274 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31511,7 +31489,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31573,7 +31551,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -31592,7 +31570,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -31602,7 +31580,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$267  = frame__tags;
     casez (step_state)
       2'h0:
@@ -31615,7 +31593,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$268  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31678,7 +31656,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$269  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31704,7 +31682,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$270  = frame__offset;
     casez (step_state)
       2'h0:
@@ -31730,7 +31708,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$271  = ip_end;
     casez (step_state)
       2'h0:
@@ -31752,7 +31730,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$272  = frame__ext_count;
     casez (step_state)
       2'h0:
@@ -31778,7 +31756,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$273  = o__valid;
     if (o__ready) begin
       \$273  = 1'h0;
@@ -31791,7 +31769,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$274  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
@@ -31912,7 +31890,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -32127,7 +32105,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32142,7 +32120,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32157,7 +32135,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -32171,7 +32149,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -32278,7 +32256,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, csr__r_data, counters__ack, flows__ack, reta__busy, reta__r_stb, reta__w_stb, csr__ack, counters__r_stb, counters__w_stb, flows__r_stb, flows__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key
 , generation, commit_pending, commit_done, rules, counters__r_data, flows__r_data, reta__ack, reta__r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
   wire [16:0] \$1 ;
   wire [31:0] \$10 ;
   wire \$100 ;
@@ -34704,21 +34682,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     .rules(rules)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     reta__r_stb = 1'h0;
     if (\$12 ) begin
       reta__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     reta__w_stb = 1'h0;
     if (\$12 ) begin
       reta__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     csr__ack = 1'h0;
     if (\$12 ) begin
       csr__ack = reta__ack;
@@ -34742,35 +34720,35 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     counters__r_stb = 1'h0;
     if (\$13 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     counters__w_stb = 1'h0;
     if (\$13 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     flows__r_stb = 1'h0;
     if (\$14 ) begin
       flows__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     flows__w_stb = 1'h0;
     if (\$14 ) begin
       flows__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     bus_w_en = 1'h0;
     if (\$15 ) begin
       if (\$20 ) begin
@@ -34779,7 +34757,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$350  = hash_enable;
     if (commit_done) begin
       \$350  = shadow_ctrl_0_0[7:0];
@@ -34789,7 +34767,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$351  = symmetric;
     if (commit_done) begin
       \$351  = shadow_ctrl_0_0[8];
@@ -34799,7 +34777,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$352  = pass_errors;
     if (commit_done) begin
       \$352  = shadow_ctrl_0_0[9];
@@ -34809,7 +34787,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$353  = max_frame;
     if (commit_done) begin
       \$353  = shadow_max_frame_0_0[15:0];
@@ -34819,7 +34797,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$354  = direct_ethertype;
     if (commit_done) begin
       \$354  = shadow_direct_ethertype_0_0[15:0];
@@ -34829,7 +34807,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$355  = default_action;
     if (commit_done) begin
       \$355  = shadow_default_action_0_0[19:0];
@@ -34839,7 +34817,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$356  = key;
     if (commit_done) begin
       \$356  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -34849,7 +34827,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$357  = generation;
     if (commit_done) begin
       \$357  = \$28 [15:0];
@@ -34859,7 +34837,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$358  = commit_pending;
     if (commit_done) begin
       \$358  = 1'h0;
@@ -34872,84 +34850,84 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$359  = \$31 ;
     if (rst) begin
       \$359  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$360  = \$91 ;
     if (rst) begin
       \$360  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$361  = \$97 ;
     if (rst) begin
       \$361  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$362  = \$100 ;
     if (rst) begin
       \$362  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$363  = \$179 ;
     if (rst) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$364  = { \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180  };
     if (rst) begin
       \$364  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$365  = { \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202  };
     if (rst) begin
       \$365  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$366  = \$216 ;
     if (rst) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$367  = \$219 ;
     if (rst) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$368  = \$223 ;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$369  = \$267 ;
     if (rst) begin
       \$369  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$370  = rule_read_wait;
     if (busy) begin
       \$370  = 2'h0;
@@ -34964,7 +34942,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$371  = shadow_ctrl_0_0;
     if (\$284 ) begin
       \$371  = csr__w_data;
@@ -34974,7 +34952,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$372  = shadow_max_frame_0_0;
     if (\$289 ) begin
       \$372  = csr__w_data;
@@ -34984,7 +34962,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$373  = shadow_direct_ethertype_0_0;
     if (\$294 ) begin
       \$373  = csr__w_data;
@@ -34994,7 +34972,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$374  = shadow_default_action_0_0;
     if (\$299 ) begin
       \$374  = csr__w_data;
@@ -35004,7 +34982,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$375  = shadow_rss_key_0_0;
     if (\$304 ) begin
       \$375  = csr__w_data;
@@ -35014,7 +34992,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$376  = shadow_rss_key_1_0;
     if (\$309 ) begin
       \$376  = csr__w_data;
@@ -35024,7 +35002,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$377  = shadow_rss_key_2_0;
     if (\$314 ) begin
       \$377  = csr__w_data;
@@ -35034,7 +35012,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$378  = shadow_rss_key_3_0;
     if (\$319 ) begin
       \$378  = csr__w_data;
@@ -35044,7 +35022,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$379  = shadow_rss_key_4_0;
     if (\$324 ) begin
       \$379  = csr__w_data;
@@ -35054,7 +35032,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$380  = shadow_rss_key_5_0;
     if (\$329 ) begin
       \$380  = csr__w_data;
@@ -35064,7 +35042,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$381  = shadow_rss_key_6_0;
     if (\$334 ) begin
       \$381  = csr__w_data;
@@ -35074,7 +35052,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$382  = shadow_rss_key_7_0;
     if (\$339 ) begin
       \$382  = csr__w_data;
@@ -35084,7 +35062,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$383  = shadow_rss_key_8_0;
     if (\$344 ) begin
       \$383  = csr__w_data;
@@ -35094,7 +35072,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$384  = shadow_rss_key_9_0;
     if (\$349 ) begin
       \$384  = csr__w_data;
@@ -36641,7 +36619,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, busy, rule_w__en, r_data, landing_last, rules, rule_w__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -38743,56 +38721,56 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
   always @(posedge clk)
     rules <= \$389 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$380  = rule_r__data;
     if (rst) begin
       \$380  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$381  = copying;
     if (rst) begin
       \$381  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$382  = copy_addr;
     if (rst) begin
       \$382  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$383  = \$2 ;
     if (rst) begin
       \$383  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$384  = \$signal ;
     if (rst) begin
       \$384  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$385  = \$like ;
     if (rst) begin
       \$385  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$386  = \$signal$8 ;
     if (rst) begin
       \$386  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$387  = copying;
     if (\$8 ) begin
       \$387  = 1'h1;
@@ -38807,7 +38785,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$388  = copy_addr;
     if (\$8 ) begin
       \$388  = 9'h000;
@@ -38820,7 +38798,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$389  = rules;
     if (landing) begin
       if (\$11 ) begin
@@ -40691,7 +40669,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__busy, o__ready, bus__r_stb, bus__w_stb, flip_stb, o__payload, bus__ack, s2_valid, bus__r_data, i__payload, i__valid, bus__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -42125,7 +42103,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42140,7 +42118,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42155,7 +42133,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42170,7 +42148,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     bus__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42184,7 +42162,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -42194,7 +42172,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -42204,7 +42182,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -42214,7 +42192,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -42224,7 +42202,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -42234,7 +42212,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -42244,7 +42222,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -42256,7 +42234,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -42268,7 +42246,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42286,14 +42264,14 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42440,7 +42418,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -43038,7 +43016,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -43061,7 +43039,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -43075,7 +43053,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -43343,7 +43321,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -43567,7 +43545,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -43582,7 +43560,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -43597,7 +43575,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -43611,7 +43589,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -43726,7 +43704,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -44292,7 +44270,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -44307,7 +44285,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -44320,7 +44298,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -44333,7 +44311,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -44346,7 +44324,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -44359,7 +44337,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -44372,7 +44350,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -44384,7 +44362,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -44406,7 +44384,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -44531,7 +44509,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -44541,7 +44519,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -44551,7 +44529,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -44564,7 +44542,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -44584,7 +44562,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -44808,7 +44786,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -44823,7 +44801,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -44838,7 +44816,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -44852,7 +44830,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -44967,7 +44945,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -45182,7 +45160,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -45197,7 +45175,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -45212,7 +45190,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -45226,7 +45204,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -45333,7 +45311,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -46149,7 +46127,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$4865$0 (\$217 ),
+    .\port$4825$0 (\$217 ),
     .retire_stb(frame_retire_stb),
     .rst(rst),
     .start_stb(frame_start_stb),
@@ -46169,7 +46147,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -46187,7 +46165,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -46199,7 +46177,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46217,7 +46195,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46239,7 +46217,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46251,7 +46229,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46265,7 +46243,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46283,7 +46261,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46301,7 +46279,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46319,7 +46297,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46337,7 +46315,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46355,7 +46333,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46373,7 +46351,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46391,14 +46369,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -46413,7 +46391,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -46426,7 +46404,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -46435,7 +46413,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -46446,7 +46424,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46459,7 +46437,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46472,7 +46450,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46485,7 +46463,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -46510,7 +46488,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -46549,7 +46527,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -46562,7 +46540,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -46575,7 +46553,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -46600,7 +46578,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -46622,7 +46600,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -46643,7 +46621,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -46662,7 +46640,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -46683,7 +46661,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46702,7 +46680,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46891,7 +46869,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, data__payload, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -47104,7 +47082,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -47123,7 +47101,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -47138,7 +47116,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -47155,7 +47133,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -47173,7 +47151,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -47186,7 +47164,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -47202,7 +47180,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -47214,7 +47192,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -47229,7 +47207,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -47304,7 +47282,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -47429,7 +47407,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -47439,7 +47417,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -47449,7 +47427,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -47462,7 +47440,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -47482,7 +47460,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -47619,7 +47597,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -47629,7 +47607,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -47639,7 +47617,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -47652,7 +47630,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -47671,9 +47649,9 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
   wire [32:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -47871,8 +47849,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
   reg mark_stb;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$4865$0 ;
-  wire [175:0] \port$4865$0 ;
+  output [175:0] \port$4825$0 ;
+  wire [175:0] \port$4825$0 ;
   input retire_stb;
   wire retire_stb;
   input rst;
@@ -48280,7 +48258,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     .write_error_stb(write_error_stb)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = \lookup_queue$20 [5:0];
@@ -48297,7 +48275,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$3 [15:0];
@@ -48314,7 +48292,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -48331,7 +48309,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48349,7 +48327,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -48388,7 +48366,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -48423,7 +48401,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -48458,7 +48436,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -48485,7 +48463,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     arm_write_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48503,7 +48481,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     arm_value = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48521,7 +48499,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     disable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48543,7 +48521,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     enable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48566,7 +48544,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     mark_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48581,14 +48559,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$114  = lookup_queue;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$115  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -48644,7 +48622,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
   assign cfg_w__addr = \$4 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$4865$0  = cfg_lu__data[175:0];
+  assign \port$4825$0  = cfg_lu__data[175:0];
   assign lu_event_queue = cfg_lu__data[197:192];
   assign \$23  = { 1'h0, bus_enabled };
   assign \$24  = \$23 ;
@@ -48660,7 +48638,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4865$0 ,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_stb, retire_stb, mark_stb, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
   wire [8:0] \$3 ;
@@ -48699,21 +48677,21 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_s
   always @(posedge clk)
     target <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$7  = \$1 [7:0];
     if (rst) begin
       \$7  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$8  = \$2 [7:0];
     if (rst) begin
       \$8  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$9  = target;
     if (mark_stb) begin
       \$9  = \$3 [7:0];
@@ -48725,7 +48703,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_s
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_enabled, bus_arm, bus_status, lookup_enabled, armed, armed_queue, desc_error_stb, write_error_stb, disarm_stb, set_status, arm_write_stb, arm_value, disable_stb, enable_stb, lookup_queue, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$100 ;
@@ -51084,7 +51062,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
   always @(posedge clk)
     q63_status <= \$1156 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     casez (bus_queue)
       6'h00:
@@ -51218,7 +51196,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$1091  = enable;
     if (enable_stb) begin
       (* full_case = 32'd1 *)
@@ -51491,7 +51469,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$4 ) begin
       \$1092  = 4'h0;
@@ -51503,7 +51481,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$1093  = arm;
     if (\$17 ) begin
       \$1093 [0] = arm_value;
@@ -51830,7 +51808,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$21 ) begin
       \$1094  = 4'h0;
@@ -51842,7 +51820,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$38 ) begin
       \$1095  = 4'h0;
@@ -51854,7 +51832,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$55 ) begin
       \$1096  = 4'h0;
@@ -51866,7 +51844,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$72 ) begin
       \$1097  = 4'h0;
@@ -51878,7 +51856,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1098  = 4'h0;
@@ -51890,7 +51868,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$106 ) begin
       \$1099  = 4'h0;
@@ -51902,7 +51880,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 ) begin
       \$1100  = 4'h0;
@@ -51914,7 +51892,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$140 ) begin
       \$1101  = 4'h0;
@@ -51926,7 +51904,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$157 ) begin
       \$1102  = 4'h0;
@@ -51938,7 +51916,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$174 ) begin
       \$1103  = 4'h0;
@@ -51950,7 +51928,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$191 ) begin
       \$1104  = 4'h0;
@@ -51962,7 +51940,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$208 ) begin
       \$1105  = 4'h0;
@@ -51974,7 +51952,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$225 ) begin
       \$1106  = 4'h0;
@@ -51986,7 +51964,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$242 ) begin
       \$1107  = 4'h0;
@@ -51998,7 +51976,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$259 ) begin
       \$1108  = 4'h0;
@@ -52010,7 +51988,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$276 ) begin
       \$1109  = 4'h0;
@@ -52022,7 +52000,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$293 ) begin
       \$1110  = 4'h0;
@@ -52034,7 +52012,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$310 ) begin
       \$1111  = 4'h0;
@@ -52046,7 +52024,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$327 ) begin
       \$1112  = 4'h0;
@@ -52058,7 +52036,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1113  = 4'h0;
@@ -52070,7 +52048,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 ) begin
       \$1114  = 4'h0;
@@ -52082,7 +52060,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$378 ) begin
       \$1115  = 4'h0;
@@ -52094,7 +52072,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$395 ) begin
       \$1116  = 4'h0;
@@ -52106,7 +52084,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 ) begin
       \$1117  = 4'h0;
@@ -52118,7 +52096,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$429 ) begin
       \$1118  = 4'h0;
@@ -52130,7 +52108,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$446 ) begin
       \$1119  = 4'h0;
@@ -52142,7 +52120,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$463 ) begin
       \$1120  = 4'h0;
@@ -52154,7 +52132,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$480 ) begin
       \$1121  = 4'h0;
@@ -52166,7 +52144,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$497 ) begin
       \$1122  = 4'h0;
@@ -52178,7 +52156,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$514 ) begin
       \$1123  = 4'h0;
@@ -52190,7 +52168,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$531 ) begin
       \$1124  = 4'h0;
@@ -52202,7 +52180,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$548 ) begin
       \$1125  = 4'h0;
@@ -52214,7 +52192,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$565 ) begin
       \$1126  = 4'h0;
@@ -52226,7 +52204,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$582 ) begin
       \$1127  = 4'h0;
@@ -52238,7 +52216,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1128  = 4'h0;
@@ -52250,7 +52228,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$616 ) begin
       \$1129  = 4'h0;
@@ -52262,7 +52240,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$633 ) begin
       \$1130  = 4'h0;
@@ -52274,7 +52252,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$650 ) begin
       \$1131  = 4'h0;
@@ -52286,7 +52264,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$667 ) begin
       \$1132  = 4'h0;
@@ -52298,7 +52276,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 ) begin
       \$1133  = 4'h0;
@@ -52310,7 +52288,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$701 ) begin
       \$1134  = 4'h0;
@@ -52322,7 +52300,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$718 ) begin
       \$1135  = 4'h0;
@@ -52334,7 +52312,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$735 ) begin
       \$1136  = 4'h0;
@@ -52346,7 +52324,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$752 ) begin
       \$1137  = 4'h0;
@@ -52358,7 +52336,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$769 ) begin
       \$1138  = 4'h0;
@@ -52370,7 +52348,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$786 ) begin
       \$1139  = 4'h0;
@@ -52382,7 +52360,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$803 ) begin
       \$1140  = 4'h0;
@@ -52394,7 +52372,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$820 ) begin
       \$1141  = 4'h0;
@@ -52406,7 +52384,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$837 ) begin
       \$1142  = 4'h0;
@@ -52418,7 +52396,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1143  = 4'h0;
@@ -52430,7 +52408,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$871 ) begin
       \$1144  = 4'h0;
@@ -52442,7 +52420,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$888 ) begin
       \$1145  = 4'h0;
@@ -52454,7 +52432,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$905 ) begin
       \$1146  = 4'h0;
@@ -52466,7 +52444,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$922 ) begin
       \$1147  = 4'h0;
@@ -52478,7 +52456,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$939 ) begin
       \$1148  = 4'h0;
@@ -52490,7 +52468,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$956 ) begin
       \$1149  = 4'h0;
@@ -52502,7 +52480,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$973 ) begin
       \$1150  = 4'h0;
@@ -52514,7 +52492,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$990 ) begin
       \$1151  = 4'h0;
@@ -52526,7 +52504,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$1007 ) begin
       \$1152  = 4'h0;
@@ -52538,7 +52516,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$1024 ) begin
       \$1153  = 4'h0;
@@ -52550,7 +52528,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$1041 ) begin
       \$1154  = 4'h0;
@@ -52562,7 +52540,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$1058 ) begin
       \$1155  = 4'h0;
@@ -52574,7 +52552,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     (* full_case = 32'd1 *)
     if (\$1075 ) begin
       \$1156  = 4'h0;
@@ -52717,7 +52695,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -52842,7 +52820,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -52852,7 +52830,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -52862,7 +52840,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -52875,7 +52853,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -52896,7 +52874,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, tx__payload, tx__valid, csr__r_data, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, event_stb, completion_queue, event_queue, rd_req__valid, rd_req__payload, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -53262,8 +53240,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .jobs__valid(jobs__valid),
     .lengths__payload(lengths__payload),
     .lengths__valid(lengths__valid),
-    .\port$6824$0 (\$63 ),
-    .\port$6825$0 (\$64 ),
+    .\port$6784$0 (\$63 ),
+    .\port$6785$0 (\$64 ),
     .queues__flush_queue(queues__flush_queue),
     .queues__flush_stb(queues__flush_stb),
     .queues__halt_stb(halt_stb),
@@ -53302,8 +53280,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6824$0 (\$63 ),
-    .\port$6825$0 (\$64 ),
+    .\port$6784$0 (\$63 ),
+    .\port$6785$0 (\$64 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -53325,7 +53303,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53343,7 +53321,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     jobs__ready = 1'h0;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -53357,7 +53335,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     tx__valid = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53372,7 +53350,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     data_ready = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53391,7 +53369,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     lengths__ready = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53409,7 +53387,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     w_en = 1'h0;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -53420,7 +53398,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     w_data = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -53437,7 +53415,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$53  = dma_reads;
     if (\$26 ) begin
       \$53  = \$27 [31:0];
@@ -53447,7 +53425,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$54  = job;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53468,7 +53446,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$55  = \$signal ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53490,7 +53468,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$56  = \$signal$86 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53516,7 +53494,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$57  = off;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53549,7 +53527,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$58  = left;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53582,7 +53560,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$59  = \$signal$97 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53612,7 +53590,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$60  = \$signal$98 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53642,7 +53620,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$61  = \$signal$96 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53668,7 +53646,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$62  = \$signal$83 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53788,7 +53766,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -53892,7 +53870,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -53905,7 +53883,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -53925,9 +53903,9 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   assign inner_r_rdy = inner_level;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6824$0 , \port$6825$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
+module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6784$0 , \port$6785$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
 , queues__sel, lengths__valid, jobs__valid, rd_req__ready, slot_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
   wire [16:0] \$1 ;
   wire [6:0] \$10 ;
   wire \$100 ;
@@ -54358,10 +54336,10 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
   (* enum_value_00000010 = "BATCH" *)
   (* enum_value_00000011 = "GATHER" *)
   reg [7:0] opcode = 8'h00;
-  input [31:0] \port$6824$0 ;
-  wire [31:0] \port$6824$0 ;
-  input [31:0] \port$6825$0 ;
-  wire [31:0] \port$6825$0 ;
+  input [31:0] \port$6784$0 ;
+  wire [31:0] \port$6784$0 ;
+  input [31:0] \port$6785$0 ;
+  wire [31:0] \port$6785$0 ;
   reg [15:0] prod = 16'h0000;
   reg [15:0] ptr_d;
   (* init = 2'h0 *)
@@ -54990,7 +54968,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     .valid(valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     ptr_d = \$signal ;
     casez (fetch_state)
       4'h0:
@@ -55035,7 +55013,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     served_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55043,7 +55021,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     queues__start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55053,7 +55031,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55088,7 +55066,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -55137,7 +55115,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     slot_data__ready = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55151,7 +55129,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55169,7 +55147,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -55187,7 +55165,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -55205,7 +55183,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     queues__halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55221,7 +55199,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55243,7 +55221,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -55272,7 +55250,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     queues__head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55296,7 +55274,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     queues__head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -55320,7 +55298,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \w_data$59  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -55350,7 +55328,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \w_en$61  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55380,14 +55358,14 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$342  = ptr_d;
     if (rst) begin
       \$342  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$343  = cache_valid;
     if (\$111 ) begin
       \$343  = 1'h0;
@@ -55405,7 +55383,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$344  = queues__sel;
     casez (fetch_state)
       4'h0:
@@ -55418,7 +55396,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$345  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -55516,20 +55494,20 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$346  = base;
     casez (fetch_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$346  = { \port$6825$0 , \port$6824$0  };
+          \$346  = { \port$6785$0 , \port$6784$0  };
     endcase
     if (rst) begin
       \$346  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$347  = mask;
     casez (fetch_state)
       4'h0:
@@ -55542,7 +55520,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$348  = prod;
     casez (fetch_state)
       4'h0:
@@ -55555,7 +55533,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$349  = head;
     casez (fetch_state)
       4'h0:
@@ -55568,7 +55546,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$350  = need;
     casez (fetch_state)
       4'h0:
@@ -55600,7 +55578,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$351  = hdr_known;
     casez (fetch_state)
       4'h0:
@@ -55621,7 +55599,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$352  = exact;
     casez (fetch_state)
       4'h0:
@@ -55643,7 +55621,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$353  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -55673,7 +55651,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$354  = cookie;
     casez (fetch_state)
       4'h0:
@@ -55694,7 +55672,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$355  = opcode;
     casez (fetch_state)
       4'h0:
@@ -55715,7 +55693,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$356  = cache_q;
     casez (fetch_state)
       4'h0:
@@ -55730,7 +55708,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$357  = hi;
     casez (fetch_state)
       4'h0:
@@ -55769,7 +55747,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$358  = msg;
     casez (fetch_state)
       4'h0:
@@ -55816,7 +55794,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$359  = total;
     casez (fetch_state)
       4'h0:
@@ -55847,7 +55825,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$360  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -55869,7 +55847,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$361  = fetch_beat;
     casez (fetch_state)
       4'h0:
@@ -55895,7 +55873,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$362  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -55923,7 +55901,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$363  = acc;
     casez (fetch_state)
       4'h0:
@@ -55942,7 +55920,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$364  = status;
     casez (fetch_state)
       4'h0:
@@ -56002,7 +55980,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$365  = slots;
     casez (fetch_state)
       4'h0:
@@ -56037,7 +56015,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$366  = count;
     casez (fetch_state)
       4'h0:
@@ -56058,7 +56036,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$367  = length;
     casez (fetch_state)
       4'h0:
@@ -56079,7 +56057,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$368  = addr;
     casez (fetch_state)
       4'h0:
@@ -56100,7 +56078,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$369  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -56135,7 +56113,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$370  = lane;
     casez (fetch_state)
       4'h0:
@@ -56168,7 +56146,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$371  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -56203,7 +56181,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$372  = rem;
     casez (fetch_state)
       4'h0:
@@ -56249,7 +56227,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
   assign queues__runnable = requests;
   assign to_end = \$4 [16:0];
   assign fetch_n = \$42 [7:0];
-  assign queues__sel_base = { \port$6825$0 , \port$6824$0  };
+  assign queues__sel_base = { \port$6785$0 , \port$6784$0  };
   assign \jobs__payload.queue  = jobs__payload[5:0];
   assign \jobs__payload.cookie  = jobs__payload[37:6];
   assign \jobs__payload.wqe_index  = jobs__payload[53:38];
@@ -56296,7 +56274,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data, r_en, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -56400,7 +56378,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -56413,7 +56391,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -56434,7 +56412,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -56683,7 +56661,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -56693,7 +56671,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -56703,7 +56681,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -56716,7 +56694,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -56736,7 +56714,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requests, served_stb, grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -56757,7 +56735,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
     grant = 2'h0;
     (* full_case = 32'd1 *)
     casez (last)
@@ -56824,7 +56802,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -56835,9 +56813,9 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
   end
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$6825$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$6785$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
 , completion_queue, event_queue, start_stb, halt_stb, head_stb, head_slots, sel, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
   wire \$1 ;
   wire \$10 ;
   reg [3:0] \$100 ;
@@ -57776,10 +57754,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
   wire head_stb;
   wire in_window;
   reg phase;
-  output [31:0] \port$6824$0 ;
-  wire [31:0] \port$6824$0 ;
-  output [31:0] \port$6825$0 ;
-  wire [31:0] \port$6825$0 ;
+  output [31:0] \port$6784$0 ;
+  wire [31:0] \port$6784$0 ;
+  output [31:0] \port$6785$0 ;
+  wire [31:0] \port$6785$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -58723,8 +58701,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     .event_queue(event_queue),
     .event_stb(event_stb),
     .phase(phase),
-    .\port$6856$0 (\$21 ),
-    .\port$6857$0 (\$22 ),
+    .\port$6816$0 (\$21 ),
+    .\port$6817$0 (\$22 ),
     .record(record),
     .result__payload(result__payload),
     .result__ready(result__ready),
@@ -58743,7 +58721,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     .writing(writing)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58757,7 +58735,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58771,7 +58749,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58785,7 +58763,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58799,7 +58777,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58813,7 +58791,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58827,7 +58805,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58841,7 +58819,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58855,7 +58833,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58869,7 +58847,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58883,7 +58861,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58897,7 +58875,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58911,7 +58889,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58925,7 +58903,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58939,7 +58917,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58953,7 +58931,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58967,7 +58945,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58981,7 +58959,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58995,7 +58973,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59009,7 +58987,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59023,7 +59001,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59037,7 +59015,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59051,7 +59029,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59065,7 +59043,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59079,7 +59057,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59093,7 +59071,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59107,7 +59085,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59121,7 +59099,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59135,7 +59113,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59149,7 +59127,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59163,7 +59141,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59177,7 +59155,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59191,7 +59169,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59205,7 +59183,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59219,7 +59197,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59233,7 +59211,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59247,7 +59225,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59261,7 +59239,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59275,7 +59253,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59289,7 +59267,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59303,7 +59281,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59317,7 +59295,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59331,7 +59309,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59345,7 +59323,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59359,7 +59337,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59373,7 +59351,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59387,7 +59365,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59401,7 +59379,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59415,7 +59393,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59429,7 +59407,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59443,7 +59421,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59457,7 +59435,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59471,7 +59449,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59485,7 +59463,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59499,7 +59477,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59513,7 +59491,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59527,7 +59505,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59541,7 +59519,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59555,7 +59533,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59569,7 +59547,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59583,7 +59561,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59597,7 +59575,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59611,7 +59589,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59625,7 +59603,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59639,7 +59617,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59653,7 +59631,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59667,7 +59645,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59681,7 +59659,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59695,7 +59673,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59709,7 +59687,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59723,7 +59701,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59737,7 +59715,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59751,7 +59729,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59765,7 +59743,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59779,7 +59757,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59793,7 +59771,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59807,7 +59785,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59821,7 +59799,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59835,7 +59813,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59849,7 +59827,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59863,7 +59841,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59877,7 +59855,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59891,7 +59869,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59905,7 +59883,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59919,7 +59897,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59933,7 +59911,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59947,7 +59925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59961,7 +59939,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59975,7 +59953,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59989,7 +59967,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60003,7 +59981,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60017,7 +59995,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60031,7 +60009,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60045,7 +60023,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60059,7 +60037,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60073,7 +60051,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60087,7 +60065,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60101,7 +60079,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60115,7 +60093,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60129,7 +60107,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60143,7 +60121,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60157,7 +60135,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60171,7 +60149,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60185,7 +60163,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60199,7 +60177,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60213,7 +60191,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60227,7 +60205,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60241,7 +60219,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60255,7 +60233,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60269,7 +60247,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60283,7 +60261,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60297,7 +60275,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60311,7 +60289,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60325,7 +60303,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60339,7 +60317,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60353,7 +60331,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60367,7 +60345,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60381,7 +60359,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60395,7 +60373,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60409,7 +60387,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60423,7 +60401,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60437,7 +60415,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60451,7 +60429,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60465,7 +60443,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60479,7 +60457,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60493,7 +60471,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60507,7 +60485,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60521,7 +60499,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60535,7 +60513,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60549,7 +60527,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60563,7 +60541,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60577,7 +60555,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60591,7 +60569,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60605,7 +60583,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60619,7 +60597,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60633,7 +60611,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60647,7 +60625,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60661,7 +60639,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60675,7 +60653,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60689,7 +60667,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60703,7 +60681,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60717,7 +60695,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60731,7 +60709,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60745,7 +60723,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60759,7 +60737,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60773,7 +60751,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60787,7 +60765,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60801,7 +60779,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60815,7 +60793,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60829,7 +60807,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60843,7 +60821,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60857,7 +60835,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60871,7 +60849,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60885,7 +60863,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60899,7 +60877,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60913,7 +60891,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60927,7 +60905,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60941,7 +60919,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60955,7 +60933,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60969,7 +60947,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60983,7 +60961,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60997,7 +60975,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61011,7 +60989,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61025,7 +61003,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61039,7 +61017,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61053,7 +61031,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     csr__r_data = 32'd0;
     if (\$49 ) begin
       casez (\$23 [5:0])
@@ -61085,7 +61063,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     flush_stb = 1'h0;
     if (\$94 ) begin
       casez (\$23 [5:0])
@@ -61189,7 +61167,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     flush_queue = 2'h0;
     if (\$94 ) begin
       casez (\$23 [5:0])
@@ -61293,7 +61271,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$829  = q0_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -61324,7 +61302,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$830  = q1_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -61357,7 +61335,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$831  = q2_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -61392,7 +61370,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$832  = q3_eq;
     if (disarm_stb) begin
       (* full_case = 32'd1 *)
@@ -61430,14 +61408,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$833  = \$186 [3:0];
     if (rst) begin
       \$833  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$834  = q0_head;
     if (\$188 ) begin
       \$834  = \$189 [15:0];
@@ -61472,7 +61450,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$835  = q0_halted;
     if (\$191 ) begin
       \$835  = 1'h1;
@@ -61508,7 +61486,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$836  = q0_status;
     if (\$191 ) begin
       \$836 [3] = 1'h1;
@@ -61553,7 +61531,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$837  = q0_cons;
     if (\$193 ) begin
       \$837  = \$194 [15:0];
@@ -61588,7 +61566,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$838  = q0_cq_prod;
     if (\$193 ) begin
       \$838  = \$195 [15:0];
@@ -61623,7 +61601,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$839  = q0_phase;
     if (\$193 ) begin
       if (\$199 ) begin
@@ -61660,14 +61638,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$840  = \$208 [3:0];
     if (rst) begin
       \$840  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$841  = q1_head;
     if (\$210 ) begin
       \$841  = \$211 [15:0];
@@ -61702,7 +61680,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$842  = q1_halted;
     if (\$213 ) begin
       \$842  = 1'h1;
@@ -61738,7 +61716,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$843  = q1_status;
     if (\$213 ) begin
       \$843 [3] = 1'h1;
@@ -61783,7 +61761,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$844  = q1_cons;
     if (\$215 ) begin
       \$844  = \$216 [15:0];
@@ -61818,7 +61796,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$845  = q1_cq_prod;
     if (\$215 ) begin
       \$845  = \$217 [15:0];
@@ -61853,7 +61831,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$846  = q1_phase;
     if (\$215 ) begin
       if (\$221 ) begin
@@ -61890,14 +61868,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$847  = \$230 [3:0];
     if (rst) begin
       \$847  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$848  = q2_head;
     if (\$232 ) begin
       \$848  = \$233 [15:0];
@@ -61932,7 +61910,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$849  = q2_halted;
     if (\$235 ) begin
       \$849  = 1'h1;
@@ -61968,7 +61946,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$850  = q2_status;
     if (\$235 ) begin
       \$850 [3] = 1'h1;
@@ -62013,7 +61991,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$851  = q2_cons;
     if (\$237 ) begin
       \$851  = \$238 [15:0];
@@ -62048,7 +62026,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$852  = q2_cq_prod;
     if (\$237 ) begin
       \$852  = \$239 [15:0];
@@ -62083,7 +62061,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$853  = q2_phase;
     if (\$237 ) begin
       if (\$243 ) begin
@@ -62120,14 +62098,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$854  = \$252 [3:0];
     if (rst) begin
       \$854  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$855  = q3_head;
     if (\$254 ) begin
       \$855  = \$255 [15:0];
@@ -62162,7 +62140,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$856  = q3_halted;
     if (\$257 ) begin
       \$856  = 1'h1;
@@ -62198,7 +62176,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$857  = q3_status;
     if (\$257 ) begin
       \$857 [3] = 1'h1;
@@ -62243,7 +62221,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$858  = q3_cons;
     if (\$259 ) begin
       \$858  = \$260 [15:0];
@@ -62278,7 +62256,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$859  = q3_cq_prod;
     if (\$259 ) begin
       \$859  = \$261 [15:0];
@@ -62313,7 +62291,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$860  = q3_phase;
     if (\$259 ) begin
       if (\$265 ) begin
@@ -62350,7 +62328,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$861  = q0_base_lo;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62365,7 +62343,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$862  = q0_base_hi;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62382,7 +62360,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$863  = q0_size;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62401,7 +62379,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$864  = q0_cq_base_lo;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62422,7 +62400,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$865  = q0_cq_base_hi;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62445,7 +62423,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$866  = q0_cq_size;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62470,7 +62448,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$867  = q0_prod;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62499,7 +62477,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$868  = q0_en;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62532,7 +62510,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$869  = q1_base_lo;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62547,7 +62525,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$870  = q1_base_hi;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62564,7 +62542,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$871  = q1_size;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62583,7 +62561,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$872  = q1_cq_base_lo;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62604,7 +62582,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$873  = q1_cq_base_hi;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62627,7 +62605,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$874  = q1_cq_size;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62652,7 +62630,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$875  = q1_prod;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62681,7 +62659,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$876  = q1_en;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62714,7 +62692,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$877  = q2_base_lo;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62729,7 +62707,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$878  = q2_base_hi;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62746,7 +62724,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$879  = q2_size;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62765,7 +62743,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$880  = q2_cq_base_lo;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62786,7 +62764,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$881  = q2_cq_base_hi;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62809,7 +62787,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$882  = q2_cq_size;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62834,7 +62812,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$883  = q2_prod;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62863,7 +62841,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$884  = q2_en;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62896,7 +62874,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$885  = q3_base_lo;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62911,7 +62889,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$886  = q3_base_hi;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62928,7 +62906,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$887  = q3_size;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62947,7 +62925,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$888  = q3_cq_base_lo;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62968,7 +62946,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$889  = q3_cq_base_hi;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62991,7 +62969,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$890  = q3_cq_size;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -63016,7 +62994,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$891  = q3_prod;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -63045,7 +63023,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$892  = q3_en;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -63078,7 +63056,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63092,7 +63070,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63106,7 +63084,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63120,7 +63098,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63134,7 +63112,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63148,7 +63126,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63162,7 +63140,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63176,7 +63154,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63190,7 +63168,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63204,7 +63182,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63218,7 +63196,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63232,7 +63210,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63246,7 +63224,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63260,7 +63238,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63274,7 +63252,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63288,7 +63266,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63302,7 +63280,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63316,7 +63294,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63330,7 +63308,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63344,7 +63322,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63358,7 +63336,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63372,7 +63350,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63386,7 +63364,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63400,7 +63378,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63414,7 +63392,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63428,7 +63406,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63442,7 +63420,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63456,7 +63434,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63470,7 +63448,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63484,7 +63462,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63519,8 +63497,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
   assign window_rel = \$23 [15:0];
   assign window_queue = \$23 [7:6];
   assign freed = \$68 [15:0];
-  assign \port$6824$0  = \$17 ;
-  assign \port$6825$0  = \$18 ;
+  assign \port$6784$0  = \$17 ;
+  assign \port$6785$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \result__payload.queue  = result__payload[5:0];
   assign \result__payload.cookie  = result__payload[37:6];
@@ -63577,9 +63555,9 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6824$0 , \port$682
   assign \$827  = { 1'h0, \$826 , 2'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6856$0 , \port$6857$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
+module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6816$0 , \port$6817$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
 , event_stb, record, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$81  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -63653,10 +63631,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   reg event_stb = 1'h0;
   input phase;
   wire phase;
-  input [31:0] \port$6856$0 ;
-  wire [31:0] \port$6856$0 ;
-  input [31:0] \port$6857$0 ;
-  wire [31:0] \port$6857$0 ;
+  input [31:0] \port$6816$0 ;
+  wire [31:0] \port$6816$0 ;
+  input [31:0] \port$6817$0 ;
+  wire [31:0] \port$6817$0 ;
   wire [1:0] queue;
   output [95:0] record;
   reg [95:0] record = 96'h000000000000000000000000;
@@ -63727,7 +63705,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   assign \$2  = cq_size - 1'h1;
   assign \$3  = \$2 [15:0] & cq_prod;
   assign \$4  = \$3  * 5'h10;
-  assign \$5  = { \port$6857$0 , \port$6856$0  } + \$4 ;
+  assign \$5  = { \port$6817$0 , \port$6816$0  } + \$4 ;
   assign \$6  = beat_i != 2'h2;
   assign \$37  = beat_i * 7'h40;
   assign \$7  = comp >> \$37 ;
@@ -63763,7 +63741,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   always @(posedge clk)
     event_queue <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63771,7 +63749,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     writing = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63783,7 +63761,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63793,7 +63771,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -63807,7 +63785,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63817,7 +63795,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -63830,7 +63808,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63842,7 +63820,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     done_stb = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63856,7 +63834,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63870,7 +63848,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     disarm_stb = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63886,7 +63864,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$23  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63903,7 +63881,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$24  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63922,7 +63900,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$25  = record;
     casez (completion_state)
       2'h0:
@@ -63935,7 +63913,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$26  = \$signal ;
     casez (completion_state)
       2'h0:
@@ -63952,7 +63930,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$27  = beat_i;
     casez (completion_state)
       2'h0:
@@ -63969,7 +63947,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$28  = completion_state;
     casez (completion_state)
       2'h0:
@@ -63990,7 +63968,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$29  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -64007,7 +63985,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$30  = event_queue;
     casez (completion_state)
       2'h0:
@@ -64026,7 +64004,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   assign queue = record[1:0];
-  assign cq_base = { \port$6857$0 , \port$6856$0  };
+  assign cq_base = { \port$6817$0 , \port$6816$0  };
   assign \record.queue  = record[5:0];
   assign \record.cookie  = record[37:6];
   assign \record.wqe_index  = record[53:38];
@@ -64065,7 +64043,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$81  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$82  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -64183,7 +64161,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -64193,7 +64171,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -64203,7 +64181,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -64216,7 +64194,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;

@@ -267,7 +267,7 @@ def test_random_sweep(seed):
     random_run(SEED + 100 + seed, inserts=300, batches=20, frames=100, gap=0.2, stall=0.2)
 
 
-def test_latency_is_six_cycles():
+def test_latency_is_eight_cycles():
     rng = seeded_rng(SEED + 2)
     dut = FlowTable(REGMAP)
 
@@ -281,6 +281,6 @@ def test_latency_is_six_cycles():
         while not ctx.get(dut.o.valid):
             await ctx.tick()
             cycles += 1
-        assert cycles == 6
+        assert cycles == 8
 
     run_simulation(dut, run, cycle_limit=50)
