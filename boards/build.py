@@ -23,7 +23,8 @@ from pathlib import Path
 
 from . import Board, BoardError
 
-__all__ = ["YOWASP_TOOLS", "build_board", "build_plan", "read_report", "BuildFailed"]
+__all__ = ["YOWASP_TOOLS", "build_board", "build_plan", "read_report", "BuildFailed",
+           "build_seed", "timing_score", "seeds_summary"]
 
 #: Environment variables amaranth's build scripts read, and the YoWASP command for each.
 YOWASP_TOOLS = {
@@ -66,12 +67,16 @@ def tool_env(family: str) -> dict[str, str]:
     return env
 
 
-def build_plan(board: Board, name: str | None = None):
-    """Amaranth's BuildPlan for ``board`` (no tool runs): the platform, the plan."""
+def build_plan(board: Board, name: str | None = None, seed: int | None = None):
+    """Amaranth's BuildPlan for ``board`` (no tool runs): the platform, the plan. ``seed``:
+    nextpnr's placer seed (``--seed``; None: nextpnr's default)."""
     top = board.make_top()
     platform = board.platform_class()()
+    opts = f"--report {NEXTPNR_REPORT} --timing-allow-fail"
+    if seed is not None:
+        opts += f" --seed {int(seed)}"
     plan = platform.build(top, name=name or f"hetnic_{board.name}", do_build=False,
-                          nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
+                          nextpnr_opts=opts)
     return platform, plan
 
 
@@ -80,16 +85,16 @@ def _log(message, start):
           flush=True)
 
 
-def build_board(board: Board, out: Path) -> dict:
-    """Build ``board`` into ``out``; return the report (also written to
-    ``out/report.json``). :class:`BuildFailed` if a tool fails; timing not met is in the
-    report (``timing_met``), not an exception."""
+def build_board(board: Board, out: Path, seed: int | None = None) -> dict:
+    """Build ``board`` into ``out`` (with nextpnr placer seed ``seed``, if given); return the
+    report (also written to ``out/report.json``; ``seed`` in it). :class:`BuildFailed` if a
+    tool fails; timing not met is in the report (``timing_met``), not an exception."""
     start = time.monotonic()
     if board.top is None:
         board.make_top()            # raises BoardNotImplemented with what is missing
     env = tool_env(_family(board.platform_class()()))
     _log(f"elaborating {board.name} ({board.device})", start)
-    platform, plan = build_plan(board)
+    platform, plan = build_plan(board, seed=seed)
     out = Path(out)
     plan.extract(str(out))
     script = f"{plan.script}.sh"
@@ -110,9 +115,45 @@ def build_board(board: Board, out: Path) -> dict:
                           f"{log_tail[-1] if log_tail else ''}")
     report = read_report(out / NEXTPNR_REPORT, board, platform)
     report["seconds"] = round(time.monotonic() - start, 1)
+    if seed is not None:
+        report["seed"] = seed
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _log(f"done: {out / 'report.json'}", start)
     return report
+
+
+def build_seed(board_name: str, out: str, seed: int) -> dict:
+    """One build of ``hetnic build --seeds``: board ``board_name`` with placer seed ``seed``
+    into ``out`` (a function of names and paths, so a cluster worker can run it)."""
+    from . import get_board
+    return build_board(get_board(board_name), Path(out), seed=seed)
+
+
+def timing_score(report: dict) -> float:
+    """How well a build meets timing: the smallest Fmax / constraint over its clocks (1.0 and
+    above: met). The best of several seeds has the highest."""
+    return min((c["fmax_mhz"] / c["constraint_mhz"] for c in report["clocks"]),
+               default=0.0)
+
+
+def seeds_summary(reports: list[dict]) -> dict:
+    """The Fmax distribution of builds of the same board with different seeds: per clock,
+    the Fmax of each seed and its minimum, median, mean and maximum; the best seed (highest
+    :func:`timing_score`)."""
+    import statistics
+    clocks = {}
+    for name in sorted({c["name"] for r in reports for c in r["clocks"]}):
+        values = {r["seed"]: c["fmax_mhz"] for r in reports for c in r["clocks"]
+                  if c["name"] == name}
+        v = list(values.values())
+        clocks[name] = {"fmax_mhz": values, "min": min(v), "median": round(statistics.median(v), 2),
+                        "mean": round(statistics.fmean(v), 2), "max": max(v),
+                        "constraint_mhz": next(c["constraint_mhz"] for r in reports
+                                               for c in r["clocks"] if c["name"] == name)}
+    best = max(reports, key=timing_score)
+    return {"board": best["board"], "seeds": [r["seed"] for r in reports],
+            "best_seed": best["seed"], "best_timing_met": best["timing_met"],
+            "clocks": clocks}
 
 
 def read_report(path: Path, board: Board, platform=None) -> dict:

@@ -184,13 +184,17 @@ def _connect_subset(m, outer, inner, members):
 
 
 class _BurstSplitter(wiring.Component):
-    """Round-robin arbiter over the clients' requests (:class:`~.round_robin.RoundRobin`),
-    request check, and burst splitter.
+    """Request check and burst splitter with a round-robin choice per burst
+    (:class:`~.round_robin.RoundRobin`) among the clients.
 
-    Takes one request at a time (the granted client's ``ready`` rises in the cycle it is
-    taken, also in the cycle the previous request's last burst leaves) and emits its bursts
-    in order from the next cycle on, one per cycle while ``burst.ready``: each burst has at
-    most ``max_burst_beats`` beats and ends at or before the next 4 KiB boundary. A refused
+    Each client has one request register: its ``ready`` is high while that register is free
+    (also in the cycle its request's last burst leaves), and at most one request is taken
+    per cycle, round robin among the clients asking. From the next cycle on the bursts of
+    the requests held leave one per cycle while ``burst.ready``, the client of each burst
+    chosen round robin among those holding a request: a client's bursts leave in its request
+    order, and a client with a short request waits for at most one burst of every other
+    client, never for another client's whole request. Each burst has at most
+    ``max_burst_beats`` beats and ends at or before the next 4 KiB boundary. A refused
     request (length 0, misaligned, or ``addr + length > 2**64``) leaves as one entry with
     ``refused`` set and ``beats = ceil(length / (W/8))``; ``refused_stb`` pulses when it is
     taken.
@@ -209,11 +213,20 @@ class _BurstSplitter(wiring.Component):
         n, lanes = self.n_clients, self.data_width // 8
         size_log2 = lanes.bit_length() - 1
 
-        # --- the request being split
-        active = Signal()
-        cur = Signal(DmaReadRequest)    # its part not yet handed out in a burst
-        cur_client = Signal(range(max(n, 2)))
+        # --- per client: the request held and its part not yet handed out in a burst
+        active = Signal(n)
+        held = [Signal(DmaReadRequest, name=f"held_{i}") for i in range(n)]
+        held_refused = Signal(n)
+
+        # --- the burst: of the client chosen round robin among those holding a request
+        m.submodules.burst_rr = burst_rr = RoundRobin(n)
+        client = burst_rr.grant
+        cur = Signal(DmaReadRequest)
         cur_refused = Signal()
+        with m.Switch(client):
+            for i in range(n):
+                with m.Case(i):
+                    m.d.comb += [cur.eq(held[i]), cur_refused.eq(held_refused[i])]
 
         beats_left = Signal(16)
         to_boundary = Signal(range(AXI_BOUNDARY // lanes + 1))
@@ -231,9 +244,10 @@ class _BurstSplitter(wiring.Component):
         out = self.burst.payload
         tail = cur.length[:size_log2] if size_log2 else Const(0, 1)
         m.d.comb += [
-            self.burst.valid.eq(active),
+            burst_rr.requests.eq(active),
+            self.burst.valid.eq(burst_rr.valid),
             out.addr.eq(cur.addr),
-            out.info.client.eq(cur_client),
+            out.info.client.eq(client),
             out.info.tag.eq(cur.tag),
             out.info.beats.eq(beats),
             out.info.last.eq(is_last),
@@ -241,29 +255,36 @@ class _BurstSplitter(wiring.Component):
             out.info.refused.eq(cur_refused),
         ]
         taken = self.burst.valid & self.burst.ready
+        done = Signal(n)                # the request of client i leaves with this burst
+        m.d.comb += burst_rr.served_stb.eq(taken)
         with m.If(taken):
-            m.d.sync += [cur.addr.eq(cur.addr + (beats << size_log2)),
-                         cur.length.eq(cur.length - (beats << size_log2))]
-            with m.If(is_last):
-                m.d.sync += active.eq(0)
+            m.d.comb += done.eq(Mux(is_last, 1 << client, 0))
+            with m.Switch(client):
+                for i in range(n):
+                    with m.Case(i):
+                        m.d.sync += [held[i].addr.eq(cur.addr + (beats << size_log2)),
+                                     held[i].length.eq(cur.length - (beats << size_log2))]
 
-        # --- round-robin grant over the clients' requests, and the request check
+        # --- one new request per cycle, round robin among the clients with a free register
         m.submodules.round_robin = rr = RoundRobin(n)
+        free = ~active | done
+        m.d.comb += [rr.requests.eq(Cat(req.valid for req in self.req) & free),
+                     rr.served_stb.eq(1)]
         sel = Signal(DmaReadRequest)
-        can_take = ~active | (taken & is_last)
-        m.d.comb += [rr.requests.eq(Cat(req.valid for req in self.req)),
-                     rr.served_stb.eq(can_take)]
         with m.Switch(rr.grant):
             for i, req in enumerate(self.req):
                 with m.Case(i):
-                    m.d.comb += [sel.eq(req.payload), req.ready.eq(can_take)]
+                    m.d.comb += [sel.eq(req.payload), req.ready.eq(free[i])]
         refused = Signal()
         m.d.comb += refused.eq(_refused(sel, size_log2))
-
-        with m.If(can_take & rr.valid):
+        took = Mux(rr.valid, 1 << rr.grant, 0)[:n]
+        m.d.sync += active.eq((active & ~done) | took)
+        with m.If(rr.valid):
             m.d.comb += self.refused_stb.eq(refused)
-            m.d.sync += [active.eq(1), cur.eq(sel), cur_client.eq(rr.grant),
-                         cur_refused.eq(refused)]
+            with m.Switch(rr.grant):
+                for i in range(n):
+                    with m.Case(i):
+                        m.d.sync += [held[i].eq(sel), held_refused[i].eq(refused)]
         return m
 
 
@@ -347,7 +368,9 @@ class _ReadPath(_BurstPath):
         o_valid, o_client, o_beat, o_free = _client_output(
             m, self.data, DmaReadBeat(self.data_width), "o")
         count = Signal(8)               # beat of the head burst
-        failed = Signal()               # a non-OKAY RRESP so far in this request
+        # Per client: a non-OKAY RRESP so far in its request (bursts of clients interleave).
+        failed_of = Signal(self.n_clients)
+        failed = failed_of.bit_select(head.client, 1)
         final = count == head.beats - 1
         m.d.comb += axi.rready.eq(pending.r_rdy & ~head.refused & o_free)
         with m.If(pending.r_rdy & head.refused & o_free):
@@ -370,7 +393,7 @@ class _ReadPath(_BurstPath):
                 o_beat.error.eq(request_end & (failed | bad)),
                 o_beat.tag.eq(head.tag),
                 count.eq(Mux(final, 0, count + 1)),
-                failed.eq(~request_end & (failed | bad)),
+                failed_of.bit_select(head.client, 1).eq(~request_end & (failed | bad)),
             ]
         return m
 
@@ -443,7 +466,9 @@ class _WritePath(_BurstPath):
         axi = self.axi
         answer = data.View(self.response_layout, to_answer.r_data)
         d_valid, d_client, d_done, d_free = _client_output(m, self.done, DmaWriteDone, "d")
-        failed = Signal()               # a non-OKAY BRESP so far in this request
+        # Per client: a non-OKAY BRESP so far in its request (bursts of clients interleave).
+        failed_of = Signal(self.n_clients)
+        failed = failed_of.bit_select(answer.client, 1)
         m.d.comb += axi.bready.eq(to_answer.r_rdy & ~answer.refused & (~answer.last | d_free))
         with m.If(to_answer.r_rdy & answer.refused & d_free):
             m.d.comb += to_answer.r_en.eq(1)
@@ -452,7 +477,7 @@ class _WritePath(_BurstPath):
         with m.If(axi.bvalid & axi.bready):
             bad = axi.bresp != AXI_RESP_OKAY
             m.d.comb += [to_answer.r_en.eq(1), self.error_stb.eq(bad)]
-            m.d.sync += failed.eq(~answer.last & (failed | bad))
+            m.d.sync += failed_of.bit_select(answer.client, 1).eq(~answer.last & (failed | bad))
             with m.If(answer.last):
                 m.d.sync += [d_valid.eq(1), d_client.eq(answer.client),
                              d_done.tag.eq(answer.tag), d_done.error.eq(failed | bad)]
@@ -462,10 +487,17 @@ class DmaEngine(wiring.Component):
     """AXI4 master that moves data between host memory and several internal clients.
 
     Each client request is checked, then split into INCR bursts of at most
-    ``max_burst_beats`` beats that never cross a 4 KiB boundary, with ``AxSIZE = log2(W/8)``.
-    Requests of all read clients are taken one at a time, round robin, and so are those of
-    all write clients; a request's bursts are issued back to back, so its W beats are never
-    interleaved with another request's.
+    ``max_burst_beats`` beats (reads: ``max_read_burst_beats``) that never cross a 4 KiB
+    boundary, with ``AxSIZE = log2(W/8)``. Each client has one request in the engine at a
+    time (per direction), and the bursts of the requests held are issued round robin among
+    the clients, one burst per turn: a client's bursts (and W beats) keep its request order,
+    while a short request of one client waits for at most one burst of each other client,
+    never for another client's whole request. Read data come back in AR order, so a read
+    waits for the data of the read bursts in flight before it: at most
+    ``read_outstanding * max_read_burst_beats`` beats. Short read bursts and few of them in
+    flight keep a latency-critical client's small reads (RX descriptors) from waiting behind
+    a bulk client's long ones (TX frame data), at the price of more AR transactions and of
+    the read bandwidth a slow slave allows (``read_outstanding`` bursts per read latency).
 
     Every transaction uses ID 0 (AWID = ARID = 0; BID and RID are ignored), so the slave
     returns R data and B responses in issue order; RLAST is not checked, the engine counts
@@ -476,7 +508,7 @@ class DmaEngine(wiring.Component):
     returns one beat with ``last = 1, error = 1, keep = 0``; a refused write still takes
     and drops its ``ceil(length / (W/8))`` data beats, then reports done with ``error = 1``.
 
-    Reads. Up to ``outstanding`` bursts are in flight (counted from the burst's split, so
+    Reads. Up to ``read_outstanding`` bursts are in flight (counted from the burst's split, so
     one of them may still wait for ARREADY); R data returns through one output register to
     the client of the oldest burst, so every client gets its beats in request order, and a
     client that stalls its ``rd_data`` stalls the R channel for all clients. Timing, with
@@ -484,7 +516,7 @@ class DmaEngine(wiring.Component):
     after its R handshake. With a slave that accepts AR at once, raises RVALID L >= 1 cycles
     later and never stalls, beat k of a request is offered in cycle 3 + L + k, so a 4 KiB
     read at W=64 (two 256-beat bursts) ends in cycle 514 + L: bursts follow each other
-    without a bubble as long as ``outstanding`` bursts cover the slave's latency.
+    without a bubble as long as ``read_outstanding`` bursts cover the slave's latency.
 
     Writes. Timing, with the request taken in cycle 0 and the client's data waiting:
     AWVALID from cycle 2, W beat k offered in cycle 3 + k (one beat per cycle while WREADY),
@@ -492,7 +524,7 @@ class DmaEngine(wiring.Component):
     W=64 with a B response 1 cycle after WLAST: done in cycle 516). AW may run ahead of W by
     up to ``outstanding`` bursts, and W beats may be offered before their AW is accepted.
     WSTRB is all ones except on the request's last beat, where it covers the bytes below
-    ``length``. Dones of all write clients come in request order.
+    ``length``. Each client's dones come in its request order.
 
     Parameters
     ----------
@@ -504,6 +536,10 @@ class DmaEngine(wiring.Component):
         Longest burst, 1 to 256 beats.
     outstanding : int
         Bursts in flight per direction, 2 to 64.
+    max_read_burst_beats : int or None
+        Longest read burst, 1 to 256 beats; ``None``: ``max_burst_beats``.
+    read_outstanding : int or None
+        Read bursts in flight, 2 to 64; ``None``: ``outstanding``.
 
     Members
     -------
@@ -526,7 +562,7 @@ class DmaEngine(wiring.Component):
         OKAY.
     """
     def __init__(self, data_width, n_read_clients, n_write_clients, max_burst_beats=256, *,
-                 outstanding=4):
+                 outstanding=4, max_read_burst_beats=None, read_outstanding=None):
         _check_width(data_width)
         for name, value in (("n_read_clients", n_read_clients),
                             ("n_write_clients", n_write_clients)):
@@ -535,6 +571,13 @@ class DmaEngine(wiring.Component):
             raise ValueError("A DMA engine needs at least one read or write client, not 0")
         check_int_range("max_burst_beats", max_burst_beats, 1, 256)
         check_int_range("outstanding", outstanding, 2, 64)
+        if max_read_burst_beats is None:
+            max_read_burst_beats = max_burst_beats
+        check_int_range("max_read_burst_beats", max_read_burst_beats, 1, 256)
+        if read_outstanding is None:
+            read_outstanding = outstanding
+        check_int_range("read_outstanding", read_outstanding, 2, 64)
+        self.max_read_burst_beats, self.read_outstanding = max_read_burst_beats, read_outstanding
         self.data_width = data_width
         self.n_read_clients, self.n_write_clients = n_read_clients, n_write_clients
         self.max_burst_beats, self.outstanding = max_burst_beats, outstanding
@@ -556,10 +599,12 @@ class DmaEngine(wiring.Component):
         error_stbs = []
         if self.n_read_clients:
             error_stbs += self._direction(m, "read", _ReadPath, self.rd_req,
-                                          {"data": self.rd_data})
+                                          {"data": self.rd_data}, self.max_read_burst_beats,
+                                          self.read_outstanding)
         if self.n_write_clients:
             error_stbs += self._direction(m, "write", _WritePath, self.wr_req,
-                                          {"data": self.wr_data, "done": self.wr_done})
+                                          {"data": self.wr_data, "done": self.wr_done},
+                                          self.max_burst_beats, self.outstanding)
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += self.read_transactions.eq(self.read_transactions + 1)
         with m.If(axi.awvalid & axi.awready):
@@ -567,15 +612,16 @@ class DmaEngine(wiring.Component):
         m.d.sync += self.errors.eq(self.errors + sum(error_stbs))
         return m
 
-    def _direction(self, m, name, path_type, requests, client_ports):
+    def _direction(self, m, name, path_type, requests, client_ports, max_burst_beats,
+                   outstanding):
         """One direction: a :class:`_BurstSplitter` over the clients' ``requests`` and a
         ``path_type`` behind it, whose client port arrays are wired to ``client_ports`` (by
         the path's member name) and whose AXI members drive this engine's. Returns the
         direction's error strobes."""
         n = len(requests)
         m.submodules[f"{name}_split"] = split = _BurstSplitter(
-            n, self.data_width, self.max_burst_beats)
-        m.submodules[f"{name}_path"] = path = path_type(n, self.data_width, self.outstanding)
+            n, self.data_width, max_burst_beats)
+        m.submodules[f"{name}_path"] = path = path_type(n, self.data_width, outstanding)
         for port, inner in zip(requests, split.req):
             wiring.connect(m, wiring.flipped(port), inner)
         for member, ports in client_ports.items():

@@ -137,11 +137,16 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
     ``cocotb_packets_per_s``
         The same scenario with 64-byte frames and the same driver code inside cocotb on
         Verilator (cocotbext-axi host memory, register bus and wire), ``cocotb_frames`` frames.
+    ``rx_cycles_per_frame_under_tx``
+        Cycles per received 64-byte frame while TX queue 0 is kept full of BATCH work items
+        of 4, 16 and 64 frames (``items_4`` ...), and with TX idle (``idle``, the baseline)
+        (the :func:`hetnic.sim.scenarios.rx_under_tx` scenario, 200 frames, a fresh NIC
+        each); ``tx_frames_per_cycle_under_rx``: the frames sent per cycle meanwhile.
     """
     from .host.nic import Nic
     from .params import HIL_NIC_CORE
     from .sim.nic_sim import run_driver_job
-    from .sim.scenarios import rx_stream
+    from .sim.scenarios import rx_stream, rx_under_tx
     from .sim.traffic import tcp4_min_frames, traffic_mix
 
     mix = [f if isinstance(f, bytes) else f[0] for f in traffic_mix(frames, seed=7)]
@@ -171,6 +176,14 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
     if cocotb["packets"] != cocotb_frames:
         raise RuntimeError(f"bench hil: cocotb: {cocotb['packets']} of {cocotb_frames} "
                            f"frames arrived")
+    under_tx = {}
+    for per_item in (0, 4, 16, 64):
+        with Nic.open("sim", width=64, rx_queues=8) as nic:
+            r = rx_under_tx(nic, per_item)
+        if r["rx_frames"] != 200:
+            raise RuntimeError(f"bench hil: RX under TX ({per_item} frames per item): "
+                               f"{r['rx_frames']} of 200 frames arrived")
+        under_tx[f"items_{per_item}" if per_item else "idle"] = r
     raw_cps = raw_cycles / raw_s
     harness_cps = runs["mix"]["cycles"] / runs["mix"]["seconds"]
     pps64 = runs["64"]["packets"] / runs["64"]["seconds"]
@@ -188,6 +201,10 @@ def bench_hil(frames: int = 20_000, large_frames: int = 4_000,
         "cocotb_cycles_per_s": round(cocotb["cycles"] / cocotb["seconds"]),
         "frames": {"mix": len(mix), "64": len(small), "1500": len(large),
                    "cocotb_64": cocotb_frames},
+        "rx_cycles_per_frame_under_tx": {k: r["rx_cycles_per_frame"]
+                                         for k, r in under_tx.items()},
+        "tx_frames_per_cycle_under_rx": {k: r["tx_frames_per_cycle"]
+                                         for k, r in under_tx.items() if k != "idle"},
         "axi_errors": axi["axi_errors"], "axi_protocol_errors": axi["axi_protocol_errors"],
         "nic_open_s": round(open_s, 2),
         "build": dataclasses.asdict(HIL_NIC_CORE),

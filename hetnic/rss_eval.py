@@ -54,7 +54,8 @@ from .host.rss_policy import (GainGuard, KeySelector, RetaBalancer, FlowSet, buc
 from .protocol import MS_RSS_DEFAULT_KEY
 
 __all__ = ["POLICIES", "MAX_QUEUES", "evaluate", "default_window", "parse_window",
-           "format_table", "draw_figure", "dumps"]
+           "format_table", "draw_figure", "dumps", "SWEEP_AXES", "parse_sweep",
+           "evaluate_capture", "format_sweep", "draw_sweep_figure", "FlowHashes"]
 
 POLICIES = ("static", "adaptive_key", "reta", "adaptive_key+reta")
 MAX_QUEUES = 256
@@ -99,13 +100,14 @@ def default_window(trace) -> tuple[str, float | int]:
     return "packets", max(1, math.ceil(len(trace) / 10))
 
 
-class _FlowHashes:
-    """Toeplitz hash of every flow of a trace, per key (cached)."""
+class FlowHashes:
+    """Toeplitz hash of every input of ``inputs`` (hash input bytes; an empty one hashes to
+    0), per key (cached): batched over the inputs of each length."""
 
     def __init__(self, inputs: list[bytes]):
         self.count = len(inputs)
         self.rows = {}
-        for length in (12, 36):
+        for length in sorted({len(b) for b in inputs} - {0}):
             idx = np.array([i for i, b in enumerate(inputs) if len(b) == length],
                            dtype=np.int64)
             data = b"".join(inputs[i] for i in idx)
@@ -196,7 +198,7 @@ class _Policy:
             return self.key, self.table
         return MS_RSS_DEFAULT_KEY, self.static_table
 
-    def flow_queues(self, hashes: _FlowHashes, key=None, table=None) -> np.ndarray:
+    def flow_queues(self, hashes: FlowHashes, key=None, table=None) -> np.ndarray:
         """Queue of every flow under ``key`` and ``table`` (default: those in force)."""
         if key is None:
             key, table = self.in_force()
@@ -225,7 +227,7 @@ class _Policy:
         self.buckets_moved.append(moved)
         self.seconds.append(seconds)
 
-    def decide_on(self, window: _Window, hashes: _FlowHashes) -> np.ndarray | None:
+    def decide_on(self, window: _Window, hashes: FlowHashes) -> np.ndarray | None:
         """:meth:`decide` on ``window``; the flow -> queue map from before the decision if
         the key or table in force changed, else None."""
         old = self.in_force()
@@ -234,7 +236,7 @@ class _Policy:
         key, table = self.in_force()
         return old_queues if (key, list(table)) != (old[0], list(old[1])) else None
 
-    def score(self, window: _Window, hashes: _FlowHashes, before: np.ndarray | None,
+    def score(self, window: _Window, hashes: FlowHashes, before: np.ndarray | None,
               static_max_mean: float | None = None) -> None:
         """Score the key and table in force on ``window`` (the one after the decision): its
         packet and byte scores and queue shares, and for an adaptive policy the flows of
@@ -454,7 +456,7 @@ def _replay_windows(trace, nonempty: list, policies: dict[str, "_Policy"],
     """Every policy decides on each window with packets and is scored on the next one (its
     scores accumulate in the policy). Returns the per-scored-window series of the report:
     ``window_start`` (rounded to ns), ``lower_bound`` and ``lower_bound_bytes``."""
-    hashes = _FlowHashes(trace.inputs)
+    hashes = FlowHashes(trace.inputs)
     lb_p, lb_b, starts = [], [], []
     window = _Window(trace, *nonempty[0])
     for w in range(len(nonempty) - 1):
@@ -574,4 +576,121 @@ def draw_figure(report: dict, path) -> None:
         ax.set_ylabel("queue packet load / mean")
     fig.suptitle(f"hetnic rss-eval: {report['trace']}, {report['flows']} flows, "
                  f"{queues} queues; per-queue load of the window after each decision")
+    fig.savefig(path, dpi=100)
+
+
+#: The axes of ``hetnic rss-eval --sweep`` (``seed`` and ``queue`` are accepted too).
+SWEEP_AXES = ("queues", "seeds")
+
+
+def parse_sweep(items: list[str]) -> dict[str, list[int]]:
+    """The axes of ``--sweep queues=4,8,16 seeds=1-10``: each a comma-separated list of
+    integers and ``A-B`` ranges (inclusive). ValueError (one line) for an unknown axis, a
+    repeated one, or a bad value."""
+    axes: dict[str, list[int]] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        name = {"seed": "seeds", "queue": "queues"}.get(name, name)
+        if name not in SWEEP_AXES:
+            raise ValueError(f"--sweep {item!r}: the axes are {' and '.join(SWEEP_AXES)} "
+                             "(queues=4,8,16 seeds=1-10)")
+        if name in axes:
+            raise ValueError(f"--sweep: {name} given twice")
+        values = []
+        for part in text.split(","):
+            low, dash, high = part.partition("-")
+            if not (low.isdigit() and (not dash or high.isdigit())):
+                raise ValueError(f"--sweep {item!r}: give integers and ranges A-B, "
+                                 "comma-separated")
+            first, last = int(low), int(high) if dash else int(low)
+            if last < first or last - first > 10_000:
+                raise ValueError(f"--sweep {item!r}: bad range {part}")
+            values += [v for v in range(first, last + 1) if v not in values]
+        axes[name] = values
+    bad = [q for q in axes.get("queues", []) if not 1 <= q <= MAX_QUEUES]
+    if bad:
+        raise ValueError(f"--sweep queues: {bad[0]} is not from 1 to {MAX_QUEUES}")
+    bad = [s for s in axes.get("seeds", []) if s >= 2 ** 32]
+    if bad:
+        raise ValueError(f"--sweep seeds: {bad[0]} is not below 2**32")
+    return axes
+
+
+def evaluate_capture(path, *, queues: int, seed: int, window_packets: int | None = None,
+                     **options) -> dict:
+    """One point of a sweep, as ``hetnic rss-eval CAPTURE --queues Q --seed S`` evaluates
+    it: :func:`evaluate` on the capture at ``path`` (windows of ``window_packets``, default
+    :func:`default_window`), the report without its per-window ``series``."""
+    from pathlib import Path
+    from .replay import ReplayError, read_capture
+    from .sim.workloads import trace_from_frames
+    trace = trace_from_frames(read_capture(path), name=str(path))
+    if not len(trace):
+        raise ReplayError(f"{path}: the capture holds no frames")
+    if window_packets is None:
+        _, window_packets = default_window(trace)
+    report = evaluate(trace, queues=queues, seed=seed, window_packets=window_packets,
+                      **options)
+    report["trace"] = Path(path).name
+    report.pop("series")
+    return report
+
+
+#: Columns of the sweep table (per point and policy; no wall-clock figures, so a sweep's
+#: table is exactly the one of the single-run evaluations it is made of).
+SWEEP_COLUMNS = ("capture", "queues", "seed", "packets", "flows", "window", "scored",
+                 "lower bound", "policy", "max/mean", "max/mean bytes", "vs static",
+                 "worse windows", "key switches", "flows migrated/decision")
+
+
+def format_sweep(reports: list[dict]) -> str:
+    """The reports of a sweep as one Markdown table: a row per capture, queue count, seed and
+    policy."""
+    lines = ["| " + " | ".join(SWEEP_COLUMNS) + " |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|"]
+    for r in reports:
+        for name, p in r["policies"].items():
+            lines.append("| " + " | ".join([
+                r["trace"], str(r["queues"]), str(r["seed"]), str(r["packets"]),
+                str(r["flows"]), str(r["window"]["packets"]), str(r["scored_windows"]),
+                f"{r['lower_bound']:.3f}", name, f"{p['next_window_max_mean']:.3f}",
+                f"{p['next_window_max_mean_bytes']:.3f}", f"{100 * p['vs_static']:+.1f}%",
+                str(p["worse_than_static_windows"]), str(p["key_switches"]),
+                f"{p['flows_migrated_per_decision']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def draw_sweep_figure(reports: list[dict], path) -> None:
+    """Write a PNG to ``path``: per capture, each policy's next-window max/mean against the
+    queue count (the mean over the seeds, bars from the lowest to the highest seed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    captures = list(dict.fromkeys(r["trace"] for r in reports))
+    fig = Figure(figsize=(6 * min(3, len(captures)), 4.5 * math.ceil(len(captures) / 3)),
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(math.ceil(len(captures) / 3), min(3, len(captures)),
+                                      squeeze=False)).ravel()
+    for ax, capture in zip(axes, captures):
+        mine = [r for r in reports if r["trace"] == capture]
+        queues = sorted({r["queues"] for r in mine})
+        for name in POLICIES:
+            values = [[r["policies"][name]["next_window_max_mean"] for r in mine
+                       if r["queues"] == q] for q in queues]
+            mean = np.array([np.mean(v) for v in values])
+            low = mean - np.array([min(v) for v in values])
+            high = np.array([max(v) for v in values]) - mean
+            ax.errorbar(queues, mean, yerr=[low, high], marker="o", capsize=3, label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(queues, [str(q) for q in queues])
+        ax.set_xlabel("queues")
+        ax.set_ylabel("next-window max/mean")
+        ax.set_title(capture)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(captures):]:
+        ax.set_visible(False)
+    seeds = sorted({r["seed"] for r in reports})
+    fig.suptitle(f"hetnic rss-eval --sweep: {len(reports)} evaluations, seeds "
+                 f"{seeds[0]}-{seeds[-1]}")
     fig.savefig(path, dpi=100)

@@ -50,7 +50,10 @@ from .shm import SharedSegment
 from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import InstanceConfig
 from .stack.stack import Stack
+from .stack.tunnel import TunnelAdapter
 from .stack_runner import step_stack
+from .tunnel_host import tunnel_apps
+from .tunnel_privs import drop_privileges, process_identity
 
 __all__ = ["AppSpec", "InstanceSpec", "InstanceProcessError", "instance_main", "APP_MAKERS"]
 
@@ -63,10 +66,11 @@ _SHARED_BATCH = 64
 #: Frames the link keeps in software while the TX ring is full (then a counted drop): the
 #: instance never waits for the NIC to free a TX slot, it goes on polling its RX queues.
 TX_BACKLOG = 4096
-#: Frames per TX work item at most. The simulated NIC's RX path waits for the TX work item
-#: in progress (measured: under a saturating TX load ~2,000 cycles per RX frame with 64-frame
-#: items, ~1,000 with 16, ~430 with 4), so shorter items keep every instance's RX latency
-#: lower under another's bulk sending; the same for every instance.
+#: Frames per TX work item at most, the same for every instance. The NIC's RX path used to
+#: wait for the whole TX work item in progress, so items were kept short. The DMA engine now
+#: serves its clients a burst at a time (docs/host.md: about 26 cycles per RX frame under
+#: TX load whatever the item's size), so this is no longer about RX latency; 16 is the value
+#: the dispatch figures were measured with.
 TX_BATCH = 16
 
 
@@ -110,6 +114,13 @@ class InstanceSpec:
         Offset in that segment of the NIC process's wake word (1 while its loop sleeps
         long: the child kicks it after sending, see
         :class:`~hetnic.host.nic_process.NicProcess`).
+    tunnels : tuple of TunnelSpec
+        With any, the instance runs the tunnel adapter
+        (:class:`~hetnic.host.stack.tunnel.TunnelAdapter`) on its stack, and echo / HTTP on
+        the tunnels' inner addresses.
+    user : str or None
+        Drop to this user once the grant and the ring are mapped
+        (:func:`~hetnic.host.tunnel_privs.drop_privileges`).
     """
     config: InstanceConfig
     grant: Any
@@ -120,6 +131,8 @@ class InstanceSpec:
     serve_dir: str | None = None
     ring: tuple[str, int, int] | None = None
     wake_word: int | None = None
+    tunnels: tuple = ()
+    user: str | None = None
 
 
 @dataclass
@@ -150,6 +163,14 @@ class _Instance:
                     self.nic_sleeping = SharedWord(self.segment.buf, spec.wake_word)
             self.stack = Stack(cfg, mac=spec.mac, ipv4=spec.ipv4, ipv6=spec.ipv6,
                                seed=spec.seed)
+            self.adapter = None
+            self.tunnel_apps: list = []
+            if spec.tunnels:
+                self.adapter = TunnelAdapter(self.stack, spec.tunnels, seed=spec.seed + 100)
+                self.stack = self.adapter               # type: ignore[assignment]
+                self.tunnel_apps = tunnel_apps(self.adapter, spec.serve_dir)
+            if spec.user is not None:
+                drop_privileges(spec.user)
         except BaseException:
             self.close()
             raise
@@ -197,6 +218,9 @@ class _Instance:
             running.app.close()
             self.holds.hold(self.stack, running.grant)
         self.apps.clear()
+        for app in self.tunnel_apps:
+            app.close()
+        self.tunnel_apps.clear()
         out = self.stack.poll(time.monotonic())
         if out:
             self.link.send(out)
@@ -208,13 +232,19 @@ class _Instance:
         return {"pid": os.getpid(), "mode": "process", "rx_queues": list(cfg.rx_queues),
                 "tx_queue": cfg.tx_queue, "counters": self.stack.counters.as_dict(),
                 "states": self.stack.state_counts(),
-                "apps": [r.app.stats() for r in self.apps],
+                "apps": [r.app.stats() for r in self.apps]
+                + [app.stats() for app in self.tunnel_apps],
                 "link": {"frames_in": self.link.frames_in, "frames_out": self.link.frames_out,
                          "tx_errors": self.link.tx_errors,
                          "tx_posts": self.link.tx_posts,
                          "tx_backlog_drops": self.link.tx_backlog_drops,
                          "tx_bad_frames": self.link.tx_bad_frames},
-                "shared_frames_in": self.shared_in}
+                "shared_frames_in": self.shared_in, **self._tunnel_summary()}
+
+    def _tunnel_summary(self) -> dict:
+        if self.adapter is None:
+            return {}
+        return {"tunnels": self.adapter.tunnel_stats(), "identity": process_identity()}
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> None:

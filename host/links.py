@@ -10,11 +10,16 @@ move frames from ``link.receive()`` into ``stack.receive()`` and from ``stack.po
 * :class:`TapLink` — a stack straight on a :class:`~hetnic.host.tap.TapDevice`, no NIC;
 * :class:`NicQueueLink` — a stack instance on some RX queues and one TX queue of a
   :class:`~hetnic.host.nic.Nic` (the simulated NIC's clock is run by whoever owns its wire,
-  e.g. :class:`~hetnic.host.tap_bridge.TapBridge`).
+  e.g. :class:`~hetnic.host.tap_bridge.TapBridge`);
+* :class:`PacketLink` — an ``AF_PACKET`` socket on a kernel interface, one EtherType (the
+  kernel's side of a TAP for a protocol with no IP, e.g. NCP).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -22,12 +27,13 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ..errors import HetnicError
 from ..protocol import TX_MAX_FRAME
 from .faults import FaultInjector
+from .netns import in_netns
 
 if TYPE_CHECKING:
     from .nic import Nic
     from .tap import TapDevice
 
-__all__ = ["Link", "LinkError", "PairLink", "TapLink", "NicQueueLink"]
+__all__ = ["Link", "LinkError", "PairLink", "TapLink", "NicQueueLink", "PacketLink"]
 
 #: Frames in one TX BATCH work item (the work item's limit).
 _BATCH = 64
@@ -382,3 +388,99 @@ class NicQueueLink(Link):
         if self._backlog:
             self._flush()
         self.tx_errors = getattr(tx, "errors", 0)
+
+
+class PacketLink(Link):
+    """An ``AF_PACKET`` socket on a kernel interface: frames of one EtherType, sent and
+    received raw (the kernel side of a TAP, a veth, ...), e.g. for NCP
+    (:mod:`hetnic.host.ncp_io`) on the kernel's side of the simulated NIC's TAP.
+
+    Parameters
+    ----------
+    ifname : str
+        The interface to bind to.
+    ethertype : int
+        The EtherType to receive (frames of other types never reach the socket).
+    netns : str, optional
+        The network namespace the interface is in (the socket is made inside it).
+
+    Members
+    -------
+    mac : bytes
+        The interface's MAC address.
+    tx_drops : int
+        Frames the kernel refused (no buffer space, interface down); dropped, counted.
+    rx_errors : int
+        Receive errors: ``ENETDOWN`` (the interface went down) is counted and the receive
+        ends; any other raises :class:`LinkError` (one line; an
+        :class:`~hetnic.host.ncp_io.NcpStation` surfaces it to its callers).
+
+    Needs ``CAP_NET_RAW`` (:class:`LinkError` without). ``fileno()`` is the socket's;
+    :meth:`receive` never blocks.
+    """
+
+    def __init__(self, ifname: str, ethertype: int, *, netns: str | None = None):
+        if not isinstance(ethertype, int) or not 0x600 <= ethertype <= 0xFFFF:
+            raise LinkError(f"ethertype must be from 0x0600 to 0xffff, not {ethertype!r}")
+        ctx = in_netns(netns) if netns is not None else contextlib.nullcontext()
+        with ctx:
+            # Protocol 0: the socket receives nothing until bind() names the interface and
+            # the EtherType (with the EtherType here it would see every interface's frames
+            # in between).
+            try:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            except PermissionError:
+                raise LinkError(f"an AF_PACKET socket on {ifname!r} needs CAP_NET_RAW "
+                                f"(run as root)") from None
+            except OSError as e:
+                raise LinkError(f"cannot make an AF_PACKET socket: {e.strerror}") from None
+            try:
+                sock.bind((ifname, ethertype))
+            except OSError as e:
+                sock.close()
+                raise LinkError(f"cannot bind an AF_PACKET socket to {ifname!r}: "
+                                f"{e.strerror}") from None
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self._sock = sock
+        self.mac = sock.getsockname()[4]
+        self.ifname = ifname
+        self.frames_in = self.frames_out = 0
+        self.tx_drops = 0
+        self.rx_errors = 0
+
+    def send(self, frames: list[bytes]) -> None:
+        send = self._sock.send
+        for frame in frames:
+            try:
+                send(frame)
+            except OSError:                 # ENOBUFS, EAGAIN, ENETDOWN: a full queue drops
+                self.tx_drops += 1
+                continue
+            self.frames_out += 1
+
+    def receive(self, max_frames: int = 64) -> list[bytes]:
+        frames = []
+        recv = self._sock.recvfrom
+        while len(frames) < max_frames:
+            try:
+                data, addr = recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                self.rx_errors += 1
+                if e.errno == errno.ENETDOWN:   # the interface went down: it may come back
+                    break
+                raise LinkError(f"receive on {self.ifname!r} failed: "
+                                f"{e.strerror or e}") from None
+            if addr[2] != 4:                # not PACKET_OUTGOING (our own frames)
+                frames.append(data)
+        self.frames_in += len(frames)
+        return frames
+
+    def fileno(self) -> int | None:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()

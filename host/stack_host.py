@@ -40,8 +40,10 @@ from .links import NicQueueLink
 from .stack.instance import PROFILES, InstanceConfig
 from .stack.errors import BadArgument
 from .stack.stack import Stack
+from .stack.tunnel import TunnelAdapter, TunnelSpec
 from .stack_steering import APP_PORTS, SteeringPlan, is_shared_frame, plan_steering
 from .tap_bridge import TapBridge
+from .tunnel_host import TUNNEL_INSTANCE, tunnel_apps, tunnel_instance, tunnel_rules
 
 __all__ = ["StackHost", "StackHostTimeout", "HostListener", "DEFAULT_MAC", "parse_interface"]
 
@@ -96,6 +98,13 @@ class StackHost:
         Run the built-in applications (echo, discard, and HTTP with ``serve_dir``).
     seed : int
         Seed of the stacks (each instance gets ``seed + index``).
+    tunnels : sequence of TunnelSpec
+        Tunnels of the virtual adapter (:mod:`hetnic.host.stack.tunnel`): with any, one more
+        instance, ``tunnel`` (:func:`~hetnic.host.tunnel_host.tunnel_instance`), runs a
+        :class:`~hetnic.host.stack.tunnel.TunnelAdapter` and the rules of
+        :func:`~hetnic.host.tunnel_host.tunnel_rules` steer the tunnels' outer traffic to it;
+        the built-in echo (TCP and UDP 7) and HTTP (with ``serve_dir``) answer on every
+        tunnel's inner address too.
 
     Members
     -------
@@ -115,14 +124,20 @@ class StackHost:
                  instances: list[InstanceConfig] | None = None, mac: bytes = DEFAULT_MAC,
                  faults_to_nic: FaultInjector | None = None,
                  faults_to_tap: FaultInjector | None = None,
-                 serve_dir: Path | None = None, apps: bool = True, seed: int = 0):
+                 serve_dir: Path | None = None, apps: bool = True, seed: int = 0,
+                 tunnels: list[TunnelSpec] | tuple = ()):
         instances = list(PROFILES.values()) if instances is None else list(instances)
+        if tunnels:
+            instances, tunnel_cfg = tunnel_instance(instances, rx_queues=len(nic.rx_queues),
+                                                    tx_queues=len(nic.tx_queues))
+            instances.append(tunnel_cfg)
         ipv4 = [parse_interface(addr4, 4)]
         ipv6 = [parse_interface(addr6, 6)] if addr6 else []
         self.nic = nic
         self.plan: SteeringPlan = plan_steering(instances, nic.params,
                                                 rx_queues=len(nic.rx_queues),
-                                                tx_queues=len(nic.tx_queues), app_ports=())
+                                                tx_queues=len(nic.tx_queues), app_ports=(),
+                                                first_rules=tunnel_rules(tunnels))
         self.dispatcher = Dispatcher(nic, instances, base_plan=self.plan)
         self.instances = instances
         self.stacks: dict[str, Stack] = {}
@@ -130,6 +145,12 @@ class StackHost:
         for index, cfg in enumerate(instances):
             self.links[cfg.name] = NicQueueLink(nic, cfg.rx_queues, cfg.tx_queue)
             self.stacks[cfg.name] = Stack(cfg, mac=mac, ipv4=ipv4, ipv6=ipv6, seed=seed + index)
+        #: The tunnel adapter (its instance's stack), or None without tunnels.
+        self.adapter: TunnelAdapter | None = None
+        if tunnels:
+            self.adapter = TunnelAdapter(self.stacks[TUNNEL_INSTANCE], tunnels,
+                                         seed=seed + len(instances))
+            self.stacks[TUNNEL_INSTANCE] = self.adapter      # type: ignore[assignment]
         self.dispatcher.program()
         self.bridge = TapBridge(nic, tap, faults_to_nic=faults_to_nic,
                                 faults_to_tap=faults_to_tap)
@@ -165,6 +186,8 @@ class StackHost:
         add("echo", "tcp")
         add("echo", "udp")
         add("discard", "tcp")
+        if self.adapter is not None:
+            self.apps[TUNNEL_INSTANCE] += tunnel_apps(self.adapter, serve_dir)
 
     def listen(self, qos: str, port: int, proto: str = "tcp", *, backlog: int | None = None,
                owner: str = "") -> "HostListener":
@@ -348,6 +371,8 @@ class StackHost:
                              "counters": stack.counters.as_dict(),
                              "states": stack.state_counts(),
                              "apps": [app.stats() for app in self.apps[cfg.name]]}
+            if stack is self.adapter:
+                out[cfg.name]["tunnels"] = self.adapter.tunnel_stats()
         return {"instances": out, "bridge": self.bridge.counters(),
                 "dispatcher": self.dispatcher.dump()}
 

@@ -52,6 +52,8 @@ from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, parse_interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
+from .tunnel_host import TUNNEL_INSTANCE, tunnel_instance, tunnel_rules
+from .tunnel_privs import resolve_user
 
 __all__ = ["StackProcs", "StackProcsError", "wake_once"]
 
@@ -89,6 +91,13 @@ class StackProcs:
         As for :class:`~hetnic.host.stack_host.StackHost`.
     log : Callable[[str], None], optional
         Where one-line messages go (an instance that exited); default standard error.
+    tunnels : sequence of TunnelSpec
+        As for :class:`~hetnic.host.stack_host.StackHost`: the ``tunnel`` instance runs the
+        adapter, in a process of its own.
+    tunnel_user : str or None
+        The user the adapter's process drops to once it has mapped its queues
+        (:mod:`hetnic.host.tunnel_privs`; the segments it maps stay this process's, mode
+        0600); None: it keeps this process's user.
 
     Members
     -------
@@ -114,17 +123,26 @@ class StackProcs:
                  faults_to_nic: FaultInjector | None = None,
                  faults_to_tap: FaultInjector | None = None,
                  serve_dir: Path | None = None, apps: bool = True, seed: int = 0,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, tunnels=(),
+                 tunnel_user: str | None = None):
         if getattr(nic, "shared", None) is None:
             raise StackProcsError("instances as processes need the NIC's memory shared: open "
                                   "it with Nic.open('sim', shared=True)")
         self.instances = list(PROFILES.values()) if instances is None else list(instances)
+        tunnels = tuple(tunnels)
+        if tunnels:
+            self.instances, tunnel_cfg = tunnel_instance(
+                self.instances, rx_queues=len(nic.rx_queues), tx_queues=len(nic.tx_queues))
+            self.instances.append(tunnel_cfg)
+            if tunnel_user is not None:
+                resolve_user(tunnel_user)               # an unknown user fails here
         ipv4 = [parse_interface(addr4, 4)]
         ipv6 = [parse_interface(addr6, 6)] if addr6 else []
         self.nic = nic
         self.base_plan = plan_steering(self.instances, nic.params,
                                        rx_queues=len(nic.rx_queues),
-                                       tx_queues=len(nic.tx_queues), app_ports=())
+                                       tx_queues=len(nic.tx_queues), app_ports=(),
+                                       first_rules=tunnel_rules(tunnels))
         self.dispatcher = Dispatcher(nic, self.instances, base_plan=self.base_plan)
         self.dispatcher.program()
         ring_bytes = SpscRing.bytes_needed(RING_SLOTS, RING_SLOT_SIZE)
@@ -164,11 +182,14 @@ class StackProcs:
             self._serve()
             for index, cfg in enumerate(self.instances):
                 grant = nic.export_queues(rx=cfg.rx_queues, tx=[cfg.tx_queue])
+                adapter = tunnels and cfg.name == TUNNEL_INSTANCE
+                user = tunnel_user if adapter else None
                 spec = InstanceSpec(config=cfg, grant=grant, mac=mac, ipv4=ipv4, ipv6=ipv6,
                                     seed=seed + index,
                                     serve_dir=None if serve_dir is None else str(serve_dir),
                                     ring=(self._segment.name, _RINGS_AT + index * ring_bytes,
-                                          ring_bytes), wake_word=_WAKE_WORD)
+                                          ring_bytes), wake_word=_WAKE_WORD,
+                                    tunnels=tunnels if adapter else (), user=user)
                 child = self.owner.spawn(cfg.name, instance_main, spec)
                 self.children[cfg.name] = child
                 self.pids[cfg.name] = child.pid

@@ -130,7 +130,8 @@ def app_instance(instances: Sequence[_Instance], qos: str) -> int:
 
 def plan_steering(instances: Sequence[_Instance], params: _Params, *,
                   rx_queues: int | None = None, tx_queues: int | None = None,
-                  app_ports: Sequence[tuple[str, str, int, str]] = APP_PORTS) -> SteeringPlan:
+                  app_ports: Sequence[tuple[str, str, int, str]] = APP_PORTS,
+                  first_rules: Sequence[tuple[str, dict, str]] = ()) -> SteeringPlan:
     """The rules, default action and RETA that steer frames to ``instances``.
 
     Parameters
@@ -146,6 +147,10 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         The application port rules to put first (default :data:`APP_PORTS`); ``()`` for the
         base plan of a :class:`~hetnic.host.dispatcher.Dispatcher`, which installs them
         itself when the applications listen.
+    first_rules : sequence of (label, match, instance name)
+        Rules put before every other one: the :class:`~hetnic.rules.FlowRule` match fields
+        ``match`` steer to the named instance (the tunnel adapter's outer traffic,
+        :func:`~hetnic.host.tunnel_host.tunnel_rules`).
 
     Raises
     ------
@@ -180,6 +185,12 @@ def plan_steering(instances: Sequence[_Instance], params: _Params, *,
         slices[inst.name] = (i * size, size)
 
     rules = []
+    names = [inst.name for inst in instances]
+    for label, match, owner_name in first_rules:
+        if owner_name not in names:
+            raise SteeringError(f"rule {label!r} names instance {owner_name!r}, which is not "
+                                f"one of {', '.join(names)}")
+        rules.append(FlowRule(**match, action=actions[names.index(owner_name)], name=label))
     for app, proto, port, owner in app_ports:
         index = app_instance(instances, owner)
         rules.append(FlowRule(ip_proto=proto, dst_port=port, action=actions[index],

@@ -2911,7 +2911,7 @@ module \hetnic_nic_core_w64.core.dma (axi__wready, axi__bid, axi__bresp, axi__bv
   assign \burst__payload$117.info.refused  = \burst__payload$116 [95];
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rvalid, clk, rst, data__1__ready, burst__ready, data__0__valid, data__1__valid, axi__rready, data__0__ready, burst__payload, burst__valid, error_stb, axi__arvalid, axi__araddr, axi__arlen, data__0__payload, axi__arready);
+module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rvalid, clk, rst, data__1__ready, burst__valid, burst__ready, data__0__valid, data__1__valid, axi__rready, data__0__ready, burst__payload, error_stb, axi__arvalid, axi__araddr, axi__arlen, data__0__payload, axi__arready);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -2955,27 +2955,29 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [16:0] \$48 ;
-  wire \$49 ;
+  wire \$48 ;
+  wire [16:0] \$49 ;
   wire \$5 ;
-  wire [8:0] \$50 ;
+  wire \$50 ;
   wire [8:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire \$53 ;
+  wire [8:0] \$52 ;
+  wire [16:0] \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  reg \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  reg [63:0] \$60 ;
-  reg [7:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [81:0] \$64 ;
-  reg [7:0] \$65 ;
-  reg \$66 ;
+  wire \$60 ;
+  reg \$61 ;
+  reg [63:0] \$62 ;
+  reg [7:0] \$63 ;
+  reg \$64 ;
+  reg \$65 ;
+  reg [81:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [1:0] \$68 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -3040,7 +3042,7 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   wire data__1__valid;
   output error_stb;
   reg error_stb;
-  reg failed = 1'h0;
+  reg [1:0] failed_of = 2'h0;
   reg o_client = 1'h0;
   (* init = 82'h000000000000000000000 *)
   wire [81:0] o_payload;
@@ -3059,6 +3061,8 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   wire [30:0] w_data;
   wire w_en;
   wire w_rdy;
+  assign \$27  = \$26  | o_ready;
+  assign \$28  = r_rdy & r_data[30];
   assign \$29  = ~ o_valid;
   assign \$30  = \$29  | o_ready;
   assign \$31  = \$28  & \$30 ;
@@ -3075,36 +3079,38 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   assign \$42  = r_data[24:9] - 1'h1;
   assign \$43  = count == \$42 ;
   assign \$44  = \$43  & r_data[25];
-  assign \$45  = | axi__rresp;
-  assign \$46  = failed | \$45 ;
-  assign \$47  = \$44  & \$46 ;
-  assign \$48  = r_data[24:9] - 1'h1;
-  assign \$49  = count == \$48 ;
-  assign \$50  = count + 1'h1;
-  assign \$51  = \$49  ? 9'h000 : \$50 ;
-  assign \$52  = r_data[24:9] - 1'h1;
-  assign \$53  = count == \$52 ;
-  assign \$54  = \$53  & r_data[25];
-  assign \$55  = ~ \$54 ;
-  assign \$56  = | axi__rresp;
-  assign \$57  = failed | \$56 ;
-  assign \$58  = \$55  & \$57 ;
+  assign \$45  = failed_of >> r_data[0];
+  assign \$46  = | axi__rresp;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = \$44  & \$47 ;
+  assign \$49  = r_data[24:9] - 1'h1;
+  assign \$50  = count == \$49 ;
+  assign \$51  = count + 1'h1;
+  assign \$52  = \$50  ? 9'h000 : \$51 ;
+  assign \$53  = r_data[24:9] - 1'h1;
+  assign \$54  = count == \$53 ;
+  assign \$55  = \$54  & r_data[25];
+  assign \$56  = ~ \$55 ;
+  assign \$57  = failed_of >> r_data[0];
+  assign \$58  = | axi__rresp;
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = \$56  & \$59 ;
   always @(posedge clk)
-    axi__arvalid <= \$59 ;
+    axi__arvalid <= \$61 ;
   always @(posedge clk)
-    axi__araddr <= \$60 ;
+    axi__araddr <= \$62 ;
   always @(posedge clk)
-    axi__arlen <= \$61 ;
+    axi__arlen <= \$63 ;
   always @(posedge clk)
-    o_valid <= \$62 ;
+    o_valid <= \$64 ;
   always @(posedge clk)
-    o_client <= \$63 ;
+    o_client <= \$65 ;
   always @(posedge clk)
-    data__0__payload <= \$64 ;
+    data__0__payload <= \$66 ;
   always @(posedge clk)
-    count <= \$65 ;
+    count <= \$67 ;
   always @(posedge clk)
-    failed <= \$66 ;
+    failed_of <= \$68 ;
   assign \$1  = ~ burst__payload[94];
   assign \$3  = ~ axi__arvalid;
   assign \$4  = \$2  | \$3 ;
@@ -3133,8 +3139,6 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   assign \$24  = \$22  & \$23 ;
   assign \$25  = burst__payload[88:73] - 1'h1;
   assign \$26  = ~ o_valid;
-  assign \$27  = \$26  | o_ready;
-  assign \$28  = r_rdy & r_data[30];
   \hetnic_nic_core_w64.core.dma.read_path.pending  pending (
     .clk(clk),
     .r_data(r_data),
@@ -3174,104 +3178,110 @@ module \hetnic_nic_core_w64.core.dma.read_path (axi__rdata, axi__rresp, axi__rva
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$59  = axi__arvalid;
+    \$61  = axi__arvalid;
     if (\$24 ) begin
-      \$59  = 1'h1;
+      \$61  = 1'h1;
     end else if (axi__arready) begin
-      \$59  = 1'h0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$60  = axi__araddr;
+    \$62  = axi__araddr;
     if (\$24 ) begin
-      \$60  = burst__payload[63:0];
+      \$62  = burst__payload[63:0];
     end
     if (rst) begin
-      \$60  = 64'h0000000000000000;
+      \$62  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$61  = axi__arlen;
+    \$63  = axi__arlen;
     if (\$24 ) begin
-      \$61  = \$25 [7:0];
+      \$63  = \$25 [7:0];
     end
     if (rst) begin
-      \$61  = 8'h00;
+      \$63  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$62  = o_valid;
+    \$64  = o_valid;
     if (\$27 ) begin
-      \$62  = 1'h0;
+      \$64  = 1'h0;
     end
     if (\$31 ) begin
-      \$62  = 1'h1;
+      \$64  = 1'h1;
     end
     if (\$32 ) begin
-      \$62  = 1'h1;
+      \$64  = 1'h1;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$64  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$63  = o_client;
+    \$65  = o_client;
     if (\$31 ) begin
-      \$63  = r_data[0];
+      \$65  = r_data[0];
     end
     if (\$32 ) begin
-      \$63  = r_data[0];
+      \$65  = r_data[0];
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$64  = data__0__payload;
+    \$66  = data__0__payload;
     if (\$31 ) begin
-      \$64 [63:0] = 64'h0000000000000000;
-      \$64 [71:64] = 8'h00;
-      \$64 [72] = 1'h1;
-      \$64 [73] = 1'h1;
-      \$64 [81:74] = r_data[8:1];
+      \$66 [63:0] = 64'h0000000000000000;
+      \$66 [71:64] = 8'h00;
+      \$66 [72] = 1'h1;
+      \$66 [73] = 1'h1;
+      \$66 [81:74] = r_data[8:1];
     end
     if (\$32 ) begin
-      \$64 [63:0] = axi__rdata;
-      \$64 [71:64] = \$38 ;
-      \$64 [72] = \$41 ;
-      \$64 [73] = \$47 ;
-      \$64 [81:74] = r_data[8:1];
+      \$66 [63:0] = axi__rdata;
+      \$66 [71:64] = \$38 ;
+      \$66 [72] = \$41 ;
+      \$66 [73] = \$48 ;
+      \$66 [81:74] = r_data[8:1];
     end
     if (rst) begin
-      \$64  = 82'h000000000000000000000;
+      \$66  = 82'h000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$65  = count;
+    \$67  = count;
     if (\$32 ) begin
-      \$65  = \$51 [7:0];
+      \$67  = \$52 [7:0];
     end
     if (rst) begin
-      \$65  = 8'h00;
+      \$67  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$66  = failed;
+    \$68  = failed_of;
     if (\$32 ) begin
-      \$66  = \$58 ;
+      (* full_case = 32'd1 *)
+      casez (r_data[0])
+        1'h0:
+            \$68 [0] = \$60 ;
+        1'h1:
+            \$68 [1] = \$60 ;
+      endcase
     end
     if (rst) begin
-      \$66  = 1'h0;
+      \$68  = 2'h0;
     end
   end
   assign axi__arsize = 3'h3;
@@ -3315,32 +3325,36 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [3:0] \$14 ;
-  reg [1:0] \$15 ;
-  reg [1:0] \$16 ;
-  reg [2:0] \$17 ;
-  wire [2:0] \$2 ;
-  wire \$3 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [2:0] \$18 ;
+  reg [1:0] \$19 ;
+  wire \$2 ;
+  reg [1:0] \$20 ;
+  reg [1:0] \$21 ;
+  wire [2:0] \$3 ;
   wire [2:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [3:0] \$9 ;
+  wire [2:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
-  reg [2:0] level = 3'h0;
+  reg [1:0] level = 2'h0;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [30:0] r_data;
   wire [30:0] r_data;
   input r_en;
   wire r_en;
-  (* init = 3'h0 *)
-  wire [2:0] r_level;
+  (* init = 2'h0 *)
+  wire [1:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
   wire [30:0] r_port__data;
   output r_rdy;
@@ -3350,80 +3364,83 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   wire [30:0] w_data;
   input w_en;
   wire w_en;
-  (* init = 3'h0 *)
-  wire [2:0] w_level;
+  (* init = 2'h0 *)
+  wire [1:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
   input [30:0] w_port__data;
   wire [30:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [30:0] storage [3:0];
+  reg [30:0] storage [2:0];
   initial begin
     storage[0] = 31'h00000000;
     storage[1] = 31'h00000000;
     storage[2] = 31'h00000000;
-    storage[3] = 31'h00000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 3'h4;
+  assign w_rdy = level != 2'h3;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr + 1'h1;
-  assign \$3  = r_rdy & r_en;
-  assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & w_en;
-  assign \$6  = r_rdy & r_en;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = \$5  & \$7 ;
-  assign \$9  = level + 1'h1;
+  assign \$2  = w_port__addr == 2'h2;
+  assign \$3  = w_port__addr + 1'h1;
+  assign \$4  = \$2  ? 3'h0 : \$3 ;
+  assign \$5  = r_rdy & r_en;
+  assign \$6  = r_port__addr == 2'h2;
+  assign \$7  = r_port__addr + 1'h1;
+  assign \$8  = \$6  ? 3'h0 : \$7 ;
+  assign \$9  = w_rdy & w_en;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & w_en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$10  & \$12 ;
-  assign \$14  = level - 1'h1;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$9  & \$11 ;
+  assign \$13  = level + 1'h1;
+  assign \$14  = r_rdy & r_en;
+  assign \$15  = w_rdy & w_en;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$14  & \$16 ;
+  assign \$18  = level - 1'h1;
   always @(posedge clk)
-    w_port__addr <= \$15 ;
+    w_port__addr <= \$19 ;
   always @(posedge clk)
-    r_port__addr <= \$16 ;
+    r_port__addr <= \$20 ;
   always @(posedge clk)
-    level <= \$17 ;
+    level <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$15  = w_port__addr;
+    \$19  = w_port__addr;
     if (\$1 ) begin
-      \$15  = \$2 [1:0];
+      \$19  = \$4 [1:0];
     end
     if (rst) begin
-      \$15  = 2'h0;
+      \$19  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$16  = r_port__addr;
-    if (\$3 ) begin
-      \$16  = \$4 [1:0];
+    \$20  = r_port__addr;
+    if (\$5 ) begin
+      \$20  = \$8 [1:0];
     end
     if (rst) begin
-      \$16  = 2'h0;
+      \$20  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
-    \$17  = level;
-    if (\$8 ) begin
-      \$17  = \$9 [2:0];
+    \$21  = level;
+    if (\$12 ) begin
+      \$21  = \$13 [1:0];
     end
-    if (\$13 ) begin
-      \$17  = \$14 [2:0];
+    if (\$17 ) begin
+      \$21  = \$18 [1:0];
     end
     if (rst) begin
-      \$17  = 3'h0;
+      \$21  = 2'h0;
     end
   end
   assign w_level = level;
@@ -3434,55 +3451,52 @@ module \hetnic_nic_core_w64.core.dma.read_path.pending (rst, w_en, w_rdy, r_rdy,
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payload, req__0__valid, req__1__valid, req__1__payload, burst__payload, req__0__ready, req__1__ready, refused_stb, burst__valid, clk);
+module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready, req__0__payload, req__0__valid, req__1__valid, req__1__payload, burst__payload, req__0__ready, req__1__ready, refused_stb, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire [16:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire [1:0] \$10 ;
+  wire [1:0] \$11 ;
+  wire [1:0] \$12 ;
+  wire [1:0] \$13 ;
+  wire [1:0] \$14 ;
+  wire [1:0] \$15 ;
+  wire [1:0] \$16 ;
+  wire [1:0] \$17 ;
   wire \$18 ;
-  wire \$19 ;
+  wire [64:0] \$19 ;
   wire [16:0] \$2 ;
-  wire \$20 ;
-  wire [64:0] \$21 ;
-  wire [64:0] \$22 ;
+  wire [64:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [18:0] \$26 ;
+  wire [64:0] \$27 ;
+  wire [18:0] \$28 ;
+  wire [19:0] \$29 ;
   wire [13:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire [18:0] \$33 ;
-  wire [64:0] \$34 ;
-  wire [18:0] \$35 ;
-  wire [19:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [18:0] \$30 ;
+  wire [64:0] \$31 ;
+  wire [18:0] \$32 ;
+  wire [19:0] \$33 ;
+  wire [1:0] \$34 ;
+  wire [1:0] \$35 ;
+  wire [1:0] \$36 ;
+  wire [1:0] \$37 ;
+  wire [1:0] \$38 ;
+  reg [87:0] \$39 ;
   wire [13:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  reg [87:0] \$42 ;
-  reg \$43 ;
-  reg \$44 ;
-  reg \$45 ;
+  reg [87:0] \$40 ;
+  reg [1:0] \$41 ;
+  reg [1:0] \$42 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire [3:0] \$8 ;
   wire \$9 ;
-  (* init = 1'h0 *)
-  wire active;
+  (* init = 2'h0 *)
+  wire [1:0] active;
   wire [15:0] beats;
   wire [15:0] beats_left;
   output [94:0] burst__payload;
@@ -3498,16 +3512,26 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   input burst__ready;
   wire burst__ready;
   output burst__valid;
-  reg burst__valid = 1'h0;
+  wire burst__valid;
   input clk;
   wire clk;
-  reg [87:0] cur = 88'h0000000000000000000000;
+  reg [87:0] cur;
   wire [63:0] \cur.addr ;
   wire [15:0] \cur.length ;
   wire [7:0] \cur.tag ;
-  reg cur_client = 1'h0;
-  reg cur_refused = 1'h0;
+  reg cur_refused;
+  reg [1:0] done;
   wire grant;
+  wire \grant$23 ;
+  reg [87:0] held_0 = 88'h0000000000000000000000;
+  wire [63:0] \held_0.addr ;
+  wire [15:0] \held_0.length ;
+  wire [7:0] \held_0.tag ;
+  reg [87:0] held_1 = 88'h0000000000000000000000;
+  wire [63:0] \held_1.addr ;
+  wire [15:0] \held_1.length ;
+  wire [7:0] \held_1.tag ;
+  reg [1:0] held_refused = 2'h0;
   wire is_last;
   wire [9:0] limit;
   wire refused;
@@ -3531,7 +3555,8 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   reg req__1__ready;
   input req__1__valid;
   wire req__1__valid;
-  wire [1:0] requests;
+  reg [1:0] requests = 2'h0;
+  wire [1:0] \requests$19 ;
   input rst;
   wire rst;
   reg [87:0] sel;
@@ -3539,91 +3564,118 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   wire [15:0] \sel.length ;
   wire [7:0] \sel.tag ;
   wire served_stb;
+  wire \served_stb$22 ;
   wire [9:0] to_boundary;
   wire valid;
+  wire \valid$30 ;
   always @(posedge clk)
-    burst__valid <= \$43 ;
+    requests <= \$41 ;
   always @(posedge clk)
-    cur_client <= \$44 ;
-  always @(posedge clk)
-    cur_refused <= \$45 ;
+    held_refused <= \$42 ;
   assign \$1  = cur[79:64] + 3'h7;
   assign \$3  = 13'h1000 - cur[11:0];
-  assign \$5  = \$4 [9:0] < 9'h100;
-  assign limit = \$5  ? \$4 [9:0] : 10'h100;
+  assign \$5  = \$4 [9:0] < 4'h8;
+  assign limit = \$5  ? \$4 [9:0] : 10'h008;
   assign \$6  = \$2 [15:0] <= limit;
   assign is_last = cur_refused | \$6 ;
   assign beats = is_last ? \$2 [15:0] : { 6'h00, limit };
   assign \$7  = ! cur[66:64];
   assign \$8  = \$7  ? 4'h8 : { 1'h0, cur[66:64] };
-  assign \$9  = ~ burst__valid;
-  assign \$10  = burst__valid & burst__ready;
-  assign \$11  = \$10  & is_last;
-  assign served_stb = \$9  | \$11 ;
-  assign \$12  = ~ burst__valid;
-  assign \$13  = burst__valid & burst__ready;
-  assign \$14  = \$13  & is_last;
-  assign \$15  = \$12  | \$14 ;
-  assign \$16  = ~ burst__valid;
-  assign \$17  = burst__valid & burst__ready;
-  assign \$18  = \$17  & is_last;
-  assign \$19  = \$16  | \$18 ;
-  assign \$20  = ! sel[79:64];
-  assign \$21  = sel[63:0] + sel[79:64];
-  assign \$22  = sel[63:0] + sel[79:64];
-  assign \$23  = | \$22 [63:0];
-  assign \$24  = \$21 [64] & \$23 ;
-  assign \$25  = \$20  | \$24 ;
-  assign \$26  = | sel[2:0];
-  assign refused = \$25  | \$26 ;
-  assign \$27  = ~ burst__valid;
-  assign \$28  = burst__valid & burst__ready;
-  assign \$29  = \$28  & is_last;
-  assign \$30  = \$27  | \$29 ;
-  assign \$31  = \$30  & valid;
-  assign \$32  = burst__valid & burst__ready;
-  assign \$34  = cur[63:0] + \$33 ;
-  assign \$36  = cur[79:64] - \$35 ;
-  assign \$37  = ~ burst__valid;
-  assign \$38  = burst__valid & burst__ready;
-  assign \$39  = \$38  & is_last;
-  assign \$40  = \$37  | \$39 ;
-  assign \$41  = \$40  & valid;
+  assign served_stb = burst__valid & burst__ready;
+  assign \$9  = burst__valid & burst__ready;
+  assign \$10  = 1'h1 << grant;
+  assign \$11  = is_last ? \$10  : 2'h0;
+  assign \$12  = ~ requests;
+  assign \$13  = \$12  | done;
+  assign \requests$19  = { req__1__valid, req__0__valid } & \$13 ;
+  assign \$14  = ~ requests;
+  assign \$15  = \$14  | done;
+  assign \$16  = ~ requests;
+  assign \$17  = \$16  | done;
+  assign \$18  = ! sel[79:64];
+  assign \$19  = sel[63:0] + sel[79:64];
+  assign \$20  = sel[63:0] + sel[79:64];
+  assign \$21  = | \$20 [63:0];
+  assign \$22  = \$19 [64] & \$21 ;
+  assign \$23  = \$18  | \$22 ;
+  assign \$24  = | sel[2:0];
+  assign refused = \$23  | \$24 ;
+  assign \$25  = burst__valid & burst__ready;
+  assign \$27  = cur[63:0] + \$26 ;
+  assign \$29  = cur[79:64] - \$28 ;
+  assign \$31  = cur[63:0] + \$30 ;
+  assign \$33  = cur[79:64] - \$32 ;
+  assign \$34  = ~ done;
+  assign \$35  = requests & \$34 ;
+  assign \$36  = 1'h1 << \grant$23 ;
+  assign \$37  = \valid$30  ? \$36  : 2'h0;
+  assign \$38  = \$35  | \$37 ;
   always @(posedge clk)
-    cur <= \$42 ;
-  \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
+    held_0 <= \$39 ;
+  always @(posedge clk)
+    held_1 <= \$40 ;
+  \hetnic_nic_core_w64.core.dma.read_split.burst_rr  burst_rr (
     .clk(clk),
     .grant(grant),
-    .\port$10834$0 (req__0__valid),
-    .\port$11278$0 (req__1__valid),
+    .requests(requests),
     .rst(rst),
     .served_stb(served_stb),
-    .valid(valid)
+    .valid(burst__valid)
+  );
+  \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
+    .clk(clk),
+    .grant(\grant$23 ),
+    .requests(\requests$19 ),
+    .rst(rst),
+    .valid(\valid$30 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$44  = cur_client;
-    if (\$41 ) begin
-      \$44  = grant;
+    \$42  = held_refused;
+    if (\valid$30 ) begin
+      (* full_case = 32'd1 *)
+      casez (\grant$23 )
+        1'h0:
+            \$42 [0] = refused;
+        1'h1:
+            \$42 [1] = refused;
+      endcase
     end
     if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$45  = cur_refused;
-    if (\$41 ) begin
-      \$45  = refused;
-    end
-    if (rst) begin
-      \$45  = 1'h0;
+      \$42  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     (* full_case = 32'd1 *)
     casez (grant)
+      1'h0:
+          cur = held_0;
+      1'h1:
+          cur = held_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    (* full_case = 32'd1 *)
+    casez (grant)
+      1'h0:
+          cur_refused = held_refused[0];
+      1'h1:
+          cur_refused = held_refused[1];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    done = 2'h0;
+    if (\$9 ) begin
+      done = \$11 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    (* full_case = 32'd1 *)
+    casez (\grant$23 )
       1'h0:
           sel = req__0__payload;
       1'h1:
@@ -3633,65 +3685,100 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     req__0__ready = 1'h0;
-    casez (grant)
+    casez (\grant$23 )
       1'h0:
-          req__0__ready = \$15 ;
+          req__0__ready = \$15 [0];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     req__1__ready = 1'h0;
     (* full_case = 32'd1 *)
-    casez (grant)
+    casez (\grant$23 )
       1'h0:
           /* empty */;
       1'h1:
-          req__1__ready = \$19 ;
+          req__1__ready = \$17 [1];
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     refused_stb = 1'h0;
-    if (\$31 ) begin
+    if (\valid$30 ) begin
       refused_stb = refused;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$42  = cur;
-    if (\$32 ) begin
-      \$42 [63:0] = \$34 [63:0];
-      \$42 [79:64] = \$36 [15:0];
+    \$39  = held_0;
+    if (\$25 ) begin
+      casez (grant)
+        1'h0:
+          begin
+            \$39 [63:0] = \$27 [63:0];
+            \$39 [79:64] = \$29 [15:0];
+          end
+      endcase
     end
-    if (\$41 ) begin
-      \$42  = sel;
+    if (\valid$30 ) begin
+      casez (\grant$23 )
+        1'h0:
+            \$39  = sel;
+      endcase
     end
     if (rst) begin
-      \$42  = 88'h0000000000000000000000;
+      \$39  = 88'h0000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$43  = burst__valid;
-    if (\$32 ) begin
-      if (is_last) begin
-        \$43  = 1'h0;
-      end
+    \$40  = held_1;
+    if (\$25 ) begin
+      (* full_case = 32'd1 *)
+      casez (grant)
+        1'h0:
+            /* empty */;
+        1'h1:
+          begin
+            \$40 [63:0] = \$31 [63:0];
+            \$40 [79:64] = \$33 [15:0];
+          end
+      endcase
     end
-    if (\$41 ) begin
-      \$43  = 1'h1;
+    if (\valid$30 ) begin
+      (* full_case = 32'd1 *)
+      casez (\grant$23 )
+        1'h0:
+            /* empty */;
+        1'h1:
+            \$40  = sel;
+      endcase
     end
     if (rst) begin
-      \$43  = 1'h0;
+      \$40  = 88'h0000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$41  = \$38 ;
+    if (rst) begin
+      \$41  = 2'h0;
     end
   end
   assign beats_left = \$2 [15:0];
   assign to_boundary = \$4 [9:0];
-  assign active = burst__valid;
-  assign requests = { req__1__valid, req__0__valid };
+  assign active = requests;
+  assign valid = burst__valid;
+  assign \served_stb$22  = 1'h1;
   assign \cur.addr  = cur[63:0];
   assign \cur.length  = cur[79:64];
   assign \cur.tag  = cur[87:80];
+  assign \held_0.addr  = held_0[63:0];
+  assign \held_0.length  = held_0[79:64];
+  assign \held_0.tag  = held_0[87:80];
+  assign \held_1.addr  = held_1[63:0];
+  assign \held_1.length  = held_1[79:64];
+  assign \held_1.tag  = held_1[87:80];
   assign \burst__payload.addr  = burst__payload[63:0];
   assign \burst__payload.info  = burst__payload[94:64];
   assign \burst__payload.info.client  = burst__payload[64];
@@ -3714,15 +3801,17 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__ready, req__0__payl
   assign burst__payload[89] = is_last;
   assign burst__payload[88:73] = beats;
   assign burst__payload[72:65] = cur[87:80];
-  assign burst__payload[64] = cur_client;
+  assign burst__payload[64] = grant;
   assign burst__payload[63:0] = cur[63:0];
   assign \$2  = { 3'h0, \$1 [16:3] };
   assign \$4  = { \$3 [13], \$3 [13], \$3 [13], \$3 [13:3] };
-  assign \$33  = { beats, 3'h0 };
-  assign \$35  = { beats, 3'h0 };
+  assign \$26  = { beats, 3'h0 };
+  assign \$28  = { beats, 3'h0 };
+  assign \$30  = { beats, 3'h0 };
+  assign \$32  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, valid, \port$10834$0 , \port$11278$0 , grant, clk);
+module \hetnic_nic_core_w64.core.dma.read_split.burst_rr (rst, served_stb, valid, requests, grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   reg \$2 ;
@@ -3731,10 +3820,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   output grant;
   reg grant;
   reg last = 1'h0;
-  input \port$10834$0 ;
-  wire \port$10834$0 ;
-  input \port$11278$0 ;
-  wire \port$11278$0 ;
+  input [1:0] requests;
   wire [1:0] requests;
   input rst;
   wire rst;
@@ -3742,7 +3828,7 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11278$0 , \port$10834$0  };
+  assign valid = | requests;
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -3753,19 +3839,19 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
     casez (last)
       1'h0:
         begin
-          if (\port$10834$0 ) begin
+          if (requests[0]) begin
             grant = 1'h0;
           end
-          if (\port$11278$0 ) begin
+          if (requests[1]) begin
             grant = 1'h1;
           end
         end
       1'h1:
         begin
-          if (\port$11278$0 ) begin
+          if (requests[1]) begin
             grant = 1'h1;
           end
-          if (\port$10834$0 ) begin
+          if (requests[0]) begin
             grant = 1'h0;
           end
         end
@@ -3781,12 +3867,69 @@ module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, served_stb, va
       \$2  = 1'h0;
     end
   end
-  assign requests = { \port$11278$0 , \port$10834$0  };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__bvalid, clk, rst, burst__ready, done__0__valid, done__1__valid, done__2__valid, axi__bready, done__0__ready, data__0__valid, data__0__payload, data__1__valid, data__1__payload, done__1__ready, data__2__payload, data__2__valid, done__2__ready, burst__payload, burst__valid
-, data__0__ready, data__1__ready, data__2__ready, error_stb, axi__awvalid, axi__awaddr, axi__awlen, axi__wvalid, axi__wdata, axi__wstrb, axi__wlast, done__0__payload, axi__awready);
+module \hetnic_nic_core_w64.core.dma.read_split.round_robin (rst, requests, valid, grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
+  wire \$1 ;
+  reg \$2 ;
+  input clk;
+  wire clk;
+  output grant;
+  reg grant;
+  reg last = 1'h0;
+  input [1:0] requests;
+  wire [1:0] requests;
+  input rst;
+  wire rst;
+  wire served_stb;
+  output valid;
+  wire valid;
+  assign valid = | requests;
+  always @(posedge clk)
+    last <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    grant = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (last)
+      1'h0:
+        begin
+          if (requests[0]) begin
+            grant = 1'h0;
+          end
+          if (requests[1]) begin
+            grant = 1'h1;
+          end
+        end
+      1'h1:
+        begin
+          if (requests[1]) begin
+            grant = 1'h1;
+          end
+          if (requests[0]) begin
+            grant = 1'h0;
+          end
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    \$2  = last;
+    if (\$1 ) begin
+      \$2  = grant;
+    end
+    if (rst) begin
+      \$2  = 1'h0;
+    end
+  end
+  assign served_stb = 1'h1;
+  assign \$1  = valid;
+endmodule
+
+module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__bvalid, clk, rst, burst__valid, burst__ready, done__0__valid, done__1__valid, done__2__valid, axi__bready, done__0__ready, data__0__valid, data__0__payload, data__1__valid, data__1__payload, done__1__ready, data__2__payload, data__2__valid, done__2__ready, burst__payload
+, data__0__ready, data__1__ready, data__2__ready, error_stb, axi__awvalid, axi__awaddr, axi__awlen, axi__wvalid, axi__wdata, axi__wstrb, axi__wlast, done__0__payload, axi__awready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -3794,19 +3937,21 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  reg \$105 ;
-  reg [63:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg \$108 ;
-  reg [15:0] \$109 ;
+  wire \$105 ;
+  wire \$106 ;
+  reg \$107 ;
+  reg [63:0] \$108 ;
+  reg [7:0] \$109 ;
   wire \$11 ;
-  reg [63:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg [1:0] \$114 ;
-  reg [8:0] \$115 ;
-  reg \$116 ;
+  reg \$110 ;
+  reg [15:0] \$111 ;
+  reg [63:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg [1:0] \$116 ;
+  reg [8:0] \$117 ;
+  reg [2:0] \$118 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -4005,7 +4150,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
   wire done__2__valid;
   output error_stb;
   reg error_stb;
-  reg failed = 1'h0;
+  reg [2:0] failed_of = 3'h0;
   wire [31:0] r_data;
   wire [11:0] \r_data$48 ;
   reg r_en;
@@ -4127,35 +4272,37 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
   assign \$97  = \$94  & \$96 ;
   assign \$98  = axi__bvalid & axi__bready;
   assign \$99  = ~ \r_data$48 [10];
-  assign \$100  = | axi__bresp;
-  assign \$101  = failed | \$100 ;
-  assign \$102  = \$99  & \$101 ;
-  assign \$103  = | axi__bresp;
-  assign \$104  = failed | \$103 ;
+  assign \$100  = failed_of >> \r_data$48 [1:0];
+  assign \$101  = | axi__bresp;
+  assign \$102  = \$100  | \$101 ;
+  assign \$103  = \$99  & \$102 ;
+  assign \$104  = failed_of >> \r_data$48 [1:0];
+  assign \$105  = | axi__bresp;
+  assign \$106  = \$104  | \$105 ;
   always @(posedge clk)
-    axi__awvalid <= \$105 ;
+    axi__awvalid <= \$107 ;
   always @(posedge clk)
-    axi__awaddr <= \$106 ;
+    axi__awaddr <= \$108 ;
   always @(posedge clk)
-    axi__awlen <= \$107 ;
+    axi__awlen <= \$109 ;
   always @(posedge clk)
-    axi__wvalid <= \$108 ;
+    axi__wvalid <= \$110 ;
   always @(posedge clk)
-    count <= \$109 ;
+    count <= \$111 ;
   always @(posedge clk)
-    axi__wdata <= \$110 ;
+    axi__wdata <= \$112 ;
   always @(posedge clk)
-    axi__wstrb <= \$111 ;
+    axi__wstrb <= \$113 ;
   always @(posedge clk)
-    axi__wlast <= \$112 ;
+    axi__wlast <= \$114 ;
   always @(posedge clk)
-    d_valid <= \$113 ;
+    d_valid <= \$115 ;
   always @(posedge clk)
-    d_client <= \$114 ;
+    d_client <= \$116 ;
   always @(posedge clk)
-    done__0__payload <= \$115 ;
+    done__0__payload <= \$117 ;
   always @(posedge clk)
-    failed <= \$116 ;
+    failed_of <= \$118 ;
   \hetnic_nic_core_w64.core.dma.write_path.to_answer  to_answer (
     .clk(clk),
     .r_data(\r_data$48 ),
@@ -4177,7 +4324,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     src_valid = 1'h0;
     if (\$6 ) begin
       src_valid = data__0__valid;
@@ -4190,7 +4337,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     src_data = 64'h0000000000000000;
     if (\$6 ) begin
       src_data = data__0__payload[63:0];
@@ -4203,28 +4350,28 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     data__0__ready = 1'h0;
     if (\$6 ) begin
       data__0__ready = src_ready;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     data__1__ready = 1'h0;
     if (\$7 ) begin
       data__1__ready = src_ready;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     data__2__ready = 1'h0;
     if (\$8 ) begin
       data__2__ready = src_ready;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4236,7 +4383,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \w_en$29  = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4248,7 +4395,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     src_ready = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4259,7 +4406,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     d_ready = 1'h0;
     if (\$45 ) begin
       d_ready = done__0__ready;
@@ -4272,7 +4419,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     \r_en$49  = 1'h0;
     if (\$59 ) begin
       \r_en$49  = 1'h1;
@@ -4282,49 +4429,49 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
     error_stb = 1'h0;
     if (\$60 ) begin
       error_stb = \$61 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$105  = axi__awvalid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$107  = axi__awvalid;
     if (\$64 ) begin
-      \$105  = 1'h1;
+      \$107  = 1'h1;
     end else if (axi__awready) begin
-      \$105  = 1'h0;
+      \$107  = 1'h0;
     end
     if (rst) begin
-      \$105  = 1'h0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$106  = axi__awaddr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$108  = axi__awaddr;
     if (\$64 ) begin
-      \$106  = burst__payload[63:0];
+      \$108  = burst__payload[63:0];
     end
     if (rst) begin
-      \$106  = 64'h0000000000000000;
+      \$108  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$107  = axi__awlen;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$109  = axi__awlen;
     if (\$64 ) begin
-      \$107  = \$65 [7:0];
+      \$109  = \$65 [7:0];
     end
     if (rst) begin
-      \$107  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$108  = axi__wvalid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$110  = axi__wvalid;
     if (\$67 ) begin
-      \$108  = 1'h0;
+      \$110  = 1'h0;
     end
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -4332,143 +4479,150 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
       end else begin
         if (\$78 ) begin
           if (\$83 ) begin
-            \$108  = 1'h1;
+            \$110  = 1'h1;
           end
         end
       end
     end
     if (rst) begin
-      \$108  = 1'h0;
+      \$110  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$109  = count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$111  = count;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
       if (\$69 ) begin
       end else begin
         if (\$78 ) begin
-          \$109  = \$82 [15:0];
+          \$111  = \$82 [15:0];
         end
       end
     end
     if (rst) begin
-      \$109  = 16'h0000;
+      \$111  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$110  = axi__wdata;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$69 ) begin
-      end else begin
-        if (\$78 ) begin
-          if (\$83 ) begin
-            \$110  = src_data;
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$111  = axi__wstrb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$112  = axi__wdata;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
       if (\$69 ) begin
       end else begin
         if (\$78 ) begin
           if (\$83 ) begin
-            \$111  = \$89 ;
+            \$112  = src_data;
           end
         end
       end
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$112  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$112  = axi__wlast;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$113  = axi__wstrb;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
       if (\$69 ) begin
       end else begin
         if (\$78 ) begin
           if (\$83 ) begin
-            \$112  = \$91 ;
+            \$113  = \$89 ;
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$113  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$113  = d_valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$114  = axi__wlast;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$69 ) begin
+      end else begin
+        if (\$78 ) begin
+          if (\$83 ) begin
+            \$114  = \$91 ;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$115  = d_valid;
     if (\$93 ) begin
-      \$113  = 1'h0;
+      \$115  = 1'h0;
     end
     if (\$97 ) begin
-      \$113  = 1'h1;
+      \$115  = 1'h1;
     end
     if (\$98 ) begin
       if (\r_data$48 [10]) begin
-        \$113  = 1'h1;
+        \$115  = 1'h1;
       end
     end
     if (rst) begin
-      \$113  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$114  = d_client;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$116  = d_client;
     if (\$97 ) begin
-      \$114  = \r_data$48 [1:0];
+      \$116  = \r_data$48 [1:0];
     end
     if (\$98 ) begin
       if (\r_data$48 [10]) begin
-        \$114  = \r_data$48 [1:0];
+        \$116  = \r_data$48 [1:0];
       end
     end
     if (rst) begin
-      \$114  = 2'h0;
+      \$116  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$115  = done__0__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$117  = done__0__payload;
     if (\$97 ) begin
-      \$115 [7:0] = \r_data$48 [9:2];
-      \$115 [8] = 1'h1;
+      \$117 [7:0] = \r_data$48 [9:2];
+      \$117 [8] = 1'h1;
     end
     if (\$98 ) begin
       if (\r_data$48 [10]) begin
-        \$115 [7:0] = \r_data$48 [9:2];
-        \$115 [8] = \$104 ;
+        \$117 [7:0] = \r_data$48 [9:2];
+        \$117 [8] = \$106 ;
       end
     end
     if (rst) begin
-      \$115  = 9'h000;
+      \$117  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
-    \$116  = failed;
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$118  = failed_of;
     if (\$98 ) begin
-      \$116  = \$102 ;
+      casez (\r_data$48 [1:0])
+        2'h0:
+            \$118 [0] = \$103 ;
+        2'h1:
+            \$118 [1] = \$103 ;
+        2'h2:
+            \$118 [2] = \$103 ;
+      endcase
     end
     if (rst) begin
-      \$116  = 1'h0;
+      \$118  = 3'h0;
     end
   end
   assign axi__awsize = 3'h3;
@@ -4509,7 +4663,7 @@ module \hetnic_nic_core_w64.core.dma.write_path (axi__wready, axi__bresp, axi__b
 endmodule
 
 module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_data, w_port__data, w_en, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4593,7 +4747,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -4603,7 +4757,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -4613,7 +4767,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -4634,7 +4788,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_answer (rst, w_rdy, r_rdy, r_
 endmodule
 
 module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy, r_data, w_port__data, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4718,7 +4872,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -4728,7 +4882,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -4738,7 +4892,7 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -4758,59 +4912,59 @@ module \hetnic_nic_core_w64.core.dma.write_path.to_send (rst, w_en, w_rdy, r_rdy
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__valid, req__0__payload, req__1__valid, req__1__payload, req__2__payload, req__2__valid, burst__payload, req__0__ready, req__1__ready, req__2__ready, refused_stb, burst__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$33  = 0;
+module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__valid, burst__ready, req__0__valid, req__0__payload, req__1__valid, req__1__payload, req__2__payload, req__2__valid, burst__payload, req__0__ready, req__1__ready, req__2__ready, refused_stb, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire [16:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$11 ;
+  wire [2:0] \$12 ;
+  wire [2:0] \$13 ;
+  wire [2:0] \$14 ;
+  wire [2:0] \$15 ;
+  wire [2:0] \$16 ;
+  wire [2:0] \$17 ;
+  wire [2:0] \$18 ;
+  wire [2:0] \$19 ;
   wire [16:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [64:0] \$21 ;
+  wire [64:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [64:0] \$25 ;
-  wire [64:0] \$26 ;
+  wire \$25 ;
+  wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [18:0] \$28 ;
+  wire [64:0] \$29 ;
   wire [13:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [18:0] \$37 ;
-  wire [64:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire [18:0] \$30 ;
+  wire [19:0] \$31 ;
+  wire [18:0] \$32 ;
+  wire [64:0] \$33 ;
+  wire [18:0] \$34 ;
+  wire [19:0] \$35 ;
+  wire [18:0] \$36 ;
+  wire [64:0] \$37 ;
+  wire [18:0] \$38 ;
+  wire [19:0] \$39 ;
   wire [13:0] \$4 ;
-  wire [19:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
+  wire [2:0] \$40 ;
+  wire [2:0] \$41 ;
+  wire [3:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire [2:0] \$44 ;
+  reg [87:0] \$45 ;
   reg [87:0] \$46 ;
-  reg \$47 ;
-  reg [1:0] \$48 ;
-  reg \$49 ;
+  reg [87:0] \$47 ;
+  reg [2:0] \$48 ;
+  reg [2:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire [3:0] \$8 ;
   wire \$9 ;
-  (* init = 1'h0 *)
-  wire active;
+  (* init = 3'h0 *)
+  wire [2:0] active;
   wire [15:0] beats;
   wire [15:0] beats_left;
   output [95:0] burst__payload;
@@ -4826,16 +4980,30 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   input burst__ready;
   wire burst__ready;
   output burst__valid;
-  reg burst__valid = 1'h0;
+  wire burst__valid;
   input clk;
   wire clk;
-  reg [87:0] cur = 88'h0000000000000000000000;
+  reg [87:0] cur;
   wire [63:0] \cur.addr ;
   wire [15:0] \cur.length ;
   wire [7:0] \cur.tag ;
-  reg [1:0] cur_client = 2'h0;
-  reg cur_refused = 1'h0;
+  reg cur_refused;
+  reg [2:0] done;
   wire [1:0] grant;
+  wire [1:0] \grant$25 ;
+  reg [87:0] held_0 = 88'h0000000000000000000000;
+  wire [63:0] \held_0.addr ;
+  wire [15:0] \held_0.length ;
+  wire [7:0] \held_0.tag ;
+  reg [87:0] held_1 = 88'h0000000000000000000000;
+  wire [63:0] \held_1.addr ;
+  wire [15:0] \held_1.length ;
+  wire [7:0] \held_1.tag ;
+  reg [87:0] held_2 = 88'h0000000000000000000000;
+  wire [63:0] \held_2.addr ;
+  wire [15:0] \held_2.length ;
+  wire [7:0] \held_2.tag ;
+  reg [2:0] held_refused = 3'h0;
   wire is_last;
   wire [9:0] limit;
   wire refused;
@@ -4868,7 +5036,8 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   reg req__2__ready;
   input req__2__valid;
   wire req__2__valid;
-  wire [2:0] requests;
+  reg [2:0] requests = 3'h0;
+  wire [2:0] \requests$20 ;
   input rst;
   wire rst;
   reg [87:0] sel;
@@ -4876,16 +5045,20 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   wire [15:0] \sel.length ;
   wire [7:0] \sel.tag ;
   wire served_stb;
+  wire \served_stb$24 ;
   wire [9:0] to_boundary;
   wire valid;
+  wire \valid$34 ;
   always @(posedge clk)
-    cur <= \$46 ;
+    held_0 <= \$45 ;
   always @(posedge clk)
-    burst__valid <= \$47 ;
+    held_1 <= \$46 ;
   always @(posedge clk)
-    cur_client <= \$48 ;
+    held_2 <= \$47 ;
   always @(posedge clk)
-    cur_refused <= \$49 ;
+    requests <= \$48 ;
+  always @(posedge clk)
+    held_refused <= \$49 ;
   assign \$1  = cur[79:64] + 3'h7;
   assign \$3  = 13'h1000 - cur[11:0];
   assign \$5  = \$4 [9:0] < 9'h100;
@@ -4895,57 +5068,89 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   assign beats = is_last ? \$2 [15:0] : { 6'h00, limit };
   assign \$7  = ! cur[66:64];
   assign \$8  = \$7  ? 4'h8 : { 1'h0, cur[66:64] };
-  assign \$9  = ~ burst__valid;
-  assign \$10  = burst__valid & burst__ready;
-  assign \$11  = \$10  & is_last;
-  assign served_stb = \$9  | \$11 ;
-  assign \$12  = ~ burst__valid;
-  assign \$13  = burst__valid & burst__ready;
-  assign \$14  = \$13  & is_last;
-  assign \$15  = \$12  | \$14 ;
-  assign \$16  = ~ burst__valid;
-  assign \$17  = burst__valid & burst__ready;
-  assign \$18  = \$17  & is_last;
-  assign \$19  = \$16  | \$18 ;
-  assign \$20  = ~ burst__valid;
-  assign \$21  = burst__valid & burst__ready;
-  assign \$22  = \$21  & is_last;
-  assign \$23  = \$20  | \$22 ;
-  assign \$24  = ! sel[79:64];
-  assign \$25  = sel[63:0] + sel[79:64];
-  assign \$26  = sel[63:0] + sel[79:64];
-  assign \$27  = | \$26 [63:0];
-  assign \$28  = \$25 [64] & \$27 ;
-  assign \$29  = \$24  | \$28 ;
-  assign \$30  = | sel[2:0];
-  assign refused = \$29  | \$30 ;
-  assign \$31  = ~ burst__valid;
-  assign \$32  = burst__valid & burst__ready;
-  assign \$33  = \$32  & is_last;
-  assign \$34  = \$31  | \$33 ;
-  assign \$35  = \$34  & valid;
-  assign \$36  = burst__valid & burst__ready;
-  assign \$38  = cur[63:0] + \$37 ;
-  assign \$40  = cur[79:64] - \$39 ;
-  assign \$41  = ~ burst__valid;
-  assign \$42  = burst__valid & burst__ready;
-  assign \$43  = \$42  & is_last;
-  assign \$44  = \$41  | \$43 ;
-  assign \$45  = \$44  & valid;
-  \hetnic_nic_core_w64.core.dma.write_split.round_robin  round_robin (
+  assign served_stb = burst__valid & burst__ready;
+  assign \$9  = burst__valid & burst__ready;
+  assign \$10  = 1'h1 << grant;
+  assign \$11  = is_last ? \$10  : 4'h0;
+  assign \$12  = ~ requests;
+  assign \$13  = \$12  | done;
+  assign \requests$20  = { req__2__valid, req__1__valid, req__0__valid } & \$13 ;
+  assign \$14  = ~ requests;
+  assign \$15  = \$14  | done;
+  assign \$16  = ~ requests;
+  assign \$17  = \$16  | done;
+  assign \$18  = ~ requests;
+  assign \$19  = \$18  | done;
+  assign \$20  = ! sel[79:64];
+  assign \$21  = sel[63:0] + sel[79:64];
+  assign \$22  = sel[63:0] + sel[79:64];
+  assign \$23  = | \$22 [63:0];
+  assign \$24  = \$21 [64] & \$23 ;
+  assign \$25  = \$20  | \$24 ;
+  assign \$26  = | sel[2:0];
+  assign refused = \$25  | \$26 ;
+  assign \$27  = burst__valid & burst__ready;
+  assign \$29  = cur[63:0] + \$28 ;
+  assign \$31  = cur[79:64] - \$30 ;
+  assign \$33  = cur[63:0] + \$32 ;
+  assign \$35  = cur[79:64] - \$34 ;
+  assign \$37  = cur[63:0] + \$36 ;
+  assign \$39  = cur[79:64] - \$38 ;
+  assign \$40  = ~ done;
+  assign \$41  = requests & \$40 ;
+  assign \$42  = 1'h1 << \grant$25 ;
+  assign \$43  = \valid$34  ? \$42  : 4'h0;
+  assign \$44  = \$41  | \$43 [2:0];
+  \hetnic_nic_core_w64.core.dma.write_split.burst_rr  burst_rr (
     .clk(clk),
     .grant(grant),
-    .\port$10843$0 (req__0__valid),
-    .\port$11249$0 (req__1__valid),
-    .\port$11385$0 (req__2__valid),
+    .requests(requests),
     .rst(rst),
     .served_stb(served_stb),
-    .valid(valid)
+    .valid(burst__valid)
+  );
+  \hetnic_nic_core_w64.core.dma.write_split.round_robin  round_robin (
+    .clk(clk),
+    .grant(\grant$25 ),
+    .requests(\requests$20 ),
+    .rst(rst),
+    .valid(\valid$34 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    sel = 88'h0000000000000000000000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    cur = 88'h0000000000000000000000;
     casez (grant)
+      2'h0:
+          cur = held_0;
+      2'h1:
+          cur = held_1;
+      2'h2:
+          cur = held_2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    cur_refused = 1'h0;
+    casez (grant)
+      2'h0:
+          cur_refused = held_refused[0];
+      2'h1:
+          cur_refused = held_refused[1];
+      2'h2:
+          cur_refused = held_refused[2];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    done = 3'h0;
+    if (\$9 ) begin
+      done = \$11 [2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    sel = 88'h0000000000000000000000;
+    casez (\grant$25 )
       2'h0:
           sel = req__0__payload;
       2'h1:
@@ -4955,98 +5160,161 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     req__0__ready = 1'h0;
-    casez (grant)
+    casez (\grant$25 )
       2'h0:
-          req__0__ready = \$15 ;
+          req__0__ready = \$15 [0];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     req__1__ready = 1'h0;
-    casez (grant)
+    casez (\grant$25 )
       2'h0:
           /* empty */;
       2'h1:
-          req__1__ready = \$19 ;
+          req__1__ready = \$17 [1];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     req__2__ready = 1'h0;
-    casez (grant)
+    casez (\grant$25 )
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h2:
-          req__2__ready = \$23 ;
+          req__2__ready = \$19 [2];
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     refused_stb = 1'h0;
-    if (\$35 ) begin
+    if (\valid$34 ) begin
       refused_stb = refused;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$46  = cur;
-    if (\$36 ) begin
-      \$46 [63:0] = \$38 [63:0];
-      \$46 [79:64] = \$40 [15:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$45  = held_0;
+    if (\$27 ) begin
+      casez (grant)
+        2'h0:
+          begin
+            \$45 [63:0] = \$29 [63:0];
+            \$45 [79:64] = \$31 [15:0];
+          end
+      endcase
     end
-    if (\$45 ) begin
-      \$46  = sel;
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            \$45  = sel;
+      endcase
+    end
+    if (rst) begin
+      \$45  = 88'h0000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$46  = held_1;
+    if (\$27 ) begin
+      casez (grant)
+        2'h0:
+            /* empty */;
+        2'h1:
+          begin
+            \$46 [63:0] = \$33 [63:0];
+            \$46 [79:64] = \$35 [15:0];
+          end
+      endcase
+    end
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$46  = sel;
+      endcase
     end
     if (rst) begin
       \$46  = 88'h0000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$47  = burst__valid;
-    if (\$36 ) begin
-      if (is_last) begin
-        \$47  = 1'h0;
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$47  = held_2;
+    if (\$27 ) begin
+      casez (grant)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        2'h2:
+          begin
+            \$47 [63:0] = \$37 [63:0];
+            \$47 [79:64] = \$39 [15:0];
+          end
+      endcase
     end
-    if (\$45 ) begin
-      \$47  = 1'h1;
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        2'h2:
+            \$47  = sel;
+      endcase
     end
     if (rst) begin
-      \$47  = 1'h0;
+      \$47  = 88'h0000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$48  = cur_client;
-    if (\$45 ) begin
-      \$48  = grant;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$48  = \$44 ;
     if (rst) begin
-      \$48  = 2'h0;
+      \$48  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$33 ) begin end
-    \$49  = cur_refused;
-    if (\$45 ) begin
-      \$49  = refused;
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    \$49  = held_refused;
+    if (\valid$34 ) begin
+      casez (\grant$25 )
+        2'h0:
+            \$49 [0] = refused;
+        2'h1:
+            \$49 [1] = refused;
+        2'h2:
+            \$49 [2] = refused;
+      endcase
     end
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 3'h0;
     end
   end
   assign beats_left = \$2 [15:0];
   assign to_boundary = \$4 [9:0];
-  assign active = burst__valid;
-  assign requests = { req__2__valid, req__1__valid, req__0__valid };
+  assign active = requests;
+  assign valid = burst__valid;
+  assign \served_stb$24  = 1'h1;
   assign \cur.addr  = cur[63:0];
   assign \cur.length  = cur[79:64];
   assign \cur.tag  = cur[87:80];
+  assign \held_0.addr  = held_0[63:0];
+  assign \held_0.length  = held_0[79:64];
+  assign \held_0.tag  = held_0[87:80];
+  assign \held_1.addr  = held_1[63:0];
+  assign \held_1.length  = held_1[79:64];
+  assign \held_1.tag  = held_1[87:80];
+  assign \held_2.addr  = held_2[63:0];
+  assign \held_2.length  = held_2[79:64];
+  assign \held_2.tag  = held_2[87:80];
   assign \burst__payload.addr  = burst__payload[63:0];
   assign \burst__payload.info  = burst__payload[95:64];
   assign \burst__payload.info.client  = burst__payload[65:64];
@@ -5072,16 +5340,20 @@ module \hetnic_nic_core_w64.core.dma.write_split (rst, burst__ready, req__0__val
   assign burst__payload[90] = is_last;
   assign burst__payload[89:74] = beats;
   assign burst__payload[73:66] = cur[87:80];
-  assign burst__payload[65:64] = cur_client;
+  assign burst__payload[65:64] = grant;
   assign burst__payload[63:0] = cur[63:0];
   assign \$2  = { 3'h0, \$1 [16:3] };
   assign \$4  = { \$3 [13], \$3 [13], \$3 [13], \$3 [13:3] };
-  assign \$37  = { beats, 3'h0 };
-  assign \$39  = { beats, 3'h0 };
+  assign \$28  = { beats, 3'h0 };
+  assign \$30  = { beats, 3'h0 };
+  assign \$32  = { beats, 3'h0 };
+  assign \$34  = { beats, 3'h0 };
+  assign \$36  = { beats, 3'h0 };
+  assign \$38  = { beats, 3'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, valid, \port$10843$0 , \port$11249$0 , \port$11385$0 , grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
+module \hetnic_nic_core_w64.core.dma.write_split.burst_rr (rst, served_stb, valid, requests, grant, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -5089,12 +5361,7 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10843$0 ;
-  wire \port$10843$0 ;
-  input \port$11249$0 ;
-  wire \port$11249$0 ;
-  input \port$11385$0 ;
-  wire \port$11385$0 ;
+  input [2:0] requests;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5102,54 +5369,54 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11385$0 , \port$11249$0 , \port$10843$0  };
+  assign valid = | requests;
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     grant = 2'h0;
     casez (last)
       2'h0:
         begin
-          if (\port$10843$0 ) begin
+          if (requests[0]) begin
             grant = 2'h0;
           end
-          if (\port$11385$0 ) begin
+          if (requests[2]) begin
             grant = 2'h2;
           end
-          if (\port$11249$0 ) begin
+          if (requests[1]) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11249$0 ) begin
+          if (requests[1]) begin
             grant = 2'h1;
           end
-          if (\port$10843$0 ) begin
+          if (requests[0]) begin
             grant = 2'h0;
           end
-          if (\port$11385$0 ) begin
+          if (requests[2]) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11385$0 ) begin
+          if (requests[2]) begin
             grant = 2'h2;
           end
-          if (\port$11249$0 ) begin
+          if (requests[1]) begin
             grant = 2'h1;
           end
-          if (\port$10843$0 ) begin
+          if (requests[0]) begin
             grant = 2'h0;
           end
         end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -5158,11 +5425,85 @@ module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, served_stb, v
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11385$0 , \port$11249$0 , \port$10843$0  };
+endmodule
+
+module \hetnic_nic_core_w64.core.dma.write_split.round_robin (rst, requests, valid, grant, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  wire \$1 ;
+  reg [1:0] \$2 ;
+  input clk;
+  wire clk;
+  output [1:0] grant;
+  reg [1:0] grant;
+  reg [1:0] last = 2'h0;
+  input [2:0] requests;
+  wire [2:0] requests;
+  input rst;
+  wire rst;
+  wire served_stb;
+  output valid;
+  wire valid;
+  assign valid = | requests;
+  always @(posedge clk)
+    last <= \$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    grant = 2'h0;
+    casez (last)
+      2'h0:
+        begin
+          if (requests[0]) begin
+            grant = 2'h0;
+          end
+          if (requests[2]) begin
+            grant = 2'h2;
+          end
+          if (requests[1]) begin
+            grant = 2'h1;
+          end
+        end
+      2'h1:
+        begin
+          if (requests[1]) begin
+            grant = 2'h1;
+          end
+          if (requests[0]) begin
+            grant = 2'h0;
+          end
+          if (requests[2]) begin
+            grant = 2'h2;
+          end
+        end
+      2'h2:
+        begin
+          if (requests[2]) begin
+            grant = 2'h2;
+          end
+          if (requests[1]) begin
+            grant = 2'h1;
+          end
+          if (requests[0]) begin
+            grant = 2'h0;
+          end
+        end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    \$2  = last;
+    if (\$1 ) begin
+      \$2  = grant;
+    end
+    if (rst) begin
+      \$2  = 2'h0;
+    end
+  end
+  assign served_stb = 1'h1;
+  assign \$1  = valid;
 endmodule
 
 module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2__payload, posts__0__valid, posts__0__payload, post__ready, posts__1__valid, posts__2__valid, posts__0__ready, posts__1__ready, posts__2__ready, post__valid, post__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -5231,15 +5572,15 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10870$0 (posts__0__valid),
-    .\port$11663$0 (posts__1__valid),
-    .\port$11669$0 (posts__2__valid),
+    .\port$10933$0 (posts__0__valid),
+    .\port$11744$0 (posts__1__valid),
+    .\port$11750$0 (posts__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     posts__0__ready = 1'h0;
     if (\$3 ) begin
       casez (grant)
@@ -5249,7 +5590,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     posts__1__ready = 1'h0;
     if (\$3 ) begin
       casez (grant)
@@ -5261,7 +5602,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     posts__2__ready = 1'h0;
     if (\$3 ) begin
       casez (grant)
@@ -5275,7 +5616,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$6  = post__valid;
     if (\$5 ) begin
       \$6  = valid;
@@ -5285,7 +5626,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$7  = post__payload;
     if (\$5 ) begin
       casez (grant)
@@ -5326,8 +5667,8 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   assign \posts__2__payload.info  = posts__2__payload[61:30];
 endmodule
 
-module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10870$0 , \port$11663$0 , \port$11669$0 , grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10933$0 , \port$11744$0 , \port$11750$0 , grant, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -5335,12 +5676,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10870$0 ;
-  wire \port$10870$0 ;
-  input \port$11663$0 ;
-  wire \port$11663$0 ;
-  input \port$11669$0 ;
-  wire \port$11669$0 ;
+  input \port$10933$0 ;
+  wire \port$10933$0 ;
+  input \port$11744$0 ;
+  wire \port$11744$0 ;
+  input \port$11750$0 ;
+  wire \port$11750$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5348,54 +5689,54 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11669$0 , \port$11663$0 , \port$10870$0  };
+  assign valid = | { \port$11750$0 , \port$11744$0 , \port$10933$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     grant = 2'h0;
     casez (last)
       2'h0:
         begin
-          if (\port$10870$0 ) begin
+          if (\port$10933$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11669$0 ) begin
+          if (\port$11750$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11663$0 ) begin
+          if (\port$11744$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11663$0 ) begin
+          if (\port$11744$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10870$0 ) begin
+          if (\port$10933$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11669$0 ) begin
+          if (\port$11750$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11669$0 ) begin
+          if (\port$11750$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11663$0 ) begin
+          if (\port$11744$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10870$0 ) begin
+          if (\port$10933$0 ) begin
             grant = 2'h0;
           end
         end
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -5404,12 +5745,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11669$0 , \port$11663$0 , \port$10870$0  };
+  assign requests = { \port$11750$0 , \port$11744$0 , \port$10933$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, timestamp, wr_req__payload, wr_data__payload, post__ready, wr_req__valid, wr_data__valid, wr_done__ready, csr__r_data, irq, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, post__valid, post__payload, csr__addr, csr__w_data
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire [63:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -7006,7 +7347,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
   assign \$253  = | q0_pending_count;
   assign \$254  = \$252  & \$253 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7020,7 +7361,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7034,7 +7375,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7048,7 +7389,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7062,7 +7403,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7076,7 +7417,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7090,7 +7431,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7104,7 +7445,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7118,7 +7459,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7132,7 +7473,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7146,7 +7487,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7160,7 +7501,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7174,7 +7515,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7188,7 +7529,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7202,7 +7543,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7216,7 +7557,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7230,7 +7571,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7244,7 +7585,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7258,7 +7599,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7272,7 +7613,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7286,7 +7627,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7300,7 +7641,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7314,7 +7655,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7328,7 +7669,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7342,7 +7683,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7356,7 +7697,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7370,7 +7711,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7384,7 +7725,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -7398,7 +7739,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     post__ready = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7406,7 +7747,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     wr_req__valid = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7418,7 +7759,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     wr_data__valid = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7430,7 +7771,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     wr_done__ready = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7442,7 +7783,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     done_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -7460,7 +7801,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     csr__r_data = 32'd0;
     if (\$22 ) begin
       casez (\$8 [5:0])
@@ -7488,7 +7829,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     { q0_setup_status[2], q0_setup_status[0] } = 2'h0;
     if (\$60 ) begin
       casez (\$8 [5:0])
@@ -7514,7 +7855,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     { q1_setup_status[2], q1_setup_status[0] } = 2'h0;
     if (\$99 ) begin
       casez (\$8 [5:0])
@@ -7540,7 +7881,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     { q2_setup_status[2], q2_setup_status[0] } = 2'h0;
     if (\$138 ) begin
       casez (\$8 [5:0])
@@ -7566,7 +7907,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     { q3_setup_status[2], q3_setup_status[0] } = 2'h0;
     if (\$177 ) begin
       casez (\$8 [5:0])
@@ -7592,7 +7933,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$685  = cur;
     casez (fsm_state)
       2'h0:
@@ -7605,7 +7946,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$686  = stamp;
     casez (fsm_state)
       2'h0:
@@ -7618,7 +7959,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$687  = busy;
     casez (fsm_state)
       2'h0:
@@ -7641,7 +7982,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$688  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -7667,7 +8008,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$689  = dropped;
     casez (fsm_state)
       2'h0:
@@ -7688,7 +8029,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$690  = q0_overflows;
     casez (fsm_state)
       2'h0:
@@ -7707,7 +8048,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$691  = q1_overflows;
     casez (fsm_state)
       2'h0:
@@ -7728,7 +8069,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$692  = q2_overflows;
     casez (fsm_state)
       2'h0:
@@ -7751,7 +8092,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$693  = q3_overflows;
     casez (fsm_state)
       2'h0:
@@ -7777,7 +8118,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$694  = record;
     casez (fsm_state)
       2'h0:
@@ -7799,7 +8140,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$695  = addr;
     casez (fsm_state)
       2'h0:
@@ -7817,7 +8158,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$696  = req_sent;
     casez (fsm_state)
       2'h0:
@@ -7839,7 +8180,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$697  = beat;
     casez (fsm_state)
       2'h0:
@@ -7861,7 +8202,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$698  = q0_status;
     casez (fsm_state)
       2'h0:
@@ -7905,7 +8246,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$699  = q1_status;
     casez (fsm_state)
       2'h0:
@@ -7951,7 +8292,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$700  = q2_status;
     casez (fsm_state)
       2'h0:
@@ -7999,7 +8340,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$701  = q3_status;
     casez (fsm_state)
       2'h0:
@@ -8050,7 +8391,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$702  = q0_prod;
     casez (fsm_state)
       2'h0:
@@ -8095,7 +8436,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$703  = q1_prod;
     casez (fsm_state)
       2'h0:
@@ -8142,7 +8483,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$704  = q2_prod;
     casez (fsm_state)
       2'h0:
@@ -8191,7 +8532,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$705  = q3_prod;
     casez (fsm_state)
       2'h0:
@@ -8243,7 +8584,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$706 [0] = \$247 ;
     \$706 [1] = \$318 ;
     \$706 [2] = \$389 ;
@@ -8253,7 +8594,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$707  = \$288 [15:0];
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8282,7 +8623,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$708  = \$307 [31:0];
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8311,7 +8652,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$709  = \$359 [15:0];
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8340,7 +8681,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$710  = \$378 [31:0];
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8369,7 +8710,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$711  = \$430 [15:0];
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8398,7 +8739,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$712  = \$449 [31:0];
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8427,7 +8768,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$713  = \$501 [15:0];
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8456,7 +8797,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$714  = \$520 [31:0];
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8485,7 +8826,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$715  = q0_base;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8504,7 +8845,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$716  = q0_size;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8523,7 +8864,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$717  = q0_cons;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8542,7 +8883,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$718  = q0_coalesce_count;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8563,7 +8904,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$719  = q0_coalesce_time;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8586,7 +8927,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$720  = q0_irq_en;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8611,7 +8952,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$721  = q0_enable;
     if (\$536 ) begin
       casez (\$8 [5:0])
@@ -8640,7 +8981,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$722  = q1_base;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8659,7 +9000,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$723  = q1_size;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8678,7 +9019,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$724  = q1_cons;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8697,7 +9038,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$725  = q1_coalesce_count;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8718,7 +9059,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$726  = q1_coalesce_time;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8741,7 +9082,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$727  = q1_irq_en;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8766,7 +9107,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$728  = q1_enable;
     if (\$577 ) begin
       casez (\$8 [5:0])
@@ -8795,7 +9136,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$729  = q2_base;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8814,7 +9155,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$730  = q2_size;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8833,7 +9174,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$731  = q2_cons;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8852,7 +9193,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$732  = q2_coalesce_count;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8873,7 +9214,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$733  = q2_coalesce_time;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8896,7 +9237,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$734  = q2_irq_en;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8921,7 +9262,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$735  = q2_enable;
     if (\$618 ) begin
       casez (\$8 [5:0])
@@ -8950,7 +9291,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$736  = q3_base;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8969,7 +9310,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$737  = q3_size;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -8988,7 +9329,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$738  = q3_cons;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9007,7 +9348,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$739  = q3_coalesce_count;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9028,7 +9369,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$740  = q3_coalesce_time;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9051,7 +9392,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$741  = q3_irq_en;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9076,7 +9417,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$742  = q3_enable;
     if (\$659 ) begin
       casez (\$8 [5:0])
@@ -9105,7 +9446,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9119,7 +9460,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9133,7 +9474,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9147,7 +9488,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9161,7 +9502,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9175,7 +9516,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9189,7 +9530,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9203,7 +9544,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9217,7 +9558,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9231,7 +9572,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9245,7 +9586,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9259,7 +9600,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9273,7 +9614,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9287,7 +9628,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9301,7 +9642,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9315,7 +9656,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9329,7 +9670,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9343,7 +9684,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9357,7 +9698,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9371,7 +9712,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9385,7 +9726,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9399,7 +9740,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9413,7 +9754,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9427,7 +9768,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9441,7 +9782,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9455,7 +9796,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9469,7 +9810,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9483,7 +9824,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9497,7 +9838,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9511,7 +9852,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9525,7 +9866,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9539,7 +9880,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9553,7 +9894,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9567,7 +9908,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9581,7 +9922,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9595,7 +9936,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9609,7 +9950,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9623,7 +9964,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (\$8 [7:6])
       2'h0:
@@ -9637,7 +9978,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9651,7 +9992,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9665,7 +10006,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9679,7 +10020,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9693,7 +10034,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9707,7 +10048,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9721,7 +10062,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9735,7 +10076,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9749,7 +10090,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9763,7 +10104,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9777,7 +10118,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9791,7 +10132,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     (* full_case = 32'd1 *)
     casez (cur[1:0])
       2'h0:
@@ -9853,7 +10194,7 @@ module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, ti
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx__payload, meta__payload, csr__ack, generation, commit_done, data__payload, data__valid, meta__valid, \o__ready$150 , data__ready, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [24:0] \$11 ;
@@ -13038,14 +13379,14 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$17  = \$4 [7:0];
     if (rst) begin
       \$17  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$18  = \$16 ;
     if (rst) begin
       \$18  = 1'h0;
@@ -15332,7 +15673,7 @@ module \hetnic_nic_core_w64.core.pipeline (clk, rst, csr__r_data, rx__ready, rx_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, i__payload, o__ready, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -15547,7 +15888,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -15562,7 +15903,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -15577,7 +15918,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -15591,7 +15932,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -15697,7 +16038,7 @@ module \hetnic_nic_core_w64.core.pipeline.class_slice (rst, i__ready, i__valid, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, pass_errors, default_action, rules, o__valid, o__payload, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [11:0] \$100 ;
@@ -17908,7 +18249,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   assign \$421  = \$420  & rules[8347:8220];
   assign \$422  = ! \$421 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     if (s2_any) begin
       action = \$52 ;
@@ -17917,7 +18258,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
     if (s2_any) begin
       rule_index = \$83 ;
@@ -17926,7 +18267,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$552  = s1_valid;
     if (\$93 ) begin
       \$552  = i__valid;
@@ -17936,7 +18277,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$553  = s1_meta;
     if (\$93 ) begin
       \$553  = i__payload;
@@ -17946,7 +18287,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$554  = s1_terms0;
     if (\$93 ) begin
       \$554  = { \$121 , \$120 , \$119 , \$118 , \$117 , \$114 , \$111 , \$108 , \$105 , \$102 , \$99 , \$96 , rules[0] };
@@ -17956,7 +18297,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$555  = s1_terms1;
     if (\$93 ) begin
       \$555  = { \$149 , \$148 , \$147 , \$146 , \$145 , \$142 , \$139 , \$136 , \$133 , \$130 , \$127 , \$124 , rules[717] };
@@ -17966,7 +18307,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$556  = s1_terms2;
     if (\$93 ) begin
       \$556  = { \$177 , \$176 , \$175 , \$174 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , rules[1434] };
@@ -17976,7 +18317,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$557  = s1_terms3;
     if (\$93 ) begin
       \$557  = { \$205 , \$204 , \$203 , \$202 , \$201 , \$198 , \$195 , \$192 , \$189 , \$186 , \$183 , \$180 , rules[2151] };
@@ -17986,7 +18327,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$558  = s1_terms4;
     if (\$93 ) begin
       \$558  = { \$233 , \$232 , \$231 , \$230 , \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , rules[2868] };
@@ -17996,7 +18337,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$559  = s1_terms5;
     if (\$93 ) begin
       \$559  = { \$261 , \$260 , \$259 , \$258 , \$257 , \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , rules[3585] };
@@ -18006,7 +18347,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$560  = s1_terms6;
     if (\$93 ) begin
       \$560  = { \$289 , \$288 , \$287 , \$286 , \$285 , \$282 , \$279 , \$276 , \$273 , \$270 , \$267 , \$264 , rules[4302] };
@@ -18016,7 +18357,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$561  = s1_terms7;
     if (\$93 ) begin
       \$561  = { \$317 , \$316 , \$315 , \$314 , \$313 , \$310 , \$307 , \$304 , \$301 , \$298 , \$295 , \$292 , rules[5019] };
@@ -18026,7 +18367,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$562  = s1_terms8;
     if (\$93 ) begin
       \$562  = { \$345 , \$344 , \$343 , \$342 , \$341 , \$338 , \$335 , \$332 , \$329 , \$326 , \$323 , \$320 , rules[5736] };
@@ -18036,7 +18377,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$563  = s1_terms9;
     if (\$93 ) begin
       \$563  = { \$373 , \$372 , \$371 , \$370 , \$369 , \$366 , \$363 , \$360 , \$357 , \$354 , \$351 , \$348 , rules[6453] };
@@ -18046,7 +18387,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$564  = s1_terms10;
     if (\$93 ) begin
       \$564  = { \$401 , \$400 , \$399 , \$398 , \$397 , \$394 , \$391 , \$388 , \$385 , \$382 , \$379 , \$376 , rules[7170] };
@@ -18056,7 +18397,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$565  = s1_terms11;
     if (\$93 ) begin
       \$565  = { \$429 , \$428 , \$427 , \$426 , \$425 , \$422 , \$419 , \$416 , \$413 , \$410 , \$407 , \$404 , rules[7887] };
@@ -18066,7 +18407,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$566  = s1_terms12;
     if (\$93 ) begin
       \$566  = { \$457 , \$456 , \$455 , \$454 , \$453 , \$450 , \$447 , \$444 , \$441 , \$438 , \$435 , \$432 , rules[8604] };
@@ -18076,7 +18417,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$567  = s1_terms13;
     if (\$93 ) begin
       \$567  = { \$485 , \$484 , \$483 , \$482 , \$481 , \$478 , \$475 , \$472 , \$469 , \$466 , \$463 , \$460 , rules[9321] };
@@ -18086,7 +18427,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$568  = s1_terms14;
     if (\$93 ) begin
       \$568  = { \$513 , \$512 , \$511 , \$510 , \$509 , \$506 , \$503 , \$500 , \$497 , \$494 , \$491 , \$488 , rules[10038] };
@@ -18096,7 +18437,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$569  = s1_terms15;
     if (\$93 ) begin
       \$569  = { \$541 , \$540 , \$539 , \$538 , \$537 , \$534 , \$531 , \$528 , \$525 , \$522 , \$519 , \$516 , rules[10755] };
@@ -18106,7 +18447,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$570  = s2_valid;
     if (\$545 ) begin
       \$570  = s1_valid;
@@ -18116,7 +18457,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$571  = s2_meta;
     if (\$545 ) begin
       \$571  = s1_meta;
@@ -18126,7 +18467,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$572  = s2_first;
     if (\$545 ) begin
       \$572  = \$548 ;
@@ -18136,7 +18477,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$573  = s2_any;
     if (\$545 ) begin
       \$573  = \$549 ;
@@ -18146,7 +18487,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$574  = o__valid;
     if (\$551 ) begin
       \$574  = s2_valid;
@@ -18156,7 +18497,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$575  = o__payload;
     if (\$551 ) begin
       { \$575 [457:434], \$575 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
@@ -19090,7 +19431,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__ack, frame_in_stb, frame_in_len, meta, csr__r_stb, csr__w_stb, csr__r_data, flow_refused_stb, csr__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -19932,70 +20273,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$247  = frame_in_stb;
     if (rst) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$248  = frame_in_len;
     if (rst) begin
       \$248  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$249  = \$2 ;
     if (rst) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$250  = \$4 ;
     if (rst) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$251  = { \$40 , \$36 , \$32 , \$28 , \$24 , \$20 , \$16 , \$12 , \$8  };
     if (rst) begin
       \$251  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$252  = { \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42  };
     if (rst) begin
       \$252  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$253  = \$76 ;
     if (rst) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$254  = \$81 ;
     if (rst) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$255  = flow_refused_stb;
     if (rst) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$256  = frames_in;
     if (\$signal ) begin
       \$256  = \$82 [31:0];
@@ -20005,7 +20346,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$257  = bytes_in;
     if (\$signal ) begin
       \$257  = \$83 [31:0];
@@ -20015,7 +20356,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$258  = frames_delivered;
     if (\$signal$6 ) begin
       \$258  = \$84 [31:0];
@@ -20025,7 +20366,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$259  = frames_dropped;
     if (e_dropped) begin
       \$259  = \$85 [31:0];
@@ -20035,7 +20376,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$260  = drop_none;
     if (e_drop[0]) begin
       \$260  = \$86 [31:0];
@@ -20045,7 +20386,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$261  = drop_mac_error;
     if (e_drop[1]) begin
       \$261  = \$87 [31:0];
@@ -20055,7 +20396,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$262  = drop_runt;
     if (e_drop[2]) begin
       \$262  = \$88 [31:0];
@@ -20065,7 +20406,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$263  = drop_oversize;
     if (e_drop[3]) begin
       \$263  = \$89 [31:0];
@@ -20075,7 +20416,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$264  = drop_truncated;
     if (e_drop[4]) begin
       \$264  = \$90 [31:0];
@@ -20085,7 +20426,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$265  = drop_bad_ihl;
     if (e_drop[5]) begin
       \$265  = \$91 [31:0];
@@ -20095,7 +20436,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$266  = drop_bad_length;
     if (e_drop[6]) begin
       \$266  = \$92 [31:0];
@@ -20105,7 +20446,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$267  = drop_header_limit;
     if (e_drop[7]) begin
       \$267  = \$93 [31:0];
@@ -20115,7 +20456,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$268  = drop_rule;
     if (e_drop[8]) begin
       \$268  = \$94 [31:0];
@@ -20125,7 +20466,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$269  = rule_hits_0;
     if (e_rule[0]) begin
       \$269  = \$95 [31:0];
@@ -20135,7 +20476,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$270  = rule_hits_1;
     if (e_rule[1]) begin
       \$270  = \$96 [31:0];
@@ -20145,7 +20486,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$271  = rule_hits_2;
     if (e_rule[2]) begin
       \$271  = \$97 [31:0];
@@ -20155,7 +20496,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$272  = rule_hits_3;
     if (e_rule[3]) begin
       \$272  = \$98 [31:0];
@@ -20165,7 +20506,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$273  = rule_hits_4;
     if (e_rule[4]) begin
       \$273  = \$99 [31:0];
@@ -20175,7 +20516,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$274  = rule_hits_5;
     if (e_rule[5]) begin
       \$274  = \$100 [31:0];
@@ -20185,7 +20526,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$275  = rule_hits_6;
     if (e_rule[6]) begin
       \$275  = \$101 [31:0];
@@ -20195,7 +20536,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$276  = rule_hits_7;
     if (e_rule[7]) begin
       \$276  = \$102 [31:0];
@@ -20205,7 +20546,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$277  = rule_hits_8;
     if (e_rule[8]) begin
       \$277  = \$103 [31:0];
@@ -20215,7 +20556,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$278  = rule_hits_9;
     if (e_rule[9]) begin
       \$278  = \$104 [31:0];
@@ -20225,7 +20566,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$279  = rule_hits_10;
     if (e_rule[10]) begin
       \$279  = \$105 [31:0];
@@ -20235,7 +20576,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$280  = rule_hits_11;
     if (e_rule[11]) begin
       \$280  = \$106 [31:0];
@@ -20245,7 +20586,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$281  = rule_hits_12;
     if (e_rule[12]) begin
       \$281  = \$107 [31:0];
@@ -20255,7 +20596,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$282  = rule_hits_13;
     if (e_rule[13]) begin
       \$282  = \$108 [31:0];
@@ -20265,7 +20606,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$283  = rule_hits_14;
     if (e_rule[14]) begin
       \$283  = \$109 [31:0];
@@ -20275,7 +20616,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$284  = rule_hits_15;
     if (e_rule[15]) begin
       \$284  = \$110 [31:0];
@@ -20285,7 +20626,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$285  = rule_hits_16;
     if (e_rule[16]) begin
       \$285  = \$111 [31:0];
@@ -20295,7 +20636,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$286  = flow_hits;
     if (\$signal$12 ) begin
       \$286  = \$112 [31:0];
@@ -20305,7 +20646,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$287  = flow_misses;
     if (\$signal$13 ) begin
       \$287  = \$113 [31:0];
@@ -20315,7 +20656,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$288  = flow_refused;
     if (e_flow_refused) begin
       \$288  = \$114 [31:0];
@@ -20325,70 +20666,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$289  = \$118 ;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$290  = meta[439:434];
     if (rst) begin
       \$290  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$291  = 1'h1;
     if (rst) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$292  = \$122 ;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$293  = meta[439:434];
     if (rst) begin
       \$293  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$294  = meta[15:0];
     if (rst) begin
       \$294  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$295  = meta_stb;
     if (rst) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$296  = bucket;
     if (rst) begin
       \$296  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$297  = 1'h1;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     (* full_case = 32'd1 *)
     if (\$125 ) begin
       \$298  = \$127 [1:0];
@@ -20400,28 +20741,28 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$299  = { \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128  };
     if (rst) begin
       \$299  = 33'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$300  = \$226 ;
     if (rst) begin
       \$300  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$301  = { \$235 , \$232 , \$229  };
     if (rst) begin
       \$301  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     \$302  = csr__r_data;
     if (\$236 ) begin
       \$302  = \$243 ;
@@ -20469,7 +20810,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters (rst, meta_stb, bucket, csr__
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [8:0] \$11 ;
@@ -21078,70 +21419,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__add
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -21157,7 +21498,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.bucket_packets (rst, bus__add
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -21318,70 +21659,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, 
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -21397,7 +21738,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_bytes (rst, bus__addr, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr, bus__en, inc_stb, rmw__addr, inc_amount, rd_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire [31:0] \$1 ;
   reg \$10 ;
   reg [5:0] \$11 ;
@@ -21558,70 +21899,70 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr
   always @(posedge clk)
     rd_data <= \$16 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$7  = inc_stb;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$8  = rmw__addr;
     if (rst) begin
       \$8  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$9  = inc_amount;
     if (rst) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$10  = \$signal$18 ;
     if (rst) begin
       \$10  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$11  = \$like ;
     if (rst) begin
       \$11  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$12  = \$like$21 ;
     if (rst) begin
       \$12  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$13  = rmw__data;
     if (rst) begin
       \$13  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$14  = \$4 ;
     if (rst) begin
       \$14  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$15  = \$6 [31:0];
     if (rst) begin
       \$15  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$16  = bus__data;
     if (rst) begin
       \$16  = 32'd0;
@@ -21637,7 +21978,7 @@ module \hetnic_nic_core_w64.core.pipeline.counters.queue_packets (rst, bus__addr
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready, i__ready, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -21852,7 +22193,7 @@ module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -21867,7 +22208,7 @@ module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -21882,7 +22223,7 @@ module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -21896,7 +22237,7 @@ module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -22002,7 +22343,7 @@ module \hetnic_nic_core_w64.core.pipeline.flow_slice (rst, i__payload, o__ready,
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o__payload, r_en, csr__r_stb, csr__w_stb, pass_errors, commit_done, refused_stb, i__ready, csr__r_data, o__valid, i__payload, i__valid, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -25847,7 +26188,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     .w_port__data(w_data)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     _op_busy = 1'h0;
     casez (flow_op_state)
       3'h0:
@@ -25863,7 +26204,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     free_way = 4'h0;
     casez (flow_op_state)
       3'h0:
@@ -25877,7 +26218,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     free_stash = 8'h00;
     casez (flow_op_state)
       3'h0:
@@ -25891,7 +26232,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$signature__addr$77  = 8'h00;
     casez (flow_op_state)
       3'h0:
@@ -25905,7 +26246,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$signature__addr$78  = 5'h00;
     casez (flow_op_state)
       3'h0:
@@ -25919,7 +26260,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     entry = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (flow_op_state)
       3'h0:
@@ -25936,7 +26277,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$signature__en$82  = 1'h0;
     casez (flow_op_state)
       3'h0:
@@ -25966,7 +26307,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$signature__data  = 329'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (flow_op_state)
       3'h0:
@@ -26000,7 +26341,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$signature__en$84  = 1'h0;
     casez (flow_op_state)
       3'h0:
@@ -26025,7 +26366,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$signature__data$85  = 4'h0;
     casez (flow_op_state)
       3'h0:
@@ -26050,7 +26391,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     refused_stb = 1'h0;
     casez (flow_op_state)
       3'h0:
@@ -26072,7 +26413,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     op_done = 1'h0;
     casez (flow_op_state)
       3'h0:
@@ -26088,420 +26429,420 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$635  = \$4 [4:0];
     if (rst) begin
       \$635  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$636  = \$106 ;
     if (rst) begin
       \$636  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$637  = \$107 ;
     if (rst) begin
       \$637  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$638  = i__payload;
     if (rst) begin
       \$638  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$639  = { \$347 , \$344 , \$341 , \$338 , \$335 , \$332 , \$329 , \$326 , \$323 , \$320 , \$317 , \$314 , \$311 , \$308 , \$305 , \$302 , \$299 , \$296 , \$293 , \$290 , \$287 , \$284 , \$281 , \$278 , \$275 , \$272 , \$269 , \$266 , \$263 , \$260 , \$257 , \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , \$233 , \$230 , \$227 , \$224 , \$221 , \$218 , \$215 , \$212 , \$209 , \$206 , \$203 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , \$176 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , \$149 , \$146 , \$143 , \$140 , \$137 , \$134 , \$131 , \$128 , \$125 , \$122 , \$119 , \$116 , \$113 , \$110  };
     if (rst) begin
       \$639  = 80'h00000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$640  = \$348 ;
     if (rst) begin
       \$640  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$641  = s1_valid;
     if (rst) begin
       \$641  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$642  = s1_meta;
     if (rst) begin
       \$642  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$643  = s1_lookup;
     if (rst) begin
       \$643  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$644  = s2_valid;
     if (rst) begin
       \$644  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$645  = s2_meta;
     if (rst) begin
       \$645  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$646  = s2_lookup;
     if (rst) begin
       \$646  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$647  = \$signature__data$118 ;
     if (rst) begin
       \$647  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$648  = \$signature__data$120 ;
     if (rst) begin
       \$648  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$649  = \$signature__data$122 ;
     if (rst) begin
       \$649  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$650  = \$signature__data$124 ;
     if (rst) begin
       \$650  = 318'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$651  = s3_valid;
     if (rst) begin
       \$651  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$652  = s3_meta;
     if (rst) begin
       \$652  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$653  = { s3_lookup, s3_way0[0], \$358 , \$357 , \$356 , \$355 , \$354 , \$353 , \$352 , \$351 , \$350 , \$349  };
     if (rst) begin
       \$653  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$654  = s3_way0[20:1];
     if (rst) begin
       \$654  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$655  = { s3_lookup, s3_way1[0], \$368 , \$367 , \$366 , \$365 , \$364 , \$363 , \$362 , \$361 , \$360 , \$359  };
     if (rst) begin
       \$655  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$656  = s3_way1[20:1];
     if (rst) begin
       \$656  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$657  = { s3_lookup, s3_way2[0], \$378 , \$377 , \$376 , \$375 , \$374 , \$373 , \$372 , \$371 , \$370 , \$369  };
     if (rst) begin
       \$657  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$658  = s3_way2[20:1];
     if (rst) begin
       \$658  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$659  = { s3_lookup, s3_way3[0], \$388 , \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379  };
     if (rst) begin
       \$659  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$660  = s3_way3[20:1];
     if (rst) begin
       \$660  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$661  = { s3_lookup, stash0[0], \$398 , \$397 , \$396 , \$395 , \$394 , \$393 , \$392 , \$391 , \$390 , \$389  };
     if (rst) begin
       \$661  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$662  = stash0[20:1];
     if (rst) begin
       \$662  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$663  = { s3_lookup, stash1[0], \$408 , \$407 , \$406 , \$405 , \$404 , \$403 , \$402 , \$401 , \$400 , \$399  };
     if (rst) begin
       \$663  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$664  = stash1[20:1];
     if (rst) begin
       \$664  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$665  = { s3_lookup, stash2[0], \$418 , \$417 , \$416 , \$415 , \$414 , \$413 , \$412 , \$411 , \$410 , \$409  };
     if (rst) begin
       \$665  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$666  = stash2[20:1];
     if (rst) begin
       \$666  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$667  = { s3_lookup, stash3[0], \$428 , \$427 , \$426 , \$425 , \$424 , \$423 , \$422 , \$421 , \$420 , \$419  };
     if (rst) begin
       \$667  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$668  = stash3[20:1];
     if (rst) begin
       \$668  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$669  = { s3_lookup, stash4[0], \$438 , \$437 , \$436 , \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429  };
     if (rst) begin
       \$669  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$670  = stash4[20:1];
     if (rst) begin
       \$670  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$671  = { s3_lookup, stash5[0], \$448 , \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439  };
     if (rst) begin
       \$671  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$672  = stash5[20:1];
     if (rst) begin
       \$672  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$673  = { s3_lookup, stash6[0], \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449  };
     if (rst) begin
       \$673  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$674  = stash6[20:1];
     if (rst) begin
       \$674  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$675  = { s3_lookup, stash7[0], \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459  };
     if (rst) begin
       \$675  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$676  = stash7[20:1];
     if (rst) begin
       \$676  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$677  = s4_valid;
     if (rst) begin
       \$677  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$678  = s4_meta;
     if (rst) begin
       \$678  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$679  = \$471 ;
     if (rst) begin
       \$679  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$680  = \$472 ;
     if (rst) begin
       \$680  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$681  = s4_action0;
     if (rst) begin
       \$681  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$682  = s4_action1;
     if (rst) begin
       \$682  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$683  = s4_action2;
     if (rst) begin
       \$683  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$684  = s4_action3;
     if (rst) begin
       \$684  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$685  = s4_action4;
     if (rst) begin
       \$685  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$686  = s4_action5;
     if (rst) begin
       \$686  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$687  = s4_action6;
     if (rst) begin
       \$687  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$688  = s4_action7;
     if (rst) begin
       \$688  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$689  = s4_action8;
     if (rst) begin
       \$689  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$690  = s4_action9;
     if (rst) begin
       \$690  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$691  = s4_action10;
     if (rst) begin
       \$691  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$692  = s4_action11;
     if (rst) begin
       \$692  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$693  = s5_valid;
     if (rst) begin
       \$693  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$694  = \$signal$148 ;
     if (\$signal$149 ) begin
       \$694 [410:403] = 8'h7f;
@@ -26515,7 +26856,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     (* full_case = 32'd1 *)
     if (\$480 ) begin
       \$695  = \$482 [1:0];
@@ -26527,35 +26868,35 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$696  = { \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483  };
     if (rst) begin
       \$696  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$697  = \$518 ;
     if (rst) begin
       \$697  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$698  = { \$528 , \$527 , \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519  };
     if (rst) begin
       \$698  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$699  = \$529 ;
     if (rst) begin
       \$699  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$700  = csr__r_data;
     if (\$530 ) begin
       \$700  = data;
@@ -26565,7 +26906,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$701  = flow_entry0;
     if (\$532 ) begin
       if (entry_sel[0]) begin
@@ -26577,7 +26918,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$702  = flow_entry1;
     if (\$532 ) begin
       if (entry_sel[1]) begin
@@ -26589,7 +26930,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$703  = flow_entry2;
     if (\$532 ) begin
       if (entry_sel[2]) begin
@@ -26601,7 +26942,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$704  = flow_entry3;
     if (\$532 ) begin
       if (entry_sel[3]) begin
@@ -26613,7 +26954,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$705  = flow_entry4;
     if (\$532 ) begin
       if (entry_sel[4]) begin
@@ -26625,7 +26966,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$706  = flow_entry5;
     if (\$532 ) begin
       if (entry_sel[5]) begin
@@ -26637,7 +26978,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$707  = flow_entry6;
     if (\$532 ) begin
       if (entry_sel[6]) begin
@@ -26649,7 +26990,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$708  = flow_entry7;
     if (\$532 ) begin
       if (entry_sel[7]) begin
@@ -26661,7 +27002,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$709  = flow_entry8;
     if (\$532 ) begin
       if (entry_sel[8]) begin
@@ -26673,7 +27014,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$710  = flow_entry9;
     if (\$532 ) begin
       if (entry_sel[9]) begin
@@ -26685,7 +27026,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$711  = op;
     casez (flow_op_state)
       3'h0:
@@ -26698,7 +27039,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$712  = del_slot;
     casez (flow_op_state)
       3'h0:
@@ -26711,7 +27052,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$713  = flow_op_state;
     casez (flow_op_state)
       3'h0:
@@ -26732,7 +27073,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$714  = occ_r__addr;
     casez (flow_op_state)
       3'h0:
@@ -26750,7 +27091,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$715  = result_status;
     casez (flow_op_state)
       3'h0:
@@ -26797,7 +27138,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$716  = journal_len;
     casez (flow_op_state)
       3'h0:
@@ -26833,7 +27174,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$717  = \$signal$155 ;
     casez (flow_op_state)
       3'h0:
@@ -26866,7 +27207,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$718  = entries;
     casez (flow_op_state)
       3'h0:
@@ -26899,7 +27240,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$719  = stash_occ;
     casez (flow_op_state)
       3'h0:
@@ -26947,14 +27288,14 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$720  = \$603 ;
     if (rst) begin
       \$720  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$721  = j_r__addr;
     if (\$605 ) begin
       \$721  = \$606 [4:0];
@@ -26967,7 +27308,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$722  = \$signal$161 ;
     if (\$612 ) begin
       \$722  = 1'h1;
@@ -26980,7 +27321,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$723  = applied;
     if (\$618 ) begin
       \$723  = 1'h1;
@@ -26993,7 +27334,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$724  = stash0;
     if (\$620 ) begin
       \$724  = j_r__data[328:11];
@@ -27003,7 +27344,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$725  = stash1;
     if (\$622 ) begin
       \$725  = j_r__data[328:11];
@@ -27013,7 +27354,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$726  = stash2;
     if (\$624 ) begin
       \$726  = j_r__data[328:11];
@@ -27023,7 +27364,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$727  = stash3;
     if (\$626 ) begin
       \$727  = j_r__data[328:11];
@@ -27033,7 +27374,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$728  = stash4;
     if (\$628 ) begin
       \$728  = j_r__data[328:11];
@@ -27043,7 +27384,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$729  = stash5;
     if (\$630 ) begin
       \$729  = j_r__data[328:11];
@@ -27053,7 +27394,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$730  = stash6;
     if (\$632 ) begin
       \$730  = j_r__data[328:11];
@@ -27063,7 +27404,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$731  = stash7;
     if (\$634 ) begin
       \$731  = j_r__data[328:11];
@@ -28066,7 +28407,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows (rst, commit_apply, csr__ack, o_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -28202,7 +28543,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_e
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -28212,7 +28553,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -28222,7 +28563,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -28235,7 +28576,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_e
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -28255,7 +28596,7 @@ module \hetnic_nic_core_w64.core.pipeline.flows.out_fifo (rst, r_data, r_en, w_e
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start_stb, frame_end_stb, frame_len, \o__ready$8 , rx__payload, full, new_frame_hold, mid_frame, data__payload, data__valid, parse__payload, parse__valid, o__ready, rx__valid);
-  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28558,7 +28899,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$72  = stored;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -28572,7 +28913,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$73  = at_limit;
     if (\$52 ) begin
       if (rx__payload[72]) begin
@@ -28586,7 +28927,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$74  = mid_frame;
     if (\$62 ) begin
       \$74  = \$63 ;
@@ -28596,7 +28937,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$75  = \frame_len$43 ;
     if (\$70 ) begin
       (* full_case = 32'd1 *)
@@ -28665,7 +29006,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork (clk, rst, rx__ready, frame_start
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_data, r_rdy, w_port__data, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [8:0] \$11 ;
@@ -29042,7 +29383,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [7:0];
@@ -29052,7 +29393,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [7:0];
@@ -29062,7 +29403,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [7:0];
@@ -29075,7 +29416,7 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -29095,250 +29436,6 @@ module \hetnic_nic_core_w64.core.pipeline.fork.data_fifo (rst, r_en, w_rdy, r_da
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.fork.data_in (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg [73:0] \$5 ;
-  reg \$6 ;
-  reg \$7 ;
-  reg [73:0] \$8 ;
-  input clk;
-  wire clk;
-  input [73:0] i__payload;
-  wire [73:0] i__payload;
-  wire [63:0] \i__payload.data ;
-  wire \i__payload.error ;
-  wire [7:0] \i__payload.keep ;
-  wire \i__payload.last ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [73:0] o__payload;
-  reg [73:0] o__payload = 74'h0000000000000000000;
-  wire [63:0] \o__payload.data ;
-  wire \o__payload.error ;
-  wire [7:0] \o__payload.keep ;
-  wire \o__payload.last ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [73:0] skid = 74'h0000000000000000000;
-  wire [63:0] \skid.data ;
-  wire \skid.error ;
-  wire [7:0] \skid.keep ;
-  wire \skid.last ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = o__ready | \$1 ;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__payload <= \$5 ;
-  always @(posedge clk)
-    o__valid <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$5  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = skid;
-      end else begin
-        \$5  = i__payload;
-      end
-    end
-    if (rst) begin
-      \$5  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$6  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = 1'h1;
-      end else begin
-        \$6  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 74'h0000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[63:0];
-  assign \o__payload.keep  = o__payload[71:64];
-  assign \o__payload.last  = o__payload[72];
-  assign \o__payload.error  = o__payload[73];
-  assign \skid.data  = skid[63:0];
-  assign \skid.keep  = skid[71:64];
-  assign \skid.last  = skid[72];
-  assign \skid.error  = skid[73];
-  assign \i__payload.data  = i__payload[63:0];
-  assign \i__payload.keep  = i__payload[71:64];
-  assign \i__payload.last  = i__payload[72];
-  assign \i__payload.error  = i__payload[73];
-endmodule
-
-module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg [73:0] \$5 ;
-  reg \$6 ;
-  reg \$7 ;
-  reg [73:0] \$8 ;
-  input clk;
-  wire clk;
-  input [73:0] i__payload;
-  wire [73:0] i__payload;
-  wire [63:0] \i__payload.data ;
-  wire \i__payload.error ;
-  wire [7:0] \i__payload.keep ;
-  wire \i__payload.last ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [73:0] o__payload;
-  reg [73:0] o__payload = 74'h0000000000000000000;
-  wire [63:0] \o__payload.data ;
-  wire \o__payload.error ;
-  wire [7:0] \o__payload.keep ;
-  wire \o__payload.last ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  input rst;
-  wire rst;
-  reg [73:0] skid = 74'h0000000000000000000;
-  wire [63:0] \skid.data ;
-  wire \skid.error ;
-  wire [7:0] \skid.keep ;
-  wire \skid.last ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = o__ready | \$1 ;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
-  always @(posedge clk)
-    o__payload <= \$5 ;
-  always @(posedge clk)
-    o__valid <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$5  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = skid;
-      end else begin
-        \$5  = i__payload;
-      end
-    end
-    if (rst) begin
-      \$5  = 74'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$6  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = 1'h1;
-      end else begin
-        \$6  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$6  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 74'h0000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[63:0];
-  assign \o__payload.keep  = o__payload[71:64];
-  assign \o__payload.last  = o__payload[72];
-  assign \o__payload.error  = o__payload[73];
-  assign \skid.data  = skid[63:0];
-  assign \skid.keep  = skid[71:64];
-  assign \skid.last  = skid[72];
-  assign \skid.error  = skid[73];
-  assign \i__payload.data  = i__payload[63:0];
-  assign \i__payload.keep  = i__payload[71:64];
-  assign \i__payload.last  = i__payload[72];
-  assign \i__payload.error  = i__payload[73];
-endmodule
-
-module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -29460,8 +29557,252 @@ module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__read
   assign \i__payload.error  = i__payload[73];
 endmodule
 
-module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+module \hetnic_nic_core_w64.core.pipeline.fork.data_slice (rst, i__ready, i__payload, o__payload, o__valid, i__valid, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.fork.parser_in (rst, i__valid, i__ready, o__ready, i__payload, o__payload, o__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  reg [73:0] \$5 ;
+  reg \$6 ;
+  reg \$7 ;
+  reg [73:0] \$8 ;
+  input clk;
+  wire clk;
+  input [73:0] i__payload;
+  wire [73:0] i__payload;
+  wire [63:0] \i__payload.data ;
+  wire \i__payload.error ;
+  wire [7:0] \i__payload.keep ;
+  wire \i__payload.last ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [73:0] o__payload;
+  reg [73:0] o__payload = 74'h0000000000000000000;
+  wire [63:0] \o__payload.data ;
+  wire \o__payload.error ;
+  wire [7:0] \o__payload.keep ;
+  wire \o__payload.last ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg [73:0] skid = 74'h0000000000000000000;
+  wire [63:0] \skid.data ;
+  wire \skid.error ;
+  wire [7:0] \skid.keep ;
+  wire \skid.last ;
+  reg skid_valid = 1'h0;
+  assign \$1  = ~ o__valid;
+  assign \$2  = o__ready | \$1 ;
+  assign \$3  = ~ skid_valid;
+  assign \$4  = i__valid & \$3 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  always @(posedge clk)
+    o__valid <= \$6 ;
+  always @(posedge clk)
+    skid_valid <= \$7 ;
+  always @(posedge clk)
+    skid <= \$8 ;
+  assign i__ready = ~ skid_valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    \$5  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = skid;
+      end else begin
+        \$5  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$5  = 74'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    \$6  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$6  = 1'h1;
+      end else begin
+        \$6  = i__valid;
+      end
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    \$7  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$7  = 1'h0;
+      end
+    end else if (\$4 ) begin
+      \$7  = 1'h1;
+    end
+    if (rst) begin
+      \$7  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    \$8  = skid;
+    if (\$2 ) begin
+    end else if (\$4 ) begin
+      \$8  = i__payload;
+    end
+    if (rst) begin
+      \$8  = 74'h0000000000000000000;
+    end
+  end
+  assign \o__payload.data  = o__payload[63:0];
+  assign \o__payload.keep  = o__payload[71:64];
+  assign \o__payload.last  = o__payload[72];
+  assign \o__payload.error  = o__payload[73];
+  assign \skid.data  = skid[63:0];
+  assign \skid.keep  = skid[71:64];
+  assign \skid.last  = skid[72];
+  assign \skid.error  = skid[73];
+  assign \i__payload.data  = i__payload[63:0];
+  assign \i__payload.keep  = i__payload[71:64];
+  assign \i__payload.last  = i__payload[72];
+  assign \i__payload.error  = i__payload[73];
+endmodule
+
+module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, i__valid, o__payload, o__valid, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -29676,7 +30017,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29691,7 +30032,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -29706,7 +30047,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -29720,7 +30061,7 @@ module \hetnic_nic_core_w64.core.pipeline.out_slice (rst, i__ready, i__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -30134,7 +30475,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, i__payload, i__valid, frame__hdr, frame__tags, frame__ip_proto, frame__offset, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire \$11 ;
@@ -30374,7 +30715,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
   assign \$6  = i__valid & i__ready;
   assign \$7  = beat_count < 5'h10;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     frame__hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (frame__tags)
       2'h0:
@@ -30386,7 +30727,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$74  = buf0;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -30433,7 +30774,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$75  = buf1;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -30480,7 +30821,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$76  = beat_count;
     if (\$6 ) begin
       if (\$7 ) begin
@@ -30495,7 +30836,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$77  = buf0_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30509,7 +30850,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$78  = buf0_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30523,7 +30864,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$79  = buf0_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30542,7 +30883,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$80  = buf1_length;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30556,7 +30897,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$81  = buf1_mac_error;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30570,7 +30911,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$82  = buf1_full;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30589,7 +30930,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$83  = fill_sel;
     if (\$6 ) begin
       if (i__payload[72]) begin
@@ -30601,7 +30942,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$84  = length;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -30616,7 +30957,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$85  = mac_error;
     if (\$6 ) begin
       (* full_case = 32'd1 *)
@@ -30631,7 +30972,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
     \$86  = parse_sel;
     if (frame__release) begin
       \$86  = \$71 ;
@@ -30652,7 +30993,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2, frame__n, frame__active, frame__mac_error, frame__window, frame__ext_len, frame__release, o__ready, direct_ethertype, frame__hdr, frame__tags, frame__ip_proto, frame__offset, frame__ext_count, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -31437,7 +31778,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   always @(posedge clk)
     o__payload <= \$274 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31489,7 +31830,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     error = 4'h0;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31551,7 +31892,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -31570,7 +31911,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     l3 = 5'h00;
     casez (step_state)
       2'h0:
@@ -31580,7 +31921,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$267  = frame__tags;
     casez (step_state)
       2'h0:
@@ -31593,7 +31934,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$268  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31656,7 +31997,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$269  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
@@ -31682,7 +32023,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$270  = frame__offset;
     casez (step_state)
       2'h0:
@@ -31708,7 +32049,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$271  = ip_end;
     casez (step_state)
       2'h0:
@@ -31730,7 +32071,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$272  = frame__ext_count;
     casez (step_state)
       2'h0:
@@ -31756,7 +32097,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$273  = o__valid;
     if (o__ready) begin
       \$273  = 1'h0;
@@ -31769,7 +32110,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
     \$274  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
@@ -31890,7 +32231,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready, i__valid, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -32105,7 +32446,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32120,7 +32461,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -32135,7 +32476,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -32149,7 +32490,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -32256,7 +32597,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, csr__r_data, counters__ack, flows__ack, reta__busy, reta__r_stb, reta__w_stb, csr__ack, counters__r_stb, counters__w_stb, flows__r_stb, flows__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key
 , generation, commit_pending, commit_done, rules, counters__r_data, flows__r_data, reta__ack, reta__r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [16:0] \$1 ;
   wire [31:0] \$10 ;
   wire \$100 ;
@@ -34682,21 +35023,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     .rules(rules)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     reta__r_stb = 1'h0;
     if (\$12 ) begin
       reta__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     reta__w_stb = 1'h0;
     if (\$12 ) begin
       reta__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     csr__ack = 1'h0;
     if (\$12 ) begin
       csr__ack = reta__ack;
@@ -34720,35 +35061,35 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     counters__r_stb = 1'h0;
     if (\$13 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     counters__w_stb = 1'h0;
     if (\$13 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     flows__r_stb = 1'h0;
     if (\$14 ) begin
       flows__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     flows__w_stb = 1'h0;
     if (\$14 ) begin
       flows__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     bus_w_en = 1'h0;
     if (\$15 ) begin
       if (\$20 ) begin
@@ -34757,7 +35098,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$350  = hash_enable;
     if (commit_done) begin
       \$350  = shadow_ctrl_0_0[7:0];
@@ -34767,7 +35108,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$351  = symmetric;
     if (commit_done) begin
       \$351  = shadow_ctrl_0_0[8];
@@ -34777,7 +35118,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$352  = pass_errors;
     if (commit_done) begin
       \$352  = shadow_ctrl_0_0[9];
@@ -34787,7 +35128,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$353  = max_frame;
     if (commit_done) begin
       \$353  = shadow_max_frame_0_0[15:0];
@@ -34797,7 +35138,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$354  = direct_ethertype;
     if (commit_done) begin
       \$354  = shadow_direct_ethertype_0_0[15:0];
@@ -34807,7 +35148,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$355  = default_action;
     if (commit_done) begin
       \$355  = shadow_default_action_0_0[19:0];
@@ -34817,7 +35158,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$356  = key;
     if (commit_done) begin
       \$356  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -34827,7 +35168,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$357  = generation;
     if (commit_done) begin
       \$357  = \$28 [15:0];
@@ -34837,7 +35178,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$358  = commit_pending;
     if (commit_done) begin
       \$358  = 1'h0;
@@ -34850,84 +35191,84 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$359  = \$31 ;
     if (rst) begin
       \$359  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$360  = \$91 ;
     if (rst) begin
       \$360  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$361  = \$97 ;
     if (rst) begin
       \$361  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$362  = \$100 ;
     if (rst) begin
       \$362  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$363  = \$179 ;
     if (rst) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$364  = { \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180  };
     if (rst) begin
       \$364  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$365  = { \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202  };
     if (rst) begin
       \$365  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$366  = \$216 ;
     if (rst) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$367  = \$219 ;
     if (rst) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$368  = \$223 ;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$369  = \$267 ;
     if (rst) begin
       \$369  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$370  = rule_read_wait;
     if (busy) begin
       \$370  = 2'h0;
@@ -34942,7 +35283,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$371  = shadow_ctrl_0_0;
     if (\$284 ) begin
       \$371  = csr__w_data;
@@ -34952,7 +35293,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$372  = shadow_max_frame_0_0;
     if (\$289 ) begin
       \$372  = csr__w_data;
@@ -34962,7 +35303,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$373  = shadow_direct_ethertype_0_0;
     if (\$294 ) begin
       \$373  = csr__w_data;
@@ -34972,7 +35313,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$374  = shadow_default_action_0_0;
     if (\$299 ) begin
       \$374  = csr__w_data;
@@ -34982,7 +35323,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$375  = shadow_rss_key_0_0;
     if (\$304 ) begin
       \$375  = csr__w_data;
@@ -34992,7 +35333,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$376  = shadow_rss_key_1_0;
     if (\$309 ) begin
       \$376  = csr__w_data;
@@ -35002,7 +35343,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$377  = shadow_rss_key_2_0;
     if (\$314 ) begin
       \$377  = csr__w_data;
@@ -35012,7 +35353,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$378  = shadow_rss_key_3_0;
     if (\$319 ) begin
       \$378  = csr__w_data;
@@ -35022,7 +35363,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$379  = shadow_rss_key_4_0;
     if (\$324 ) begin
       \$379  = csr__w_data;
@@ -35032,7 +35373,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$380  = shadow_rss_key_5_0;
     if (\$329 ) begin
       \$380  = csr__w_data;
@@ -35042,7 +35383,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$381  = shadow_rss_key_6_0;
     if (\$334 ) begin
       \$381  = csr__w_data;
@@ -35052,7 +35393,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$382  = shadow_rss_key_7_0;
     if (\$339 ) begin
       \$382  = csr__w_data;
@@ -35062,7 +35403,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$383  = shadow_rss_key_8_0;
     if (\$344 ) begin
       \$383  = csr__w_data;
@@ -35072,7 +35413,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$384  = shadow_rss_key_9_0;
     if (\$349 ) begin
       \$384  = csr__w_data;
@@ -36619,7 +36960,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, busy, rule_w__en, r_data, landing_last, rules, rule_w__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -38721,56 +39062,56 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
   always @(posedge clk)
     rules <= \$389 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$380  = rule_r__data;
     if (rst) begin
       \$380  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$381  = copying;
     if (rst) begin
       \$381  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$382  = copy_addr;
     if (rst) begin
       \$382  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$383  = \$2 ;
     if (rst) begin
       \$383  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$384  = \$signal ;
     if (rst) begin
       \$384  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$385  = \$like ;
     if (rst) begin
       \$385  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$386  = \$signal$8 ;
     if (rst) begin
       \$386  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$387  = copying;
     if (\$8 ) begin
       \$387  = 1'h1;
@@ -38785,7 +39126,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$388  = copy_addr;
     if (\$8 ) begin
       \$388  = 9'h000;
@@ -38798,7 +39139,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
     \$389  = rules;
     if (landing) begin
       if (\$11 ) begin
@@ -40669,7 +41010,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs.rules$74 (rst, copy_stb, bus_addr
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__busy, o__ready, bus__r_stb, bus__w_stb, flip_stb, o__payload, bus__ack, s2_valid, bus__r_data, i__payload, i__valid, bus__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [15:0] \$11 ;
@@ -42103,7 +42444,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
   assign \$39  = read_wait + 1'h1;
   assign \$40  = \$38  ? 3'h0 : \$39 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     wr__en = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42118,7 +42459,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     wr__data = 8'h00;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42133,7 +42474,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     wr__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42148,7 +42489,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     bus__ack = 1'h0;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42162,7 +42503,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$41  = \$signal ;
     if (\$24 ) begin
       \$41  = i__valid;
@@ -42172,7 +42513,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$42  = \$signal$31 ;
     if (\$24 ) begin
       \$42  = i__payload;
@@ -42182,7 +42523,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$43  = s1_index;
     if (\$24 ) begin
       \$43  = \$30 [8:0];
@@ -42192,7 +42533,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$44  = s2_valid;
     if (\$32 ) begin
       \$44  = \$signal ;
@@ -42202,7 +42543,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$45  = s2_meta;
     if (\$32 ) begin
       \$45  = \$signal$31 ;
@@ -42212,7 +42553,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$46  = active;
     if (flip_stb) begin
       \$46  = \$33 ;
@@ -42222,7 +42563,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$47  = copy_index;
     if (flip_stb) begin
       \$47  = 10'h000;
@@ -42234,7 +42575,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$48  = copy_write;
     if (flip_stb) begin
       \$48  = 1'h0;
@@ -42246,7 +42587,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$49  = read_wait;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42264,14 +42605,14 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     \$50  = side__data;
     if (rst) begin
       \$50  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
     side__addr = 10'h000;
     (* full_case = 32'd1 *)
     if (flip_stb) begin
@@ -42418,7 +42759,7 @@ module \hetnic_nic_core_w64.core.pipeline.reta (rst, bus__addr, i__ready, bus__b
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o__ready$36 , hash_enable, symmetric, key, out, i__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -43016,7 +43357,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     hash_type = 3'h0;
     if (\$1 ) begin
       if (i__payload[22]) begin
@@ -43039,7 +43380,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
     casez (o__payload[402:400])
       3'h1:
@@ -43053,7 +43394,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     tuple_len = 6'h00;
     casez (o__payload[402:400])
       3'h1:
@@ -43321,7 +43662,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss (rst, \o__valid$32 , i__ready, \o_
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, i__payload, o__payload, o__valid, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -43545,7 +43886,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -43560,7 +43901,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -43575,7 +43916,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -43589,7 +43930,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$61 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -43704,7 +44045,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.a_slice (rst, i__ready, o__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i__ready, key, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire \$1 ;
   wire [446:0] \$10 ;
   wire \$100 ;
@@ -44270,7 +44611,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
   always @(posedge clk)
     busy <= \$266 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$259  = o__valid;
     if (o__ready) begin
       \$259  = 1'h0;
@@ -44285,7 +44626,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$260  = shift_data;
     if (\$9 ) begin
       \$260  = \$10 [319:0];
@@ -44298,7 +44639,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$261  = shift_key;
     if (\$9 ) begin
       \$261  = \$11 [351:0];
@@ -44311,7 +44652,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$262  = remaining;
     if (\$9 ) begin
       \$262  = \$13 [5:0];
@@ -44324,7 +44665,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$263  = last;
     if (\$9 ) begin
       \$263  = \$15 ;
@@ -44337,7 +44678,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$264  = acc;
     if (\$9 ) begin
       \$264  = \$80 ;
@@ -44350,7 +44691,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$265  = o__payload;
     if (\$9 ) begin
       if (last) begin
@@ -44362,7 +44703,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
     \$266  = busy;
     if (\$9 ) begin
       if (last) begin
@@ -44384,7 +44725,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.engine (rst, i__valid, o__ready, i
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_data, r_rdy, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -44509,7 +44850,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -44519,7 +44860,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -44529,7 +44870,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -44542,7 +44883,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -44562,7 +44903,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, i__payload, i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -44786,7 +45127,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -44801,7 +45142,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -44816,7 +45157,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -44830,7 +45171,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$64 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -44945,7 +45286,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss.t_slice (rst, o__ready, i__ready, 
 endmodule
 
 module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i__ready, i__payload, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -45160,7 +45501,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     skid <= \$8 ;
   assign i__ready = ~ skid_valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$5  = o__payload;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -45175,7 +45516,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$6  = o__valid;
     if (\$2 ) begin
       (* full_case = 32'd1 *)
@@ -45190,7 +45531,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$7  = skid_valid;
     if (\$2 ) begin
       if (skid_valid) begin
@@ -45204,7 +45545,7 @@ module \hetnic_nic_core_w64.core.pipeline.rss_slice (rst, i__valid, o__ready, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
     \$8  = skid;
     if (\$2 ) begin
     end else if (\$4 ) begin
@@ -45311,7 +45652,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid, timestamp, meta__payload, data__payload, data__valid, meta__valid, rd_req__payload, meta__ready, rd_req__valid, rd_data__ready, wr_req__valid, wr_req__payload, wr_done__ready, event__valid, event__payload, csr__ack, csr__r_data, wr_data__valid, wr_data__payload
 , data__ready, rd_req__ready, rd_data__payload, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, event__ready, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -46147,7 +46488,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .w_rdy(\w_rdy$40 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     lookup_queue = cur[441:434];
     casez (fsm_state)
       3'h0:
@@ -46165,7 +46506,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     rd_req__payload[63:0] = 64'h0000000000000000;
     casez (fsm_state)
       3'h0:
@@ -46177,7 +46518,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     meta__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46195,7 +46536,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     frame_start_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46217,7 +46558,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     rd_req__valid = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46229,7 +46570,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     rd_data__ready = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46243,7 +46584,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     w_en = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46261,7 +46602,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \w_en$42  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46279,7 +46620,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \w_en$43  = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46297,7 +46638,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     take_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46315,7 +46656,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     no_buffer_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46333,7 +46674,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     too_long_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46351,7 +46692,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     desc_error_stb = 1'h0;
     casez (fsm_state)
       3'h0:
@@ -46369,14 +46710,14 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     wr_req__valid = 1'h0;
     if (r_rdy) begin
       wr_req__valid = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     if (r_rdy) begin
       wr_req__payload[87:80] = r_data[151:144];
@@ -46391,7 +46732,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     r_en = 1'h0;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -46404,7 +46745,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     wr_done__ready = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -46413,7 +46754,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     write_error_stb = 1'h0;
     if (\r_rdy$78 ) begin
       if (\$143 ) begin
@@ -46424,7 +46765,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \r_en$87  = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46437,7 +46778,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     frame_retire_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46450,7 +46791,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     disarm_stb = 1'h0;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46463,7 +46804,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$206  = cur;
     casez (fsm_state)
       3'h0:
@@ -46488,7 +46829,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$207  = fsm_state;
     casez (fsm_state)
       3'h0:
@@ -46527,7 +46868,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$208  = rd_addr;
     casez (fsm_state)
       3'h0:
@@ -46540,7 +46881,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$209  = early;
     casez (fsm_state)
       3'h0:
@@ -46553,7 +46894,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$210  = desc;
     casez (fsm_state)
       3'h0:
@@ -46578,7 +46919,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$211  = beat;
     casez (fsm_state)
       3'h0:
@@ -46600,7 +46941,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$212  = desc_error;
     casez (fsm_state)
       3'h0:
@@ -46621,7 +46962,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$213  = second;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
@@ -46640,7 +46981,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$214  = event__valid;
     if (event__ready) begin
       \$214  = 1'h0;
@@ -46661,7 +47002,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$215  = got;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46680,7 +47021,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
     \$216  = event__payload;
     if (\r_rdy$78 ) begin
       (* full_case = 32'd1 *)
@@ -46869,7 +47210,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, data__payload, data__valid, job__valid, wr_data__valid, wr_data__payload, data__ready, job__ready, wr_data__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -47082,7 +47423,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   always @(posedge clk)
     sent <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$45  = in_entry;
     if (\$24 ) begin
       if (\$33 ) begin
@@ -47101,7 +47442,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$46  = entry_beat;
     if (\$39 ) begin
       if (wr_data__ready) begin
@@ -47116,7 +47457,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     wr_data__valid = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -47133,7 +47474,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     wr_data__payload = 65'h00000000000000000;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -47151,7 +47492,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     data__ready = 1'h0;
     if (\$5 ) begin
       if (\$6 ) begin
@@ -47164,7 +47505,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     job__ready = 1'h0;
     if (\$5 ) begin
       if (\$17 ) begin
@@ -47180,7 +47521,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
@@ -47192,7 +47533,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$43  = sent;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -47207,7 +47548,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     \$44  = ended;
     if (\$24 ) begin
       (* full_case = 32'd1 *)
@@ -47282,7 +47623,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -47407,7 +47748,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -47417,7 +47758,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -47427,7 +47768,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -47440,7 +47781,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$68 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -47460,7 +47801,7 @@ module \hetnic_nic_core_w64.core.rx_queues.moves (rst, w_rdy, r_data, w_port__da
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -47597,7 +47938,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [3:0];
@@ -47607,7 +47948,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [3:0];
@@ -47617,7 +47958,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [3:0];
@@ -47630,7 +47971,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -47651,7 +47992,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$70  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire [32:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -48258,7 +48599,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     .write_error_stb(write_error_stb)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = \lookup_queue$20 [5:0];
@@ -48275,7 +48616,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$3 [15:0];
@@ -48292,7 +48633,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -48309,7 +48650,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48327,7 +48668,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -48366,7 +48707,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -48401,7 +48742,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -48436,7 +48777,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -48463,7 +48804,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     arm_write_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48481,7 +48822,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     arm_value = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48499,7 +48840,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     disable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48521,7 +48862,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     enable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48544,7 +48885,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     mark_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -48559,14 +48900,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$114  = lookup_queue;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$70 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
     \$115  = fsm_state;
     casez (fsm_state)
       2'h0:
@@ -48638,7 +48979,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_stb, retire_stb, mark_stb, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$2 ;
   wire [8:0] \$3 ;
@@ -48677,21 +49018,21 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_s
   always @(posedge clk)
     target <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$7  = \$1 [7:0];
     if (rst) begin
       \$7  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$8  = \$2 [7:0];
     if (rst) begin
       \$8  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
     \$9  = target;
     if (mark_stb) begin
       \$9  = \$3 [7:0];
@@ -48703,7 +49044,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.barrier (rst, drained, start_s
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_enabled, bus_arm, bus_status, lookup_enabled, armed, armed_queue, desc_error_stb, write_error_stb, disarm_stb, set_status, arm_write_stb, arm_value, disable_stb, enable_stb, lookup_queue, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$100 ;
@@ -51062,7 +51403,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
   always @(posedge clk)
     q63_status <= \$1156 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     casez (bus_queue)
       6'h00:
@@ -51196,7 +51537,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$1091  = enable;
     if (enable_stb) begin
       (* full_case = 32'd1 *)
@@ -51469,7 +51810,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$4 ) begin
       \$1092  = 4'h0;
@@ -51481,7 +51822,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     \$1093  = arm;
     if (\$17 ) begin
       \$1093 [0] = arm_value;
@@ -51808,7 +52149,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$21 ) begin
       \$1094  = 4'h0;
@@ -51820,7 +52161,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$38 ) begin
       \$1095  = 4'h0;
@@ -51832,7 +52173,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$55 ) begin
       \$1096  = 4'h0;
@@ -51844,7 +52185,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$72 ) begin
       \$1097  = 4'h0;
@@ -51856,7 +52197,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 ) begin
       \$1098  = 4'h0;
@@ -51868,7 +52209,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$106 ) begin
       \$1099  = 4'h0;
@@ -51880,7 +52221,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 ) begin
       \$1100  = 4'h0;
@@ -51892,7 +52233,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$140 ) begin
       \$1101  = 4'h0;
@@ -51904,7 +52245,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$157 ) begin
       \$1102  = 4'h0;
@@ -51916,7 +52257,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$174 ) begin
       \$1103  = 4'h0;
@@ -51928,7 +52269,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$191 ) begin
       \$1104  = 4'h0;
@@ -51940,7 +52281,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$208 ) begin
       \$1105  = 4'h0;
@@ -51952,7 +52293,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$225 ) begin
       \$1106  = 4'h0;
@@ -51964,7 +52305,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$242 ) begin
       \$1107  = 4'h0;
@@ -51976,7 +52317,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$259 ) begin
       \$1108  = 4'h0;
@@ -51988,7 +52329,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$276 ) begin
       \$1109  = 4'h0;
@@ -52000,7 +52341,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$293 ) begin
       \$1110  = 4'h0;
@@ -52012,7 +52353,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$310 ) begin
       \$1111  = 4'h0;
@@ -52024,7 +52365,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$327 ) begin
       \$1112  = 4'h0;
@@ -52036,7 +52377,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$344 ) begin
       \$1113  = 4'h0;
@@ -52048,7 +52389,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 ) begin
       \$1114  = 4'h0;
@@ -52060,7 +52401,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$378 ) begin
       \$1115  = 4'h0;
@@ -52072,7 +52413,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$395 ) begin
       \$1116  = 4'h0;
@@ -52084,7 +52425,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 ) begin
       \$1117  = 4'h0;
@@ -52096,7 +52437,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$429 ) begin
       \$1118  = 4'h0;
@@ -52108,7 +52449,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$446 ) begin
       \$1119  = 4'h0;
@@ -52120,7 +52461,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$463 ) begin
       \$1120  = 4'h0;
@@ -52132,7 +52473,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$480 ) begin
       \$1121  = 4'h0;
@@ -52144,7 +52485,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$497 ) begin
       \$1122  = 4'h0;
@@ -52156,7 +52497,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$514 ) begin
       \$1123  = 4'h0;
@@ -52168,7 +52509,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$531 ) begin
       \$1124  = 4'h0;
@@ -52180,7 +52521,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$548 ) begin
       \$1125  = 4'h0;
@@ -52192,7 +52533,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$565 ) begin
       \$1126  = 4'h0;
@@ -52204,7 +52545,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$582 ) begin
       \$1127  = 4'h0;
@@ -52216,7 +52557,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$599 ) begin
       \$1128  = 4'h0;
@@ -52228,7 +52569,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$616 ) begin
       \$1129  = 4'h0;
@@ -52240,7 +52581,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$633 ) begin
       \$1130  = 4'h0;
@@ -52252,7 +52593,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$650 ) begin
       \$1131  = 4'h0;
@@ -52264,7 +52605,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$667 ) begin
       \$1132  = 4'h0;
@@ -52276,7 +52617,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 ) begin
       \$1133  = 4'h0;
@@ -52288,7 +52629,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$701 ) begin
       \$1134  = 4'h0;
@@ -52300,7 +52641,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$718 ) begin
       \$1135  = 4'h0;
@@ -52312,7 +52653,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$735 ) begin
       \$1136  = 4'h0;
@@ -52324,7 +52665,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$752 ) begin
       \$1137  = 4'h0;
@@ -52336,7 +52677,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$769 ) begin
       \$1138  = 4'h0;
@@ -52348,7 +52689,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$786 ) begin
       \$1139  = 4'h0;
@@ -52360,7 +52701,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$803 ) begin
       \$1140  = 4'h0;
@@ -52372,7 +52713,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$820 ) begin
       \$1141  = 4'h0;
@@ -52384,7 +52725,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$837 ) begin
       \$1142  = 4'h0;
@@ -52396,7 +52737,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$854 ) begin
       \$1143  = 4'h0;
@@ -52408,7 +52749,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$871 ) begin
       \$1144  = 4'h0;
@@ -52420,7 +52761,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$888 ) begin
       \$1145  = 4'h0;
@@ -52432,7 +52773,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$905 ) begin
       \$1146  = 4'h0;
@@ -52444,7 +52785,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$922 ) begin
       \$1147  = 4'h0;
@@ -52456,7 +52797,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$939 ) begin
       \$1148  = 4'h0;
@@ -52468,7 +52809,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$956 ) begin
       \$1149  = 4'h0;
@@ -52480,7 +52821,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$973 ) begin
       \$1150  = 4'h0;
@@ -52492,7 +52833,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$990 ) begin
       \$1151  = 4'h0;
@@ -52504,7 +52845,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$1007 ) begin
       \$1152  = 4'h0;
@@ -52516,7 +52857,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$1024 ) begin
       \$1153  = 4'h0;
@@ -52528,7 +52869,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$1041 ) begin
       \$1154  = 4'h0;
@@ -52540,7 +52881,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$1058 ) begin
       \$1155  = 4'h0;
@@ -52552,7 +52893,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
     (* full_case = 32'd1 *)
     if (\$1075 ) begin
       \$1156  = 4'h0;
@@ -52695,7 +53036,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues.flags (rst, bus_queue, bus_ena
 endmodule
 
 module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__data, w_en, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
@@ -52820,7 +53161,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [1:0];
@@ -52830,7 +53171,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [1:0];
@@ -52840,7 +53181,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [1:0];
@@ -52853,7 +53194,7 @@ module \hetnic_nic_core_w64.core.rx_queues.writes (rst, w_rdy, r_data, w_port__d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -52874,7 +53215,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, rd_data__valid, wr_done__valid, tx__payload, tx__valid, csr__r_data, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, event_stb, completion_queue, event_queue, rd_req__valid, rd_req__payload, rd_req__ready, rd_data__payload
 , wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, tx__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$74  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -53303,7 +53644,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .wr_req__valid(wr_req__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     tx__payload[73:64] = 10'h000;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53321,7 +53662,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     jobs__ready = 1'h0;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -53335,7 +53676,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     tx__valid = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53350,7 +53691,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     data_ready = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53369,7 +53710,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     lengths__ready = 1'h0;
     if (\$1 ) begin
     end else if (\$2 ) begin
@@ -53387,7 +53728,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     w_en = 1'h0;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -53398,7 +53739,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     w_data = 96'h000000000000000000000000;
     (* full_case = 32'd1 *)
     if (\$1 ) begin
@@ -53415,7 +53756,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$53  = dma_reads;
     if (\$26 ) begin
       \$53  = \$27 [31:0];
@@ -53425,7 +53766,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$54  = job;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53446,7 +53787,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$55  = \$signal ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53468,7 +53809,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$56  = \$signal$86 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53494,7 +53835,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$57  = off;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53527,7 +53868,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$58  = left;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53560,7 +53901,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$59  = \$signal$97 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53590,7 +53931,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$60  = \$signal$98 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53620,7 +53961,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$61  = \$signal$96 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53646,7 +53987,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$74 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     \$62  = \$signal$83 ;
     (* full_case = 32'd1 *)
     if (\$28 ) begin
@@ -53766,7 +54107,7 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_port__data, r_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -53870,7 +54211,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -53883,7 +54224,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -53905,7 +54246,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6784$0 , \port$6785$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
 , queues__sel, lengths__valid, jobs__valid, rd_req__ready, slot_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
   wire [16:0] \$1 ;
   wire [6:0] \$10 ;
   wire \$100 ;
@@ -54968,7 +55309,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     .valid(valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     ptr_d = \$signal ;
     casez (fetch_state)
       4'h0:
@@ -55013,7 +55354,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     served_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55021,7 +55362,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     queues__start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55031,7 +55372,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55066,7 +55407,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -55115,7 +55456,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     slot_data__ready = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55129,7 +55470,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55147,7 +55488,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -55165,7 +55506,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -55183,7 +55524,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     queues__halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55199,7 +55540,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55221,7 +55562,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -55250,7 +55591,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     queues__head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55274,7 +55615,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     queues__head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -55298,7 +55639,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \w_data$59  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -55328,7 +55669,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \w_en$61  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -55358,14 +55699,14 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$342  = ptr_d;
     if (rst) begin
       \$342  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$343  = cache_valid;
     if (\$111 ) begin
       \$343  = 1'h0;
@@ -55383,7 +55724,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$344  = queues__sel;
     casez (fetch_state)
       4'h0:
@@ -55396,7 +55737,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$345  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -55494,7 +55835,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$346  = base;
     casez (fetch_state)
       4'h0:
@@ -55507,7 +55848,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$347  = mask;
     casez (fetch_state)
       4'h0:
@@ -55520,7 +55861,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$348  = prod;
     casez (fetch_state)
       4'h0:
@@ -55533,7 +55874,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$349  = head;
     casez (fetch_state)
       4'h0:
@@ -55546,7 +55887,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$350  = need;
     casez (fetch_state)
       4'h0:
@@ -55578,7 +55919,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$351  = hdr_known;
     casez (fetch_state)
       4'h0:
@@ -55599,7 +55940,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$352  = exact;
     casez (fetch_state)
       4'h0:
@@ -55621,7 +55962,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$353  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -55651,7 +55992,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$354  = cookie;
     casez (fetch_state)
       4'h0:
@@ -55672,7 +56013,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$355  = opcode;
     casez (fetch_state)
       4'h0:
@@ -55693,7 +56034,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$356  = cache_q;
     casez (fetch_state)
       4'h0:
@@ -55708,7 +56049,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$357  = hi;
     casez (fetch_state)
       4'h0:
@@ -55747,7 +56088,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$358  = msg;
     casez (fetch_state)
       4'h0:
@@ -55794,7 +56135,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$359  = total;
     casez (fetch_state)
       4'h0:
@@ -55825,7 +56166,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$360  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -55847,7 +56188,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$361  = fetch_beat;
     casez (fetch_state)
       4'h0:
@@ -55873,7 +56214,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$362  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -55901,7 +56242,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$363  = acc;
     casez (fetch_state)
       4'h0:
@@ -55920,7 +56261,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$364  = status;
     casez (fetch_state)
       4'h0:
@@ -55980,7 +56321,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$365  = slots;
     casez (fetch_state)
       4'h0:
@@ -56015,7 +56356,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$366  = count;
     casez (fetch_state)
       4'h0:
@@ -56036,7 +56377,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$367  = length;
     casez (fetch_state)
       4'h0:
@@ -56057,7 +56398,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$368  = addr;
     casez (fetch_state)
       4'h0:
@@ -56078,7 +56419,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$369  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -56113,7 +56454,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$370  = lane;
     casez (fetch_state)
       4'h0:
@@ -56146,7 +56487,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$371  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -56181,7 +56522,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$372  = rem;
     casez (fetch_state)
       4'h0:
@@ -56274,7 +56615,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data, r_en, w_en, w_port__data, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -56378,7 +56719,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
   always @(posedge clk)
     r_rdy <= \$27 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
     \$26  = inner_level;
     if (\$14 ) begin
       \$26  = \$15 [0];
@@ -56391,7 +56732,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
     \$27  = r_rdy;
     if (\$25 ) begin
       \$27  = 1'h1;
@@ -56412,7 +56753,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.job_fifo (rst, w_rdy, r_data,
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_data, r_en, w_port__data, w_en, r_rdy, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -56661,7 +57002,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
   always @(posedge clk)
     r_rdy <= \$33 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
       \$30  = \$6 [6:0];
@@ -56671,7 +57012,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
       \$31  = \$12 [6:0];
@@ -56681,7 +57022,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
       \$32  = \$19 [6:0];
@@ -56694,7 +57035,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     \$33  = r_rdy;
     if (\$29 ) begin
       \$33  = 1'h1;
@@ -56714,7 +57055,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.length_fifo (rst, w_rdy, r_da
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requests, served_stb, grant, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$81  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
   input clk;
@@ -56735,7 +57076,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
   always @(posedge clk)
     last <= \$2 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     grant = 2'h0;
     (* full_case = 32'd1 *)
     casez (last)
@@ -56802,7 +57143,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$2  = last;
     if (\$1 ) begin
       \$2  = grant;
@@ -56815,7 +57156,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$6785$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
 , completion_queue, event_queue, start_stb, halt_stb, head_stb, head_slots, sel, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$82  = 0;
   wire \$1 ;
   wire \$10 ;
   reg [3:0] \$100 ;
@@ -58721,7 +59062,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     .writing(writing)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58735,7 +59076,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58749,7 +59090,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58763,7 +59104,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58777,7 +59118,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58791,7 +59132,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58805,7 +59146,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58819,7 +59160,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58833,7 +59174,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58847,7 +59188,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58861,7 +59202,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58875,7 +59216,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58889,7 +59230,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58903,7 +59244,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58917,7 +59258,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58931,7 +59272,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58945,7 +59286,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58959,7 +59300,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58973,7 +59314,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -58987,7 +59328,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59001,7 +59342,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59015,7 +59356,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59029,7 +59370,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59043,7 +59384,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59057,7 +59398,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59071,7 +59412,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59085,7 +59426,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59099,7 +59440,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59113,7 +59454,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59127,7 +59468,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59141,7 +59482,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59155,7 +59496,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59169,7 +59510,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59183,7 +59524,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59197,7 +59538,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59211,7 +59552,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59225,7 +59566,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59239,7 +59580,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59253,7 +59594,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59267,7 +59608,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59281,7 +59622,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59295,7 +59636,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59309,7 +59650,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59323,7 +59664,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59337,7 +59678,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59351,7 +59692,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59365,7 +59706,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59379,7 +59720,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59393,7 +59734,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59407,7 +59748,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59421,7 +59762,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59435,7 +59776,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59449,7 +59790,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59463,7 +59804,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59477,7 +59818,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59491,7 +59832,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59505,7 +59846,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59519,7 +59860,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59533,7 +59874,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59547,7 +59888,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59561,7 +59902,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59575,7 +59916,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59589,7 +59930,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59603,7 +59944,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59617,7 +59958,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59631,7 +59972,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59645,7 +59986,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59659,7 +60000,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59673,7 +60014,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59687,7 +60028,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59701,7 +60042,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59715,7 +60056,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59729,7 +60070,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59743,7 +60084,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59757,7 +60098,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59771,7 +60112,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59785,7 +60126,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59799,7 +60140,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59813,7 +60154,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59827,7 +60168,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59841,7 +60182,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59855,7 +60196,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59869,7 +60210,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59883,7 +60224,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59897,7 +60238,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59911,7 +60252,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59925,7 +60266,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59939,7 +60280,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59953,7 +60294,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59967,7 +60308,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59981,7 +60322,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -59995,7 +60336,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60009,7 +60350,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60023,7 +60364,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60037,7 +60378,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60051,7 +60392,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60065,7 +60406,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60079,7 +60420,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60093,7 +60434,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60107,7 +60448,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60121,7 +60462,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60135,7 +60476,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60149,7 +60490,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60163,7 +60504,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60177,7 +60518,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60191,7 +60532,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60205,7 +60546,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60219,7 +60560,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60233,7 +60574,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60247,7 +60588,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60261,7 +60602,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60275,7 +60616,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60289,7 +60630,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60303,7 +60644,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60317,7 +60658,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60331,7 +60672,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60345,7 +60686,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60359,7 +60700,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60373,7 +60714,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60387,7 +60728,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60401,7 +60742,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60415,7 +60756,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60429,7 +60770,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60443,7 +60784,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60457,7 +60798,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60471,7 +60812,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60485,7 +60826,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60499,7 +60840,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60513,7 +60854,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60527,7 +60868,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60541,7 +60882,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60555,7 +60896,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60569,7 +60910,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60583,7 +60924,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60597,7 +60938,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60611,7 +60952,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60625,7 +60966,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60639,7 +60980,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60653,7 +60994,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60667,7 +61008,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60681,7 +61022,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60695,7 +61036,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60709,7 +61050,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60723,7 +61064,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60737,7 +61078,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60751,7 +61092,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60765,7 +61106,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60779,7 +61120,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60793,7 +61134,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60807,7 +61148,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60821,7 +61162,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60835,7 +61176,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60849,7 +61190,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60863,7 +61204,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60877,7 +61218,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60891,7 +61232,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60905,7 +61246,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60919,7 +61260,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60933,7 +61274,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60947,7 +61288,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60961,7 +61302,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60975,7 +61316,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -60989,7 +61330,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61003,7 +61344,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61017,7 +61358,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -61031,7 +61372,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     csr__r_data = 32'd0;
     if (\$49 ) begin
       casez (\$23 [5:0])
@@ -61063,7 +61404,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     flush_stb = 1'h0;
     if (\$94 ) begin
       casez (\$23 [5:0])
@@ -61167,7 +61508,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     flush_queue = 2'h0;
     if (\$94 ) begin
       casez (\$23 [5:0])
@@ -61271,7 +61612,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$829  = q0_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -61302,7 +61643,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$830  = q1_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -61335,7 +61676,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$831  = q2_eq;
     if (disarm_stb) begin
       casez (record[1:0])
@@ -61370,7 +61711,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$832  = q3_eq;
     if (disarm_stb) begin
       (* full_case = 32'd1 *)
@@ -61408,14 +61749,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$833  = \$186 [3:0];
     if (rst) begin
       \$833  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$834  = q0_head;
     if (\$188 ) begin
       \$834  = \$189 [15:0];
@@ -61450,7 +61791,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$835  = q0_halted;
     if (\$191 ) begin
       \$835  = 1'h1;
@@ -61486,7 +61827,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$836  = q0_status;
     if (\$191 ) begin
       \$836 [3] = 1'h1;
@@ -61531,7 +61872,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$837  = q0_cons;
     if (\$193 ) begin
       \$837  = \$194 [15:0];
@@ -61566,7 +61907,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$838  = q0_cq_prod;
     if (\$193 ) begin
       \$838  = \$195 [15:0];
@@ -61601,7 +61942,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$839  = q0_phase;
     if (\$193 ) begin
       if (\$199 ) begin
@@ -61638,14 +61979,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$840  = \$208 [3:0];
     if (rst) begin
       \$840  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$841  = q1_head;
     if (\$210 ) begin
       \$841  = \$211 [15:0];
@@ -61680,7 +62021,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$842  = q1_halted;
     if (\$213 ) begin
       \$842  = 1'h1;
@@ -61716,7 +62057,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$843  = q1_status;
     if (\$213 ) begin
       \$843 [3] = 1'h1;
@@ -61761,7 +62102,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$844  = q1_cons;
     if (\$215 ) begin
       \$844  = \$216 [15:0];
@@ -61796,7 +62137,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$845  = q1_cq_prod;
     if (\$215 ) begin
       \$845  = \$217 [15:0];
@@ -61831,7 +62172,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$846  = q1_phase;
     if (\$215 ) begin
       if (\$221 ) begin
@@ -61868,14 +62209,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$847  = \$230 [3:0];
     if (rst) begin
       \$847  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$848  = q2_head;
     if (\$232 ) begin
       \$848  = \$233 [15:0];
@@ -61910,7 +62251,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$849  = q2_halted;
     if (\$235 ) begin
       \$849  = 1'h1;
@@ -61946,7 +62287,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$850  = q2_status;
     if (\$235 ) begin
       \$850 [3] = 1'h1;
@@ -61991,7 +62332,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$851  = q2_cons;
     if (\$237 ) begin
       \$851  = \$238 [15:0];
@@ -62026,7 +62367,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$852  = q2_cq_prod;
     if (\$237 ) begin
       \$852  = \$239 [15:0];
@@ -62061,7 +62402,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$853  = q2_phase;
     if (\$237 ) begin
       if (\$243 ) begin
@@ -62098,14 +62439,14 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$854  = \$252 [3:0];
     if (rst) begin
       \$854  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$855  = q3_head;
     if (\$254 ) begin
       \$855  = \$255 [15:0];
@@ -62140,7 +62481,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$856  = q3_halted;
     if (\$257 ) begin
       \$856  = 1'h1;
@@ -62176,7 +62517,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$857  = q3_status;
     if (\$257 ) begin
       \$857 [3] = 1'h1;
@@ -62221,7 +62562,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$858  = q3_cons;
     if (\$259 ) begin
       \$858  = \$260 [15:0];
@@ -62256,7 +62597,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$859  = q3_cq_prod;
     if (\$259 ) begin
       \$859  = \$261 [15:0];
@@ -62291,7 +62632,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$860  = q3_phase;
     if (\$259 ) begin
       if (\$265 ) begin
@@ -62328,7 +62669,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$861  = q0_base_lo;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62343,7 +62684,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$862  = q0_base_hi;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62360,7 +62701,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$863  = q0_size;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62379,7 +62720,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$864  = q0_cq_base_lo;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62400,7 +62741,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$865  = q0_cq_base_hi;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62423,7 +62764,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$866  = q0_cq_size;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62448,7 +62789,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$867  = q0_prod;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62477,7 +62818,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$868  = q0_en;
     if (\$294 ) begin
       casez (\$23 [5:0])
@@ -62510,7 +62851,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$869  = q1_base_lo;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62525,7 +62866,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$870  = q1_base_hi;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62542,7 +62883,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$871  = q1_size;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62561,7 +62902,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$872  = q1_cq_base_lo;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62582,7 +62923,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$873  = q1_cq_base_hi;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62605,7 +62946,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$874  = q1_cq_size;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62630,7 +62971,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$875  = q1_prod;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62659,7 +63000,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$876  = q1_en;
     if (\$434 ) begin
       casez (\$23 [5:0])
@@ -62692,7 +63033,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$877  = q2_base_lo;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62707,7 +63048,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$878  = q2_base_hi;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62724,7 +63065,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$879  = q2_size;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62743,7 +63084,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$880  = q2_cq_base_lo;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62764,7 +63105,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$881  = q2_cq_base_hi;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62787,7 +63128,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$882  = q2_cq_size;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62812,7 +63153,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$883  = q2_prod;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62841,7 +63182,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$884  = q2_en;
     if (\$574 ) begin
       casez (\$23 [5:0])
@@ -62874,7 +63215,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$885  = q3_base_lo;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62889,7 +63230,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$886  = q3_base_hi;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62906,7 +63247,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$887  = q3_size;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62925,7 +63266,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$888  = q3_cq_base_lo;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62946,7 +63287,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$889  = q3_cq_base_hi;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62969,7 +63310,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$890  = q3_cq_size;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -62994,7 +63335,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$891  = q3_prod;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -63023,7 +63364,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     \$892  = q3_en;
     if (\$714 ) begin
       casez (\$23 [5:0])
@@ -63056,7 +63397,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63070,7 +63411,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63084,7 +63425,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63098,7 +63439,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63112,7 +63453,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (sel)
       2'h0:
@@ -63126,7 +63467,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63140,7 +63481,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63154,7 +63495,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63168,7 +63509,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63182,7 +63523,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63196,7 +63537,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63210,7 +63551,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (record[1:0])
       2'h0:
@@ -63224,7 +63565,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63238,7 +63579,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63252,7 +63593,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63266,7 +63607,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63280,7 +63621,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63294,7 +63635,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63308,7 +63649,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63322,7 +63663,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63336,7 +63677,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63350,7 +63691,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63364,7 +63705,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63378,7 +63719,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63392,7 +63733,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63406,7 +63747,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63420,7 +63761,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63434,7 +63775,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63448,7 +63789,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63462,7 +63803,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
     (* full_case = 32'd1 *)
     casez (\$23 [7:6])
       2'h0:
@@ -63557,7 +63898,7 @@ endmodule
 
 module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6816$0 , \port$6817$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
 , event_stb, record, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$81  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$83  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -63741,7 +64082,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   always @(posedge clk)
     event_queue <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     result__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63749,7 +64090,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     writing = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63761,7 +64102,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     wr_req__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63771,7 +64112,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     wr_req__payload = 88'h0000000000000000000000;
     casez (completion_state)
       2'h0:
@@ -63785,7 +64126,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     wr_data__valid = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63795,7 +64136,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     wr_data__payload = 65'h00000000000000000;
     casez (completion_state)
       2'h0:
@@ -63808,7 +64149,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     wr_done__ready = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63820,7 +64161,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     done_stb = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63834,7 +64175,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     write_error = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63848,7 +64189,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     disarm_stb = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63864,7 +64205,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$23  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63881,7 +64222,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$24  = 1'h0;
     casez (completion_state)
       2'h0:
@@ -63900,7 +64241,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$25  = record;
     casez (completion_state)
       2'h0:
@@ -63913,7 +64254,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$26  = \$signal ;
     casez (completion_state)
       2'h0:
@@ -63930,7 +64271,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$27  = beat_i;
     casez (completion_state)
       2'h0:
@@ -63947,7 +64288,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$28  = completion_state;
     casez (completion_state)
       2'h0:
@@ -63968,7 +64309,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$29  = completion_queue;
     casez (completion_state)
       2'h0:
@@ -63985,7 +64326,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$30  = event_queue;
     casez (completion_state)
       2'h0:
@@ -64043,7 +64384,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
 endmodule
 
 module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_rdy, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$82  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$84  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -64161,7 +64502,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
   always @(posedge clk)
     r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$27  = w_port__addr;
     if (\$4 ) begin
       \$27  = \$5 [1:0];
@@ -64171,7 +64512,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$28  = r_port__addr;
     if (\$8 ) begin
       \$28  = \$9 [1:0];
@@ -64181,7 +64522,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$29  = inner_level;
     if (\$15 ) begin
       \$29  = \$16 [2:0];
@@ -64194,7 +64535,7 @@ module \hetnic_nic_core_w64.core.tx_events (rst, r_data, w_port__data, w_en, r_r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$30  = r_rdy;
     if (\$26 ) begin
       \$30  = 1'h1;

@@ -26,14 +26,16 @@ import sys
 from types import ModuleType
 
 from ..errors import HetnicError
-from . import bench, boards, build, demo, program, regmap, replay, rss_eval, stack, verilog
+from . import (bench, boards, build, counters, daemon, demo, events, program, regmap, replay,
+               rss, rss_eval, rules, stack, verilog)
 from .args import CommandParser
 
 __all__ = ["main", "command_parser", "COMMANDS"]
 
 #: The command modules, in the order ``hetnic --help`` lists them.
 COMMANDS: tuple[ModuleType, ...] = (verilog, regmap, replay, bench, demo, rss_eval, boards,
-                                    build, program, stack)
+                                    build, program, stack, daemon, rules, rss, counters,
+                                    events)
 
 
 def command_parser() -> CommandParser:

@@ -11,17 +11,23 @@ NAME = "bench"
 HELP = "benchmarks; print one JSON object"
 
 #: Default ``--frames`` per benchmark (flows for ``rss``).
-DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "stack": 4000}
+DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "stack": 4000,
+                  "cluster": 60_000}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host",),
+    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host", "tunnel", "ncp"),
                         help="rx: RX pipeline and software Toeplitz; core: the NIC core with "
                         "DMA; hil: the compiled harness and driver against the bare model and "
                         "cocotb; rss: key scoring speed and the RSS policies on synthetic "
                         "web-search; stack: the user-mode TCP/IP stack, alone and against "
                         "the kernel over a TAP; host: the host's processes side by side "
-                        "(RPS by system-call bypass, the QoS dispatcher, W/N threads)")
+                        "(RPS by system-call bypass, the QoS dispatcher, W/N threads); tunnel: TCP "
+                        "goodput through the tunnel adapter's three tunnels beside plain TCP on "
+                        "the same path (uses --goodput-mib per flow); ncp: the NCP direct "
+                        "channel's goodput and latency beside the stack's UDP on the simulated "
+                        "NIC <-> TAP <-> kernel path, under 5 %% loss, and a peer restart "
+                        "(uses --goodput-mib and --rr)")
     parser.add_argument("--frames", type=frame_count, default=None,
                         help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for "
                         "hil); for rss, flows (default 10000); for stack, 1500-byte frames "
@@ -38,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 200)")
     parser.add_argument("--no-kernel", action="store_true",
                         help="stack: skip the figures that need the kernel in a namespace")
+    parser.add_argument("--workers", type=int_range(1, 256), default=2,
+                        help="cluster: worker processes of the local cluster (default 2)")
     parser.add_argument("--only", type=_parts, default=None,
                         help="host: comma-separated parts to run, of rps,dispatch,wn "
                         "(default all)")
@@ -85,9 +93,20 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(bench_host(args.only or PARTS, scale=args.scale, dispatch=dispatch),
                          indent=2))
         return 0
+    if args.what == "tunnel":
+        from ..bench_tunnel import bench_tunnel
+        print(json.dumps(bench_tunnel(size=args.goodput_mib << 20), indent=2))
+        return 0
+    if args.what == "ncp":
+        from ..bench_ncp import bench_ncp
+        print(json.dumps(bench_ncp(size=args.goodput_mib << 20, rr_count=args.rr), indent=2))
+        return 0
     frames = args.frames or DEFAULT_FRAMES[args.what]
     if args.what == "rss":
         result = bench_rss(flows=frames)
+    elif args.what == "cluster":
+        from ..bench_cluster import bench_cluster
+        result = bench_cluster(frames=frames, workers=args.workers)
     elif args.what == "stack":
         from ..bench_stack import bench_stack
         result = bench_stack(size=args.mib << 20, goodput_size=args.goodput_mib << 20,

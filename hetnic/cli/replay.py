@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cluster import add_cluster_option
 from .args import CliError, data_width, queue_count, rss_key, waveform_file
 
 NAME = "replay"
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the frame-by-frame comparison with the software model")
     parser.add_argument("--trace", type=waveform_file, metavar="FILE",
                         help="write a waveform of the replay to FILE (.vcd)")
+    add_cluster_option(parser, "split the capture by flow and replay the shards")
 
 
 def _simulated_build(width: int):
@@ -58,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     """Replay, write one JSON line per frame to ``--out`` and, unless ``--no-check``, compare
     with the software model: 1 if any frame differs."""
     from ..replay import read_capture, replay_frames, write_jsonl
+    cluster = getattr(args, "cluster", None)
+    if cluster is not None and args.trace:
+        raise CliError("--trace writes one simulation's waveform: not with --cluster")
     frames = read_capture(args.pcap)
     config = rx_config(args)
     try:                    # fail before a long simulation, not after it
@@ -65,9 +70,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"--out {args.out}: {exc.strerror}") from None
     print(f"replaying {len(frames)} frames from {args.pcap} at {args.width} bits "
-          f"on Verilator ...", file=sys.stderr)
-    result = replay_frames(frames, config, data_width=args.width, check=not args.no_check,
-                           trace=args.trace)
+          f"on Verilator{f' on cluster {cluster}' if cluster else ''} ...", file=sys.stderr)
+    if cluster is not None:
+        from ..cluster import open_cluster, replay_on_cluster
+        with open_cluster(cluster) as client:
+            result = replay_on_cluster(client, args.pcap, config, data_width=args.width,
+                                       check=not args.no_check)
+    else:
+        result = replay_frames(frames, config, data_width=args.width,
+                               check=not args.no_check, trace=args.trace)
     write_jsonl(Path(args.out), result, n_rules=_simulated_build(args.width).n_rules)
     dropped = sum(1 for r in result.records if r["drop"])
     print(f"wrote {len(result.records)} lines to {args.out}: "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cluster import add_cluster_option
 from .args import CliError, float_range, int_range, queue_count, seed
 
 NAME = "rss-eval"
@@ -90,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RETA entries the balancer may move per decision (default 16)")
     parser.add_argument("--json", action="store_true",
                         help="print only the report, as one JSON object")
+    parser.add_argument("--sweep", nargs="+", metavar="AXIS=VALUES|CAPTURE",
+                        help="evaluate every capture at every point of the axes queues=LIST "
+                        "and seeds=LIST (integers and ranges A-B, comma-separated; e.g. "
+                        "--sweep queues=4,8,16 seeds=1-10 a.pcap b.pcap): one table "
+                        "(sweep.md, sweep.json) and one figure (sweep.png) in --out")
+    add_cluster_option(parser, "--sweep: the evaluations")
     parser.add_argument("--out", default="out/rss-eval",
                         help="output folder for report.json and figure.png (default "
                         "out/rss-eval)")
@@ -129,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
     from ..rss_eval import default_window, draw_figure, dumps, evaluate, format_table
     if args.all_dir is not None:
         return _run_all(args)
+    if args.sweep is not None:
+        return _run_sweep(args)
+    if args.cluster is not None:
+        raise CliError("--cluster goes with --sweep")
     if args.doc is not None:
         raise CliError("--doc FILE goes with --all DIR")
     if (args.pcap is None) == (args.synthetic is None):
@@ -253,4 +264,66 @@ def _run_all(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {out / 'captures.md'} and {out / 'captures.json'}"
           + (f"; the table in {args.doc}" if args.doc else ""))
+    return 0
+
+
+def _sweep_points(args: argparse.Namespace) -> tuple[list[Path], dict[str, list[int]]]:
+    """The captures and axes of ``--sweep`` (the items with ``=`` are axes, the others
+    captures, beside the positional one); CliError for bad ones."""
+    from ..rss_eval import parse_sweep
+    if args.synthetic is not None or args.all_dir is not None:
+        raise CliError("--sweep evaluates captures: not with --synthetic or --all")
+    if args.window is not None and args.window[0] == "seconds":
+        raise CliError("--sweep: a capture is cut into windows by packet count")
+    captures = ([Path(args.pcap)] if args.pcap else []) + [
+        Path(item) for item in args.sweep if "=" not in item]
+    try:
+        axes = parse_sweep([item for item in args.sweep if "=" in item])
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not captures:
+        raise CliError("--sweep: give one or more capture files")
+    for path in captures:
+        if not path.is_file():
+            raise CliError(f"--sweep: {path}: no such file")
+    return captures, axes
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    """``--sweep``: every capture at every queue count and seed, on the cluster with
+    ``--cluster`` (each point cached there), else one after the other here; print the table,
+    write sweep.md, sweep.json and sweep.png to ``--out``."""
+    import json
+    from ..rss_eval import draw_sweep_figure, evaluate_capture, format_sweep
+    captures, axes = _sweep_points(args)
+    out = _out_folder(args.out, "sweep.md")
+    options = {"candidates": args.candidates, "margin": args.margin,
+               "max_moves": args.max_moves, "guard": args.guard,
+               "window_packets": args.window[1] if args.window else None}
+    points = [(path, q, s) for path in captures for q in axes.get("queues", [args.queues])
+              for s in axes.get("seeds", [args.seed])]
+    if args.cluster is not None:
+        from ..build_cache import content_key
+        from ..cluster import Task, file_digest, open_cluster, run_tasks
+        digests = {path: file_digest(path) for path in captures}
+        tasks = [Task(f"{path.name} at {q} queues, seed {s}", evaluate_capture,
+                      (str(path.resolve()),), dict(queues=q, seed=s, **options),
+                      key=content_key("rss-eval", digests[path], path.name,
+                                      repr(sorted(options.items())), str(q), str(s)))
+                 for path, q, s in points]
+        with open_cluster(args.cluster) as client:
+            reports = run_tasks(client, tasks, label="rss-eval")
+    else:
+        reports = []
+        for path, q, s in points:
+            try:
+                reports.append(evaluate_capture(path, queues=q, seed=s, **options))
+            except ValueError as exc:
+                raise CliError(f"{path.name} at {q} queues, seed {s}: {exc}") from None
+    table = format_sweep(reports)
+    (out / "sweep.md").write_text(table + "\n")
+    (out / "sweep.json").write_text(json.dumps(reports, indent=1, allow_nan=False) + "\n")
+    draw_sweep_figure(reports, out / "sweep.png")
+    print(table)
+    print(f"wrote {out / 'sweep.md'}, {out / 'sweep.json'} and {out / 'sweep.png'}")
     return 0

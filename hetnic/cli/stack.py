@@ -84,6 +84,14 @@ def _folder(text: str) -> Path:
     return path
 
 
+def _tunnel(text: str):
+    from ..host.stack.tunnel import TunnelError, parse_tunnel
+    try:
+        return parse_tunnel(text)
+    except TunnelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _faults(text: str):
     from ..host.faults import FaultSpecError, parse_faults
     try:
@@ -96,6 +104,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = actions.add_parser("up", help="bring the stack up on a TAP device and run it",
                             description=DESCRIPTION)
+    add_instance_options(up)
+    up.add_argument("--duration", type=float_range(0), metavar="S",
+                    help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
+    up.add_argument("--no-live", action="store_true",
+                    help="print a plain status line every few seconds instead of the live "
+                    "table (also when stdout is not a terminal)")
+    up.add_argument("--tunnel", action="append", type=_tunnel, default=[],
+                    metavar="KIND,vni=N,remote=ADDR,addr=INNER/LEN",
+                    help="a tunnel of the virtual adapter (repeatable): KIND vxlan (RFC 7348) "
+                    "or vxlan-gpe; remote IPv4 or IPv6 (the outer header's version); "
+                    "optional domain=NAME shares a routing domain (default: one per tunnel). "
+                    "The adapter runs as one more instance, 'tunnel'; see docs/tunnels.md")
+    up.add_argument("--tunnel-user", default=None, metavar="USER",
+                    help="the user the tunnel adapter's process drops to after mapping its "
+                    "queues (default as root: nobody; not root: no drop, and only the "
+                    "current user; never root; not with --one-process)")
+
+
+def add_instance_options(up: argparse.ArgumentParser) -> None:
+    """The options that say what runs on the NIC: the TAP, the addresses, the instances, the
+    served folder, faults, the seed and the process mode. ``hetnic stack up`` takes them, and
+    any other command that runs the stack on a TAP takes the same."""
     up.add_argument("--tap", required=True, metavar="IFACE",
                     help="TAP interface in this network namespace (ip tuntap add dev IFACE "
                     "mode tap)")
@@ -115,25 +145,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "'loss=2%%,reorder=2%%,dup=1%%,seed=7' or 'in:loss=1%%;out:corrupt=0.1%%'")
     up.add_argument("--seed", type=seed, default=0,
                     help="seed of the stacks' initial sequence numbers and keys (default 0)")
-    up.add_argument("--duration", type=float_range(0), metavar="S",
-                    help="stop after S seconds (default: run until Ctrl-C or SIGTERM)")
     up.add_argument("--one-process", action="store_true",
                     help="run every stack instance in this process (the NIC's process) "
                     "instead of one process per instance; for debugging")
-    up.add_argument("--no-live", action="store_true",
-                    help="print a plain status line every few seconds instead of the live "
-                    "table (also when stdout is not a terminal)")
 
 
-def _instances(path: str | None):
+def instances_from(path: str | None, tunnels=()):
     """The instances of ``--instances`` (or the stock profiles), checked against the NIC
-    ``hetnic stack up`` opens before it is opened."""
+    ``hetnic stack up`` opens before it is opened (with the tunnel adapter's instance and
+    rules when there are ``tunnels``)."""
     from ..host.stack.instance import PROFILES, load_instances
+    from ..host.stack.tunnel import TunnelAdapter
     from ..host.stack_steering import plan_steering
+    from ..host.tunnel_host import tunnel_instance, tunnel_rules
     from ..params import HIL_NIC_CORE
     instances = load_instances(path) if path else list(PROFILES.values())
-    plan_steering(instances, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
-                  tx_queues=HIL_NIC_CORE.tx_queues)
+    checked = instances
+    if tunnels:
+        checked, cfg = tunnel_instance(instances, rx_queues=HIL_NIC_CORE.rx_queues,
+                                       tx_queues=HIL_NIC_CORE.tx_queues)
+        checked = checked + [cfg]
+        from ..host.stack.stack import Stack
+        TunnelAdapter(Stack(cfg, mac=b"\x02\0\0\0\0\1", ipv4=[("198.18.0.2", 24)]),
+                      tunnels)           # duplicate tunnels, overlapping prefixes: now
+    plan_steering(checked, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
+                  tx_queues=HIL_NIC_CORE.tx_queues, first_rules=tunnel_rules(tunnels))
     return instances
 
 
@@ -141,7 +177,16 @@ def run(args: argparse.Namespace) -> int:
     """Bring the stack up, run until the duration ends or a signal arrives, print the
     summary; 0 after a clean stop."""
     from ..host.tap import TapDevice
-    instances = _instances(args.instances)
+    tunnels = getattr(args, "tunnel", None) or []
+    if getattr(args, "tunnel_user", None) is not None and args.one_process:
+        from ..errors import HetnicError
+        raise HetnicError("--tunnel-user needs the adapter in a process of its own (not "
+                          "with --one-process)")
+    instances = instances_from(args.instances, tunnels)
+    tunnel_user = None
+    if tunnels and not args.one_process:
+        from ..host.tunnel_privs import tunnel_user_for
+        tunnel_user = tunnel_user_for(getattr(args, "tunnel_user", None))
     tap = TapDevice(args.tap)                   # a missing TAP fails before the NIC starts
     try:
         from ..host.nic import Nic
@@ -153,11 +198,16 @@ def run(args: argparse.Namespace) -> int:
         nic = Nic.open("sim", width=64, rx_queues=8, shared=not args.one_process)
         try:
             kind = StackHost if args.one_process else StackProcs
+            extra = {}
+            if tunnels:
+                extra["tunnels"] = tunnels
+                if tunnel_user is not None:
+                    extra["tunnel_user"] = tunnel_user
             host = kind(
                 nic, tap, addr4=str(args.addr), addr6=str(args.addr6) if args.addr6 else None,
                 instances=instances, serve_dir=args.serve, seed=args.seed,
                 faults_to_nic=plan.injector("in") if plan else None,
-                faults_to_tap=plan.injector("out") if plan else None)
+                faults_to_tap=plan.injector("out") if plan else None, **extra)
             try:
                 return _serve(host, args)
             finally:

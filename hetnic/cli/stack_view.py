@@ -6,7 +6,8 @@ has its ``pid`` and ``mode`` (and ``exit`` once its process ended)."""
 
 from __future__ import annotations
 
-__all__ = ["port_map_table", "status_table", "status_line", "summary_text", "report_line"]
+__all__ = ["port_map_table", "status_table", "status_line", "summary_text", "report_line",
+           "tunnel_lines"]
 
 #: Connection states in the order the table lists them (short names).
 _STATE_SHORT = {"ESTABLISHED": "est", "SYN-SENT": "syn-sent", "SYN-RECEIVED": "syn-rcvd",
@@ -88,11 +89,40 @@ def status_table(summary: dict):
         table.add_row(name, _process(inst), f"{_queues(inst['rx_queues'])}/{inst['tx_queue']}",
                       str(row["seg_in"]), str(row["seg_out"]), str(row["retx"]),
                       str(row["drops"]), row["states"], str(row["served"]))
+    for inst in summary["instances"].values():
+        for name, t in ((inst.get("tunnels") or {}).get("tunnels") or {}).items():
+            table.add_row(f"  {name}", f"{t['addr']} vni {t['vni']}", f"mtu {t['mtu']}",
+                          f"{t['packets_in']} ({t['bytes_in']} B)",
+                          f"{t['packets_out']} ({t['bytes_out']} B)", "",
+                          str(sum(t["drops"].values())), f"tcp {t['connections']}", "")
     bridge = summary.get("bridge") or {}
     if bridge:
         table.caption = (f"TAP bridge: {bridge['frames_to_nic']} frames in, "
                          f"{bridge['frames_to_tap']} out")
     return table
+
+
+def _tunnel_drops(drops: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "-"
+
+
+def tunnel_lines(inst: dict) -> list[str]:
+    """The tunnel adapter's lines of the summary (none for another instance): per tunnel
+    its kind, VNI, remote, inner address, MTU, packets and bytes each way, forwarded
+    packets and drops by reason; the adapter's own drops; the routes."""
+    info = inst.get("tunnels")
+    if not info:
+        return []
+    lines = []
+    for name, t in info["tunnels"].items():
+        lines.append(f"    tunnel {name} addr {t['addr']} domain {t['domain']} mtu {t['mtu']}: "
+                     f"in {t['packets_in']} packets {t['bytes_in']} bytes, out "
+                     f"{t['packets_out']} packets {t['bytes_out']} bytes, forwarded "
+                     f"{t['forwarded']}, drops: {_tunnel_drops(t['drops'])}")
+    lines.append(f"    tunnel adapter drops (no tunnel named): {_tunnel_drops(info['drops'])}")
+    lines.append("    routes: " + "; ".join(f"[{r['domain']}] {r['prefix']} -> {r['tunnel']}"
+                                           for r in info["routes"]))
+    return lines
 
 
 def report_line(report: dict) -> str:
@@ -110,6 +140,9 @@ def status_line(summary: dict, elapsed: float) -> str:
         parts.append(f"{name} ({_process(inst)}) in {row['seg_in']} out {row['seg_out']} "
                      f"retx {row['retx']} "
                      f"drops {row['drops']} [{row['states']}] served {row['served']}")
+        for tname, t in ((inst.get("tunnels") or {}).get("tunnels") or {}).items():
+            parts.append(f"{tname} in {t['packets_in']} out {t['packets_out']} drops "
+                         f"{sum(t['drops'].values())}")
     return f"[{elapsed:7.1f} s] " + " | ".join(parts)
 
 
@@ -137,6 +170,7 @@ def summary_text(summary: dict, elapsed: float) -> str:
         for app in inst["apps"]:
             stats = ", ".join(f"{k} {v}" for k, v in app.items() if k not in ("app", "port"))
             lines.append(f"    app {app['app']} port {app['port']}: {stats}")
+        lines += tunnel_lines(inst)
     bridge = summary.get("bridge") or {}
     if bridge:
         lines.append("  TAP bridge: " + ", ".join(f"{k} {v}" for k, v in bridge.items()))

@@ -13,8 +13,10 @@ kind)`` where ``src``/``dst``/``proto`` are those of *our* packet the error quot
 
 Sent: echo replies and errors alike take a token from :class:`TokenBucket` (drop counted
 ``"icmp_rate_limited"``). No error is sent about an ICMP error, a broadcast or multicast, a
-packet from an address that is not a unicast host, a frame that came to a broadcast or
-multicast MAC, or a fragment other than the first.
+packet from an address that is not a unicast host (0/8, 127/8, multicast, class E, a
+broadcast), a frame that came to a broadcast or multicast MAC, or a fragment other than the
+first. :meth:`Icmp4.error` serves packets for us and (``forwarded``) packets being routed
+(the tunnel adapter's) alike.
 """
 
 from __future__ import annotations
@@ -175,13 +177,28 @@ class Icmp4:
         return True
 
     def error(self, mtype: int, code: int, src: bytes, dst: bytes, quote: bytes,
-              now: float) -> None:
+              now: float, *, rest: bytes = b"\0\0\0\0", forwarded: bool = False) -> None:
         """Send an error about a packet from ``src`` to ``dst`` whose IP header and first
-        bytes are ``quote`` (at least the header and 8 bytes, RFC 792)."""
+        bytes are ``quote`` (as received: at least the header and 8 bytes, RFC 792).
+        ``rest``: the word after the checksum (RFC 1191: the next-hop MTU in its low half).
+
+        ``forwarded``: the packet was being routed (not to us), so ``dst`` need not be ours
+        and the error comes from our address towards ``src``. None is sent (RFC 1122 3.2.2,
+        RFC 1812 4.3.2.7) about an ICMP error, a fragment past the first, a packet to a
+        broadcast or multicast address (or MAC), or from a source that is not one host: 0/8,
+        127/8, multicast, class E, a broadcast."""
         iface = self.iface
-        if dst not in iface.ipv4_set or src[0] >= 224 or src[0] == 0 \
-                or src in iface.broadcast4 or iface.rx_group:
+        if src[0] >= 224 or src[0] == 0 or src[0] == 127 or src in iface.broadcast4:
             return
+        if forwarded:
+            if dst[0] >= 224 or dst in iface.broadcast4 or not iface.ipv4:
+                return
+            ours = iface.source_for(src) or iface.ipv4[0][0]
+        else:
+            if dst not in iface.ipv4_set or iface.rx_group:
+                return
+            ours = dst
+        ihl = 20
         if len(quote) >= 20:
             ihl = (quote[0] & 15) << 2
             frag = int.from_bytes(quote[6:8], "big")
@@ -190,7 +207,7 @@ class Icmp4:
             if quote[9] == _ICMP and len(quote) > ihl and quote[ihl] not in (ECHO_REQUEST,
                                                                           ECHO_REPLY, 13, 14):
                 return      # never an error about an ICMP error (RFC 1122 3.2.2)
-        self.send(dst, src, mtype, code, b"\0\0\0\0" + bytes(quote[:28 + 40]), now)
+        self.send(ours, src, mtype, code, rest + bytes(quote[:ihl + 8 + 40]), now)
 
     def unreachable(self, src: bytes, dst: bytes, proto: int, transport_head: bytes, code: int,
                     now: float) -> None:

@@ -48,6 +48,7 @@ _MLD = frozenset((130, 131, 132, 143))
 _ICMPV6 = int(IpProto.ICMPV6)
 _HEAD = struct.Struct("!BBH")
 _MIN_MTU = 1280
+_LOOPBACK = bytes(15) + b"\x01"
 _UNREACH_KIND = {4: "port_unreachable"}
 _ERROR_KIND = {PACKET_TOO_BIG: "frag_needed", TIME_EXCEEDED: "time_exceeded",
                PARAMETER_PROBLEM: "parameter_problem"}
@@ -132,15 +133,33 @@ class Icmp6:
         return True
 
     def error(self, mtype: int, code: int, param: int, src: bytes, dst: bytes, packet: bytes,
-              now: float) -> None:
-        """Send an error about ``packet`` (its IPv6 header first) from ``src`` to ``dst``."""
+              now: float, *, forwarded: bool = False) -> None:
+        """Send an error about ``packet`` (its IPv6 header first, as received) from ``src``
+        to ``dst``; ``param``: the word after the checksum (the MTU of packet too big).
+
+        ``forwarded``: the packet was being routed (not to us): ``dst`` need not be ours and
+        the error comes from our address towards ``src`` (the global one when we have no
+        better). None is sent about an ICMPv6 error, to a multicast, unspecified or loopback
+        source, or about a packet to a multicast group (but packet too big, RFC 4443 2.4 e)."""
         iface = self.iface
-        if src[0] == 0xFF or src == bytes(16) or dst not in iface.ipv6_set or iface.rx_group:
+        if src[0] == 0xFF or src == bytes(16) or src == _LOOPBACK:
             return
+        if forwarded:
+            if dst[0] == 0xFF and mtype != PACKET_TOO_BIG:
+                return
+            ours = iface.source_for(src)
+            if ours is None:
+                if len(iface.ipv6) < 2:
+                    return
+                ours = iface.ipv6[-1][0]
+        else:
+            if dst not in iface.ipv6_set or iface.rx_group:
+                return
+            ours = dst
         if len(packet) > 40 and packet[6] == _ICMPV6 and packet[40] < 128:
             return      # never an error about an error (RFC 4443 2.4 e)
         quote = bytes(packet[:_MIN_MTU - 48])
-        self.send(dst, src, mtype, code, param.to_bytes(4, "big") + quote, now)
+        self.send(ours, src, mtype, code, param.to_bytes(4, "big") + quote, now)
 
     def unreachable(self, src: bytes, dst: bytes, proto: int, transport_head: bytes, code: int,
                     now: float) -> None:

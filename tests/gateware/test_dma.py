@@ -561,6 +561,19 @@ def test_throughput(width, length, max_burst):
     assert write_cycles <= beats + 5
 
 
+def test_short_read_between_bursts():
+    """A client's 16-byte read, taken just after another client's 4 KiB read, is served
+    after one 16-beat burst of it, not after the whole of it (bursts round robin)."""
+    seed = SEED + 5
+    lanes = 8
+    short = Request(READ_BASE + 0x10000, 16, 1, lanes)
+    long = Request(READ_BASE, 4096, 2, lanes)
+    DmaBench(seed, 64, [[short], [long]], [], max_burst=16, limit=2_000).run()
+    assert long.accepted_at <= short.accepted_at
+    assert short.finished_at - short.accepted_at <= 16 + 8
+    assert long.finished_at - long.accepted_at <= 512 + 2 + 8
+
+
 def test_round_robin():
     """Clients that always have a request are served in turn, one request each."""
     seed = SEED + 4
@@ -584,6 +597,8 @@ def test_bad_parameters():
         ((64, 0, 0), {}, "not 0"), ((64, -1, 1), {}, "not -1"), ((64, 1, 17), {}, "not 17"),
         ((64, 1, 1, 0), {}, "not 0"), ((64, 1, 1, 257), {}, "not 257"),
         ((64, 1, 1, 16.0), {}, "not 16.0"), ((64, 1, 1), {"outstanding": 1}, "not 1"),
+        ((64, 1, 1), {"max_read_burst_beats": 0}, "not 0"),
+        ((64, 1, 1), {"read_outstanding": 65}, "not 65"),
     ]:
         with pytest.raises(ValueError, match=match):
             DmaEngine(*args, **kwargs)

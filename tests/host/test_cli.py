@@ -24,7 +24,8 @@ def run(capsys, *argv):
 def test_every_command_module_has_the_shape():
     names = [command.NAME for command in COMMANDS]
     assert names == ["verilog", "regmap", "replay", "bench", "demo", "rss-eval", "boards",
-                     "build", "program", "stack"]
+                     "build", "program", "stack", "daemon", "rules", "rss", "counters",
+                     "events"]
     for command in COMMANDS:
         assert callable(command.add_arguments) and callable(command.run) and command.HELP
 

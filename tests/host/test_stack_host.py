@@ -13,6 +13,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, IPv6, \
     IPv6ExtHdrFragment
+from kit.netns_exec import run_in_netns
 from scapy.layers.l2 import ARP, Ether
 
 from hetnic.host.stack.instance import PROFILES
@@ -166,21 +167,6 @@ def kernel_peer(tmp_path_factory):
             host.close()
 
 
-def _in_ns(ns, host, script, timeout=60):
-    """Run a Python ``script`` in namespace ``ns`` while ``host`` runs; its stdout."""
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
-                             textwrap.dedent(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        host.run(until=lambda: proc.poll() is not None, timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err.decode()
-    return out
-
-
 def _tcp_in(host):
     return {name: s.counters.tcp_in for name, s in host.stacks.items()}
 
@@ -210,7 +196,7 @@ def test_echo_and_discard_on_their_instances(kernel_peer):
     before = _tcp_in(host)
     discard = host.app("discard")
     reports = len(discard.reports)
-    out = _in_ns(ns, host, f"""
+    out = run_in_netns(ns, host, f"""
         import socket
         data = bytes(range(256)) * 1000
         for addr in ("{H4}", "{H6}"):
@@ -228,7 +214,7 @@ def test_echo_and_discard_on_their_instances(kernel_peer):
                 s.sendall(bytes(123456))
         print("ok")
     """)
-    assert out.strip() == b"ok"
+    assert out.strip() == "ok"
     host.run(until=lambda: len(discard.reports) >= reports + 2, timeout=30)
     assert [r["bytes"] for r in list(discard.reports)[reports:]] == [123456, 123456]
     after = _tcp_in(host)
@@ -249,7 +235,7 @@ def test_every_instance_learns_the_kernel_by_arp(kernel_peer, monkeypatch):
     write = host.bridge.tap.write
     monkeypatch.setattr(host.bridge.tap, "write", lambda frame: (written.append(frame),
                                                                  write(frame))[1])
-    _in_ns(ns, host, f"""
+    run_in_netns(ns, host, f"""
         import socket
         socket.create_connection(("{H4}", 80), timeout=30).close()
     """)

@@ -1,0 +1,85 @@
+"""A client of hetnicd (:mod:`hetnic.host.daemon_protocol` over its Unix socket)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import HetnicError
+from .daemon_protocol import MAX_MESSAGE, ProtocolError, decode_reply, request
+
+__all__ = ["DaemonClient", "ClientError"]
+
+
+class ClientError(HetnicError, RuntimeError):
+    """The daemon refused or failed the request, or could not be reached (one line);
+    ``code`` is the reply's code (:data:`~hetnic.host.daemon_protocol.CODES`) or None."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+class DaemonClient:
+    """One session with the daemon at ``path``; :meth:`call` sends a request and returns
+    the result, or raises :class:`ClientError`."""
+
+    def __init__(self, path: str | Path, timeout: float | None = 30.0):
+        self.path = Path(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(self.path))
+        except OSError as exc:
+            self._sock.close()
+            raise ClientError(f"cannot reach hetnicd at {self.path}: {exc.strerror or exc} "
+                              f"(is `hetnic daemon` running? --socket PATH)") from None
+        self._file = self._sock.makefile("rb")
+        self._next = 1
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, op: str, args: dict | None = None) -> int:
+        id = self._next
+        self._next += 1
+        self._sock.sendall(request(id, op, args))
+        return id
+
+    def receive(self) -> dict:
+        line = self._file.readline(MAX_MESSAGE + 2)
+        if not line:
+            raise ClientError(f"hetnicd at {self.path} closed the session")
+        try:
+            return decode_reply(line.rstrip(b"\n"))
+        except ProtocolError as exc:
+            raise ClientError(f"hetnicd sent a reply this client cannot read: {exc}") \
+                from None
+
+    def call(self, op: str, args: dict | None = None):
+        id = self.send(op, args)
+        message = self.receive()
+        if message.get("id") != id and message.get("id") is not None:
+            raise ClientError(f"reply to request {message.get('id')}, expected {id}")
+        if not message.get("ok"):
+            raise ClientError(message.get("error", "the daemon failed the request"),
+                              message.get("code"))
+        return message["result"]
+
+    def events(self) -> Iterator[dict]:
+        """Follow the file events: the recent ones, then each new one as it happens."""
+        result = self.call("events.read", {"follow": True})
+        yield from result["recent"]
+        self._sock.settimeout(None)
+        while True:
+            message = self.receive()
+            if "event" in message:
+                yield message["event"]

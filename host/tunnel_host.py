@@ -1,0 +1,106 @@
+"""Where the tunnel adapter runs on the NIC: its instance (queues of its own) and the
+classifier rules that steer every tunnel's outer traffic to it.
+
+With ``--tunnel`` given, ``hetnic stack up`` runs one more stack instance, ``tunnel``
+(:func:`tunnel_instance`): two RX queues no other instance uses (the last half of the widest
+instance's queues, two at most, when every queue is taken), a TX queue of its own and a
+block of ephemeral ports no other instance has. :func:`tunnel_rules` are the rules that send each tunnel's outer
+datagrams there - UDP destination port (4789 VXLAN, 4790 VXLAN-GPE) and outer source address
+(the remote) - placed before every other rule of the base plan
+(:func:`~hetnic.host.stack_steering.plan_steering`, ``first_rules``), so tunnel traffic never
+passes through another instance. The classifier has no field for the VNI (its parser stops at
+the outer UDP header): the adapter demultiplexes VNIs in software and counts an unknown VNI
+as a drop; per-VNI steering would need a parser field for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .stack.instance import PROFILES, InstanceConfig
+from .stack.tunnel import TunnelError, TunnelSpec
+from hetnic.tunnel_format import TUNNEL_KINDS
+
+__all__ = ["TUNNEL_INSTANCE", "tunnel_instance", "tunnel_rules", "tunnel_apps"]
+
+#: The adapter's instance name.
+TUNNEL_INSTANCE = "tunnel"
+#: RX queues the adapter takes at most (RSS spreads the tunnels' outer flows over them: the
+#: outer UDP source port follows the inner flow).
+_RX_QUEUES = 2
+#: Ephemeral ports the adapter's outer stack gets (it opens no connection itself).
+_PORT_BLOCK = 1000
+
+
+def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_queues: int
+                    ) -> tuple[list[InstanceConfig], InstanceConfig]:
+    """The instances with the adapter's room made, and the adapter's own instance (the
+    ``throughput`` profile's knobs on up to two free RX queues, a free TX queue and a free
+    block of ephemeral ports).
+
+    Raises
+    ------
+    TunnelError
+        No RX queue can be spared, no TX queue is free, no free block of ephemeral ports, or
+        an instance is already called ``tunnel`` (one line).
+    """
+    instances = list(instances)
+    if any(i.name == TUNNEL_INSTANCE for i in instances):
+        raise TunnelError(f"an instance is already called {TUNNEL_INSTANCE!r}")
+    used = {q for i in instances for q in i.rx_queues}
+    free = [q for q in range(rx_queues) if q not in used]
+    if free:
+        rx = tuple(free[:_RX_QUEUES])
+    else:
+        widest = max(range(len(instances)), key=lambda k: len(instances[k].rx_queues))
+        donor = instances[widest]
+        if len(donor.rx_queues) < 2:
+            raise TunnelError(f"the tunnel adapter needs an RX queue, and every one of the "
+                              f"{rx_queues} is the only queue of its instance")
+        give = min(_RX_QUEUES, len(donor.rx_queues) // 2)
+        rx = donor.rx_queues[-give:]
+        instances[widest] = donor.replace(rx_queues=donor.rx_queues[:-give])
+    tx_used = {i.tx_queue for i in instances}
+    tx_free = [q for q in range(tx_queues) if q not in tx_used]
+    if not tx_free:
+        raise TunnelError(f"the tunnel adapter needs a TX queue, and all {tx_queues} are used")
+    hi = 65535
+    for i in sorted(instances, key=lambda i: -i.ephemeral_ports[1]):
+        lo0, hi0 = i.ephemeral_ports
+        if hi - _PORT_BLOCK + 1 > hi0:
+            break
+        hi = min(hi, lo0 - 1)
+    if hi - _PORT_BLOCK + 1 < 1024:
+        raise TunnelError("no free block of ephemeral ports for the tunnel adapter")
+    # The throughput profile's knobs (its inner stacks carry bulk traffic), queues and
+    # ports of its own.
+    config = PROFILES["throughput"].replace(
+        name=TUNNEL_INSTANCE, rx_queues=rx, tx_queue=tx_free[0], qos=None,
+        ephemeral_ports=(hi - _PORT_BLOCK + 1, hi))
+    return instances, config
+
+
+def tunnel_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE
+                 ) -> list[tuple[str, dict, str]]:
+    """``(label, FlowRule match fields, instance)`` per (encapsulation port, remote): UDP
+    to the port from the remote goes to ``instance``."""
+    seen: dict[tuple[int, str], None] = {}
+    for spec in tunnels:
+        seen.setdefault((TUNNEL_KINDS[spec.kind][0], spec.remote), None)
+    return [(f"tunnel udp/{port} from {remote} -> {instance}",
+             {"ip_proto": "udp", "dst_port": port, "src": remote}, instance)
+            for port, remote in seen]
+
+
+def tunnel_apps(adapter, serve_dir=None) -> list:
+    """The built-in applications on every tunnel's inner stack: echo on TCP and UDP 7, and
+    HTTP on TCP 80 with ``serve_dir`` (no dispatcher grant: the NIC steers the tunnels'
+    outer traffic, the ports are the inner stacks' own)."""
+    from .apps.builtin import make_app
+    apps = []
+    for tunnel in adapter.tunnels:
+        if serve_dir is not None:
+            apps.append(make_app("http", "tcp", tunnel.stack, 80, serve_dir))
+        apps.append(make_app("echo", "tcp", tunnel.stack, 7))
+        apps.append(make_app("echo", "udp", tunnel.stack, 7))
+    return apps
