@@ -104,7 +104,7 @@ class RxCounters(wiring.Component):
     meta_stb : In(1)
         ``meta`` (a finished record) left the pipeline; ``bucket`` is its RETA index.
     flow_refused_stb : In(1)
-        The flow table refused an insert.
+        The flow table refused an insert (absent in a build without it).
     csr : In(CsrSignature)
         Reads of the counter registers (``addr`` is the full byte address). Every access is
         acknowledged three cycles after its request (the decode and the read multiplexers
@@ -118,7 +118,7 @@ class RxCounters(wiring.Component):
         super().__init__({
             "frame_in_stb": In(1), "frame_in_len": In(32),
             "meta_stb": In(1), "meta": In(PacketMeta), "bucket": In(range(p["reta_size"])),
-            "flow_refused_stb": In(1),
+            **({"flow_refused_stb": In(1)} if p["flow_table"] else {}),
             "csr": In(CsrSignature(16)),
         })
 
@@ -134,8 +134,10 @@ class RxCounters(wiring.Component):
         delivered, dropped = counter("FRAMES_DELIVERED"), counter("FRAMES_DROPPED")
         drop_count = [Signal(32, name=f"drop_{r.label}") for r in DropReason]
         rule_hits = [Signal(32, name=f"rule_hits_{i}") for i in range(p["n_rules"] + 1)]
-        flow_hits, flow_misses = counter("FLOW_HITS"), counter("FLOW_MISSES")
-        flow_refused = counter("FLOW_REFUSED")
+        has_flows = bool(p["flow_table"])
+        if has_flows:
+            flow_hits, flow_misses = counter("FLOW_HITS"), counter("FLOW_MISSES")
+            flow_refused = counter("FLOW_REFUSED")
 
         # The flop counters count events registered first, one-hot: which counter to step is
         # then a flop, not a decode of the record in front of a 32-bit adder's enable.
@@ -143,9 +145,6 @@ class RxCounters(wiring.Component):
         e_delivered, e_dropped = Signal(), Signal()
         e_drop = Signal(len(drop_count))            # bit r: count drop reason r
         e_rule = Signal(len(rule_hits))             # bit k: count a hit of rule k
-        e_flow_hit, e_flow_miss, e_flow_refused = Signal(), Signal(), Signal()
-        flow_hit = meta.rule == FLOW_HIT_RULE
-        looked_up = meta.flags.ipv4 | meta.flags.ipv6
         dropping = self.meta_stb & (meta.drop != DropReason.NONE)
         m.d.sync += [
             e_frame.eq(self.frame_in_stb), e_frame_len.eq(self.frame_in_len),
@@ -153,10 +152,16 @@ class RxCounters(wiring.Component):
             e_dropped.eq(dropping),
             e_drop.eq(Cat(dropping & (meta.drop == r) for r in range(len(drop_count)))),
             e_rule.eq(Cat(self.meta_stb & (meta.rule == k) for k in range(len(rule_hits)))),
-            e_flow_hit.eq(self.meta_stb & flow_hit),
-            e_flow_miss.eq(self.meta_stb & looked_up & ~flow_hit),
-            e_flow_refused.eq(self.flow_refused_stb),
         ]
+        if has_flows:
+            e_flow_hit, e_flow_miss, e_flow_refused = Signal(), Signal(), Signal()
+            flow_hit = meta.rule == FLOW_HIT_RULE
+            looked_up = meta.flags.ipv4 | meta.flags.ipv6
+            m.d.sync += [
+                e_flow_hit.eq(self.meta_stb & flow_hit),
+                e_flow_miss.eq(self.meta_stb & looked_up & ~flow_hit),
+                e_flow_refused.eq(self.flow_refused_stb),
+            ]
         with m.If(e_frame):
             m.d.sync += [frames_in.eq(frames_in + 1), bytes_in.eq(bytes_in + e_frame_len)]
         count_when(m, delivered, e_delivered)
@@ -165,9 +170,10 @@ class RxCounters(wiring.Component):
             count_when(m, counter, e_drop[r])
         for k, counter in enumerate(rule_hits):
             count_when(m, counter, e_rule[k])
-        count_when(m, flow_hits, e_flow_hit)
-        count_when(m, flow_misses, e_flow_miss)
-        count_when(m, flow_refused, e_flow_refused)
+        if has_flows:
+            count_when(m, flow_hits, e_flow_hit)
+            count_when(m, flow_misses, e_flow_miss)
+            count_when(m, flow_refused, e_flow_refused)
 
         m.submodules.queue_packets = q_pkts = CounterMemory(p["queues"], amount_width=1)
         m.submodules.queue_bytes = q_bytes = CounterMemory(p["queues"], amount_width=16)
@@ -183,9 +189,10 @@ class RxCounters(wiring.Component):
 
         flops = [(rm.addr(name), sig) for name, sig in (
             ("FRAMES_IN", frames_in), ("BYTES_IN", bytes_in),
-            ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped),
-            ("FLOW_HITS", flow_hits), ("FLOW_MISSES", flow_misses),
-            ("FLOW_REFUSED", flow_refused))]
+            ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped))]
+        if has_flows:
+            flops += [(rm.addr("FLOW_HITS"), flow_hits), (rm.addr("FLOW_MISSES"), flow_misses),
+                      (rm.addr("FLOW_REFUSED"), flow_refused)]
         flops += [(rm.addr("DROP_COUNT", i), sig) for i, sig in enumerate(drop_count)]
         flops += [(rm.addr("RULE_HITS", i), sig) for i, sig in enumerate(rule_hits)]
         mems = (("QUEUE_PACKETS", q_pkts), ("QUEUE_BYTES", q_bytes), ("BUCKET_PACKETS", buckets))

@@ -27,8 +27,9 @@ Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Acce
 Register arrays (``count > 1``) repeat every ``stride`` bytes; their count may depend on a
 build parameter (``"reta_size"``, ``"n_rules"``, ``"queues"``), resolved by :class:`RegisterMap`.
 A count of 0 leaves a register out of a build: the NIC core's queue blocks, and the hash
-requests of the reduced serial core (``"injector"``, 0 or 1), and the MAC counters of a
-board (``"mac_ports"``).
+requests of the reduced serial core (``"injector"``, 0 or 1), the MAC counters of a
+board (``"mac_ports"``), and the flow table's ``FLOW_*`` registers (``"flow_table"``, 0 or
+1: the boards build without the table).
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ REGISTERS: tuple[Register, ...] = (
                                       "results go out through the INJ_* and RES_* registers; "
                                       "no parser"),
               Field("flow_table", 5, 1, "the exact-match flow table (FLOW_* registers; 0 in the "
-                                        "reduced serial core: they do not answer)")),
+                                        "reduced serial core and the board builds: they are "
+                                        "absent there)")),
              reset=0b10_1111),
     # --- committed configuration ----------------------------------------------------------
     Register("CTRL", 0x0020, "shadow", "RSS and error handling.",
@@ -249,11 +251,14 @@ REGISTERS: tuple[Register, ...] = (
     Register("FRAMES_DROPPED", 0x0088, "counter", "Frames dropped for any reason."),
     Register("BYTES_IN", 0x008C, "counter", "Bytes accepted on rx."),
     Register("FLOW_HITS", 0x0090, "counter",
-             "Frames that hit a flow table entry (their rule is FLOW_HIT_RULE, 127)."),
+             "Frames that hit a flow table entry (their rule is FLOW_HIT_RULE, 127).",
+             count="flow_table"),
     Register("FLOW_MISSES", 0x0094, "counter",
-             "IPv4 and IPv6 frames that missed the flow table (the rules classified them)."),
+             "IPv4 and IPv6 frames that missed the flow table (the rules classified them).",
+             count="flow_table"),
     Register("FLOW_REFUSED", 0x0098, "counter",
-             "Flow inserts refused because the bucket and the stash were full."),
+             "Flow inserts refused because the bucket and the stash were full.",
+             count="flow_table"),
     Register("DROP_COUNT", 0x00C0, "counter", "Dropped frames per DropReason value.",
              count=len(DropReason)),
     # --- hash requests and results: the reduced serial core only (iCEBreaker) -------------
@@ -301,21 +306,21 @@ REGISTERS: tuple[Register, ...] = (
     Register("FLOW_ENTRY", 0x0900, "rw",
              f"The entry the next FLOW_OP insert stages: FlowEntry layout in {FLOW_ENTRY_WORDS} "
              "words (bit 0 of word 0 first; `valid` is ignored).",
-             stride=0x40, words=FLOW_ENTRY_WORDS),
+             stride=0x40, words=FLOW_ENTRY_WORDS, count="flow_table"),
     Register("FLOW_OP", 0x0940, "wo",
              "Stages one change for the next COMMIT; answered once FLOW_RESULT holds its "
              "outcome. Insert places FLOW_ENTRY in the first free way of its bucket (CRC-32 of "
              "its FlowKey), else the first free stash entry, else refuses it. It does not look "
              "for a duplicate key (the driver does).",
              (Field("op", 0, 2, "1 insert FLOW_ENTRY, 2 delete `slot`"),
-              Field("slot", 16, 11, "the slot to delete"))),
+              Field("slot", 16, 11, "the slot to delete")), count="flow_table"),
     Register("FLOW_RESULT", 0x0944, "ro", "The outcome of the last FLOW_OP.",
              (Field("slot", 0, 11, "the slot an insert took"),
               Field("status", 16, 3, "0 ok, 1 bucket and stash full, 2 journal full (COMMIT "
-                                     "first), 3 bad slot, 4 bad op"))),
+                                     "first), 3 bad slot, 4 bad op")), count="flow_table"),
     Register("FLOW_STATUS", 0x0948, "ro", "The flow table's occupancy.",
              (Field("entries", 0, 11, "entries in use once the staged changes are committed"),
-              Field("staged", 16, 6, "changes staged for the next COMMIT"))),
+              Field("staged", 16, 6, "changes staged for the next COMMIT")), count="flow_table"),
     # --- tables ---------------------------------------------------------------------------
     Register("RETA", 0x1000, "shadow", "Indirection table: RX queue per entry.",
              (Field("queue", 0, 8),), count="reta_size"),
@@ -421,7 +426,8 @@ REGISTERS: tuple[Register, ...] = (
 
 DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                   "reta_size": 512, "queues": 64, "tx_queues": 0,
-                  "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0}
+                  "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0,
+                  "flow_table": 1}
 
 #: Inclusive ``(lowest, highest)`` of every build parameter, as the register fields that
 #: report them allow (the command line takes its limits from here too). Checked in this
@@ -429,7 +435,7 @@ DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
 PARAM_LIMITS = {"data_bytes": (1, 64), "hash_bytes_per_cycle": (1, 36), "n_rules": (1, 64),
                 "reta_size": (2, 2048), "rx_queues": (0, 256), "queues": (1, 256),
                 "tx_queues": (0, 64), "event_queues": (0, 64), "injector": (0, 1),
-                "mac_ports": (0, 15)}
+                "mac_ports": (0, 15), "flow_table": (0, 1)}
 
 
 class RegisterMap:
@@ -444,8 +450,9 @@ class RegisterMap:
     params : dict
         Build parameters: ``data_bytes``, ``hash_bytes_per_cycle``, ``n_rules``, ``reta_size``,
         ``queues``, the NIC core's ``rx_queues``, ``tx_queues`` and ``event_queues``,
-        ``injector`` (1 for the reduced serial core) and ``mac_ports`` (a board's Ethernet
-        ports). Missing ones take :data:`DEFAULT_PARAMS`.
+        ``injector`` (1 for the reduced serial core), ``mac_ports`` (a board's Ethernet
+        ports) and ``flow_table`` (1 with the exact-match flow table and its ``FLOW_*``
+        registers). Missing ones take :data:`DEFAULT_PARAMS`.
     """
     def __init__(self, **params):
         unknown = set(params) - set(DEFAULT_PARAMS)
@@ -533,6 +540,8 @@ class RegisterMap:
         if name == "CAPS" and p["injector"]:
             # The reduced serial core: a Toeplitz engine and the RETA, nothing else.
             return reg.field("ipv6").mask | reg.field("injector").mask
+        if name == "CAPS" and not p["flow_table"]:
+            return reg.reset & ~reg.field("flow_table").mask
         return reg.reset
 
     # --- exports ------------------------------------------------------------------------
