@@ -6,13 +6,15 @@ full bucket and stash is refused, raised and counted.
 """
 
 import dataclasses
+import types
 
 import pytest
 
 from frames import tcp4, tcp6, udp4
 from hetnic.config import RxConfig
-from hetnic.host.flow_table import FiveTuple, FlowTableError, FlowTableFull
+from hetnic.host.flow_table import FiveTuple, FlowTable, FlowTableError, FlowTableFull
 from hetnic.host.nic import Nic
+from hetnic.params import ECP5_BOARD_CORE
 from hetnic.protocol import FLOW_HIT_RULE
 from hetnic.regs import FLOW_STASH, FLOW_WAYS
 from hetnic.rules import Action, FlowRule
@@ -112,3 +114,21 @@ def test_bad_flows_are_one_line_errors():
     with pytest.raises(FlowTableError, match="bad flow address"):
         FiveTuple("198.18.0.300", DST4, 1, 2).key()
     assert dataclasses.is_dataclass(FiveTuple)
+
+
+def test_a_board_build_has_no_flow_table():
+    """The boards build without the table (ECP5_BOARD_CORE): CAPS.flow_table reads 0 and
+    ``nic.flows`` refuses in one line before touching a FLOW_* register."""
+    regmap = ECP5_BOARD_CORE.regmap()
+    reads = []
+
+    def reg_read(addr):
+        reads.append(addr)
+        return next(regmap.ro_value(r.name) for r in regmap.present() if r.offset == addr)
+
+    board = types.SimpleNamespace(regmap=regmap, backend=types.SimpleNamespace(
+        reg_read=reg_read))
+    with pytest.raises(FlowTableError, match=r"^this NIC build has no flow table"):
+        FlowTable(board).insert(FiveTuple(SRC4, DST4, 1, 2), Action(instance=1))
+    assert reads == [regmap.addr("CAPS")]
+    assert not any(r.name.startswith("FLOW_") for r in regmap.present())
