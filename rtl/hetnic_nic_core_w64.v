@@ -5572,9 +5572,9 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$10933$0 (posts__0__valid),
-    .\port$11744$0 (posts__1__valid),
-    .\port$11750$0 (posts__2__valid),
+    .\port$10935$0 (posts__0__valid),
+    .\port$11746$0 (posts__1__valid),
+    .\port$11752$0 (posts__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)
@@ -5667,7 +5667,7 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   assign \posts__2__payload.info  = posts__2__payload[61:30];
 endmodule
 
-module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10933$0 , \port$11744$0 , \port$11750$0 , grant, clk);
+module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, valid, \port$10935$0 , \port$11746$0 , \port$11752$0 , grant, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire \$1 ;
   reg [1:0] \$2 ;
@@ -5676,12 +5676,12 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   output [1:0] grant;
   reg [1:0] grant;
   reg [1:0] last = 2'h0;
-  input \port$10933$0 ;
-  wire \port$10933$0 ;
-  input \port$11744$0 ;
-  wire \port$11744$0 ;
-  input \port$11750$0 ;
-  wire \port$11750$0 ;
+  input \port$10935$0 ;
+  wire \port$10935$0 ;
+  input \port$11746$0 ;
+  wire \port$11746$0 ;
+  input \port$11752$0 ;
+  wire \port$11752$0 ;
   wire [2:0] requests;
   input rst;
   wire rst;
@@ -5689,7 +5689,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
   wire served_stb;
   output valid;
   wire valid;
-  assign valid = | { \port$11750$0 , \port$11744$0 , \port$10933$0  };
+  assign valid = | { \port$11752$0 , \port$11746$0 , \port$10935$0  };
   assign \$1  = served_stb & valid;
   always @(posedge clk)
     last <= \$2 ;
@@ -5699,37 +5699,37 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
     casez (last)
       2'h0:
         begin
-          if (\port$10933$0 ) begin
+          if (\port$10935$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11750$0 ) begin
+          if (\port$11752$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11744$0 ) begin
+          if (\port$11746$0 ) begin
             grant = 2'h1;
           end
         end
       2'h1:
         begin
-          if (\port$11744$0 ) begin
+          if (\port$11746$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10933$0 ) begin
+          if (\port$10935$0 ) begin
             grant = 2'h0;
           end
-          if (\port$11750$0 ) begin
+          if (\port$11752$0 ) begin
             grant = 2'h2;
           end
         end
       2'h2:
         begin
-          if (\port$11750$0 ) begin
+          if (\port$11752$0 ) begin
             grant = 2'h2;
           end
-          if (\port$11744$0 ) begin
+          if (\port$11746$0 ) begin
             grant = 2'h1;
           end
-          if (\port$10933$0 ) begin
+          if (\port$10935$0 ) begin
             grant = 2'h0;
           end
         end
@@ -5745,7 +5745,7 @@ module \hetnic_nic_core_w64.core.event_arbiter.round_robin (rst, served_stb, val
       \$2  = 2'h0;
     end
   end
-  assign requests = { \port$11750$0 , \port$11744$0 , \port$10933$0  };
+  assign requests = { \port$11752$0 , \port$11746$0 , \port$10935$0  };
 endmodule
 
 module \hetnic_nic_core_w64.core.event_queues (rst, csr__ack, wr_done__valid, timestamp, wr_req__payload, wr_data__payload, post__ready, wr_req__valid, wr_data__valid, wr_done__ready, csr__r_data, irq, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, post__valid, post__payload, csr__addr, csr__w_data
@@ -16042,489 +16042,489 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   wire \$1 ;
   wire \$10 ;
   wire [11:0] \$100 ;
-  wire [11:0] \$101 ;
-  wire \$102 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
   wire [7:0] \$103 ;
-  wire [7:0] \$104 ;
-  wire \$105 ;
+  wire \$104 ;
+  wire [5:0] \$105 ;
   wire [5:0] \$106 ;
-  wire [5:0] \$107 ;
-  wire \$108 ;
+  wire \$107 ;
+  wire [7:0] \$108 ;
   wire [7:0] \$109 ;
   wire \$11 ;
-  wire [7:0] \$110 ;
-  wire \$111 ;
+  wire \$110 ;
+  wire [127:0] \$111 ;
   wire [127:0] \$112 ;
-  wire [127:0] \$113 ;
-  wire \$114 ;
+  wire \$113 ;
+  wire [127:0] \$114 ;
   wire [127:0] \$115 ;
-  wire [127:0] \$116 ;
+  wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
+  wire [9:0] \$121 ;
   wire [9:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire \$124 ;
+  wire \$123 ;
+  wire [15:0] \$124 ;
   wire [15:0] \$125 ;
-  wire [15:0] \$126 ;
-  wire \$127 ;
+  wire \$126 ;
+  wire [11:0] \$127 ;
   wire [11:0] \$128 ;
-  wire [11:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [7:0] \$130 ;
   wire [7:0] \$131 ;
-  wire [7:0] \$132 ;
-  wire \$133 ;
+  wire \$132 ;
+  wire [5:0] \$133 ;
   wire [5:0] \$134 ;
-  wire [5:0] \$135 ;
-  wire \$136 ;
+  wire \$135 ;
+  wire [7:0] \$136 ;
   wire [7:0] \$137 ;
-  wire [7:0] \$138 ;
-  wire \$139 ;
+  wire \$138 ;
+  wire [127:0] \$139 ;
   wire \$14 ;
   wire [127:0] \$140 ;
-  wire [127:0] \$141 ;
-  wire \$142 ;
+  wire \$141 ;
+  wire [127:0] \$142 ;
   wire [127:0] \$143 ;
-  wire [127:0] \$144 ;
+  wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
+  wire [9:0] \$149 ;
   wire \$15 ;
   wire [9:0] \$150 ;
-  wire [9:0] \$151 ;
-  wire \$152 ;
+  wire \$151 ;
+  wire [15:0] \$152 ;
   wire [15:0] \$153 ;
-  wire [15:0] \$154 ;
-  wire \$155 ;
+  wire \$154 ;
+  wire [11:0] \$155 ;
   wire [11:0] \$156 ;
-  wire [11:0] \$157 ;
-  wire \$158 ;
+  wire \$157 ;
+  wire [7:0] \$158 ;
   wire [7:0] \$159 ;
   wire \$16 ;
-  wire [7:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [5:0] \$161 ;
   wire [5:0] \$162 ;
-  wire [5:0] \$163 ;
-  wire \$164 ;
+  wire \$163 ;
+  wire [7:0] \$164 ;
   wire [7:0] \$165 ;
-  wire [7:0] \$166 ;
-  wire \$167 ;
+  wire \$166 ;
+  wire [127:0] \$167 ;
   wire [127:0] \$168 ;
-  wire [127:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
+  wire [127:0] \$170 ;
   wire [127:0] \$171 ;
-  wire [127:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
+  wire [9:0] \$177 ;
   wire [9:0] \$178 ;
-  wire [9:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
+  wire [15:0] \$180 ;
   wire [15:0] \$181 ;
-  wire [15:0] \$182 ;
-  wire \$183 ;
+  wire \$182 ;
+  wire [11:0] \$183 ;
   wire [11:0] \$184 ;
-  wire [11:0] \$185 ;
-  wire \$186 ;
+  wire \$185 ;
+  wire [7:0] \$186 ;
   wire [7:0] \$187 ;
-  wire [7:0] \$188 ;
-  wire \$189 ;
+  wire \$188 ;
+  wire [5:0] \$189 ;
   wire \$19 ;
   wire [5:0] \$190 ;
-  wire [5:0] \$191 ;
-  wire \$192 ;
+  wire \$191 ;
+  wire [7:0] \$192 ;
   wire [7:0] \$193 ;
-  wire [7:0] \$194 ;
-  wire \$195 ;
+  wire \$194 ;
+  wire [127:0] \$195 ;
   wire [127:0] \$196 ;
-  wire [127:0] \$197 ;
-  wire \$198 ;
+  wire \$197 ;
+  wire [127:0] \$198 ;
   wire [127:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [127:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
+  wire [9:0] \$205 ;
   wire [9:0] \$206 ;
-  wire [9:0] \$207 ;
-  wire \$208 ;
+  wire \$207 ;
+  wire [15:0] \$208 ;
   wire [15:0] \$209 ;
   wire \$21 ;
-  wire [15:0] \$210 ;
-  wire \$211 ;
+  wire \$210 ;
+  wire [11:0] \$211 ;
   wire [11:0] \$212 ;
-  wire [11:0] \$213 ;
-  wire \$214 ;
+  wire \$213 ;
+  wire [7:0] \$214 ;
   wire [7:0] \$215 ;
-  wire [7:0] \$216 ;
-  wire \$217 ;
+  wire \$216 ;
+  wire [5:0] \$217 ;
   wire [5:0] \$218 ;
-  wire [5:0] \$219 ;
+  wire \$219 ;
   wire [19:0] \$22 ;
-  wire \$220 ;
+  wire [7:0] \$220 ;
   wire [7:0] \$221 ;
-  wire [7:0] \$222 ;
-  wire \$223 ;
+  wire \$222 ;
+  wire [127:0] \$223 ;
   wire [127:0] \$224 ;
-  wire [127:0] \$225 ;
-  wire \$226 ;
+  wire \$225 ;
+  wire [127:0] \$226 ;
   wire [127:0] \$227 ;
-  wire [127:0] \$228 ;
+  wire \$228 ;
   wire \$229 ;
   wire [19:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
-  wire \$233 ;
+  wire [9:0] \$233 ;
   wire [9:0] \$234 ;
-  wire [9:0] \$235 ;
-  wire \$236 ;
+  wire \$235 ;
+  wire [15:0] \$236 ;
   wire [15:0] \$237 ;
-  wire [15:0] \$238 ;
-  wire \$239 ;
+  wire \$238 ;
+  wire [11:0] \$239 ;
   wire [19:0] \$24 ;
   wire [11:0] \$240 ;
-  wire [11:0] \$241 ;
-  wire \$242 ;
+  wire \$241 ;
+  wire [7:0] \$242 ;
   wire [7:0] \$243 ;
-  wire [7:0] \$244 ;
-  wire \$245 ;
+  wire \$244 ;
+  wire [5:0] \$245 ;
   wire [5:0] \$246 ;
-  wire [5:0] \$247 ;
-  wire \$248 ;
+  wire \$247 ;
+  wire [7:0] \$248 ;
   wire [7:0] \$249 ;
   wire [19:0] \$25 ;
-  wire [7:0] \$250 ;
-  wire \$251 ;
+  wire \$250 ;
+  wire [127:0] \$251 ;
   wire [127:0] \$252 ;
-  wire [127:0] \$253 ;
-  wire \$254 ;
+  wire \$253 ;
+  wire [127:0] \$254 ;
   wire [127:0] \$255 ;
-  wire [127:0] \$256 ;
+  wire \$256 ;
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [19:0] \$26 ;
   wire \$260 ;
-  wire \$261 ;
+  wire [9:0] \$261 ;
   wire [9:0] \$262 ;
-  wire [9:0] \$263 ;
-  wire \$264 ;
+  wire \$263 ;
+  wire [15:0] \$264 ;
   wire [15:0] \$265 ;
-  wire [15:0] \$266 ;
-  wire \$267 ;
+  wire \$266 ;
+  wire [11:0] \$267 ;
   wire [11:0] \$268 ;
-  wire [11:0] \$269 ;
+  wire \$269 ;
   wire [19:0] \$27 ;
-  wire \$270 ;
+  wire [7:0] \$270 ;
   wire [7:0] \$271 ;
-  wire [7:0] \$272 ;
-  wire \$273 ;
+  wire \$272 ;
+  wire [5:0] \$273 ;
   wire [5:0] \$274 ;
-  wire [5:0] \$275 ;
-  wire \$276 ;
+  wire \$275 ;
+  wire [7:0] \$276 ;
   wire [7:0] \$277 ;
-  wire [7:0] \$278 ;
-  wire \$279 ;
+  wire \$278 ;
+  wire [127:0] \$279 ;
   wire [19:0] \$28 ;
   wire [127:0] \$280 ;
-  wire [127:0] \$281 ;
-  wire \$282 ;
+  wire \$281 ;
+  wire [127:0] \$282 ;
   wire [127:0] \$283 ;
-  wire [127:0] \$284 ;
+  wire \$284 ;
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire \$289 ;
+  wire [9:0] \$289 ;
   wire [19:0] \$29 ;
   wire [9:0] \$290 ;
-  wire [9:0] \$291 ;
-  wire \$292 ;
+  wire \$291 ;
+  wire [15:0] \$292 ;
   wire [15:0] \$293 ;
-  wire [15:0] \$294 ;
-  wire \$295 ;
+  wire \$294 ;
+  wire [11:0] \$295 ;
   wire [11:0] \$296 ;
-  wire [11:0] \$297 ;
-  wire \$298 ;
+  wire \$297 ;
+  wire [7:0] \$298 ;
   wire [7:0] \$299 ;
   wire \$3 ;
   wire [19:0] \$30 ;
-  wire [7:0] \$300 ;
-  wire \$301 ;
+  wire \$300 ;
+  wire [5:0] \$301 ;
   wire [5:0] \$302 ;
-  wire [5:0] \$303 ;
-  wire \$304 ;
+  wire \$303 ;
+  wire [7:0] \$304 ;
   wire [7:0] \$305 ;
-  wire [7:0] \$306 ;
-  wire \$307 ;
+  wire \$306 ;
+  wire [127:0] \$307 ;
   wire [127:0] \$308 ;
-  wire [127:0] \$309 ;
+  wire \$309 ;
   wire [19:0] \$31 ;
-  wire \$310 ;
+  wire [127:0] \$310 ;
   wire [127:0] \$311 ;
-  wire [127:0] \$312 ;
+  wire \$312 ;
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire \$317 ;
+  wire [9:0] \$317 ;
   wire [9:0] \$318 ;
-  wire [9:0] \$319 ;
+  wire \$319 ;
   wire [19:0] \$32 ;
-  wire \$320 ;
+  wire [15:0] \$320 ;
   wire [15:0] \$321 ;
-  wire [15:0] \$322 ;
-  wire \$323 ;
+  wire \$322 ;
+  wire [11:0] \$323 ;
   wire [11:0] \$324 ;
-  wire [11:0] \$325 ;
-  wire \$326 ;
+  wire \$325 ;
+  wire [7:0] \$326 ;
   wire [7:0] \$327 ;
-  wire [7:0] \$328 ;
-  wire \$329 ;
+  wire \$328 ;
+  wire [5:0] \$329 ;
   wire [19:0] \$33 ;
   wire [5:0] \$330 ;
-  wire [5:0] \$331 ;
-  wire \$332 ;
+  wire \$331 ;
+  wire [7:0] \$332 ;
   wire [7:0] \$333 ;
-  wire [7:0] \$334 ;
-  wire \$335 ;
+  wire \$334 ;
+  wire [127:0] \$335 ;
   wire [127:0] \$336 ;
-  wire [127:0] \$337 ;
-  wire \$338 ;
+  wire \$337 ;
+  wire [127:0] \$338 ;
   wire [127:0] \$339 ;
   wire [19:0] \$34 ;
-  wire [127:0] \$340 ;
+  wire \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
-  wire \$345 ;
+  wire [9:0] \$345 ;
   wire [9:0] \$346 ;
-  wire [9:0] \$347 ;
-  wire \$348 ;
+  wire \$347 ;
+  wire [15:0] \$348 ;
   wire [15:0] \$349 ;
   wire [19:0] \$35 ;
-  wire [15:0] \$350 ;
-  wire \$351 ;
+  wire \$350 ;
+  wire [11:0] \$351 ;
   wire [11:0] \$352 ;
-  wire [11:0] \$353 ;
-  wire \$354 ;
+  wire \$353 ;
+  wire [7:0] \$354 ;
   wire [7:0] \$355 ;
-  wire [7:0] \$356 ;
-  wire \$357 ;
+  wire \$356 ;
+  wire [5:0] \$357 ;
   wire [5:0] \$358 ;
-  wire [5:0] \$359 ;
+  wire \$359 ;
   wire [19:0] \$36 ;
-  wire \$360 ;
+  wire [7:0] \$360 ;
   wire [7:0] \$361 ;
-  wire [7:0] \$362 ;
-  wire \$363 ;
+  wire \$362 ;
+  wire [127:0] \$363 ;
   wire [127:0] \$364 ;
-  wire [127:0] \$365 ;
-  wire \$366 ;
+  wire \$365 ;
+  wire [127:0] \$366 ;
   wire [127:0] \$367 ;
-  wire [127:0] \$368 ;
+  wire \$368 ;
   wire \$369 ;
   wire [19:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire \$373 ;
+  wire [9:0] \$373 ;
   wire [9:0] \$374 ;
-  wire [9:0] \$375 ;
-  wire \$376 ;
+  wire \$375 ;
+  wire [15:0] \$376 ;
   wire [15:0] \$377 ;
-  wire [15:0] \$378 ;
-  wire \$379 ;
+  wire \$378 ;
+  wire [11:0] \$379 ;
   wire [19:0] \$38 ;
   wire [11:0] \$380 ;
-  wire [11:0] \$381 ;
-  wire \$382 ;
+  wire \$381 ;
+  wire [7:0] \$382 ;
   wire [7:0] \$383 ;
-  wire [7:0] \$384 ;
-  wire \$385 ;
+  wire \$384 ;
+  wire [5:0] \$385 ;
   wire [5:0] \$386 ;
-  wire [5:0] \$387 ;
-  wire \$388 ;
+  wire \$387 ;
+  wire [7:0] \$388 ;
   wire [7:0] \$389 ;
   wire [19:0] \$39 ;
-  wire [7:0] \$390 ;
-  wire \$391 ;
+  wire \$390 ;
+  wire [127:0] \$391 ;
   wire [127:0] \$392 ;
-  wire [127:0] \$393 ;
-  wire \$394 ;
+  wire \$393 ;
+  wire [127:0] \$394 ;
   wire [127:0] \$395 ;
-  wire [127:0] \$396 ;
+  wire \$396 ;
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
   wire [19:0] \$40 ;
   wire \$400 ;
-  wire \$401 ;
+  wire [9:0] \$401 ;
   wire [9:0] \$402 ;
-  wire [9:0] \$403 ;
-  wire \$404 ;
+  wire \$403 ;
+  wire [15:0] \$404 ;
   wire [15:0] \$405 ;
-  wire [15:0] \$406 ;
-  wire \$407 ;
+  wire \$406 ;
+  wire [11:0] \$407 ;
   wire [11:0] \$408 ;
-  wire [11:0] \$409 ;
+  wire \$409 ;
   wire [19:0] \$41 ;
-  wire \$410 ;
+  wire [7:0] \$410 ;
   wire [7:0] \$411 ;
-  wire [7:0] \$412 ;
-  wire \$413 ;
+  wire \$412 ;
+  wire [5:0] \$413 ;
   wire [5:0] \$414 ;
-  wire [5:0] \$415 ;
-  wire \$416 ;
+  wire \$415 ;
+  wire [7:0] \$416 ;
   wire [7:0] \$417 ;
-  wire [7:0] \$418 ;
-  wire \$419 ;
+  wire \$418 ;
+  wire [127:0] \$419 ;
   wire [19:0] \$42 ;
   wire [127:0] \$420 ;
-  wire [127:0] \$421 ;
-  wire \$422 ;
+  wire \$421 ;
+  wire [127:0] \$422 ;
   wire [127:0] \$423 ;
-  wire [127:0] \$424 ;
+  wire \$424 ;
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
-  wire \$429 ;
+  wire [9:0] \$429 ;
   wire [19:0] \$43 ;
   wire [9:0] \$430 ;
-  wire [9:0] \$431 ;
-  wire \$432 ;
+  wire \$431 ;
+  wire [15:0] \$432 ;
   wire [15:0] \$433 ;
-  wire [15:0] \$434 ;
-  wire \$435 ;
+  wire \$434 ;
+  wire [11:0] \$435 ;
   wire [11:0] \$436 ;
-  wire [11:0] \$437 ;
-  wire \$438 ;
+  wire \$437 ;
+  wire [7:0] \$438 ;
   wire [7:0] \$439 ;
   wire [19:0] \$44 ;
-  wire [7:0] \$440 ;
-  wire \$441 ;
+  wire \$440 ;
+  wire [5:0] \$441 ;
   wire [5:0] \$442 ;
-  wire [5:0] \$443 ;
-  wire \$444 ;
+  wire \$443 ;
+  wire [7:0] \$444 ;
   wire [7:0] \$445 ;
-  wire [7:0] \$446 ;
-  wire \$447 ;
+  wire \$446 ;
+  wire [127:0] \$447 ;
   wire [127:0] \$448 ;
-  wire [127:0] \$449 ;
+  wire \$449 ;
   wire [19:0] \$45 ;
-  wire \$450 ;
+  wire [127:0] \$450 ;
   wire [127:0] \$451 ;
-  wire [127:0] \$452 ;
+  wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire \$457 ;
+  wire [9:0] \$457 ;
   wire [9:0] \$458 ;
-  wire [9:0] \$459 ;
+  wire \$459 ;
   wire [19:0] \$46 ;
-  wire \$460 ;
+  wire [15:0] \$460 ;
   wire [15:0] \$461 ;
-  wire [15:0] \$462 ;
-  wire \$463 ;
+  wire \$462 ;
+  wire [11:0] \$463 ;
   wire [11:0] \$464 ;
-  wire [11:0] \$465 ;
-  wire \$466 ;
+  wire \$465 ;
+  wire [7:0] \$466 ;
   wire [7:0] \$467 ;
-  wire [7:0] \$468 ;
-  wire \$469 ;
+  wire \$468 ;
+  wire [5:0] \$469 ;
   wire [19:0] \$47 ;
   wire [5:0] \$470 ;
-  wire [5:0] \$471 ;
-  wire \$472 ;
+  wire \$471 ;
+  wire [7:0] \$472 ;
   wire [7:0] \$473 ;
-  wire [7:0] \$474 ;
-  wire \$475 ;
+  wire \$474 ;
+  wire [127:0] \$475 ;
   wire [127:0] \$476 ;
-  wire [127:0] \$477 ;
-  wire \$478 ;
+  wire \$477 ;
+  wire [127:0] \$478 ;
   wire [127:0] \$479 ;
   wire [19:0] \$48 ;
-  wire [127:0] \$480 ;
+  wire \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
-  wire \$485 ;
+  wire [9:0] \$485 ;
   wire [9:0] \$486 ;
-  wire [9:0] \$487 ;
-  wire \$488 ;
+  wire \$487 ;
+  wire [15:0] \$488 ;
   wire [15:0] \$489 ;
   wire [19:0] \$49 ;
-  wire [15:0] \$490 ;
-  wire \$491 ;
+  wire \$490 ;
+  wire [11:0] \$491 ;
   wire [11:0] \$492 ;
-  wire [11:0] \$493 ;
-  wire \$494 ;
+  wire \$493 ;
+  wire [7:0] \$494 ;
   wire [7:0] \$495 ;
-  wire [7:0] \$496 ;
-  wire \$497 ;
+  wire \$496 ;
+  wire [5:0] \$497 ;
   wire [5:0] \$498 ;
-  wire [5:0] \$499 ;
+  wire \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  wire \$500 ;
+  wire [7:0] \$500 ;
   wire [7:0] \$501 ;
-  wire [7:0] \$502 ;
-  wire \$503 ;
+  wire \$502 ;
+  wire [127:0] \$503 ;
   wire [127:0] \$504 ;
-  wire [127:0] \$505 ;
-  wire \$506 ;
+  wire \$505 ;
+  wire [127:0] \$506 ;
   wire [127:0] \$507 ;
-  wire [127:0] \$508 ;
+  wire \$508 ;
   wire \$509 ;
   wire [19:0] \$51 ;
   wire \$510 ;
   wire \$511 ;
   wire \$512 ;
-  wire \$513 ;
+  wire [9:0] \$513 ;
   wire [9:0] \$514 ;
-  wire [9:0] \$515 ;
-  wire \$516 ;
+  wire \$515 ;
+  wire [15:0] \$516 ;
   wire [15:0] \$517 ;
-  wire [15:0] \$518 ;
-  wire \$519 ;
+  wire \$518 ;
+  wire [11:0] \$519 ;
   wire [19:0] \$52 ;
   wire [11:0] \$520 ;
-  wire [11:0] \$521 ;
-  wire \$522 ;
+  wire \$521 ;
+  wire [7:0] \$522 ;
   wire [7:0] \$523 ;
-  wire [7:0] \$524 ;
-  wire \$525 ;
+  wire \$524 ;
+  wire [5:0] \$525 ;
   wire [5:0] \$526 ;
-  wire [5:0] \$527 ;
-  wire \$528 ;
+  wire \$527 ;
+  wire [7:0] \$528 ;
   wire [7:0] \$529 ;
   wire [7:0] \$53 ;
-  wire [7:0] \$530 ;
-  wire \$531 ;
+  wire \$530 ;
+  wire [127:0] \$531 ;
   wire [127:0] \$532 ;
-  wire [127:0] \$533 ;
-  wire \$534 ;
+  wire \$533 ;
+  wire [127:0] \$534 ;
   wire [127:0] \$535 ;
-  wire [127:0] \$536 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
@@ -16534,16 +16534,16 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   wire \$542 ;
   wire \$543 ;
   wire \$544 ;
-  wire \$545 ;
-  wire [15:0] \$546 ;
-  wire [16:0] \$547 ;
-  wire [15:0] \$548 ;
+  wire [15:0] \$545 ;
+  wire [16:0] \$546 ;
+  wire [15:0] \$547 ;
+  wire \$548 ;
   wire \$549 ;
   wire [7:0] \$55 ;
   wire \$550 ;
-  wire \$551 ;
-  reg \$552 ;
-  reg [457:0] \$553 ;
+  reg \$551 ;
+  reg [457:0] \$552 ;
+  reg [12:0] \$553 ;
   reg [12:0] \$554 ;
   reg [12:0] \$555 ;
   reg [12:0] \$556 ;
@@ -16560,14 +16560,13 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   reg [12:0] \$566 ;
   reg [12:0] \$567 ;
   reg [12:0] \$568 ;
-  reg [12:0] \$569 ;
+  reg \$569 ;
   wire [7:0] \$57 ;
-  reg \$570 ;
-  reg [457:0] \$571 ;
-  reg [15:0] \$572 ;
+  reg [457:0] \$570 ;
+  reg [15:0] \$571 ;
+  reg \$572 ;
   reg \$573 ;
-  reg \$574 ;
-  reg [457:0] \$575 ;
+  reg [457:0] \$574 ;
   wire [7:0] \$58 ;
   wire [7:0] \$59 ;
   wire \$6 ;
@@ -16600,20 +16599,20 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire [3:0] \$87 ;
+  wire \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
+  wire [9:0] \$93 ;
   wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire \$96 ;
+  wire \$95 ;
+  wire [15:0] \$96 ;
   wire [15:0] \$97 ;
-  wire [15:0] \$98 ;
-  wire \$99 ;
+  wire \$98 ;
+  wire [11:0] \$99 ;
   reg [19:0] action;
   wire \action.drop ;
   wire [3:0] \action.instance ;
@@ -16637,7 +16636,7 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   (* enum_value_1000 = "RULE" *)
-  wire [3:0] drop;
+  reg [3:0] drop;
   input [457:0] i__payload;
   wire [457:0] i__payload;
   (* enum_base_type = "DropReason" *)
@@ -17664,183 +17663,180 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   wire [7:0] \s2_meta.tcp_flags ;
   wire [11:0] \s2_meta.vlan_id ;
   reg s2_valid = 1'h0;
-  assign \$423  = i__payload[335:208] ^ rules[8475:8348];
-  assign \$424  = \$423  & rules[8603:8476];
-  assign \$425  = ! \$424 ;
-  assign \$426  = i__payload[351:336] >= rules[8043:8028];
-  assign \$427  = i__payload[351:336] <= rules[8059:8044];
-  assign \$428  = i__payload[367:352] >= rules[8075:8060];
-  assign \$429  = i__payload[367:352] <= rules[8091:8076];
-  assign \$430  = i__payload[29:20] ^ rules[8634:8625];
-  assign \$431  = \$430  & rules[8644:8635];
-  assign \$432  = ! \$431 ;
-  assign \$433  = i__payload[45:30] ^ rules[8660:8645];
-  assign \$434  = \$433  & rules[8676:8661];
-  assign \$435  = ! \$434 ;
-  assign \$436  = i__payload[57:46] ^ rules[8688:8677];
-  assign \$437  = \$436  & rules[8700:8689];
-  assign \$438  = ! \$437 ;
-  assign \$439  = i__payload[71:64] ^ rules[8708:8701];
-  assign \$440  = \$439  & rules[8716:8709];
-  assign \$441  = ! \$440 ;
-  assign \$442  = i__payload[63:58] ^ rules[8722:8717];
-  assign \$443  = \$442  & rules[8728:8723];
-  assign \$444  = ! \$443 ;
-  assign \$445  = i__payload[79:72] ^ rules[8736:8729];
-  assign \$446  = \$445  & rules[8744:8737];
-  assign \$447  = ! \$446 ;
-  assign \$448  = i__payload[207:80] ^ rules[8936:8809];
-  assign \$449  = \$448  & rules[9064:8937];
-  assign \$450  = ! \$449 ;
-  assign \$451  = i__payload[335:208] ^ rules[9192:9065];
-  assign \$452  = \$451  & rules[9320:9193];
-  assign \$453  = ! \$452 ;
-  assign \$454  = i__payload[351:336] >= rules[8760:8745];
-  assign \$455  = i__payload[351:336] <= rules[8776:8761];
-  assign \$456  = i__payload[367:352] >= rules[8792:8777];
-  assign \$457  = i__payload[367:352] <= rules[8808:8793];
-  assign \$458  = i__payload[29:20] ^ rules[9351:9342];
-  assign \$459  = \$458  & rules[9361:9352];
-  assign \$460  = ! \$459 ;
-  assign \$461  = i__payload[45:30] ^ rules[9377:9362];
-  assign \$462  = \$461  & rules[9393:9378];
-  assign \$463  = ! \$462 ;
-  assign \$464  = i__payload[57:46] ^ rules[9405:9394];
-  assign \$465  = \$464  & rules[9417:9406];
-  assign \$466  = ! \$465 ;
-  assign \$467  = i__payload[71:64] ^ rules[9425:9418];
-  assign \$468  = \$467  & rules[9433:9426];
-  assign \$469  = ! \$468 ;
-  assign \$470  = i__payload[63:58] ^ rules[9439:9434];
-  assign \$471  = \$470  & rules[9445:9440];
-  assign \$472  = ! \$471 ;
-  assign \$473  = i__payload[79:72] ^ rules[9453:9446];
-  assign \$474  = \$473  & rules[9461:9454];
-  assign \$475  = ! \$474 ;
-  assign \$476  = i__payload[207:80] ^ rules[9653:9526];
-  assign \$477  = \$476  & rules[9781:9654];
-  assign \$478  = ! \$477 ;
-  assign \$479  = i__payload[335:208] ^ rules[9909:9782];
-  assign \$480  = \$479  & rules[10037:9910];
-  assign \$481  = ! \$480 ;
-  assign \$482  = i__payload[351:336] >= rules[9477:9462];
-  assign \$483  = i__payload[351:336] <= rules[9493:9478];
-  assign \$484  = i__payload[367:352] >= rules[9509:9494];
-  assign \$485  = i__payload[367:352] <= rules[9525:9510];
-  assign \$486  = i__payload[29:20] ^ rules[10068:10059];
-  assign \$487  = \$486  & rules[10078:10069];
-  assign \$488  = ! \$487 ;
-  assign \$489  = i__payload[45:30] ^ rules[10094:10079];
-  assign \$490  = \$489  & rules[10110:10095];
-  assign \$491  = ! \$490 ;
-  assign \$492  = i__payload[57:46] ^ rules[10122:10111];
-  assign \$493  = \$492  & rules[10134:10123];
-  assign \$494  = ! \$493 ;
-  assign \$495  = i__payload[71:64] ^ rules[10142:10135];
-  assign \$496  = \$495  & rules[10150:10143];
-  assign \$497  = ! \$496 ;
-  assign \$498  = i__payload[63:58] ^ rules[10156:10151];
-  assign \$499  = \$498  & rules[10162:10157];
-  assign \$500  = ! \$499 ;
-  assign \$501  = i__payload[79:72] ^ rules[10170:10163];
-  assign \$502  = \$501  & rules[10178:10171];
-  assign \$503  = ! \$502 ;
-  assign \$504  = i__payload[207:80] ^ rules[10370:10243];
-  assign \$505  = \$504  & rules[10498:10371];
-  assign \$506  = ! \$505 ;
-  assign \$507  = i__payload[335:208] ^ rules[10626:10499];
-  assign \$508  = \$507  & rules[10754:10627];
-  assign \$509  = ! \$508 ;
-  assign \$510  = i__payload[351:336] >= rules[10194:10179];
-  assign \$511  = i__payload[351:336] <= rules[10210:10195];
-  assign \$512  = i__payload[367:352] >= rules[10226:10211];
-  assign \$513  = i__payload[367:352] <= rules[10242:10227];
-  assign \$514  = i__payload[29:20] ^ rules[10785:10776];
-  assign \$515  = \$514  & rules[10795:10786];
-  assign \$516  = ! \$515 ;
-  assign \$517  = i__payload[45:30] ^ rules[10811:10796];
-  assign \$518  = \$517  & rules[10827:10812];
-  assign \$519  = ! \$518 ;
-  assign \$520  = i__payload[57:46] ^ rules[10839:10828];
-  assign \$521  = \$520  & rules[10851:10840];
-  assign \$522  = ! \$521 ;
-  assign \$523  = i__payload[71:64] ^ rules[10859:10852];
-  assign \$524  = \$523  & rules[10867:10860];
-  assign \$525  = ! \$524 ;
-  assign \$526  = i__payload[63:58] ^ rules[10873:10868];
-  assign \$527  = \$526  & rules[10879:10874];
-  assign \$528  = ! \$527 ;
-  assign \$529  = i__payload[79:72] ^ rules[10887:10880];
-  assign \$530  = \$529  & rules[10895:10888];
-  assign \$531  = ! \$530 ;
-  assign \$532  = i__payload[207:80] ^ rules[11087:10960];
-  assign \$533  = \$532  & rules[11215:11088];
-  assign \$534  = ! \$533 ;
-  assign \$535  = i__payload[335:208] ^ rules[11343:11216];
-  assign \$536  = \$535  & rules[11471:11344];
-  assign \$537  = ! \$536 ;
-  assign \$538  = i__payload[351:336] >= rules[10911:10896];
-  assign \$539  = i__payload[351:336] <= rules[10927:10912];
-  assign \$540  = i__payload[367:352] >= rules[10943:10928];
-  assign \$541  = i__payload[367:352] <= rules[10959:10944];
-  assign \$542  = ~ s2_valid;
-  assign \$543  = ~ o__valid;
-  assign \$544  = \$543  | o__ready;
-  assign \$545  = \$542  | \$544 ;
-  assign \$546  = ~ { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
-  assign \$547  = \$546  + 1'h1;
-  assign \$548  = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  } & \$547 [15:0];
-  assign \$549  = | { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
-  assign \$550  = ~ o__valid;
-  assign \$551  = \$550  | o__ready;
+  assign \$425  = i__payload[351:336] >= rules[8043:8028];
+  assign \$426  = i__payload[351:336] <= rules[8059:8044];
+  assign \$427  = i__payload[367:352] >= rules[8075:8060];
+  assign \$428  = i__payload[367:352] <= rules[8091:8076];
+  assign \$429  = i__payload[29:20] ^ rules[8634:8625];
+  assign \$430  = \$429  & rules[8644:8635];
+  assign \$431  = ! \$430 ;
+  assign \$432  = i__payload[45:30] ^ rules[8660:8645];
+  assign \$433  = \$432  & rules[8676:8661];
+  assign \$434  = ! \$433 ;
+  assign \$435  = i__payload[57:46] ^ rules[8688:8677];
+  assign \$436  = \$435  & rules[8700:8689];
+  assign \$437  = ! \$436 ;
+  assign \$438  = i__payload[71:64] ^ rules[8708:8701];
+  assign \$439  = \$438  & rules[8716:8709];
+  assign \$440  = ! \$439 ;
+  assign \$441  = i__payload[63:58] ^ rules[8722:8717];
+  assign \$442  = \$441  & rules[8728:8723];
+  assign \$443  = ! \$442 ;
+  assign \$444  = i__payload[79:72] ^ rules[8736:8729];
+  assign \$445  = \$444  & rules[8744:8737];
+  assign \$446  = ! \$445 ;
+  assign \$447  = i__payload[207:80] ^ rules[8936:8809];
+  assign \$448  = \$447  & rules[9064:8937];
+  assign \$449  = ! \$448 ;
+  assign \$450  = i__payload[335:208] ^ rules[9192:9065];
+  assign \$451  = \$450  & rules[9320:9193];
+  assign \$452  = ! \$451 ;
+  assign \$453  = i__payload[351:336] >= rules[8760:8745];
+  assign \$454  = i__payload[351:336] <= rules[8776:8761];
+  assign \$455  = i__payload[367:352] >= rules[8792:8777];
+  assign \$456  = i__payload[367:352] <= rules[8808:8793];
+  assign \$457  = i__payload[29:20] ^ rules[9351:9342];
+  assign \$458  = \$457  & rules[9361:9352];
+  assign \$459  = ! \$458 ;
+  assign \$460  = i__payload[45:30] ^ rules[9377:9362];
+  assign \$461  = \$460  & rules[9393:9378];
+  assign \$462  = ! \$461 ;
+  assign \$463  = i__payload[57:46] ^ rules[9405:9394];
+  assign \$464  = \$463  & rules[9417:9406];
+  assign \$465  = ! \$464 ;
+  assign \$466  = i__payload[71:64] ^ rules[9425:9418];
+  assign \$467  = \$466  & rules[9433:9426];
+  assign \$468  = ! \$467 ;
+  assign \$469  = i__payload[63:58] ^ rules[9439:9434];
+  assign \$470  = \$469  & rules[9445:9440];
+  assign \$471  = ! \$470 ;
+  assign \$472  = i__payload[79:72] ^ rules[9453:9446];
+  assign \$473  = \$472  & rules[9461:9454];
+  assign \$474  = ! \$473 ;
+  assign \$475  = i__payload[207:80] ^ rules[9653:9526];
+  assign \$476  = \$475  & rules[9781:9654];
+  assign \$477  = ! \$476 ;
+  assign \$478  = i__payload[335:208] ^ rules[9909:9782];
+  assign \$479  = \$478  & rules[10037:9910];
+  assign \$480  = ! \$479 ;
+  assign \$481  = i__payload[351:336] >= rules[9477:9462];
+  assign \$482  = i__payload[351:336] <= rules[9493:9478];
+  assign \$483  = i__payload[367:352] >= rules[9509:9494];
+  assign \$484  = i__payload[367:352] <= rules[9525:9510];
+  assign \$485  = i__payload[29:20] ^ rules[10068:10059];
+  assign \$486  = \$485  & rules[10078:10069];
+  assign \$487  = ! \$486 ;
+  assign \$488  = i__payload[45:30] ^ rules[10094:10079];
+  assign \$489  = \$488  & rules[10110:10095];
+  assign \$490  = ! \$489 ;
+  assign \$491  = i__payload[57:46] ^ rules[10122:10111];
+  assign \$492  = \$491  & rules[10134:10123];
+  assign \$493  = ! \$492 ;
+  assign \$494  = i__payload[71:64] ^ rules[10142:10135];
+  assign \$495  = \$494  & rules[10150:10143];
+  assign \$496  = ! \$495 ;
+  assign \$497  = i__payload[63:58] ^ rules[10156:10151];
+  assign \$498  = \$497  & rules[10162:10157];
+  assign \$499  = ! \$498 ;
+  assign \$500  = i__payload[79:72] ^ rules[10170:10163];
+  assign \$501  = \$500  & rules[10178:10171];
+  assign \$502  = ! \$501 ;
+  assign \$503  = i__payload[207:80] ^ rules[10370:10243];
+  assign \$504  = \$503  & rules[10498:10371];
+  assign \$505  = ! \$504 ;
+  assign \$506  = i__payload[335:208] ^ rules[10626:10499];
+  assign \$507  = \$506  & rules[10754:10627];
+  assign \$508  = ! \$507 ;
+  assign \$509  = i__payload[351:336] >= rules[10194:10179];
+  assign \$510  = i__payload[351:336] <= rules[10210:10195];
+  assign \$511  = i__payload[367:352] >= rules[10226:10211];
+  assign \$512  = i__payload[367:352] <= rules[10242:10227];
+  assign \$513  = i__payload[29:20] ^ rules[10785:10776];
+  assign \$514  = \$513  & rules[10795:10786];
+  assign \$515  = ! \$514 ;
+  assign \$516  = i__payload[45:30] ^ rules[10811:10796];
+  assign \$517  = \$516  & rules[10827:10812];
+  assign \$518  = ! \$517 ;
+  assign \$519  = i__payload[57:46] ^ rules[10839:10828];
+  assign \$520  = \$519  & rules[10851:10840];
+  assign \$521  = ! \$520 ;
+  assign \$522  = i__payload[71:64] ^ rules[10859:10852];
+  assign \$523  = \$522  & rules[10867:10860];
+  assign \$524  = ! \$523 ;
+  assign \$525  = i__payload[63:58] ^ rules[10873:10868];
+  assign \$526  = \$525  & rules[10879:10874];
+  assign \$527  = ! \$526 ;
+  assign \$528  = i__payload[79:72] ^ rules[10887:10880];
+  assign \$529  = \$528  & rules[10895:10888];
+  assign \$530  = ! \$529 ;
+  assign \$531  = i__payload[207:80] ^ rules[11087:10960];
+  assign \$532  = \$531  & rules[11215:11088];
+  assign \$533  = ! \$532 ;
+  assign \$534  = i__payload[335:208] ^ rules[11343:11216];
+  assign \$535  = \$534  & rules[11471:11344];
+  assign \$536  = ! \$535 ;
+  assign \$537  = i__payload[351:336] >= rules[10911:10896];
+  assign \$538  = i__payload[351:336] <= rules[10927:10912];
+  assign \$539  = i__payload[367:352] >= rules[10943:10928];
+  assign \$540  = i__payload[367:352] <= rules[10959:10944];
+  assign \$541  = ~ s2_valid;
+  assign \$542  = ~ o__valid;
+  assign \$543  = \$542  | o__ready;
+  assign \$544  = \$541  | \$543 ;
+  assign \$545  = ~ { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
+  assign \$546  = \$545  + 1'h1;
+  assign \$547  = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  } & \$546 [15:0];
+  assign \$548  = | { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
+  assign \$549  = ~ o__valid;
+  assign \$550  = \$549  | o__ready;
   always @(posedge clk)
-    s1_valid <= \$552 ;
+    s1_valid <= \$551 ;
   always @(posedge clk)
-    s1_meta <= \$553 ;
+    s1_meta <= \$552 ;
   always @(posedge clk)
-    s1_terms0 <= \$554 ;
+    s1_terms0 <= \$553 ;
   always @(posedge clk)
-    s1_terms1 <= \$555 ;
+    s1_terms1 <= \$554 ;
   always @(posedge clk)
-    s1_terms2 <= \$556 ;
+    s1_terms2 <= \$555 ;
   always @(posedge clk)
-    s1_terms3 <= \$557 ;
+    s1_terms3 <= \$556 ;
   always @(posedge clk)
-    s1_terms4 <= \$558 ;
+    s1_terms4 <= \$557 ;
   always @(posedge clk)
-    s1_terms5 <= \$559 ;
+    s1_terms5 <= \$558 ;
   always @(posedge clk)
-    s1_terms6 <= \$560 ;
+    s1_terms6 <= \$559 ;
   always @(posedge clk)
-    s1_terms7 <= \$561 ;
+    s1_terms7 <= \$560 ;
   always @(posedge clk)
-    s1_terms8 <= \$562 ;
+    s1_terms8 <= \$561 ;
   always @(posedge clk)
-    s1_terms9 <= \$563 ;
+    s1_terms9 <= \$562 ;
   always @(posedge clk)
-    s1_terms10 <= \$564 ;
+    s1_terms10 <= \$563 ;
   always @(posedge clk)
-    s1_terms11 <= \$565 ;
+    s1_terms11 <= \$564 ;
   always @(posedge clk)
-    s1_terms12 <= \$566 ;
+    s1_terms12 <= \$565 ;
   always @(posedge clk)
-    s1_terms13 <= \$567 ;
+    s1_terms13 <= \$566 ;
   always @(posedge clk)
-    s1_terms14 <= \$568 ;
+    s1_terms14 <= \$567 ;
   always @(posedge clk)
-    s1_terms15 <= \$569 ;
+    s1_terms15 <= \$568 ;
   always @(posedge clk)
-    s2_valid <= \$570 ;
+    s2_valid <= \$569 ;
   always @(posedge clk)
-    s2_meta <= \$571 ;
+    s2_meta <= \$570 ;
   always @(posedge clk)
-    s2_first <= \$572 ;
+    s2_first <= \$571 ;
   always @(posedge clk)
-    s2_any <= \$573 ;
+    s2_any <= \$572 ;
   always @(posedge clk)
-    o__valid <= \$574 ;
+    o__valid <= \$573 ;
   always @(posedge clk)
-    o__payload <= \$575 ;
+    o__payload <= \$574 ;
   assign \$1  = ~ s1_valid;
   assign \$2  = ~ s2_valid;
   assign \$3  = ~ o__valid;
@@ -17911,343 +17907,344 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   assign \$84  = | s2_meta[19:16];
   assign \$85  = ~ pass_errors;
   assign \$86  = \$84  & \$85 ;
-  assign \$87  = action[0] ? 4'h8 : 4'h0;
-  assign drop = \$86  ? s2_meta[19:16] : \$87 ;
-  assign \$88  = ~ s1_valid;
-  assign \$89  = ~ s2_valid;
-  assign \$90  = ~ o__valid;
-  assign \$91  = \$90  | o__ready;
-  assign \$92  = \$89  | \$91 ;
-  assign \$93  = \$88  | \$92 ;
-  assign \$94  = i__payload[29:20] ^ rules[30:21];
-  assign \$95  = \$94  & rules[40:31];
-  assign \$96  = ! \$95 ;
-  assign \$97  = i__payload[45:30] ^ rules[56:41];
-  assign \$98  = \$97  & rules[72:57];
-  assign \$99  = ! \$98 ;
-  assign \$100  = i__payload[57:46] ^ rules[84:73];
-  assign \$101  = \$100  & rules[96:85];
-  assign \$102  = ! \$101 ;
-  assign \$103  = i__payload[71:64] ^ rules[104:97];
-  assign \$104  = \$103  & rules[112:105];
-  assign \$105  = ! \$104 ;
-  assign \$106  = i__payload[63:58] ^ rules[118:113];
-  assign \$107  = \$106  & rules[124:119];
-  assign \$108  = ! \$107 ;
-  assign \$109  = i__payload[79:72] ^ rules[132:125];
-  assign \$110  = \$109  & rules[140:133];
-  assign \$111  = ! \$110 ;
-  assign \$112  = i__payload[207:80] ^ rules[332:205];
-  assign \$113  = \$112  & rules[460:333];
-  assign \$114  = ! \$113 ;
-  assign \$115  = i__payload[335:208] ^ rules[588:461];
-  assign \$116  = \$115  & rules[716:589];
-  assign \$117  = ! \$116 ;
-  assign \$118  = i__payload[351:336] >= rules[156:141];
-  assign \$119  = i__payload[351:336] <= rules[172:157];
-  assign \$120  = i__payload[367:352] >= rules[188:173];
-  assign \$121  = i__payload[367:352] <= rules[204:189];
-  assign \$122  = i__payload[29:20] ^ rules[747:738];
-  assign \$123  = \$122  & rules[757:748];
-  assign \$124  = ! \$123 ;
-  assign \$125  = i__payload[45:30] ^ rules[773:758];
-  assign \$126  = \$125  & rules[789:774];
-  assign \$127  = ! \$126 ;
-  assign \$128  = i__payload[57:46] ^ rules[801:790];
-  assign \$129  = \$128  & rules[813:802];
-  assign \$130  = ! \$129 ;
-  assign \$131  = i__payload[71:64] ^ rules[821:814];
-  assign \$132  = \$131  & rules[829:822];
-  assign \$133  = ! \$132 ;
-  assign \$134  = i__payload[63:58] ^ rules[835:830];
-  assign \$135  = \$134  & rules[841:836];
-  assign \$136  = ! \$135 ;
-  assign \$137  = i__payload[79:72] ^ rules[849:842];
-  assign \$138  = \$137  & rules[857:850];
-  assign \$139  = ! \$138 ;
-  assign \$140  = i__payload[207:80] ^ rules[1049:922];
-  assign \$141  = \$140  & rules[1177:1050];
-  assign \$142  = ! \$141 ;
-  assign \$143  = i__payload[335:208] ^ rules[1305:1178];
-  assign \$144  = \$143  & rules[1433:1306];
-  assign \$145  = ! \$144 ;
-  assign \$146  = i__payload[351:336] >= rules[873:858];
-  assign \$147  = i__payload[351:336] <= rules[889:874];
-  assign \$148  = i__payload[367:352] >= rules[905:890];
-  assign \$149  = i__payload[367:352] <= rules[921:906];
-  assign \$150  = i__payload[29:20] ^ rules[1464:1455];
-  assign \$151  = \$150  & rules[1474:1465];
-  assign \$152  = ! \$151 ;
-  assign \$153  = i__payload[45:30] ^ rules[1490:1475];
-  assign \$154  = \$153  & rules[1506:1491];
-  assign \$155  = ! \$154 ;
-  assign \$156  = i__payload[57:46] ^ rules[1518:1507];
-  assign \$157  = \$156  & rules[1530:1519];
-  assign \$158  = ! \$157 ;
-  assign \$159  = i__payload[71:64] ^ rules[1538:1531];
-  assign \$160  = \$159  & rules[1546:1539];
-  assign \$161  = ! \$160 ;
-  assign \$162  = i__payload[63:58] ^ rules[1552:1547];
-  assign \$163  = \$162  & rules[1558:1553];
-  assign \$164  = ! \$163 ;
-  assign \$165  = i__payload[79:72] ^ rules[1566:1559];
-  assign \$166  = \$165  & rules[1574:1567];
-  assign \$167  = ! \$166 ;
-  assign \$168  = i__payload[207:80] ^ rules[1766:1639];
-  assign \$169  = \$168  & rules[1894:1767];
-  assign \$170  = ! \$169 ;
-  assign \$171  = i__payload[335:208] ^ rules[2022:1895];
-  assign \$172  = \$171  & rules[2150:2023];
-  assign \$173  = ! \$172 ;
-  assign \$174  = i__payload[351:336] >= rules[1590:1575];
-  assign \$175  = i__payload[351:336] <= rules[1606:1591];
-  assign \$176  = i__payload[367:352] >= rules[1622:1607];
-  assign \$177  = i__payload[367:352] <= rules[1638:1623];
-  assign \$178  = i__payload[29:20] ^ rules[2181:2172];
-  assign \$179  = \$178  & rules[2191:2182];
-  assign \$180  = ! \$179 ;
-  assign \$181  = i__payload[45:30] ^ rules[2207:2192];
-  assign \$182  = \$181  & rules[2223:2208];
-  assign \$183  = ! \$182 ;
-  assign \$184  = i__payload[57:46] ^ rules[2235:2224];
-  assign \$185  = \$184  & rules[2247:2236];
-  assign \$186  = ! \$185 ;
-  assign \$187  = i__payload[71:64] ^ rules[2255:2248];
-  assign \$188  = \$187  & rules[2263:2256];
-  assign \$189  = ! \$188 ;
-  assign \$190  = i__payload[63:58] ^ rules[2269:2264];
-  assign \$191  = \$190  & rules[2275:2270];
-  assign \$192  = ! \$191 ;
-  assign \$193  = i__payload[79:72] ^ rules[2283:2276];
-  assign \$194  = \$193  & rules[2291:2284];
-  assign \$195  = ! \$194 ;
-  assign \$196  = i__payload[207:80] ^ rules[2483:2356];
-  assign \$197  = \$196  & rules[2611:2484];
-  assign \$198  = ! \$197 ;
-  assign \$199  = i__payload[335:208] ^ rules[2739:2612];
-  assign \$200  = \$199  & rules[2867:2740];
-  assign \$201  = ! \$200 ;
-  assign \$202  = i__payload[351:336] >= rules[2307:2292];
-  assign \$203  = i__payload[351:336] <= rules[2323:2308];
-  assign \$204  = i__payload[367:352] >= rules[2339:2324];
-  assign \$205  = i__payload[367:352] <= rules[2355:2340];
-  assign \$206  = i__payload[29:20] ^ rules[2898:2889];
-  assign \$207  = \$206  & rules[2908:2899];
-  assign \$208  = ! \$207 ;
-  assign \$209  = i__payload[45:30] ^ rules[2924:2909];
-  assign \$210  = \$209  & rules[2940:2925];
-  assign \$211  = ! \$210 ;
-  assign \$212  = i__payload[57:46] ^ rules[2952:2941];
-  assign \$213  = \$212  & rules[2964:2953];
-  assign \$214  = ! \$213 ;
-  assign \$215  = i__payload[71:64] ^ rules[2972:2965];
-  assign \$216  = \$215  & rules[2980:2973];
-  assign \$217  = ! \$216 ;
-  assign \$218  = i__payload[63:58] ^ rules[2986:2981];
-  assign \$219  = \$218  & rules[2992:2987];
-  assign \$220  = ! \$219 ;
-  assign \$221  = i__payload[79:72] ^ rules[3000:2993];
-  assign \$222  = \$221  & rules[3008:3001];
-  assign \$223  = ! \$222 ;
-  assign \$224  = i__payload[207:80] ^ rules[3200:3073];
-  assign \$225  = \$224  & rules[3328:3201];
-  assign \$226  = ! \$225 ;
-  assign \$227  = i__payload[335:208] ^ rules[3456:3329];
-  assign \$228  = \$227  & rules[3584:3457];
-  assign \$229  = ! \$228 ;
-  assign \$230  = i__payload[351:336] >= rules[3024:3009];
-  assign \$231  = i__payload[351:336] <= rules[3040:3025];
-  assign \$232  = i__payload[367:352] >= rules[3056:3041];
-  assign \$233  = i__payload[367:352] <= rules[3072:3057];
-  assign \$234  = i__payload[29:20] ^ rules[3615:3606];
-  assign \$235  = \$234  & rules[3625:3616];
-  assign \$236  = ! \$235 ;
-  assign \$237  = i__payload[45:30] ^ rules[3641:3626];
-  assign \$238  = \$237  & rules[3657:3642];
-  assign \$239  = ! \$238 ;
-  assign \$240  = i__payload[57:46] ^ rules[3669:3658];
-  assign \$241  = \$240  & rules[3681:3670];
-  assign \$242  = ! \$241 ;
-  assign \$243  = i__payload[71:64] ^ rules[3689:3682];
-  assign \$244  = \$243  & rules[3697:3690];
-  assign \$245  = ! \$244 ;
-  assign \$246  = i__payload[63:58] ^ rules[3703:3698];
-  assign \$247  = \$246  & rules[3709:3704];
-  assign \$248  = ! \$247 ;
-  assign \$249  = i__payload[79:72] ^ rules[3717:3710];
-  assign \$250  = \$249  & rules[3725:3718];
-  assign \$251  = ! \$250 ;
-  assign \$252  = i__payload[207:80] ^ rules[3917:3790];
-  assign \$253  = \$252  & rules[4045:3918];
-  assign \$254  = ! \$253 ;
-  assign \$255  = i__payload[335:208] ^ rules[4173:4046];
-  assign \$256  = \$255  & rules[4301:4174];
-  assign \$257  = ! \$256 ;
-  assign \$258  = i__payload[351:336] >= rules[3741:3726];
-  assign \$259  = i__payload[351:336] <= rules[3757:3742];
-  assign \$260  = i__payload[367:352] >= rules[3773:3758];
-  assign \$261  = i__payload[367:352] <= rules[3789:3774];
-  assign \$262  = i__payload[29:20] ^ rules[4332:4323];
-  assign \$263  = \$262  & rules[4342:4333];
-  assign \$264  = ! \$263 ;
-  assign \$265  = i__payload[45:30] ^ rules[4358:4343];
-  assign \$266  = \$265  & rules[4374:4359];
-  assign \$267  = ! \$266 ;
-  assign \$268  = i__payload[57:46] ^ rules[4386:4375];
-  assign \$269  = \$268  & rules[4398:4387];
-  assign \$270  = ! \$269 ;
-  assign \$271  = i__payload[71:64] ^ rules[4406:4399];
-  assign \$272  = \$271  & rules[4414:4407];
-  assign \$273  = ! \$272 ;
-  assign \$274  = i__payload[63:58] ^ rules[4420:4415];
-  assign \$275  = \$274  & rules[4426:4421];
-  assign \$276  = ! \$275 ;
-  assign \$277  = i__payload[79:72] ^ rules[4434:4427];
-  assign \$278  = \$277  & rules[4442:4435];
-  assign \$279  = ! \$278 ;
-  assign \$280  = i__payload[207:80] ^ rules[4634:4507];
-  assign \$281  = \$280  & rules[4762:4635];
-  assign \$282  = ! \$281 ;
-  assign \$283  = i__payload[335:208] ^ rules[4890:4763];
-  assign \$284  = \$283  & rules[5018:4891];
-  assign \$285  = ! \$284 ;
-  assign \$286  = i__payload[351:336] >= rules[4458:4443];
-  assign \$287  = i__payload[351:336] <= rules[4474:4459];
-  assign \$288  = i__payload[367:352] >= rules[4490:4475];
-  assign \$289  = i__payload[367:352] <= rules[4506:4491];
-  assign \$290  = i__payload[29:20] ^ rules[5049:5040];
-  assign \$291  = \$290  & rules[5059:5050];
-  assign \$292  = ! \$291 ;
-  assign \$293  = i__payload[45:30] ^ rules[5075:5060];
-  assign \$294  = \$293  & rules[5091:5076];
-  assign \$295  = ! \$294 ;
-  assign \$296  = i__payload[57:46] ^ rules[5103:5092];
-  assign \$297  = \$296  & rules[5115:5104];
-  assign \$298  = ! \$297 ;
-  assign \$299  = i__payload[71:64] ^ rules[5123:5116];
-  assign \$300  = \$299  & rules[5131:5124];
-  assign \$301  = ! \$300 ;
-  assign \$302  = i__payload[63:58] ^ rules[5137:5132];
-  assign \$303  = \$302  & rules[5143:5138];
-  assign \$304  = ! \$303 ;
-  assign \$305  = i__payload[79:72] ^ rules[5151:5144];
-  assign \$306  = \$305  & rules[5159:5152];
-  assign \$307  = ! \$306 ;
-  assign \$308  = i__payload[207:80] ^ rules[5351:5224];
-  assign \$309  = \$308  & rules[5479:5352];
-  assign \$310  = ! \$309 ;
-  assign \$311  = i__payload[335:208] ^ rules[5607:5480];
-  assign \$312  = \$311  & rules[5735:5608];
-  assign \$313  = ! \$312 ;
-  assign \$314  = i__payload[351:336] >= rules[5175:5160];
-  assign \$315  = i__payload[351:336] <= rules[5191:5176];
-  assign \$316  = i__payload[367:352] >= rules[5207:5192];
-  assign \$317  = i__payload[367:352] <= rules[5223:5208];
-  assign \$318  = i__payload[29:20] ^ rules[5766:5757];
-  assign \$319  = \$318  & rules[5776:5767];
-  assign \$320  = ! \$319 ;
-  assign \$321  = i__payload[45:30] ^ rules[5792:5777];
-  assign \$322  = \$321  & rules[5808:5793];
-  assign \$323  = ! \$322 ;
-  assign \$324  = i__payload[57:46] ^ rules[5820:5809];
-  assign \$325  = \$324  & rules[5832:5821];
-  assign \$326  = ! \$325 ;
-  assign \$327  = i__payload[71:64] ^ rules[5840:5833];
-  assign \$328  = \$327  & rules[5848:5841];
-  assign \$329  = ! \$328 ;
-  assign \$330  = i__payload[63:58] ^ rules[5854:5849];
-  assign \$331  = \$330  & rules[5860:5855];
-  assign \$332  = ! \$331 ;
-  assign \$333  = i__payload[79:72] ^ rules[5868:5861];
-  assign \$334  = \$333  & rules[5876:5869];
-  assign \$335  = ! \$334 ;
-  assign \$336  = i__payload[207:80] ^ rules[6068:5941];
-  assign \$337  = \$336  & rules[6196:6069];
-  assign \$338  = ! \$337 ;
-  assign \$339  = i__payload[335:208] ^ rules[6324:6197];
-  assign \$340  = \$339  & rules[6452:6325];
-  assign \$341  = ! \$340 ;
-  assign \$342  = i__payload[351:336] >= rules[5892:5877];
-  assign \$343  = i__payload[351:336] <= rules[5908:5893];
-  assign \$344  = i__payload[367:352] >= rules[5924:5909];
-  assign \$345  = i__payload[367:352] <= rules[5940:5925];
-  assign \$346  = i__payload[29:20] ^ rules[6483:6474];
-  assign \$347  = \$346  & rules[6493:6484];
-  assign \$348  = ! \$347 ;
-  assign \$349  = i__payload[45:30] ^ rules[6509:6494];
-  assign \$350  = \$349  & rules[6525:6510];
-  assign \$351  = ! \$350 ;
-  assign \$352  = i__payload[57:46] ^ rules[6537:6526];
-  assign \$353  = \$352  & rules[6549:6538];
-  assign \$354  = ! \$353 ;
-  assign \$355  = i__payload[71:64] ^ rules[6557:6550];
-  assign \$356  = \$355  & rules[6565:6558];
-  assign \$357  = ! \$356 ;
-  assign \$358  = i__payload[63:58] ^ rules[6571:6566];
-  assign \$359  = \$358  & rules[6577:6572];
-  assign \$360  = ! \$359 ;
-  assign \$361  = i__payload[79:72] ^ rules[6585:6578];
-  assign \$362  = \$361  & rules[6593:6586];
-  assign \$363  = ! \$362 ;
-  assign \$364  = i__payload[207:80] ^ rules[6785:6658];
-  assign \$365  = \$364  & rules[6913:6786];
-  assign \$366  = ! \$365 ;
-  assign \$367  = i__payload[335:208] ^ rules[7041:6914];
-  assign \$368  = \$367  & rules[7169:7042];
-  assign \$369  = ! \$368 ;
-  assign \$370  = i__payload[351:336] >= rules[6609:6594];
-  assign \$371  = i__payload[351:336] <= rules[6625:6610];
-  assign \$372  = i__payload[367:352] >= rules[6641:6626];
-  assign \$373  = i__payload[367:352] <= rules[6657:6642];
-  assign \$374  = i__payload[29:20] ^ rules[7200:7191];
-  assign \$375  = \$374  & rules[7210:7201];
-  assign \$376  = ! \$375 ;
-  assign \$377  = i__payload[45:30] ^ rules[7226:7211];
-  assign \$378  = \$377  & rules[7242:7227];
-  assign \$379  = ! \$378 ;
-  assign \$380  = i__payload[57:46] ^ rules[7254:7243];
-  assign \$381  = \$380  & rules[7266:7255];
-  assign \$382  = ! \$381 ;
-  assign \$383  = i__payload[71:64] ^ rules[7274:7267];
-  assign \$384  = \$383  & rules[7282:7275];
-  assign \$385  = ! \$384 ;
-  assign \$386  = i__payload[63:58] ^ rules[7288:7283];
-  assign \$387  = \$386  & rules[7294:7289];
-  assign \$388  = ! \$387 ;
-  assign \$389  = i__payload[79:72] ^ rules[7302:7295];
-  assign \$390  = \$389  & rules[7310:7303];
-  assign \$391  = ! \$390 ;
-  assign \$392  = i__payload[207:80] ^ rules[7502:7375];
-  assign \$393  = \$392  & rules[7630:7503];
-  assign \$394  = ! \$393 ;
-  assign \$395  = i__payload[335:208] ^ rules[7758:7631];
-  assign \$396  = \$395  & rules[7886:7759];
-  assign \$397  = ! \$396 ;
-  assign \$398  = i__payload[351:336] >= rules[7326:7311];
-  assign \$399  = i__payload[351:336] <= rules[7342:7327];
-  assign \$400  = i__payload[367:352] >= rules[7358:7343];
-  assign \$401  = i__payload[367:352] <= rules[7374:7359];
-  assign \$402  = i__payload[29:20] ^ rules[7917:7908];
-  assign \$403  = \$402  & rules[7927:7918];
-  assign \$404  = ! \$403 ;
-  assign \$405  = i__payload[45:30] ^ rules[7943:7928];
-  assign \$406  = \$405  & rules[7959:7944];
-  assign \$407  = ! \$406 ;
-  assign \$408  = i__payload[57:46] ^ rules[7971:7960];
-  assign \$409  = \$408  & rules[7983:7972];
-  assign \$410  = ! \$409 ;
-  assign \$411  = i__payload[71:64] ^ rules[7991:7984];
-  assign \$412  = \$411  & rules[7999:7992];
-  assign \$413  = ! \$412 ;
-  assign \$414  = i__payload[63:58] ^ rules[8005:8000];
-  assign \$415  = \$414  & rules[8011:8006];
-  assign \$416  = ! \$415 ;
-  assign \$417  = i__payload[79:72] ^ rules[8019:8012];
-  assign \$418  = \$417  & rules[8027:8020];
-  assign \$419  = ! \$418 ;
-  assign \$420  = i__payload[207:80] ^ rules[8219:8092];
-  assign \$421  = \$420  & rules[8347:8220];
-  assign \$422  = ! \$421 ;
+  assign \$87  = ~ s1_valid;
+  assign \$88  = ~ s2_valid;
+  assign \$89  = ~ o__valid;
+  assign \$90  = \$89  | o__ready;
+  assign \$91  = \$88  | \$90 ;
+  assign \$92  = \$87  | \$91 ;
+  assign \$93  = i__payload[29:20] ^ rules[30:21];
+  assign \$94  = \$93  & rules[40:31];
+  assign \$95  = ! \$94 ;
+  assign \$96  = i__payload[45:30] ^ rules[56:41];
+  assign \$97  = \$96  & rules[72:57];
+  assign \$98  = ! \$97 ;
+  assign \$99  = i__payload[57:46] ^ rules[84:73];
+  assign \$100  = \$99  & rules[96:85];
+  assign \$101  = ! \$100 ;
+  assign \$102  = i__payload[71:64] ^ rules[104:97];
+  assign \$103  = \$102  & rules[112:105];
+  assign \$104  = ! \$103 ;
+  assign \$105  = i__payload[63:58] ^ rules[118:113];
+  assign \$106  = \$105  & rules[124:119];
+  assign \$107  = ! \$106 ;
+  assign \$108  = i__payload[79:72] ^ rules[132:125];
+  assign \$109  = \$108  & rules[140:133];
+  assign \$110  = ! \$109 ;
+  assign \$111  = i__payload[207:80] ^ rules[332:205];
+  assign \$112  = \$111  & rules[460:333];
+  assign \$113  = ! \$112 ;
+  assign \$114  = i__payload[335:208] ^ rules[588:461];
+  assign \$115  = \$114  & rules[716:589];
+  assign \$116  = ! \$115 ;
+  assign \$117  = i__payload[351:336] >= rules[156:141];
+  assign \$118  = i__payload[351:336] <= rules[172:157];
+  assign \$119  = i__payload[367:352] >= rules[188:173];
+  assign \$120  = i__payload[367:352] <= rules[204:189];
+  assign \$121  = i__payload[29:20] ^ rules[747:738];
+  assign \$122  = \$121  & rules[757:748];
+  assign \$123  = ! \$122 ;
+  assign \$124  = i__payload[45:30] ^ rules[773:758];
+  assign \$125  = \$124  & rules[789:774];
+  assign \$126  = ! \$125 ;
+  assign \$127  = i__payload[57:46] ^ rules[801:790];
+  assign \$128  = \$127  & rules[813:802];
+  assign \$129  = ! \$128 ;
+  assign \$130  = i__payload[71:64] ^ rules[821:814];
+  assign \$131  = \$130  & rules[829:822];
+  assign \$132  = ! \$131 ;
+  assign \$133  = i__payload[63:58] ^ rules[835:830];
+  assign \$134  = \$133  & rules[841:836];
+  assign \$135  = ! \$134 ;
+  assign \$136  = i__payload[79:72] ^ rules[849:842];
+  assign \$137  = \$136  & rules[857:850];
+  assign \$138  = ! \$137 ;
+  assign \$139  = i__payload[207:80] ^ rules[1049:922];
+  assign \$140  = \$139  & rules[1177:1050];
+  assign \$141  = ! \$140 ;
+  assign \$142  = i__payload[335:208] ^ rules[1305:1178];
+  assign \$143  = \$142  & rules[1433:1306];
+  assign \$144  = ! \$143 ;
+  assign \$145  = i__payload[351:336] >= rules[873:858];
+  assign \$146  = i__payload[351:336] <= rules[889:874];
+  assign \$147  = i__payload[367:352] >= rules[905:890];
+  assign \$148  = i__payload[367:352] <= rules[921:906];
+  assign \$149  = i__payload[29:20] ^ rules[1464:1455];
+  assign \$150  = \$149  & rules[1474:1465];
+  assign \$151  = ! \$150 ;
+  assign \$152  = i__payload[45:30] ^ rules[1490:1475];
+  assign \$153  = \$152  & rules[1506:1491];
+  assign \$154  = ! \$153 ;
+  assign \$155  = i__payload[57:46] ^ rules[1518:1507];
+  assign \$156  = \$155  & rules[1530:1519];
+  assign \$157  = ! \$156 ;
+  assign \$158  = i__payload[71:64] ^ rules[1538:1531];
+  assign \$159  = \$158  & rules[1546:1539];
+  assign \$160  = ! \$159 ;
+  assign \$161  = i__payload[63:58] ^ rules[1552:1547];
+  assign \$162  = \$161  & rules[1558:1553];
+  assign \$163  = ! \$162 ;
+  assign \$164  = i__payload[79:72] ^ rules[1566:1559];
+  assign \$165  = \$164  & rules[1574:1567];
+  assign \$166  = ! \$165 ;
+  assign \$167  = i__payload[207:80] ^ rules[1766:1639];
+  assign \$168  = \$167  & rules[1894:1767];
+  assign \$169  = ! \$168 ;
+  assign \$170  = i__payload[335:208] ^ rules[2022:1895];
+  assign \$171  = \$170  & rules[2150:2023];
+  assign \$172  = ! \$171 ;
+  assign \$173  = i__payload[351:336] >= rules[1590:1575];
+  assign \$174  = i__payload[351:336] <= rules[1606:1591];
+  assign \$175  = i__payload[367:352] >= rules[1622:1607];
+  assign \$176  = i__payload[367:352] <= rules[1638:1623];
+  assign \$177  = i__payload[29:20] ^ rules[2181:2172];
+  assign \$178  = \$177  & rules[2191:2182];
+  assign \$179  = ! \$178 ;
+  assign \$180  = i__payload[45:30] ^ rules[2207:2192];
+  assign \$181  = \$180  & rules[2223:2208];
+  assign \$182  = ! \$181 ;
+  assign \$183  = i__payload[57:46] ^ rules[2235:2224];
+  assign \$184  = \$183  & rules[2247:2236];
+  assign \$185  = ! \$184 ;
+  assign \$186  = i__payload[71:64] ^ rules[2255:2248];
+  assign \$187  = \$186  & rules[2263:2256];
+  assign \$188  = ! \$187 ;
+  assign \$189  = i__payload[63:58] ^ rules[2269:2264];
+  assign \$190  = \$189  & rules[2275:2270];
+  assign \$191  = ! \$190 ;
+  assign \$192  = i__payload[79:72] ^ rules[2283:2276];
+  assign \$193  = \$192  & rules[2291:2284];
+  assign \$194  = ! \$193 ;
+  assign \$195  = i__payload[207:80] ^ rules[2483:2356];
+  assign \$196  = \$195  & rules[2611:2484];
+  assign \$197  = ! \$196 ;
+  assign \$198  = i__payload[335:208] ^ rules[2739:2612];
+  assign \$199  = \$198  & rules[2867:2740];
+  assign \$200  = ! \$199 ;
+  assign \$201  = i__payload[351:336] >= rules[2307:2292];
+  assign \$202  = i__payload[351:336] <= rules[2323:2308];
+  assign \$203  = i__payload[367:352] >= rules[2339:2324];
+  assign \$204  = i__payload[367:352] <= rules[2355:2340];
+  assign \$205  = i__payload[29:20] ^ rules[2898:2889];
+  assign \$206  = \$205  & rules[2908:2899];
+  assign \$207  = ! \$206 ;
+  assign \$208  = i__payload[45:30] ^ rules[2924:2909];
+  assign \$209  = \$208  & rules[2940:2925];
+  assign \$210  = ! \$209 ;
+  assign \$211  = i__payload[57:46] ^ rules[2952:2941];
+  assign \$212  = \$211  & rules[2964:2953];
+  assign \$213  = ! \$212 ;
+  assign \$214  = i__payload[71:64] ^ rules[2972:2965];
+  assign \$215  = \$214  & rules[2980:2973];
+  assign \$216  = ! \$215 ;
+  assign \$217  = i__payload[63:58] ^ rules[2986:2981];
+  assign \$218  = \$217  & rules[2992:2987];
+  assign \$219  = ! \$218 ;
+  assign \$220  = i__payload[79:72] ^ rules[3000:2993];
+  assign \$221  = \$220  & rules[3008:3001];
+  assign \$222  = ! \$221 ;
+  assign \$223  = i__payload[207:80] ^ rules[3200:3073];
+  assign \$224  = \$223  & rules[3328:3201];
+  assign \$225  = ! \$224 ;
+  assign \$226  = i__payload[335:208] ^ rules[3456:3329];
+  assign \$227  = \$226  & rules[3584:3457];
+  assign \$228  = ! \$227 ;
+  assign \$229  = i__payload[351:336] >= rules[3024:3009];
+  assign \$230  = i__payload[351:336] <= rules[3040:3025];
+  assign \$231  = i__payload[367:352] >= rules[3056:3041];
+  assign \$232  = i__payload[367:352] <= rules[3072:3057];
+  assign \$233  = i__payload[29:20] ^ rules[3615:3606];
+  assign \$234  = \$233  & rules[3625:3616];
+  assign \$235  = ! \$234 ;
+  assign \$236  = i__payload[45:30] ^ rules[3641:3626];
+  assign \$237  = \$236  & rules[3657:3642];
+  assign \$238  = ! \$237 ;
+  assign \$239  = i__payload[57:46] ^ rules[3669:3658];
+  assign \$240  = \$239  & rules[3681:3670];
+  assign \$241  = ! \$240 ;
+  assign \$242  = i__payload[71:64] ^ rules[3689:3682];
+  assign \$243  = \$242  & rules[3697:3690];
+  assign \$244  = ! \$243 ;
+  assign \$245  = i__payload[63:58] ^ rules[3703:3698];
+  assign \$246  = \$245  & rules[3709:3704];
+  assign \$247  = ! \$246 ;
+  assign \$248  = i__payload[79:72] ^ rules[3717:3710];
+  assign \$249  = \$248  & rules[3725:3718];
+  assign \$250  = ! \$249 ;
+  assign \$251  = i__payload[207:80] ^ rules[3917:3790];
+  assign \$252  = \$251  & rules[4045:3918];
+  assign \$253  = ! \$252 ;
+  assign \$254  = i__payload[335:208] ^ rules[4173:4046];
+  assign \$255  = \$254  & rules[4301:4174];
+  assign \$256  = ! \$255 ;
+  assign \$257  = i__payload[351:336] >= rules[3741:3726];
+  assign \$258  = i__payload[351:336] <= rules[3757:3742];
+  assign \$259  = i__payload[367:352] >= rules[3773:3758];
+  assign \$260  = i__payload[367:352] <= rules[3789:3774];
+  assign \$261  = i__payload[29:20] ^ rules[4332:4323];
+  assign \$262  = \$261  & rules[4342:4333];
+  assign \$263  = ! \$262 ;
+  assign \$264  = i__payload[45:30] ^ rules[4358:4343];
+  assign \$265  = \$264  & rules[4374:4359];
+  assign \$266  = ! \$265 ;
+  assign \$267  = i__payload[57:46] ^ rules[4386:4375];
+  assign \$268  = \$267  & rules[4398:4387];
+  assign \$269  = ! \$268 ;
+  assign \$270  = i__payload[71:64] ^ rules[4406:4399];
+  assign \$271  = \$270  & rules[4414:4407];
+  assign \$272  = ! \$271 ;
+  assign \$273  = i__payload[63:58] ^ rules[4420:4415];
+  assign \$274  = \$273  & rules[4426:4421];
+  assign \$275  = ! \$274 ;
+  assign \$276  = i__payload[79:72] ^ rules[4434:4427];
+  assign \$277  = \$276  & rules[4442:4435];
+  assign \$278  = ! \$277 ;
+  assign \$279  = i__payload[207:80] ^ rules[4634:4507];
+  assign \$280  = \$279  & rules[4762:4635];
+  assign \$281  = ! \$280 ;
+  assign \$282  = i__payload[335:208] ^ rules[4890:4763];
+  assign \$283  = \$282  & rules[5018:4891];
+  assign \$284  = ! \$283 ;
+  assign \$285  = i__payload[351:336] >= rules[4458:4443];
+  assign \$286  = i__payload[351:336] <= rules[4474:4459];
+  assign \$287  = i__payload[367:352] >= rules[4490:4475];
+  assign \$288  = i__payload[367:352] <= rules[4506:4491];
+  assign \$289  = i__payload[29:20] ^ rules[5049:5040];
+  assign \$290  = \$289  & rules[5059:5050];
+  assign \$291  = ! \$290 ;
+  assign \$292  = i__payload[45:30] ^ rules[5075:5060];
+  assign \$293  = \$292  & rules[5091:5076];
+  assign \$294  = ! \$293 ;
+  assign \$295  = i__payload[57:46] ^ rules[5103:5092];
+  assign \$296  = \$295  & rules[5115:5104];
+  assign \$297  = ! \$296 ;
+  assign \$298  = i__payload[71:64] ^ rules[5123:5116];
+  assign \$299  = \$298  & rules[5131:5124];
+  assign \$300  = ! \$299 ;
+  assign \$301  = i__payload[63:58] ^ rules[5137:5132];
+  assign \$302  = \$301  & rules[5143:5138];
+  assign \$303  = ! \$302 ;
+  assign \$304  = i__payload[79:72] ^ rules[5151:5144];
+  assign \$305  = \$304  & rules[5159:5152];
+  assign \$306  = ! \$305 ;
+  assign \$307  = i__payload[207:80] ^ rules[5351:5224];
+  assign \$308  = \$307  & rules[5479:5352];
+  assign \$309  = ! \$308 ;
+  assign \$310  = i__payload[335:208] ^ rules[5607:5480];
+  assign \$311  = \$310  & rules[5735:5608];
+  assign \$312  = ! \$311 ;
+  assign \$313  = i__payload[351:336] >= rules[5175:5160];
+  assign \$314  = i__payload[351:336] <= rules[5191:5176];
+  assign \$315  = i__payload[367:352] >= rules[5207:5192];
+  assign \$316  = i__payload[367:352] <= rules[5223:5208];
+  assign \$317  = i__payload[29:20] ^ rules[5766:5757];
+  assign \$318  = \$317  & rules[5776:5767];
+  assign \$319  = ! \$318 ;
+  assign \$320  = i__payload[45:30] ^ rules[5792:5777];
+  assign \$321  = \$320  & rules[5808:5793];
+  assign \$322  = ! \$321 ;
+  assign \$323  = i__payload[57:46] ^ rules[5820:5809];
+  assign \$324  = \$323  & rules[5832:5821];
+  assign \$325  = ! \$324 ;
+  assign \$326  = i__payload[71:64] ^ rules[5840:5833];
+  assign \$327  = \$326  & rules[5848:5841];
+  assign \$328  = ! \$327 ;
+  assign \$329  = i__payload[63:58] ^ rules[5854:5849];
+  assign \$330  = \$329  & rules[5860:5855];
+  assign \$331  = ! \$330 ;
+  assign \$332  = i__payload[79:72] ^ rules[5868:5861];
+  assign \$333  = \$332  & rules[5876:5869];
+  assign \$334  = ! \$333 ;
+  assign \$335  = i__payload[207:80] ^ rules[6068:5941];
+  assign \$336  = \$335  & rules[6196:6069];
+  assign \$337  = ! \$336 ;
+  assign \$338  = i__payload[335:208] ^ rules[6324:6197];
+  assign \$339  = \$338  & rules[6452:6325];
+  assign \$340  = ! \$339 ;
+  assign \$341  = i__payload[351:336] >= rules[5892:5877];
+  assign \$342  = i__payload[351:336] <= rules[5908:5893];
+  assign \$343  = i__payload[367:352] >= rules[5924:5909];
+  assign \$344  = i__payload[367:352] <= rules[5940:5925];
+  assign \$345  = i__payload[29:20] ^ rules[6483:6474];
+  assign \$346  = \$345  & rules[6493:6484];
+  assign \$347  = ! \$346 ;
+  assign \$348  = i__payload[45:30] ^ rules[6509:6494];
+  assign \$349  = \$348  & rules[6525:6510];
+  assign \$350  = ! \$349 ;
+  assign \$351  = i__payload[57:46] ^ rules[6537:6526];
+  assign \$352  = \$351  & rules[6549:6538];
+  assign \$353  = ! \$352 ;
+  assign \$354  = i__payload[71:64] ^ rules[6557:6550];
+  assign \$355  = \$354  & rules[6565:6558];
+  assign \$356  = ! \$355 ;
+  assign \$357  = i__payload[63:58] ^ rules[6571:6566];
+  assign \$358  = \$357  & rules[6577:6572];
+  assign \$359  = ! \$358 ;
+  assign \$360  = i__payload[79:72] ^ rules[6585:6578];
+  assign \$361  = \$360  & rules[6593:6586];
+  assign \$362  = ! \$361 ;
+  assign \$363  = i__payload[207:80] ^ rules[6785:6658];
+  assign \$364  = \$363  & rules[6913:6786];
+  assign \$365  = ! \$364 ;
+  assign \$366  = i__payload[335:208] ^ rules[7041:6914];
+  assign \$367  = \$366  & rules[7169:7042];
+  assign \$368  = ! \$367 ;
+  assign \$369  = i__payload[351:336] >= rules[6609:6594];
+  assign \$370  = i__payload[351:336] <= rules[6625:6610];
+  assign \$371  = i__payload[367:352] >= rules[6641:6626];
+  assign \$372  = i__payload[367:352] <= rules[6657:6642];
+  assign \$373  = i__payload[29:20] ^ rules[7200:7191];
+  assign \$374  = \$373  & rules[7210:7201];
+  assign \$375  = ! \$374 ;
+  assign \$376  = i__payload[45:30] ^ rules[7226:7211];
+  assign \$377  = \$376  & rules[7242:7227];
+  assign \$378  = ! \$377 ;
+  assign \$379  = i__payload[57:46] ^ rules[7254:7243];
+  assign \$380  = \$379  & rules[7266:7255];
+  assign \$381  = ! \$380 ;
+  assign \$382  = i__payload[71:64] ^ rules[7274:7267];
+  assign \$383  = \$382  & rules[7282:7275];
+  assign \$384  = ! \$383 ;
+  assign \$385  = i__payload[63:58] ^ rules[7288:7283];
+  assign \$386  = \$385  & rules[7294:7289];
+  assign \$387  = ! \$386 ;
+  assign \$388  = i__payload[79:72] ^ rules[7302:7295];
+  assign \$389  = \$388  & rules[7310:7303];
+  assign \$390  = ! \$389 ;
+  assign \$391  = i__payload[207:80] ^ rules[7502:7375];
+  assign \$392  = \$391  & rules[7630:7503];
+  assign \$393  = ! \$392 ;
+  assign \$394  = i__payload[335:208] ^ rules[7758:7631];
+  assign \$395  = \$394  & rules[7886:7759];
+  assign \$396  = ! \$395 ;
+  assign \$397  = i__payload[351:336] >= rules[7326:7311];
+  assign \$398  = i__payload[351:336] <= rules[7342:7327];
+  assign \$399  = i__payload[367:352] >= rules[7358:7343];
+  assign \$400  = i__payload[367:352] <= rules[7374:7359];
+  assign \$401  = i__payload[29:20] ^ rules[7917:7908];
+  assign \$402  = \$401  & rules[7927:7918];
+  assign \$403  = ! \$402 ;
+  assign \$404  = i__payload[45:30] ^ rules[7943:7928];
+  assign \$405  = \$404  & rules[7959:7944];
+  assign \$406  = ! \$405 ;
+  assign \$407  = i__payload[57:46] ^ rules[7971:7960];
+  assign \$408  = \$407  & rules[7983:7972];
+  assign \$409  = ! \$408 ;
+  assign \$410  = i__payload[71:64] ^ rules[7991:7984];
+  assign \$411  = \$410  & rules[7999:7992];
+  assign \$412  = ! \$411 ;
+  assign \$413  = i__payload[63:58] ^ rules[8005:8000];
+  assign \$414  = \$413  & rules[8011:8006];
+  assign \$415  = ! \$414 ;
+  assign \$416  = i__payload[79:72] ^ rules[8019:8012];
+  assign \$417  = \$416  & rules[8027:8020];
+  assign \$418  = ! \$417 ;
+  assign \$419  = i__payload[207:80] ^ rules[8219:8092];
+  assign \$420  = \$419  & rules[8347:8220];
+  assign \$421  = ! \$420 ;
+  assign \$422  = i__payload[335:208] ^ rules[8475:8348];
+  assign \$423  = \$422  & rules[8603:8476];
+  assign \$424  = ! \$423 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     (* full_case = 32'd1 *)
@@ -18268,29 +18265,50 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$552  = s1_valid;
-    if (\$93 ) begin
-      \$552  = i__valid;
-    end
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$553  = s1_meta;
-    if (\$93 ) begin
-      \$553  = i__payload;
-    end
-    if (rst) begin
-      \$553  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    (* full_case = 32'd1 *)
+    if (\$86 ) begin
+      drop = s2_meta[19:16];
+    end else if (action[0]) begin
+      drop = 4'h8;
+    end else begin
+      drop = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$554  = s1_terms0;
-    if (\$93 ) begin
-      \$554  = { \$121 , \$120 , \$119 , \$118 , \$117 , \$114 , \$111 , \$108 , \$105 , \$102 , \$99 , \$96 , rules[0] };
+    \$551  = s1_valid;
+    if (\$92 ) begin
+      \$551  = i__valid;
+    end
+    if (rst) begin
+      \$551  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    \$552  = s1_meta;
+    if (\$92 ) begin
+      \$552  = i__payload;
+    end
+    if (rst) begin
+      \$552  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    \$553  = s1_terms0;
+    if (\$92 ) begin
+      \$553  = { \$120 , \$119 , \$118 , \$117 , \$116 , \$113 , \$110 , \$107 , \$104 , \$101 , \$98 , \$95 , rules[0] };
+    end
+    if (rst) begin
+      \$553  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    \$554  = s1_terms1;
+    if (\$92 ) begin
+      \$554  = { \$148 , \$147 , \$146 , \$145 , \$144 , \$141 , \$138 , \$135 , \$132 , \$129 , \$126 , \$123 , rules[717] };
     end
     if (rst) begin
       \$554  = 13'h0000;
@@ -18298,9 +18316,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$555  = s1_terms1;
-    if (\$93 ) begin
-      \$555  = { \$149 , \$148 , \$147 , \$146 , \$145 , \$142 , \$139 , \$136 , \$133 , \$130 , \$127 , \$124 , rules[717] };
+    \$555  = s1_terms2;
+    if (\$92 ) begin
+      \$555  = { \$176 , \$175 , \$174 , \$173 , \$172 , \$169 , \$166 , \$163 , \$160 , \$157 , \$154 , \$151 , rules[1434] };
     end
     if (rst) begin
       \$555  = 13'h0000;
@@ -18308,9 +18326,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$556  = s1_terms2;
-    if (\$93 ) begin
-      \$556  = { \$177 , \$176 , \$175 , \$174 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , rules[1434] };
+    \$556  = s1_terms3;
+    if (\$92 ) begin
+      \$556  = { \$204 , \$203 , \$202 , \$201 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , rules[2151] };
     end
     if (rst) begin
       \$556  = 13'h0000;
@@ -18318,9 +18336,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$557  = s1_terms3;
-    if (\$93 ) begin
-      \$557  = { \$205 , \$204 , \$203 , \$202 , \$201 , \$198 , \$195 , \$192 , \$189 , \$186 , \$183 , \$180 , rules[2151] };
+    \$557  = s1_terms4;
+    if (\$92 ) begin
+      \$557  = { \$232 , \$231 , \$230 , \$229 , \$228 , \$225 , \$222 , \$219 , \$216 , \$213 , \$210 , \$207 , rules[2868] };
     end
     if (rst) begin
       \$557  = 13'h0000;
@@ -18328,9 +18346,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$558  = s1_terms4;
-    if (\$93 ) begin
-      \$558  = { \$233 , \$232 , \$231 , \$230 , \$229 , \$226 , \$223 , \$220 , \$217 , \$214 , \$211 , \$208 , rules[2868] };
+    \$558  = s1_terms5;
+    if (\$92 ) begin
+      \$558  = { \$260 , \$259 , \$258 , \$257 , \$256 , \$253 , \$250 , \$247 , \$244 , \$241 , \$238 , \$235 , rules[3585] };
     end
     if (rst) begin
       \$558  = 13'h0000;
@@ -18338,9 +18356,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$559  = s1_terms5;
-    if (\$93 ) begin
-      \$559  = { \$261 , \$260 , \$259 , \$258 , \$257 , \$254 , \$251 , \$248 , \$245 , \$242 , \$239 , \$236 , rules[3585] };
+    \$559  = s1_terms6;
+    if (\$92 ) begin
+      \$559  = { \$288 , \$287 , \$286 , \$285 , \$284 , \$281 , \$278 , \$275 , \$272 , \$269 , \$266 , \$263 , rules[4302] };
     end
     if (rst) begin
       \$559  = 13'h0000;
@@ -18348,9 +18366,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$560  = s1_terms6;
-    if (\$93 ) begin
-      \$560  = { \$289 , \$288 , \$287 , \$286 , \$285 , \$282 , \$279 , \$276 , \$273 , \$270 , \$267 , \$264 , rules[4302] };
+    \$560  = s1_terms7;
+    if (\$92 ) begin
+      \$560  = { \$316 , \$315 , \$314 , \$313 , \$312 , \$309 , \$306 , \$303 , \$300 , \$297 , \$294 , \$291 , rules[5019] };
     end
     if (rst) begin
       \$560  = 13'h0000;
@@ -18358,9 +18376,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$561  = s1_terms7;
-    if (\$93 ) begin
-      \$561  = { \$317 , \$316 , \$315 , \$314 , \$313 , \$310 , \$307 , \$304 , \$301 , \$298 , \$295 , \$292 , rules[5019] };
+    \$561  = s1_terms8;
+    if (\$92 ) begin
+      \$561  = { \$344 , \$343 , \$342 , \$341 , \$340 , \$337 , \$334 , \$331 , \$328 , \$325 , \$322 , \$319 , rules[5736] };
     end
     if (rst) begin
       \$561  = 13'h0000;
@@ -18368,9 +18386,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$562  = s1_terms8;
-    if (\$93 ) begin
-      \$562  = { \$345 , \$344 , \$343 , \$342 , \$341 , \$338 , \$335 , \$332 , \$329 , \$326 , \$323 , \$320 , rules[5736] };
+    \$562  = s1_terms9;
+    if (\$92 ) begin
+      \$562  = { \$372 , \$371 , \$370 , \$369 , \$368 , \$365 , \$362 , \$359 , \$356 , \$353 , \$350 , \$347 , rules[6453] };
     end
     if (rst) begin
       \$562  = 13'h0000;
@@ -18378,9 +18396,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$563  = s1_terms9;
-    if (\$93 ) begin
-      \$563  = { \$373 , \$372 , \$371 , \$370 , \$369 , \$366 , \$363 , \$360 , \$357 , \$354 , \$351 , \$348 , rules[6453] };
+    \$563  = s1_terms10;
+    if (\$92 ) begin
+      \$563  = { \$400 , \$399 , \$398 , \$397 , \$396 , \$393 , \$390 , \$387 , \$384 , \$381 , \$378 , \$375 , rules[7170] };
     end
     if (rst) begin
       \$563  = 13'h0000;
@@ -18388,9 +18406,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$564  = s1_terms10;
-    if (\$93 ) begin
-      \$564  = { \$401 , \$400 , \$399 , \$398 , \$397 , \$394 , \$391 , \$388 , \$385 , \$382 , \$379 , \$376 , rules[7170] };
+    \$564  = s1_terms11;
+    if (\$92 ) begin
+      \$564  = { \$428 , \$427 , \$426 , \$425 , \$424 , \$421 , \$418 , \$415 , \$412 , \$409 , \$406 , \$403 , rules[7887] };
     end
     if (rst) begin
       \$564  = 13'h0000;
@@ -18398,9 +18416,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$565  = s1_terms11;
-    if (\$93 ) begin
-      \$565  = { \$429 , \$428 , \$427 , \$426 , \$425 , \$422 , \$419 , \$416 , \$413 , \$410 , \$407 , \$404 , rules[7887] };
+    \$565  = s1_terms12;
+    if (\$92 ) begin
+      \$565  = { \$456 , \$455 , \$454 , \$453 , \$452 , \$449 , \$446 , \$443 , \$440 , \$437 , \$434 , \$431 , rules[8604] };
     end
     if (rst) begin
       \$565  = 13'h0000;
@@ -18408,9 +18426,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$566  = s1_terms12;
-    if (\$93 ) begin
-      \$566  = { \$457 , \$456 , \$455 , \$454 , \$453 , \$450 , \$447 , \$444 , \$441 , \$438 , \$435 , \$432 , rules[8604] };
+    \$566  = s1_terms13;
+    if (\$92 ) begin
+      \$566  = { \$484 , \$483 , \$482 , \$481 , \$480 , \$477 , \$474 , \$471 , \$468 , \$465 , \$462 , \$459 , rules[9321] };
     end
     if (rst) begin
       \$566  = 13'h0000;
@@ -18418,9 +18436,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$567  = s1_terms13;
-    if (\$93 ) begin
-      \$567  = { \$485 , \$484 , \$483 , \$482 , \$481 , \$478 , \$475 , \$472 , \$469 , \$466 , \$463 , \$460 , rules[9321] };
+    \$567  = s1_terms14;
+    if (\$92 ) begin
+      \$567  = { \$512 , \$511 , \$510 , \$509 , \$508 , \$505 , \$502 , \$499 , \$496 , \$493 , \$490 , \$487 , rules[10038] };
     end
     if (rst) begin
       \$567  = 13'h0000;
@@ -18428,9 +18446,9 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$568  = s1_terms14;
-    if (\$93 ) begin
-      \$568  = { \$513 , \$512 , \$511 , \$510 , \$509 , \$506 , \$503 , \$500 , \$497 , \$494 , \$491 , \$488 , rules[10038] };
+    \$568  = s1_terms15;
+    if (\$92 ) begin
+      \$568  = { \$540 , \$539 , \$538 , \$537 , \$536 , \$533 , \$530 , \$527 , \$524 , \$521 , \$518 , \$515 , rules[10755] };
     end
     if (rst) begin
       \$568  = 13'h0000;
@@ -18438,49 +18456,49 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$569  = s1_terms15;
-    if (\$93 ) begin
-      \$569  = { \$541 , \$540 , \$539 , \$538 , \$537 , \$534 , \$531 , \$528 , \$525 , \$522 , \$519 , \$516 , rules[10755] };
+    \$569  = s2_valid;
+    if (\$544 ) begin
+      \$569  = s1_valid;
     end
     if (rst) begin
-      \$569  = 13'h0000;
+      \$569  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$570  = s2_valid;
-    if (\$545 ) begin
-      \$570  = s1_valid;
+    \$570  = s2_meta;
+    if (\$544 ) begin
+      \$570  = s1_meta;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$570  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$571  = s2_meta;
-    if (\$545 ) begin
-      \$571  = s1_meta;
+    \$571  = s2_first;
+    if (\$544 ) begin
+      \$571  = \$547 ;
     end
     if (rst) begin
-      \$571  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$571  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$572  = s2_first;
-    if (\$545 ) begin
+    \$572  = s2_any;
+    if (\$544 ) begin
       \$572  = \$548 ;
     end
     if (rst) begin
-      \$572  = 16'h0000;
+      \$572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$573  = s2_any;
-    if (\$545 ) begin
-      \$573  = \$549 ;
+    \$573  = o__valid;
+    if (\$550 ) begin
+      \$573  = s2_valid;
     end
     if (rst) begin
       \$573  = 1'h0;
@@ -18488,27 +18506,17 @@ module \hetnic_nic_core_w64.core.pipeline.classifier (rst, i__ready, o__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$574  = o__valid;
-    if (\$551 ) begin
-      \$574  = s2_valid;
+    \$574  = o__payload;
+    if (\$550 ) begin
+      { \$574 [457:434], \$574 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
+      \$574 [410:403] = rule_index;
+      \$574 [414:411] = action[4:1];
+      \$574 [425:415] = action[15:5];
+      \$574 [429:426] = action[19:16];
+      \$574 [433:430] = drop;
     end
     if (rst) begin
-      \$574  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$575  = o__payload;
-    if (\$551 ) begin
-      { \$575 [457:434], \$575 [402:0] } = { s2_meta[457:434], s2_meta[402:0] };
-      \$575 [410:403] = rule_index;
-      \$575 [414:411] = action[4:1];
-      \$575 [425:415] = action[15:5];
-      \$575 [429:426] = action[19:16];
-      \$575 [433:430] = drop;
-    end
-    if (rst) begin
-      \$575  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$574  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign s1_match = { \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8 , \$7 , \$6  };
@@ -46468,7 +46476,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$4825$0 (\$217 ),
+    .\port$4826$0 (\$217 ),
     .retire_stb(frame_retire_stb),
     .rst(rst),
     .start_stb(frame_start_stb),
@@ -47990,7 +47998,7 @@ module \hetnic_nic_core_w64.core.rx_queues.pending (rst, w_rdy, r_data, w_port__
   assign r_port__data = r_data;
 endmodule
 
-module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
+module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire [32:0] \$1 ;
@@ -48190,8 +48198,8 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
   reg mark_stb;
   input no_buffer_stb;
   wire no_buffer_stb;
-  output [175:0] \port$4825$0 ;
-  wire [175:0] \port$4825$0 ;
+  output [175:0] \port$4826$0 ;
+  wire [175:0] \port$4826$0 ;
   input retire_stb;
   wire retire_stb;
   input rst;
@@ -48963,7 +48971,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4825$0 ,
   assign cfg_w__addr = \$4 [11:6];
   assign cfg_w__data = { cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data, cfg_data };
   assign cfg_lane_en = cfg_w__en;
-  assign \port$4825$0  = cfg_lu__data[175:0];
+  assign \port$4826$0  = cfg_lu__data[175:0];
   assign lu_event_queue = cfg_lu__data[197:192];
   assign \$23  = { 1'h0, bus_enabled };
   assign \$24  = \$23 ;
@@ -53581,8 +53589,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .jobs__valid(jobs__valid),
     .lengths__payload(lengths__payload),
     .lengths__valid(lengths__valid),
-    .\port$6784$0 (\$63 ),
-    .\port$6785$0 (\$64 ),
+    .\port$6785$0 (\$63 ),
+    .\port$6786$0 (\$64 ),
     .queues__flush_queue(queues__flush_queue),
     .queues__flush_stb(queues__flush_stb),
     .queues__halt_stb(halt_stb),
@@ -53621,8 +53629,8 @@ module \hetnic_nic_core_w64.core.tx_engine (clk, rst, rd_data__ready, csr__ack, 
     .halt_stb(halt_stb),
     .head_slots(head_slots),
     .head_stb(head_stb),
-    .\port$6784$0 (\$63 ),
-    .\port$6785$0 (\$64 ),
+    .\port$6785$0 (\$63 ),
+    .\port$6786$0 (\$64 ),
     .result__payload(result__payload),
     .result__ready(r_en),
     .result__valid(result__valid),
@@ -54244,7 +54252,7 @@ module \hetnic_nic_core_w64.core.tx_engine.dones (rst, w_rdy, r_data, w_en, w_po
   assign inner_r_rdy = inner_level;
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6784$0 , \port$6785$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
+module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6785$0 , \port$6786$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
 , queues__sel, lengths__valid, jobs__valid, rd_req__ready, slot_data__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
   wire [16:0] \$1 ;
@@ -54677,10 +54685,10 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
   (* enum_value_00000010 = "BATCH" *)
   (* enum_value_00000011 = "GATHER" *)
   reg [7:0] opcode = 8'h00;
-  input [31:0] \port$6784$0 ;
-  wire [31:0] \port$6784$0 ;
   input [31:0] \port$6785$0 ;
   wire [31:0] \port$6785$0 ;
+  input [31:0] \port$6786$0 ;
+  wire [31:0] \port$6786$0 ;
   reg [15:0] prod = 16'h0000;
   reg [15:0] ptr_d;
   (* init = 2'h0 *)
@@ -55841,7 +55849,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
       4'h0:
           /* empty */;
       4'h1:
-          \$346  = { \port$6785$0 , \port$6784$0  };
+          \$346  = { \port$6786$0 , \port$6785$0  };
     endcase
     if (rst) begin
       \$346  = 64'h0000000000000000;
@@ -56568,7 +56576,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
   assign queues__runnable = requests;
   assign to_end = \$4 [16:0];
   assign fetch_n = \$42 [7:0];
-  assign queues__sel_base = { \port$6785$0 , \port$6784$0  };
+  assign queues__sel_base = { \port$6786$0 , \port$6785$0  };
   assign \jobs__payload.queue  = jobs__payload[5:0];
   assign \jobs__payload.cookie  = jobs__payload[37:6];
   assign \jobs__payload.wqe_index  = jobs__payload[53:38];
@@ -57154,7 +57162,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher.round_robin (rst, valid, requ
   end
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$6785$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
+module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6785$0 , \port$6786$0 , sel_mask, sel_prod, sel_head, csr__ack, result__payload, wr_done__valid, runnable, csr__r_data, flush_stb, flush_queue, result__ready, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, completion_stb, event_stb
 , completion_queue, event_queue, start_stb, halt_stb, head_stb, head_slots, sel, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$82  = 0;
   wire \$1 ;
@@ -58095,10 +58103,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
   wire head_stb;
   wire in_window;
   reg phase;
-  output [31:0] \port$6784$0 ;
-  wire [31:0] \port$6784$0 ;
   output [31:0] \port$6785$0 ;
   wire [31:0] \port$6785$0 ;
+  output [31:0] \port$6786$0 ;
+  wire [31:0] \port$6786$0 ;
   reg [31:0] q0_base_hi = 32'd0;
   reg [31:0] q0_base_lo = 32'd0;
   reg [15:0] q0_cons = 16'h0000;
@@ -59042,8 +59050,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
     .event_queue(event_queue),
     .event_stb(event_stb),
     .phase(phase),
-    .\port$6816$0 (\$21 ),
-    .\port$6817$0 (\$22 ),
+    .\port$6817$0 (\$21 ),
+    .\port$6818$0 (\$22 ),
     .record(record),
     .result__payload(result__payload),
     .result__ready(result__ready),
@@ -63838,8 +63846,8 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
   assign window_rel = \$23 [15:0];
   assign window_queue = \$23 [7:6];
   assign freed = \$68 [15:0];
-  assign \port$6784$0  = \$17 ;
-  assign \port$6785$0  = \$18 ;
+  assign \port$6785$0  = \$17 ;
+  assign \port$6786$0  = \$18 ;
   assign sel_mask = \$20 [15:0];
   assign \result__payload.queue  = result__payload[5:0];
   assign \result__payload.cookie  = result__payload[37:6];
@@ -63896,7 +63904,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues (rst, \port$6784$0 , \port$678
   assign \$827  = { 1'h0, \$826 , 2'h0 };
 endmodule
 
-module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6816$0 , \port$6817$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
+module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port$6817$0 , \port$6818$0 , cq_size, cq_prod, eq_arm, eq_queue, result__payload, wr_done__valid, result__ready, writing, wr_req__valid, wr_req__payload, wr_data__valid, wr_data__payload, wr_done__ready, done_stb, write_error, disarm_stb, completion_stb
 , event_stb, record, completion_queue, event_queue, result__valid, wr_req__ready, wr_data__ready, wr_done__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$83  = 0;
   wire \$1 ;
@@ -63972,10 +63980,10 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   reg event_stb = 1'h0;
   input phase;
   wire phase;
-  input [31:0] \port$6816$0 ;
-  wire [31:0] \port$6816$0 ;
   input [31:0] \port$6817$0 ;
   wire [31:0] \port$6817$0 ;
+  input [31:0] \port$6818$0 ;
+  wire [31:0] \port$6818$0 ;
   wire [1:0] queue;
   output [95:0] record;
   reg [95:0] record = 96'h000000000000000000000000;
@@ -64046,7 +64054,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
   assign \$2  = cq_size - 1'h1;
   assign \$3  = \$2 [15:0] & cq_prod;
   assign \$4  = \$3  * 5'h10;
-  assign \$5  = { \port$6817$0 , \port$6816$0  } + \$4 ;
+  assign \$5  = { \port$6818$0 , \port$6817$0  } + \$4 ;
   assign \$6  = beat_i != 2'h2;
   assign \$37  = beat_i * 7'h40;
   assign \$7  = comp >> \$37 ;
@@ -64345,7 +64353,7 @@ module \hetnic_nic_core_w64.core.tx_engine.queues.completions (rst, phase, \port
     end
   end
   assign queue = record[1:0];
-  assign cq_base = { \port$6817$0 , \port$6816$0  };
+  assign cq_base = { \port$6818$0 , \port$6817$0  };
   assign \record.queue  = record[5:0];
   assign \record.cookie  = record[37:6];
   assign \record.wqe_index  = record[53:38];
