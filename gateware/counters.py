@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..protocol import DropReason, PacketMeta
+from ..protocol import FLOW_HIT_RULE, DropReason, PacketMeta
 from ..regs import RegisterMap
 from .axil import CsrSignature, one_hot_select, registered_reads
 
@@ -103,6 +103,8 @@ class RxCounters(wiring.Component):
         A frame's last beat was accepted; ``frame_in_len`` is its length.
     meta_stb : In(1)
         ``meta`` (a finished record) left the pipeline; ``bucket`` is its RETA index.
+    flow_refused_stb : In(1)
+        The flow table refused an insert (absent in a build without it).
     csr : In(CsrSignature)
         Reads of the counter registers (``addr`` is the full byte address). Every access is
         acknowledged three cycles after its request (the decode and the read multiplexers
@@ -116,6 +118,7 @@ class RxCounters(wiring.Component):
         super().__init__({
             "frame_in_stb": In(1), "frame_in_len": In(32),
             "meta_stb": In(1), "meta": In(PacketMeta), "bucket": In(range(p["reta_size"])),
+            **({"flow_refused_stb": In(1)} if p["flow_table"] else {}),
             "csr": In(CsrSignature(16)),
         })
 
@@ -131,6 +134,10 @@ class RxCounters(wiring.Component):
         delivered, dropped = counter("FRAMES_DELIVERED"), counter("FRAMES_DROPPED")
         drop_count = [Signal(32, name=f"drop_{r.label}") for r in DropReason]
         rule_hits = [Signal(32, name=f"rule_hits_{i}") for i in range(p["n_rules"] + 1)]
+        has_flows = bool(p["flow_table"])
+        if has_flows:
+            flow_hits, flow_misses = counter("FLOW_HITS"), counter("FLOW_MISSES")
+            flow_refused = counter("FLOW_REFUSED")
 
         # The flop counters count events registered first, one-hot: which counter to step is
         # then a flop, not a decode of the record in front of a 32-bit adder's enable.
@@ -146,6 +153,15 @@ class RxCounters(wiring.Component):
             e_drop.eq(Cat(dropping & (meta.drop == r) for r in range(len(drop_count)))),
             e_rule.eq(Cat(self.meta_stb & (meta.rule == k) for k in range(len(rule_hits)))),
         ]
+        if has_flows:
+            e_flow_hit, e_flow_miss, e_flow_refused = Signal(), Signal(), Signal()
+            flow_hit = meta.rule == FLOW_HIT_RULE
+            looked_up = meta.flags.ipv4 | meta.flags.ipv6
+            m.d.sync += [
+                e_flow_hit.eq(self.meta_stb & flow_hit),
+                e_flow_miss.eq(self.meta_stb & looked_up & ~flow_hit),
+                e_flow_refused.eq(self.flow_refused_stb),
+            ]
         with m.If(e_frame):
             m.d.sync += [frames_in.eq(frames_in + 1), bytes_in.eq(bytes_in + e_frame_len)]
         count_when(m, delivered, e_delivered)
@@ -154,6 +170,10 @@ class RxCounters(wiring.Component):
             count_when(m, counter, e_drop[r])
         for k, counter in enumerate(rule_hits):
             count_when(m, counter, e_rule[k])
+        if has_flows:
+            count_when(m, flow_hits, e_flow_hit)
+            count_when(m, flow_misses, e_flow_miss)
+            count_when(m, flow_refused, e_flow_refused)
 
         m.submodules.queue_packets = q_pkts = CounterMemory(p["queues"], amount_width=1)
         m.submodules.queue_bytes = q_bytes = CounterMemory(p["queues"], amount_width=16)
@@ -170,6 +190,9 @@ class RxCounters(wiring.Component):
         flops = [(rm.addr(name), sig) for name, sig in (
             ("FRAMES_IN", frames_in), ("BYTES_IN", bytes_in),
             ("FRAMES_DELIVERED", delivered), ("FRAMES_DROPPED", dropped))]
+        if has_flows:
+            flops += [(rm.addr("FLOW_HITS"), flow_hits), (rm.addr("FLOW_MISSES"), flow_misses),
+                      (rm.addr("FLOW_REFUSED"), flow_refused)]
         flops += [(rm.addr("DROP_COUNT", i), sig) for i, sig in enumerate(drop_count)]
         flops += [(rm.addr("RULE_HITS", i), sig) for i, sig in enumerate(rule_hits)]
         mems = (("QUEUE_PACKETS", q_pkts), ("QUEUE_BYTES", q_bytes), ("BUCKET_PACKETS", buckets))

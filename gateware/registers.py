@@ -1,5 +1,8 @@
 """The register file: identification, shadowed configuration with an atomic commit."""
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -139,6 +142,10 @@ class RegisterFile(wiring.Component):
         ``busy`` reads as ``COMMIT_STATUS.busy``.
     counters : Out(CsrSignature(16))
         Accesses to the counter registers, to the counter block.
+    flows : Out(CsrSignature(16))
+        Accesses to the flow table's registers (``FLOW_ENTRY`` to ``FLOW_STATUS``), to the
+        flow table (:class:`~hetnic.gateware.flow_table.FlowTable`); idle in a build without
+        it (``flow_table`` 0).
     """
     def __init__(self, regmap: RegisterMap):
         self.regmap = regmap
@@ -159,6 +166,7 @@ class RegisterFile(wiring.Component):
             "generation": Out(16),
             "reta": Out(RetaPortSignature(p["reta_size"])),
             "counters": Out(CsrSignature(16)),
+            **({"flows": Out(CsrSignature(16))} if p["flow_table"] else {}),
         })
 
     def elaborate(self, platform):
@@ -228,17 +236,25 @@ class RegisterFile(wiring.Component):
                             (csr.addr < reg.offset + rm.count(reg) * reg.stride))
         in_rules = ((csr.addr >= rule_base) & (csr.addr < rule_base + RULE_STRIDE * p["n_rules"])
                     & ((csr.addr - rule_base)[2:2 + (_RULE_SLOTS - 1).bit_length()] < RULE_WORDS))
+        # The blocks that answer for themselves: (name, address in range, their read data).
+        blocks = [("reta", in_reta, self.reta.r_data),
+                  ("counters", in_counters, self.counters.r_data),
+                  ("rules", in_rules, rules.r_data)]
+        if p["flow_table"]:
+            flow_lo, flow_hi = rm.addr("FLOW_ENTRY"), rm.addr("FLOW_STATUS") + 4
+            blocks.append(("flows", (csr.addr >= flow_lo) & (csr.addr < flow_hi),
+                           self.flows.r_data))
         readable = [(rm.addr(name), rm.ro_value(name)) for name in _ID_REGS]
         readable += [(rm.addr("COMMIT_STATUS"), Cat(pending, self.reta.busy)),
                      (rm.addr("GENERATION"), self.generation)]
         readable += writable
-        hit_reta, hit_counters, hit_rules, hit_local = (Signal(name=f"hit_{n}") for n in
-                                                        ("reta", "counters", "rules", "local"))
+        hit = {name: Signal(name=f"hit_{name}") for name, _, _ in blocks}
+        hit_local = Signal(name="hit_local")
         read_sel, write_sel = Signal(len(readable)), Signal(len(writable))
         hit_commit = Signal()
+        m.d.sync += [hit[name].eq(in_block) for name, in_block, _ in blocks]
         m.d.sync += [
-            hit_reta.eq(in_reta), hit_counters.eq(in_counters), hit_rules.eq(in_rules),
-            hit_local.eq(~in_reta & ~in_counters & ~in_rules),
+            hit_local.eq(functools.reduce(operator.and_, (~in_block for _, in_block, _ in blocks))),
             read_sel.eq(Cat(csr.addr == addr for addr, _ in readable)),
             write_sel.eq(Cat(csr.addr == addr for addr, _ in writable)),
             hit_commit.eq(csr.addr == rm.addr("COMMIT")),
@@ -256,18 +272,19 @@ class RegisterFile(wiring.Component):
             self.counters.w_data.eq(csr.w_data),
             rules.bus_addr.eq((csr.addr - rule_base)[2:2 + len(rules.bus_addr)]),
             rules.bus_w_data.eq(csr.w_data),
-            # The answer: the selects are flops, so this is a four-way AND-OR per bit.
+            # The answer: the selects are flops, so this is a four- or five-way AND-OR per bit.
             csr.r_data.eq(one_hot_select(
-                Cat(hit_reta, hit_counters, hit_rules, hit_local),
-                [self.reta.r_data, self.counters.r_data, rules.r_data, local_data])),
+                Cat(*hit.values(), hit_local), [r_data for _, _, r_data in blocks] + [local_data])),
         ]
-        with m.If(decoded & hit_reta):
-            m.d.comb += [self.reta.r_stb.eq(csr.r_stb), self.reta.w_stb.eq(csr.w_stb),
-                         csr.ack.eq(self.reta.ack)]
-        with m.If(decoded & hit_counters):
-            m.d.comb += [self.counters.r_stb.eq(csr.r_stb), self.counters.w_stb.eq(csr.w_stb),
-                         csr.ack.eq(self.counters.ack)]
-        self._rule_access(m, decoded & hit_rules, rules)
+        ports = [("reta", self.reta), ("counters", self.counters)]
+        if p["flow_table"]:
+            m.d.comb += [self.flows.addr.eq(csr.addr), self.flows.w_data.eq(csr.w_data)]
+            ports.append(("flows", self.flows))
+        for name, port in ports:
+            with m.If(decoded & hit[name]):
+                m.d.comb += [port.r_stb.eq(csr.r_stb), port.w_stb.eq(csr.w_stb),
+                             csr.ack.eq(port.ack)]
+        self._rule_access(m, decoded & hit["rules"], rules)
         # Writes wait while the rules are copied: the commit takes the shadows as they are
         # when it ends, and a write in the middle would land in half of it.
         write = decoded & hit_local & csr.w_stb & ~rules.busy

@@ -1,4 +1,5 @@
-"""The RX classification pipeline: parser -> RSS hash -> classifier -> indirection table."""
+"""The RX classification pipeline: parser -> RSS hash -> classifier -> flow table ->
+indirection table."""
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -10,6 +11,7 @@ from .axil import CsrSignature
 from .beat import Beat
 from .classifier import FlowClassifier
 from .counters import RxCounters
+from .flow_table import FlowTable
 from .parser import HeaderParser
 from .registers import RegisterFile
 from .reta import IndirectionTable, reta_index
@@ -26,7 +28,11 @@ class RxPipeline(wiring.Component):
     Frame beats pass from ``rx`` to ``data`` unchanged, through a FIFO
     (:class:`~hetnic.gateware.rx_frame_fork.RxFrameFork`); beside them the
     header parser, the RSS hash stage, the flow classifier and the indirection table compute
-    one :class:`PacketMeta` record per frame, emitted on ``meta`` in frame order. The record of
+    one :class:`PacketMeta` record per frame, emitted on ``meta`` in frame order. The flow
+    table (:class:`~hetnic.gateware.flow_table.FlowTable`), in a build with
+    ``params.flow_table``, follows the classifier: a frame whose 5-tuple hits one of its
+    entries takes that entry's action instead of the rules' (``rule = FLOW_HIT_RULE``); its
+    staged changes apply with ``COMMIT`` like the rules. The record of
     a frame is emitted after the frame's last beat was accepted on ``rx`` (a handful of
     cycles later: parse, hash, match, lookup). The packet data is never copied through the
     metadata path. Dropped frames still appear on ``data`` and ``meta`` (with ``drop`` set):
@@ -47,7 +53,8 @@ class RxPipeline(wiring.Component):
     ----------
     params : NicParams
         The build: ``data_width`` (bits per beat), ``n_rules``, ``reta_size``, ``queues``
-        (for the per-queue counters and the ID block), ``hash_bytes_per_cycle``; its
+        (for the per-queue counters and the ID block), ``hash_bytes_per_cycle``,
+        ``flow_table``; its
         :meth:`~hetnic.params.NicParams.regmap` is the register file's table (a NIC core's
         or a board's includes the registers of the blocks around the pipeline, which their
         own decoders answer).
@@ -100,9 +107,13 @@ class RxPipeline(wiring.Component):
         m.submodules.parser = parser = HeaderParser(self.data_width)
         m.submodules.rss = rss = RssHashStage(p["hash_bytes_per_cycle"])
         m.submodules.classifier = classifier = FlowClassifier(p["n_rules"])
+        if p["flow_table"]:
+            m.submodules.flows = flows = FlowTable(self.regmap)
         m.submodules.reta = reta = IndirectionTable(p["reta_size"])
         connect(m, wiring.flipped(self.csr), regs.csr)
         connect(m, regs.counters, counters.csr)
+        if p["flow_table"]:
+            connect(m, regs.flows, flows.csr)
         connect(m, regs.reta, reta.bus)
         connect(m, wiring.flipped(self.rx), fork.rx)
         connect(m, fork.data, wiring.flipped(self.data))
@@ -116,7 +127,15 @@ class RxPipeline(wiring.Component):
             classifier.rules.eq(regs.rules), classifier.default_action.eq(regs.default_action),
             classifier.pass_errors.eq(regs.pass_errors),
         ]
-        out_slice = self._elaborate_meta_path(m, parser, rss, classifier, reta)
+        stages = [parser, rss, classifier, reta]
+        if p["flow_table"]:
+            m.d.comb += [
+                flows.pass_errors.eq(regs.pass_errors),
+                flows.commit_apply.eq(regs.commit_apply), flows.commit_done.eq(regs.commit_done),
+                counters.flow_refused_stb.eq(flows.refused_stb),
+            ]
+            stages.insert(3, flows)
+        out_slice = self._elaborate_meta_path(m, *stages)
         m.d.comb += [
             self.meta.valid.eq(out_slice.o.valid),
             self.meta.payload.eq(out_slice.o.payload),
@@ -138,11 +157,14 @@ class RxPipeline(wiring.Component):
 
     @staticmethod
     def _elaborate_meta_path(m, *stages):
-        """The metadata path: ``stages`` (parser, hash stage, classifier, indirection table)
-        in a chain, each followed by a register slice. Each stage passes ``ready`` on
-        combinationally; the slices keep that chain (and the enables of every record
-        register it reaches) to one stage. Returns the last slice (the path's output)."""
-        names = ("parser_slice", "rss_slice", "class_slice", "out_slice")
+        """The metadata path: ``stages`` (parser, hash stage, classifier, the flow table if
+        the build has it, indirection table) in a chain, each followed by a register slice.
+        Each stage passes ``ready`` on combinationally; the slices keep that chain (and the
+        enables of every record register it reaches) to one stage. Returns the last slice
+        (the path's output)."""
+        names = ("parser_slice", "rss_slice", "class_slice", "flow_slice", "out_slice")
+        if len(stages) == 4:        # no flow table
+            names = names[:3] + names[4:]
         source = None
         for name, stage in zip(names, stages, strict=True):
             if source is not None:

@@ -76,6 +76,12 @@ class NicParams:
         results go out through ``RES_*``. (It hashes a byte per cycle and has one rule slot:
         :class:`~hetnic.gateware.rss_steering.RssSteering` wants ``data_width=8``,
         ``hash_bytes_per_cycle=1``, ``n_rules=1``.)
+    flow_table : bool
+        The exact-match flow table (:class:`~hetnic.gateware.flow_table.FlowTable`) in the RX
+        pipeline, with its ``FLOW_*`` registers and ``CAPS.flow_table``. The simulated NIC
+        cores have it; the board builds leave it out (on the Versa ECP5 it routed at 103.95
+        MHz, not the 125 MHz core clock: docs/timing.md), and the reduced serial core has no
+        classifier for it to stand beside (``injector`` wants ``flow_table=False``).
 
     Raises
     ------
@@ -92,20 +98,24 @@ class NicParams:
     event_queues: int = 0
     mac_ports: int = 0
     injector: bool = False
+    flow_table: bool = True
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is None and f.name in ("queues", "hash_bytes_per_cycle"):
                 continue
-            if f.name == "injector":
+            if f.name in ("injector", "flow_table"):
                 if not isinstance(value, bool):
-                    raise ValueError(f"injector must be True or False, not {value!r}")
+                    raise ValueError(f"{f.name} must be True or False, not {value!r}")
             elif not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{f.name} must be an integer, not {value!r}")
         w = self.data_width
         if not 8 <= w <= 512 or w % 8:
             raise ValueError(f"data_width must be a multiple of 8 from 8 to 512 bits, not {w!r}")
+        if self.injector and self.flow_table:
+            raise ValueError("flow_table must be False with injector (the reduced serial core "
+                             "has no flow table)")
         if self.hash_bytes_per_cycle is None:
             object.__setattr__(self, "hash_bytes_per_cycle", _default_hash_bytes(w))
         if self.queues is None:
@@ -117,7 +127,7 @@ class NicParams:
             n_rules=self.n_rules, reta_size=self.reta_size, queues=self.queues,
             rx_queues=self.rx_queues, tx_queues=self.tx_queues,
             event_queues=self.event_queues, mac_ports=self.mac_ports,
-            injector=int(self.injector)))
+            injector=int(self.injector), flow_table=int(self.flow_table)))
 
     def regmap(self) -> RegisterMap:
         """The register table resolved for this build (what ``PARAMS0..2`` and ``CAPS`` of
@@ -170,7 +180,8 @@ class NicParams:
                    tx_queues=field("PARAMS2", "tx_queues"),
                    event_queues=field("PARAMS2", "event_queues"),
                    mac_ports=field("PARAMS2", "mac_ports"),
-                   injector=bool(field("CAPS", "injector")))
+                   injector=bool(field("CAPS", "injector")),
+                   flow_table=bool(field("CAPS", "flow_table")))
 
 
 #: The simulated NIC core of ``Nic.open("sim")`` by default (the HIL harness).
@@ -180,12 +191,14 @@ RX_PIPELINE_W64 = NicParams(data_width=64)
 RX_PIPELINE_W8 = NicParams(data_width=8)
 #: The NIC core build under ``rtl/``: 64 RX queues, 4 TX queues, 4 event queues.
 NIC_CORE_W64 = NicParams(data_width=64, rx_queues=64, tx_queues=4, event_queues=4)
-#: The RX pipeline of the ECP5 boards: small enough to leave room on a 25k-LUT ECP5. The
-#: board core sets ``mac_ports`` to its Ethernet ports.
-ECP5_BOARD_CORE = NicParams(data_width=8, n_rules=4, reta_size=128, queues=16)
+#: The RX pipeline of the ECP5 boards: small enough to leave room on a 25k-LUT ECP5, and
+#: without the flow table (it costs the Versa its 125 MHz: docs/timing.md). The board core
+#: sets ``mac_ports`` to its Ethernet ports.
+ECP5_BOARD_CORE = NicParams(data_width=8, n_rules=4, reta_size=128, queues=16,
+                            flow_table=False)
 #: The iCEBreaker's reduced serial core: the Toeplitz engine and a 16-entry RETA.
 ICE40_SERIAL_CORE = NicParams(data_width=8, hash_bytes_per_cycle=1, n_rules=1, reta_size=16,
-                              queues=4, injector=True)
+                              queues=4, injector=True, flow_table=False)
 
 #: The presets by name.
 PRESETS = {"hil_nic_core": HIL_NIC_CORE, "rx_pipeline_w64": RX_PIPELINE_W64,

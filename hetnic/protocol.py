@@ -29,6 +29,7 @@ __all__ = [
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
     "ipv4_mapped", "PacketMeta", "Rule", "RuleAction", "pack", "unpack",
+    "FlowKey", "FlowEntry", "FLOW_HIT_RULE",
     "RxDescriptor", "RxCompletion", "TxOpcode", "TxWorkItem", "TxLengths", "TxGatherEntry",
     "TxStatus", "TxCompletion", "EventType", "QueueDrop", "Event", "TX_MAX_MESSAGES",
     "TX_MAX_FRAME",
@@ -206,6 +207,33 @@ class RuleAction(data.Struct):
     instance: 4
     reta_offset: 11
     reta_size_log2: 4       # slice of 1 << n entries, n <= log2(RETA size)
+
+
+#: ``PacketMeta.rule`` (and ``RxCompletion.rule``) of a frame that hit an entry of the flow
+#: table (its action replaced the rules'): above every rule index (at most 64 rules) and the
+#: default action's, and within the completion's 7-bit field.
+FLOW_HIT_RULE = 0x7F
+
+
+class FlowKey(data.Struct):
+    """The exact-match key of a flow table entry: a frame's 5-tuple and IP version.
+
+    A frame's key comes from its :class:`PacketMeta` (``ipv6`` is ``flags.ipv6``; addresses
+    IPv4-mapped for IPv4, ports 0 without TCP/UDP); only IPv4 and IPv6 frames are looked up.
+    """
+    ipv6: 1                 # 0: IPv4 (IPv4-mapped addresses), 1: IPv6
+    ip_proto: 8
+    src_port: 16
+    dst_port: 16
+    src_addr: 128
+    dst_addr: 128
+
+
+class FlowEntry(data.Struct):
+    """One flow table entry (and the host's staging words, ``valid`` ignored there)."""
+    valid: 1
+    action: RuleAction
+    key: FlowKey
 
 
 class Rule(data.Struct):

@@ -27,8 +27,9 @@ Registers are 32 bits wide at byte addresses on the AXI4-Lite ``csr`` port. Acce
 Register arrays (``count > 1``) repeat every ``stride`` bytes; their count may depend on a
 build parameter (``"reta_size"``, ``"n_rules"``, ``"queues"``), resolved by :class:`RegisterMap`.
 A count of 0 leaves a register out of a build: the NIC core's queue blocks, and the hash
-requests of the reduced serial core (``"injector"``, 0 or 1), and the MAC counters of a
-board (``"mac_ports"``).
+requests of the reduced serial core (``"injector"``, 0 or 1), the MAC counters of a
+board (``"mac_ports"``), and the flow table's ``FLOW_*`` registers (``"flow_table"``, 0 or
+1: the boards build without the table).
 """
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ from dataclasses import dataclass
 
 from amaranth.lib import data
 
-from .protocol import (DropReason, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
+from .protocol import (DropReason, FlowEntry, MS_RSS_DEFAULT_KEY, RSS_MAX_INPUT_LEN, Rule,
                        RuleAction, pack)
 
 __all__ = ["Field", "Register", "REGISTERS", "RegisterMap", "ID_MAGIC", "VERSION",
            "RULE_WORDS", "RULE_STRIDE", "INJ_DATA_WORDS", "DEFAULT_PARAMS", "PARAM_LIMITS",
            "QUEUE_CTRL_ENABLE", "EQ_CTRL_IRQ_ENABLE", "queue_eq_armed", "QUEUE_STATUS_BAD_SIZE",
            "QUEUE_STATUS_DOORBELL", "QUEUE_STATUS_BAD_ADDR", "QUEUE_STATUS_DMA",
-           "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX"]
+           "QUEUE_EQ_QUEUE", "QUEUE_EQ_ARM", "QUEUE_INDEX", "FLOW_BUCKETS", "FLOW_WAYS",
+           "FLOW_STASH", "FLOW_SLOTS", "FLOW_JOURNAL", "FLOW_ENTRY_WORDS", "FlowOp",
+           "FlowStatus"]
 
 ID_MAGIC = 0x484E4943           # "HNIC"
 VERSION = (0, 1)                # (major, minor) of the register interface
@@ -57,6 +60,21 @@ RULE_STRIDE = 0x80              # bytes between rules (room for 32 words)
 assert RULE_WORDS * 4 <= RULE_STRIDE
 #: 32-bit words of a Toeplitz input in the reduced serial core's INJ_DATA (36 bytes).
 INJ_DATA_WORDS = RSS_MAX_INPUT_LEN // 4
+
+# --- the flow table's geometry (hetnic.gateware.flow_table) ------------------------------
+#: Buckets of the flow table's hash table (a power of two), ways (entries) per bucket, and
+#: entries of the stash that takes an insert whose bucket is full. Slot ``b * FLOW_WAYS + w``
+#: is way ``w`` of bucket ``b``; slots ``FLOW_BUCKETS * FLOW_WAYS`` on are the stash.
+FLOW_BUCKETS = 256
+FLOW_WAYS = 4
+FLOW_STASH = 8
+FLOW_SLOTS = FLOW_BUCKETS * FLOW_WAYS + FLOW_STASH
+#: Changes (inserts and deletes) staged between two COMMITs at most. The commit applies them
+#: one per cycle while it copies the rules (``n_rules * 32 + 2`` cycles, at least 34), after
+#: an op in progress (up to 4 cycles): 24 fit in the shortest copy.
+FLOW_JOURNAL = 24
+#: 32-bit words of FLOW_ENTRY (the FlowEntry layout).
+FLOW_ENTRY_WORDS = (data.Layout.cast(FlowEntry).size + 31) // 32
 
 
 @dataclass(frozen=True)
@@ -146,6 +164,21 @@ def queue_eq_armed(event_queue: int) -> int:
 QUEUE_INDEX = Field("index", 0, 16, "free-running index")
 
 
+class FlowOp:
+    """``FLOW_OP.op`` values."""
+    INSERT = 1      # stage FLOW_ENTRY into a free way of its bucket, else the stash
+    DELETE = 2      # stage the removal of the entry in ``slot``
+
+
+class FlowStatus:
+    """``FLOW_RESULT.status`` values."""
+    OK = 0
+    FULL = 1        # insert refused: its bucket and the stash are full (FLOW_REFUSED counts it)
+    JOURNAL_FULL = 2  # FLOW_JOURNAL changes are staged already: COMMIT first
+    BAD_SLOT = 3    # delete of a slot that holds no entry (or is past the table)
+    BAD_OP = 4      # an op value that is neither INSERT nor DELETE
+
+
 def _key_word(k: int) -> int:
     return int.from_bytes(MS_RSS_DEFAULT_KEY[4 * k:4 * k + 4], "big")
 
@@ -178,8 +211,11 @@ REGISTERS: tuple[Register, ...] = (
                                       "they do not answer)"),
               Field("injector", 4, 1, "the reduced serial core: Toeplitz inputs come in and "
                                       "results go out through the INJ_* and RES_* registers; "
-                                      "no parser")),
-             reset=0b1111),
+                                      "no parser"),
+              Field("flow_table", 5, 1, "the exact-match flow table (FLOW_* registers; 0 in the "
+                                        "reduced serial core and the board builds: they are "
+                                        "absent there)")),
+             reset=0b10_1111),
     # --- committed configuration ----------------------------------------------------------
     Register("CTRL", 0x0020, "shadow", "RSS and error handling.",
              (Field("hash_enable", 0, 8, "bit n enables HashType n (bits 1..6)"),
@@ -214,6 +250,15 @@ REGISTERS: tuple[Register, ...] = (
     Register("FRAMES_DELIVERED", 0x0084, "counter", "Frames whose metadata left undropped."),
     Register("FRAMES_DROPPED", 0x0088, "counter", "Frames dropped for any reason."),
     Register("BYTES_IN", 0x008C, "counter", "Bytes accepted on rx."),
+    Register("FLOW_HITS", 0x0090, "counter",
+             "Frames that hit a flow table entry (their rule is FLOW_HIT_RULE, 127).",
+             count="flow_table"),
+    Register("FLOW_MISSES", 0x0094, "counter",
+             "IPv4 and IPv6 frames that missed the flow table (the rules classified them).",
+             count="flow_table"),
+    Register("FLOW_REFUSED", 0x0098, "counter",
+             "Flow inserts refused because the bucket and the stash were full.",
+             count="flow_table"),
     Register("DROP_COUNT", 0x00C0, "counter", "Dropped frames per DropReason value.",
              count=len(DropReason)),
     # --- hash requests and results: the reduced serial core only (iCEBreaker) -------------
@@ -257,6 +302,25 @@ REGISTERS: tuple[Register, ...] = (
              "Removes the oldest result if its `seq` is the value written (so a repeated "
              "write removes nothing more).",
              (Field("seq", 0, 16),), count="injector"),
+    # --- the flow table: changes are staged here and applied by COMMIT ---------------------
+    Register("FLOW_ENTRY", 0x0900, "rw",
+             f"The entry the next FLOW_OP insert stages: FlowEntry layout in {FLOW_ENTRY_WORDS} "
+             "words (bit 0 of word 0 first; `valid` is ignored).",
+             stride=0x40, words=FLOW_ENTRY_WORDS, count="flow_table"),
+    Register("FLOW_OP", 0x0940, "wo",
+             "Stages one change for the next COMMIT; answered once FLOW_RESULT holds its "
+             "outcome. Insert places FLOW_ENTRY in the first free way of its bucket (CRC-32 of "
+             "its FlowKey), else the first free stash entry, else refuses it. It does not look "
+             "for a duplicate key (the driver does).",
+             (Field("op", 0, 2, "1 insert FLOW_ENTRY, 2 delete `slot`"),
+              Field("slot", 16, 11, "the slot to delete")), count="flow_table"),
+    Register("FLOW_RESULT", 0x0944, "ro", "The outcome of the last FLOW_OP.",
+             (Field("slot", 0, 11, "the slot an insert took"),
+              Field("status", 16, 3, "0 ok, 1 bucket and stash full, 2 journal full (COMMIT "
+                                     "first), 3 bad slot, 4 bad op")), count="flow_table"),
+    Register("FLOW_STATUS", 0x0948, "ro", "The flow table's occupancy.",
+             (Field("entries", 0, 11, "entries in use once the staged changes are committed"),
+              Field("staged", 16, 6, "changes staged for the next COMMIT")), count="flow_table"),
     # --- tables ---------------------------------------------------------------------------
     Register("RETA", 0x1000, "shadow", "Indirection table: RX queue per entry.",
              (Field("queue", 0, 8),), count="reta_size"),
@@ -362,7 +426,8 @@ REGISTERS: tuple[Register, ...] = (
 
 DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                   "reta_size": 512, "queues": 64, "tx_queues": 0,
-                  "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0}
+                  "event_queues": 0, "rx_queues": 0, "injector": 0, "mac_ports": 0,
+                  "flow_table": 1}
 
 #: Inclusive ``(lowest, highest)`` of every build parameter, as the register fields that
 #: report them allow (the command line takes its limits from here too). Checked in this
@@ -370,7 +435,7 @@ DEFAULT_PARAMS = {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
 PARAM_LIMITS = {"data_bytes": (1, 64), "hash_bytes_per_cycle": (1, 36), "n_rules": (1, 64),
                 "reta_size": (2, 2048), "rx_queues": (0, 256), "queues": (1, 256),
                 "tx_queues": (0, 64), "event_queues": (0, 64), "injector": (0, 1),
-                "mac_ports": (0, 15)}
+                "mac_ports": (0, 15), "flow_table": (0, 1)}
 
 
 class RegisterMap:
@@ -385,8 +450,9 @@ class RegisterMap:
     params : dict
         Build parameters: ``data_bytes``, ``hash_bytes_per_cycle``, ``n_rules``, ``reta_size``,
         ``queues``, the NIC core's ``rx_queues``, ``tx_queues`` and ``event_queues``,
-        ``injector`` (1 for the reduced serial core) and ``mac_ports`` (a board's Ethernet
-        ports). Missing ones take :data:`DEFAULT_PARAMS`.
+        ``injector`` (1 for the reduced serial core), ``mac_ports`` (a board's Ethernet
+        ports) and ``flow_table`` (1 with the exact-match flow table and its ``FLOW_*``
+        registers). Missing ones take :data:`DEFAULT_PARAMS`.
     """
     def __init__(self, **params):
         unknown = set(params) - set(DEFAULT_PARAMS)
@@ -474,6 +540,8 @@ class RegisterMap:
         if name == "CAPS" and p["injector"]:
             # The reduced serial core: a Toeplitz engine and the RETA, nothing else.
             return reg.field("ipv6").mask | reg.field("injector").mask
+        if name == "CAPS" and not p["flow_table"]:
+            return reg.reset & ~reg.field("flow_table").mask
         return reg.reset
 
     # --- exports ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..params import NicParams
 from ..regs import ID_MAGIC, RULE_WORDS, RegisterMap
 from ..config import RxConfig
 from ..rules import Action, FlowRule
+from .flow_table import FlowTable
 
 __all__ = ["NicControl", "NicError", "Rss", "Rules", "check_magic", "identify"]
 
@@ -215,6 +216,8 @@ class NicControl:
     -------
     rss : Rss
     rules : Rules
+    flows : FlowTable
+        The exact-match flow table (:mod:`hetnic.host.flow_table`).
     regmap : RegisterMap
         ``params.regmap()``.
     params : NicParams
@@ -236,6 +239,7 @@ class NicControl:
         self.generation: int | None = None
         self.rss = Rss(self)
         self.rules = Rules(self)
+        self.flows = FlowTable(self)
 
     def _start(self) -> None:
         """Program the default configuration (Microsoft key, RETA entry i -> queue i mod
@@ -265,8 +269,9 @@ class NicControl:
 
     # --- configuration -------------------------------------------------------------------
     def commit(self) -> int:
-        """Apply the staged key, table, rules and settings atomically at a frame boundary;
-        returns the new configuration generation (carried by every later frame's metadata)."""
+        """Apply the staged key, table, rules, flow table changes and settings atomically at a
+        frame boundary; returns the new configuration generation (carried by every later
+        frame's metadata)."""
         b, r = self.backend, self.regmap
         before = b.reg_read(r.addr("GENERATION"))
         b.reg_write(r.addr("COMMIT"), 1)
@@ -274,6 +279,7 @@ class NicControl:
         while b.reg_read(r.addr("COMMIT_STATUS")) != 0:
             next(waiter)            # raises NicError once the wait is over
         self.generation = b.reg_read(r.addr("GENERATION"))
+        self.flows._committed()
         if self.generation == before:
             raise NicError(f"COMMIT_STATUS cleared but GENERATION stayed {before}")
         settings = self._hash_settings()

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 from ...rules import Action, RuleFields
 from ...protocol import DropReason
 
-__all__ = ["ClassifyResult", "classify", "match_rule"]
+__all__ = ["ClassifyResult", "classify", "match_rule", "drop_reason"]
 
 # Masked fields: (PacketMeta attribute, Rule value field, Rule mask field).
 _MASKED = (
@@ -73,6 +73,14 @@ def _action_fields(action: Mapping | Action, reta_entries: int) -> dict:
     return {name: int(action[name]) for name in _ACTION_FIELDS}
 
 
+def drop_reason(error: int, pass_errors: bool, action_drop: int) -> DropReason:
+    """A classified frame's drop reason: its parse error unless errors are passed, else
+    ``RULE`` if its action drops, else ``NONE``."""
+    if error and not pass_errors:
+        return DropReason(error)     # ParseError and DropReason share their numeric values
+    return DropReason.RULE if action_drop else DropReason.NONE
+
+
 def classify(parsed, rules: Sequence[int | RuleFields], default: Mapping | Action, *,
              reta_entries: int, pass_errors: bool = False) -> ClassifyResult:
     """Classify one frame the way the gateware does.
@@ -108,13 +116,7 @@ def classify(parsed, rules: Sequence[int | RuleFields], default: Mapping | Actio
             break
     if action is None:
         action = _action_fields(default, reta_entries)
-    error = int(parsed.error)
-    if error and not pass_errors:
-        drop = DropReason(error)     # ParseError and DropReason share their numeric values
-    elif action["drop"]:
-        drop = DropReason.RULE
-    else:
-        drop = DropReason.NONE
+    drop = drop_reason(int(parsed.error), pass_errors, action["drop"])
     return ClassifyResult(rule=index, instance=action["instance"],
                           reta_offset=action["reta_offset"],
                           reta_size_log2=action["reta_size_log2"], drop=drop)

@@ -1,4 +1,5 @@
-"""Software model of the whole RX pipeline: parser, RSS hash, classifier, indirection table.
+"""Software model of the whole RX pipeline: parser, RSS hash, classifier, flow table,
+indirection table.
 
 It chains the block models, each checked on its own (the parser against scapy, the
 Toeplitz hash against the published Microsoft vectors), and is the oracle the Verilog is
@@ -12,9 +13,10 @@ from amaranth.lib import data
 from ...config import RxConfig
 from ...rules import RuleFields
 from .toeplitz import meta_hash
-from ...protocol import RX_MAX_FRAME_LIMIT, PacketMeta
+from ...protocol import FLOW_HIT_RULE, RX_MAX_FRAME_LIMIT, PacketMeta
 from ...regs import RegisterMap
-from .classifier import classify
+from .classifier import ClassifyResult, classify, drop_reason
+from .flow_table import FlowTableModel, meta_flow_key
 from .parser import parse_frame
 
 __all__ = ["RxModel", "COMPARED_FIELDS", "mismatches"]
@@ -34,10 +36,14 @@ class RxModel:
         The active configuration.
     generation : int
         Configuration generation the records carry.
+    flows : FlowTableModel, optional
+        The flow table (its committed entries are looked up; empty if not given).
     """
-    def __init__(self, regmap: RegisterMap, config: RxConfig, generation: int = 1):
+    def __init__(self, regmap: RegisterMap, config: RxConfig, generation: int = 1,
+                 flows: FlowTableModel | None = None):
         config.validate(regmap)
         self.regmap, self.config, self.generation = regmap, config, generation
+        self.flows = flows if flows is not None else FlowTableModel()
         self.reta_size = regmap.params["reta_size"]
         self.table = config.table(regmap)
         # The gateware's table always has n_rules entries; unused ones are disabled (0), and
@@ -56,6 +62,14 @@ class RxModel:
         hash_value, hash_type = meta_hash(parsed, c.key, c.hash_enable, c.symmetric)
         cls = classify(parsed, self.rules, c.default, reta_entries=self.reta_size,
                        pass_errors=c.pass_errors)
+        hit = self.flows.lookup(meta_flow_key(parsed))
+        if hit is not None:         # the flow's action replaces the rules'
+            action = hit[1]
+            cls = ClassifyResult(rule=FLOW_HIT_RULE, instance=action["instance"],
+                                 reta_offset=action["reta_offset"],
+                                 reta_size_log2=action["reta_size_log2"],
+                                 drop=drop_reason(int(parsed.error), c.pass_errors,
+                                                  action["drop"]))
         log2 = self.reta_size.bit_length() - 1
         size_log2 = min(cls.reta_size_log2, log2)
         index = (cls.reta_offset + (hash_value & ((1 << size_log2) - 1))) % self.reta_size

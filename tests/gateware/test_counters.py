@@ -16,8 +16,10 @@ from amaranth.lib import data
 
 from hetnic.gateware.counters import CounterMemory, RxCounters
 from hetnic.params import NicParams
-from hetnic.protocol import DropReason, PacketMeta
+from hetnic.protocol import FLOW_HIT_RULE, DropReason, MetaFlags, PacketMeta
 from kit import pack, run_simulation
+
+FLAGS = {name: 1 << f.offset for name, f in data.Layout.cast(MetaFlags)}
 
 SEED = 0x5EED_C0DE
 META = data.Layout.cast(PacketMeta)
@@ -166,6 +168,10 @@ class CounterModel:
                 self.add("DROP_COUNT", meta["drop"])
         if meta["rule"] <= p["n_rules"]:
             self.add("RULE_HITS", meta["rule"])
+        if meta["rule"] == FLOW_HIT_RULE:
+            self.add("FLOW_HITS")
+        elif meta["flags"] & (FLAGS["ipv4"] | FLAGS["ipv6"]):
+            self.add("FLOW_MISSES")
         self.add("BUCKET_PACKETS", bucket)
 
 
@@ -174,7 +180,7 @@ def random_meta(rng, rm, queue):
     meta = {name: rng.getrandbits(f.width) for name, f in META}
     meta["drop"] = rng.choice([0, 0, 0, rng.randrange(16), DropReason.RULE])
     meta["rule"] = rng.choice([rng.randrange(p["n_rules"] + 1), p["n_rules"], p["n_rules"] + 1,
-                               255, rng.randrange(p["n_rules"] + 1)])
+                               255, FLOW_HIT_RULE, rng.randrange(p["n_rules"] + 1)])
     meta["queue"] = queue
     meta["length"] = rng.choice([64, 1522, 0xFFFF, rng.getrandbits(16)])
     return meta
@@ -207,6 +213,8 @@ def test_rx_counters_random(n_rules, reta_size, queues):
             meta = random_meta(rng, rm, queue)
             frame_stb = not quiet and rng.random() < 0.6
             frame_len = rng.getrandbits(16)
+            refused_stb = not quiet and rng.random() < 0.1
+            ctx.set(dut.flow_refused_stb, refused_stb)
             ctx.set(dut.meta_stb, meta_stb)
             ctx.set(dut.meta.as_value(), pack(PacketMeta, **meta))
             ctx.set(dut.bucket, bucket)
@@ -258,6 +266,8 @@ def test_rx_counters_random(n_rules, reta_size, queues):
                 model.meta_out(meta, bucket)
             if frame_stb:
                 model.frame_in(frame_len)
+            if refused_stb:
+                model.add("FLOW_REFUSED")
             snaps.append(dict(model.values))
         assert reads["flop"] > 100 and reads["memory"] > 100, reads
         # Let a request still in progress finish before the quiet reads start.

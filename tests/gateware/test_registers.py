@@ -223,18 +223,30 @@ def small_map(**overrides):
 @pytest.mark.parametrize("params", [
     dict(data_width=64, n_rules=2, reta_size=16, queues=4),
     dict(data_width=256, n_rules=3, reta_size=64, queues=7, hash_bytes_per_cycle=5),
+    dict(data_width=8, n_rules=4, reta_size=128, queues=16, flow_table=False),  # a board's
 ])
 def test_identification_registers(params):
     rm = NicParams(**params).regmap()
     dut = RegisterBlock(rm)
     master = AxiLiteMaster(dut.axi, random.Random(SEED))
     print(f"seed={SEED:#x}")
+    caps_flow = rm["CAPS"].field("flow_table")
+    with_table = NicParams().regmap()       # where the FLOW_* registers are in a build with it
+    flow_addrs = [with_table.addr(name) for name in ("FLOW_HITS", "FLOW_MISSES", "FLOW_REFUSED",
+                                                     "FLOW_ENTRY", "FLOW_RESULT", "FLOW_STATUS")]
 
     async def bench(ctx):
         for name in ("ID", "VERSION", "PARAMS0", "PARAMS1", "CAPS"):
             value = await master.read_ok(ctx, rm.addr(name))
             assert value == rm.ro_value(name), f"{name}: {value:#x} != {rm.ro_value(name):#x}"
         assert await master.read_ok(ctx, rm.addr("ID")) == 0x484E4943
+        caps = await master.read_ok(ctx, rm.addr("CAPS"))
+        assert caps_flow.decode(caps) == int(rm.params["flow_table"])
+        if not rm.params["flow_table"]:
+            # A build without the table: its registers are absent, read 0, ignore writes.
+            for addr in flow_addrs:
+                await master.write_ok(ctx, addr, 0xFFFF_FFFF)
+                assert await master.read(ctx, addr) == (0, OKAY), f"read {addr:#06x}"
 
     run_simulation(dut, bench, cycle_limit=500)
 

@@ -64,6 +64,9 @@ def test_replace_keeps_derived_defaults_derived():
     ({"tx_queues": 65}, "tx_queues must be an integer from 0 to 64, not 65"),
     ({"mac_ports": 16}, "mac_ports must be an integer from 0 to 15, not 16"),
     ({"injector": 1}, "injector must be True or False, not 1"),
+    ({"flow_table": 1}, "flow_table must be True or False, not 1"),
+    ({"injector": True, "data_width": 8, "hash_bytes_per_cycle": 1, "n_rules": 1},
+     "flow_table must be False with injector"),
 ])
 def test_bad_parameters_are_refused_in_one_line(params, message):
     with pytest.raises(ValueError) as exc:
@@ -75,7 +78,7 @@ def test_regmap_is_the_table_of_the_build():
     rm = NIC_CORE_W64.regmap()
     assert rm.params == {"data_bytes": 8, "hash_bytes_per_cycle": 8, "n_rules": 16,
                          "reta_size": 512, "queues": 64, "rx_queues": 64, "tx_queues": 4,
-                         "event_queues": 4, "injector": 0, "mac_ports": 0}
+                         "event_queues": 4, "injector": 0, "mac_ports": 0, "flow_table": 1}
     assert NIC_CORE_W64.regmap() is rm                      # resolved once
     assert rm.count("RXQ_CTRL") == 64 and rm.count("EQ_CTRL") == 4
     assert RX_PIPELINE_W64.regmap().present() == [
