@@ -199,8 +199,7 @@ def _preload() -> None:
     import scapy.utils  # noqa: F401
     from . import shard  # noqa: F401
     from .host import nic  # noqa: F401
-    from .sim.model import parser, rx_pipeline  # noqa: F401
-    from . import rss_eval  # noqa: F401
+    from .sim.model import rx_pipeline  # noqa: F401
 
 
 def _wait_for_workers(client, n: int, seconds: float) -> None:
@@ -316,11 +315,16 @@ class _Bar:
 
 def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
               retries: int = RETRIES, progress: bool | None = None,
-              cache: bool = True, hits: set | None = None) -> list:
+              cache: bool = True, hits: set | None = None,
+              keep: Callable | None = None, kept: dict | None = None) -> list:
     """The results of ``tasks`` in order: cached ones from the cache, the others computed
     on ``client``'s workers (each tried ``1 + retries`` times) and then cached (``cache``
     False: none read or written); the cache is then pruned (:func:`prune_cache`). The
-    indices of the tasks served from the cache are added to ``hits``. Results of
+    indices of the tasks served from the cache are added to ``hits``. With ``keep``, a
+    computed task's full result stays on its worker, as a Dask future in ``kept[index]``
+    (for later tasks' arguments: Dask moves it worker to worker, and computes it again if
+    its worker is lost); what comes back to the client, and is cached, is ``keep(result)``,
+    computed on the worker. Results of
     tasks that succeed are kept even when others fail; then ClusterError names the failed
     tasks and the first one's error."""
     from distributed import as_completed
@@ -348,6 +352,10 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
         fut = client.submit(_checked, identity, t.fn, *t.args, **(t.kwargs or {}),
                             retries=retries, pure=False,
                             key=f"hetnic-{label}-{i}-{os.urandom(4).hex()}")
+        if keep is not None:
+            kept[i] = fut
+            fut = client.submit(keep, fut, retries=retries, pure=False,
+                                key=f"hetnic-{label}-kept-{i}-{os.urandom(4).hex()}")
         futures[fut] = i
     failed = []
     for fut in as_completed(list(futures)):
@@ -368,11 +376,11 @@ def run_tasks(client, tasks: list[Task], *, label: str = "cluster",
         failed.sort()
         names = ", ".join(tasks[i].name for i, _ in failed[:5]) + (
             f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-        kept = len(tasks) - len(failed)
+        n_kept = len(tasks) - len(failed)
         then = ("are cached, a rerun computes only the failed ones" if any(t.key for t in tasks)
                 else "are not cached")
         raise ClusterError(f"{names} failed {1 + retries} times ({failed[0][1]}); the "
-                           f"{kept} other results {then}")
+                           f"{n_kept} other results {then}")
     return results
 
 
@@ -388,20 +396,23 @@ def file_digest(path) -> str:
 def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check: bool = True,
                       shards: int | None = None, ship_frames: bool | None = None,
                       cache: bool = True, progress: bool | None = None):
-    """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: the Toeplitz hash of
-    every frame (:func:`~hetnic.shard.hash_slice`, a slice per worker; only the ``uint32``
-    hashes come back), split the capture into ``shards`` shards by flow (default:
-    :data:`SHARDS_PER_WORKER` per worker), replay each shard on a simulated NIC of its own
-    with the model check (:func:`~hetnic.shard.replay_shard`) and merge
-    (:func:`~hetnic.shard.merge_results`).
+    """``hetnic replay`` of capture ``pcap`` on ``client``'s workers: the software model's
+    record of every frame (:func:`~hetnic.shard.model_slice`, a slice per worker; the records
+    stay on the workers, only the ``uint32`` Toeplitz hashes come back), split the capture
+    into ``shards`` shards by flow (default: :data:`SHARDS_PER_WORKER` per worker), replay
+    each shard on a simulated NIC of its own with the model check, the shard's model records
+    handed to it worker to worker (:func:`~hetnic.shard.replay_shard`), and merge
+    (:func:`~hetnic.shard.merge_results`). When the hashes come from the cache, the model
+    records are not at hand: the shards that are not cached run the model themselves.
 
     The workers read the capture by its path when they share this machine's files (a local
     cluster; ``ship_frames`` False); otherwise (``ship_frames`` True, the default for a
     cluster at an address) the frame list goes to the cluster once, as one object. ``cache``
     False computes everything again (``--no-cache``; the figures of ``hetnic bench
     cluster``)."""
+    from operator import itemgetter
     from .replay import read_capture
-    from .shard import hash_slice, merge_results, replay_shard, shard_indices
+    from .shard import merge_results, model_slice, replay_shard, shard_indices
     import numpy as np
     workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     shards = shards or SHARDS_PER_WORKER * workers
@@ -410,15 +421,19 @@ def replay_on_cluster(client, pcap: str, config, *, data_width: int = 64, check:
     source = (client.scatter([read_capture(pcap)])[0] if ship_frames
               else str(Path(pcap).resolve()))
     run_key = repr((file_digest(pcap), config, data_width))
-    slices = [Task(f"hashes of slice {k} of {workers}", hash_slice,
-                   (source, k, workers, config),
+    slices = [Task(f"model of slice {k} of {workers}", model_slice,
+                   (source, k, workers, config), {"data_width": data_width},
                    key=content_key("hashes", run_key, str(k), str(workers)))
               for k in range(workers)]
-    hashes = np.concatenate(run_tasks(client, slices, label="hash", progress=False,
-                                      cache=cache))
+    models: dict = {}
+    hashes = np.concatenate(run_tasks(client, slices, label="model", progress=False,
+                                      cache=cache, keep=itemgetter(0), kept=models))
     parts = shard_indices(hashes, shards)
+    shared = {"data_width": data_width, "check": check}
+    if len(models) == workers:
+        shared["models"] = [models[k] for k in range(workers)]
     replay_tasks = [Task(f"shard {s} of {shards} ({len(ix)} frames)", replay_shard,
-                         (source, ix, config), {"data_width": data_width, "check": check},
+                         (source, ix, config), shared,
                          key=content_key("replay", run_key, str(check), ix.tobytes()))
                     for s, ix in enumerate(parts)]
     hits: set = set()

@@ -116,7 +116,8 @@ class ReplayResult:
 def replay_frames(frames: list[bytes] | list[tuple[bytes, bool]], config: RxConfig, *,
                   data_width: int = 64, rx_queues: int | None = None, check: bool = True,
                   consumers: dict[int, Consumer] | None = None, progress=None,
-                  trace=None, **open_args) -> ReplayResult:
+                  trace=None, model_records: list | None = None,
+                  **open_args) -> ReplayResult:
     """Replay ``frames`` (bytes, or (bytes, MAC error flag)) through the simulated NIC core:
     the wire, the RX pipeline, the RX queues with DMA into host memory and the host driver's
     ``poll``. See :func:`replay_on_nic`."""
@@ -128,12 +129,12 @@ def replay_frames(frames: list[bytes] | list[tuple[bytes, bool]], config: RxConf
         raise ReplayError(str(exc)) from None
     with nic:
         return replay_on_nic(nic, frames, config, check=check, consumers=consumers,
-                             progress=progress)
+                             progress=progress, model_records=model_records)
 
 
 def replay_on_nic(nic, frames, config: RxConfig, *, check: bool = True,
                   consumers: dict[int, Consumer] | None = None, step: int = 256,
-                  progress=None) -> ReplayResult:
+                  progress=None, model_records: list | None = None) -> ReplayResult:
     """Program ``config`` into ``nic``, send ``frames`` on its wire at line rate, and let
     software consumers (``consumers[queue]``, default :class:`Consumer`) poll the RX queues.
 The clock runs in steps of ``step`` cycles (or the shortest poll interval, if shorter).
@@ -144,6 +145,10 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
     does not is a mismatch unless the NIC counted a queue drop for it. ``progress`` is called
     as ``progress(frames_done, frames_total)``. Frames of zero bytes cannot be sent: they are
     reported as dropped runts with ``sent`` false.
+
+    ``model_records``, if given, are the model's records of the frames computed beforehand
+    under the same build, configuration and generation (:func:`hetnic.shard.model_slice`);
+    they are used (copied) instead of running the model again.
     """
     from .sim.model.rx_pipeline import RxModel
     t0 = time.perf_counter()
@@ -153,7 +158,8 @@ The clock runs in steps of ``step`` cycles (or the shortest poll interval, if sh
     except ValueError as exc:
         raise ReplayError(str(exc)) from None
     replay = _Replay(nic, items, check)
-    replay.model_frames(RxModel(nic.regmap, config, generation=generation), generation)
+    replay.model_frames(RxModel(nic.regmap, config, generation=generation), generation,
+                        model_records)
     plan = _consumer_plan(nic, consumers)
     step = min(step, *(c.interval for c in plan.values()))
     replay.run(plan, step, progress)
@@ -205,15 +211,16 @@ class _Replay:
         self.delivered = 0
         self.start_cycle = nic.now()
 
-    def model_frames(self, model, generation: int) -> None:
-        """The model's record of every frame; a frame the model delivers joins its queue's
-        expected frames unless it is too long for the queue's buffers."""
+    def model_frames(self, model, generation: int, precomputed: list | None = None) -> None:
+        """The model's record of every frame (``precomputed[i]``, a copy, if given); a frame
+        the model delivers joins its queue's expected frames unless it is too long for the
+        queue's buffers."""
         buffer_size = self.nic.rx_queues[0].ring.buffer_size
         for index, (frame, err) in enumerate(self.items):
             if not frame:
                 self.records[index] = _unsent_record(generation)
                 continue
-            rec = model.process(frame, err)
+            rec = dict(precomputed[index]) if precomputed else model.process(frame, err)
             rec["sent"], rec["delivered"], rec["latency"] = True, False, None
             rec["queue_drop"] = None
             if rec["drop"] == DropReason.NONE and len(frame) > buffer_size:

@@ -7,7 +7,7 @@ frame of a flow has the same hash, so a flow stays in one shard, in its input or
 without a hash (non-IP, parse errors) have hash 0 and go to shard 0.
 
 The functions here are what :mod:`hetnic.cluster` runs on the workers
-(:func:`hash_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
+(:func:`model_slice`, :func:`replay_shard`) and on the client (:func:`shard_indices`,
 :func:`merge_results`); they import nothing of Dask. A frame *source* is a capture path (the
 workers read the file themselves; a worker process keeps the last capture it read) or the
 list of frames itself.
@@ -24,8 +24,7 @@ import numpy as np
 from .config import RxConfig
 from .replay import ReplayResult, read_capture, replay_frames
 
-__all__ = ["frames_of", "frame_hashes", "hash_slice", "shard_indices", "replay_shard",
-           "merge_results",
+__all__ = ["frames_of", "model_slice", "shard_indices", "replay_shard", "merge_results",
            "pack_records", "unpack_records", "SUMMED_STATS"]
 
 #: The statistics of :class:`~hetnic.replay.ReplayResult` that add up over shards (the
@@ -48,36 +47,27 @@ def frames_of(source: str | list[bytes]) -> list[bytes]:
     return _last_capture[1]
 
 
-def frame_hashes(frames: list[bytes], config: RxConfig) -> np.ndarray:
-    """The Toeplitz hash of every frame under ``config`` (``uint32``; 0 for a frame without
-    one), as the NIC's hash stage and the software model
-    (:class:`~hetnic.sim.model.rx_pipeline.RxModel`) compute it: the model's parser and hash
-    type, the hashes batched (:class:`~hetnic.rss_eval.FlowHashes`)."""
-    from .protocol import HashType, RX_MAX_FRAME_LIMIT
-    from .rss_eval import FlowHashes
-    from .sim.model.parser import parse_frame
-    from .sim.model.toeplitz import meta_hash_input, select_hash_type
-    max_frame = min(config.max_frame, RX_MAX_FRAME_LIMIT)
-    inputs = []
-    for frame in frames:
-        if not frame:
-            inputs.append(b"")
-            continue
-        parsed = parse_frame(frame, max_frame=max_frame,
-                             direct_ethertype=config.direct_ethertype)
-        kind = select_hash_type(parsed.error, parsed.flags, config.hash_enable)
-        inputs.append(b"" if kind == HashType.NONE
-                      else meta_hash_input(parsed, kind, config.symmetric))
-    return FlowHashes(inputs)(config.key)
-
-
-def hash_slice(source: str | list[bytes], part: int, parts: int,
-               config: RxConfig) -> np.ndarray:
-    """:func:`frame_hashes` of slice ``part`` of ``parts`` equal slices of the frames of
-    ``source`` (in order; concatenated, the slices are every frame)."""
+def model_slice(source: str | list[bytes], part: int, parts: int, config: RxConfig, *,
+                data_width: int = 64) -> tuple[np.ndarray, tuple[tuple, list]]:
+    """The software model's records of slice ``part`` of ``parts`` equal slices of the frames
+    of ``source`` under ``config``, as :func:`~hetnic.replay.replay_frames` computes them for
+    its model check (the same build, configuration and generation): ``(hashes, (fields,
+    rows))``, the Toeplitz hash of every frame (``uint32``; 0 for a frame without one) and the
+    records as :func:`pack_records` packs them (a row of None for an empty frame). The
+    sharded replay keeps this on the worker that computed it and hands it to the shard tasks
+    worker to worker (:func:`replay_shard`), so the model runs once per frame."""
+    from .host.nic import Nic
+    from .sim.model.rx_pipeline import RxModel
     frames = frames_of(source)
     step = -(-len(frames) // parts)
-    return frame_hashes(frames[part * step:(part + 1) * step], config)
+    mine = frames[part * step:(part + 1) * step]
+    with Nic.open("sim", width=data_width, rx_queues=max(8, config.queues)) as nic:
+        generation = nic.apply(config)
+        model = RxModel(nic.regmap, config, generation=generation)
+    records = [model.process(frame) if frame else None for frame in mine]
+    fields = next((tuple(r) for r in records if r is not None), ())
+    hashes = np.array([r["hash"] if r is not None else 0 for r in records], dtype=np.uint32)
+    return hashes, (fields, [tuple(r.values()) if r is not None else None for r in records])
 
 
 def shard_indices(hashes: np.ndarray, shards: int) -> list[np.ndarray]:
@@ -90,16 +80,24 @@ def shard_indices(hashes: np.ndarray, shards: int) -> list[np.ndarray]:
 
 
 def replay_shard(source: str | list[bytes], indices, config: RxConfig, *,
-                 data_width: int = 64, check: bool = True) -> ReplayResult:
+                 data_width: int = 64, check: bool = True,
+                 models: list | None = None) -> ReplayResult:
     """Replay frames ``indices`` of ``source`` (in that order) on a simulated NIC of its own,
     as ``hetnic replay`` does (:func:`~hetnic.replay.replay_frames`, the model check
-    included). Record ``k`` of the result is frame ``indices[k]``'s; mismatch indices are the
-    shard's own. The records come back packed (:func:`pack_records`); ``stats["cpu_s"]`` is
+    included). ``models``, the :func:`model_slice` of every slice (in order) under the same
+    ``config`` and ``data_width``, saves running the model again on these frames. Record
+    ``k`` of the result is frame ``indices[k]``'s; mismatch indices are the shard's own. The records come back packed (:func:`pack_records`); ``stats["cpu_s"]`` is
     the CPU seconds the task's thread spent (what is left of the worker's CPU is Dask's)."""
     cpu = time.thread_time()
     frames = frames_of(source)
+    records = None
+    if models:
+        step = -(-len(frames) // len(models))
+        fields = next((m[1][0] for m in models if m[1][0]), ())
+        rows = [models[int(i) // step][1][1][int(i) % step] for i in indices]
+        records = [None if row is None else dict(zip(fields, row)) for row in rows]
     result = replay_frames([frames[int(i)] for i in indices], config, data_width=data_width,
-                           check=check)
+                           check=check, model_records=records)
     result.records = pack_records(result.records)
     result.stats["cpu_s"] = time.thread_time() - cpu
     return result

@@ -11,7 +11,7 @@ from scapy.layers.l2 import Ether
 
 from hetnic.config import RxConfig
 from hetnic.replay import ReplayResult, read_capture, replay_frames
-from hetnic.shard import (hash_slice, merge_results, replay_shard, shard_indices,
+from hetnic.shard import (merge_results, model_slice, replay_shard, shard_indices,
                           unpack_records)
 from hetnic.sim.model.parser import parse_frame
 from hetnic.sim.model.toeplitz import meta_hash
@@ -26,7 +26,7 @@ def test_hashes_are_the_models(config):
     want = [meta_hash(parse_frame(f, max_frame=config.max_frame,
                                   direct_ethertype=config.direct_ethertype),
                       config.key, config.hash_enable, config.symmetric)[0] for f in frames]
-    slices = [hash_slice(frames, k, 3, config) for k in range(3)]
+    slices = [model_slice(frames, k, 3, config)[0] for k in range(3)]
     assert all(h.dtype == np.uint32 for h in slices)
     assert np.concatenate(slices).tolist() == want
     assert len(set(want)) > 50
@@ -36,18 +36,22 @@ def test_a_shard_is_the_replay_of_its_frames():
     frames = read_capture(CAPTURES / "WebattackRCE.pcap")[:200]
     config = RxConfig(queues=4)
     ix = np.arange(0, 200, 2)
-    shard = replay_shard(frames, ix, config)
     alone = replay_frames([frames[i] for i in ix], config)
-    assert shard.mismatches == alone.mismatches == []
-    drop_timing = ("latency",)
-    assert [{k: v for k, v in r.items() if k not in drop_timing}
-            for r in unpack_records(shard.records)] \
-        == [{k: v for k, v in r.items() if k not in drop_timing} for r in alone.records]
+    # The model's records computed beforehand in slices (the cluster's first pass) give the
+    # same replay as the model run inside it.
+    models = [model_slice(frames, k, 3, config) for k in range(3)]
+    for shard in (replay_shard(frames, ix, config),
+                  replay_shard(frames, ix, config, models=models)):
+        assert shard.mismatches == alone.mismatches == []
+        drop_timing = ("latency",)
+        assert [{k: v for k, v in r.items() if k not in drop_timing}
+                for r in unpack_records(shard.records)] \
+            == [{k: v for k, v in r.items() if k not in drop_timing} for r in alone.records]
 
 
 def test_flows_stay_in_one_shard_in_order():
     frames = read_capture(CAPTURES / "ethereum.pcap")
-    hashes = hash_slice(frames, 0, 1, RxConfig())
+    hashes = model_slice(frames, 0, 1, RxConfig())[0]
     shards = shard_indices(hashes, 5)
     assert sorted(np.concatenate(shards).tolist()) == list(range(len(frames)))
     shard_of = {int(i): s for s, ix in enumerate(shards) for i in ix}
