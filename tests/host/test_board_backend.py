@@ -131,7 +131,7 @@ def test_open_sizes_the_driver_from_params_and_commits_defaults(nic):
     nic, fake, _ = nic
     assert isinstance(nic, BoardNic)
     assert nic.params == NicParams(data_width=8, hash_bytes_per_cycle=1, n_rules=4,
-                                   reta_size=128, queues=16, mac_ports=2)
+                                   reta_size=128, queues=16, mac_ports=2, flow_table=False)
     assert len(nic.rx_queues) == 16 and len(nic.tx_queues) == 1
     assert nic.generation == 1
     # The default configuration was written before COMMIT: Microsoft key, RETA i % 16.

@@ -19,8 +19,9 @@ RING_LAYOUTS = {RxDescriptor: 16, RxCompletion: 16, TxWorkItem: 16, TxLengths: 1
                 TxGatherEntry: 16, TxCompletion: 16, Event: 16}
 #: Entries the NIC writes and the host polls by phase bit.
 PHASED = (RxCompletion, TxCompletion, Event)
-#: Struct layouts of protocol.py that are not ring entries.
-NOT_IN_HOST_MEMORY = {"MetaFlags", "PacketMeta", "RuleAction", "Rule"}
+#: Struct layouts of protocol.py that are not ring entries (the flow table's key and entry
+#: go through registers).
+NOT_IN_HOST_MEMORY = {"MetaFlags", "PacketMeta", "RuleAction", "Rule", "FlowKey", "FlowEntry"}
 
 
 def test_every_ring_layout_is_listed():
