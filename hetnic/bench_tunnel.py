@@ -10,12 +10,14 @@ flow, kernel -> hetnic:
 
 * ``plain``: one flow to the throughput instance's address (no tunnel), then one flow
   through each tunnel alone (``single``);
-* ``concurrent``: three plain flows at once, then the three tunnels at once (one flow each).
+* ``concurrent``: three plain flows at once, and the three tunnels at once (one flow each),
+  ``rounds`` times (default 3), alternating which goes first.
 
 Goodput is measured at the receiver, from the accepted connection to its last byte; every
 byte is checked (SHA-256). ``ratio`` is a tunnel's goodput over plain TCP's in the same
-arrangement (alone: over the single plain flow; at once: over the mean of the three plain
-flows at once). ``leaked_packets`` counts, over the concurrent phase, packets that reached a
+arrangement (alone: over the single plain flow; at once: the tunnel's median over the
+rounds, over the median of the rounds' mean plain flow; each round's ratios are there too:
+three TCP flows at once share the path unevenly, so one round is a noisy sample). ``leaked_packets`` counts, over the concurrent phase, packets that reached a
 tunnel's inner stack from outside its inner prefix (every tunnel stack's receive is watched)
 plus the adapter's unknown-VNI / unknown-remote drops. Without root or ``/dev/net/tun``
 ``skipped`` says why and there are no figures.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -111,7 +114,7 @@ def _flows(host, ns: str, targets: list[tuple[str, object]], size: int) -> list[
     return [round(s["n"] * 8 / (s["t1"] - s["t0"]) / 1e6, 1) for s in state]
 
 
-def bench_tunnel(size: int = 8 * _MiB) -> dict:
+def bench_tunnel(size: int = 8 * _MiB, rounds: int = 3) -> dict:
     """The figures of the module's docstring, one dict."""
     reason = netns_unavailable()
     out: dict = {"size_bytes": size, "path": "kernel <-> TAP <-> simulated NIC <-> stack "
@@ -141,24 +144,39 @@ def bench_tunnel(size: int = 8 * _MiB) -> dict:
             single_plain = _flows(host, ns, [(_H4, plain)], size)[0]
             single = {name: _flows(host, ns, [(k.base + ".2", lis)], size)[0]
                       for name, k, lis in zip(names, kernel, inner)}
-            at_once_plain = _flows(host, ns, [(_H4, plain)] * 3, size)
             before = dict(leaks)
-            at_once = dict(zip(names, _flows(host, ns, [(k.base + ".2", lis) for k, lis in
-                                                        zip(kernel, inner)], size)))
+            plain_rounds: list[list[float]] = []
+            tunnel_rounds: list[dict[str, float]] = []
+            for r in range(rounds):
+                # Alternate which goes first, so that a drift of the machine hits both.
+                for kind in (("plain", "tunnels") if r % 2 == 0 else ("tunnels", "plain")):
+                    if kind == "plain":
+                        plain_rounds.append(_flows(host, ns, [(_H4, plain)] * 3, size))
+                    else:
+                        tunnel_rounds.append(dict(zip(names, _flows(
+                            host, ns, [(k.base + ".2", lis) for k, lis in zip(kernel, inner)],
+                            size))))
             stats = adapter.tunnel_stats()
             leaked = (leaks["foreign"] - before["foreign"]
                       + sum(stats["drops"].values())
                       + sum(t["drops"].get("unknown_vni", 0) for t in stats["tunnels"].values()))
         finally:
             host.close()
-    mean_plain = sum(at_once_plain) / len(at_once_plain)
+    mean_plain = statistics.median(sum(p) / len(p) for p in plain_rounds)
+    at_once = {n: statistics.median(t[n] for t in tunnel_rounds) for n in names}
     out.update({
         "plain_tcp_mbps": single_plain,
         "tunnel_tcp_mbps": single,
         "tunnel_vs_plain": {n: round(v / single_plain, 3) for n, v in single.items()},
-        "concurrent_plain_tcp_mbps": at_once_plain,
+        "concurrent_rounds": rounds,
+        "concurrent_plain_tcp_mbps_rounds": plain_rounds,
+        "concurrent_tunnel_tcp_mbps_rounds": tunnel_rounds,
+        "concurrent_plain_tcp_mbps_mean": round(mean_plain, 2),
         "concurrent_tunnel_tcp_mbps": at_once,
         "concurrent_tunnel_vs_plain": {n: round(v / mean_plain, 3) for n, v in at_once.items()},
+        "concurrent_tunnel_vs_plain_rounds": [
+            {n: round(t[n] / (sum(p) / len(p)), 3) for n in names}
+            for p, t in zip(plain_rounds, tunnel_rounds)],
         "leaked_packets": leaked,
         "tunnel_drops": {n: t["drops"] for n, t in stats["tunnels"].items()},
         "loadavg_after": _loadavg(),
