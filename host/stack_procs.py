@@ -52,7 +52,8 @@ from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, parse_interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
-from .tunnel_host import TUNNEL_INSTANCE, tunnel_instance, tunnel_rules
+from .tunnel_host import (TUNNEL_INSTANCE, tunnel_fragment_rules, tunnel_instance,
+                          tunnel_rules)
 from .tunnel_privs import resolve_user
 
 __all__ = ["StackProcs", "StackProcsError", "wake_once"]
@@ -142,7 +143,8 @@ class StackProcs:
         self.base_plan = plan_steering(self.instances, nic.params,
                                        rx_queues=len(nic.rx_queues),
                                        tx_queues=len(nic.tx_queues), app_ports=(),
-                                       first_rules=tunnel_rules(tunnels))
+                                       first_rules=tunnel_rules(tunnels)
+                                       + tunnel_fragment_rules(tunnels))
         self.dispatcher = Dispatcher(nic, self.instances, base_plan=self.base_plan)
         self.dispatcher.program()
         ring_bytes = SpscRing.bytes_needed(RING_SLOTS, RING_SLOT_SIZE)
