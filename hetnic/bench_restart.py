@@ -60,7 +60,7 @@ def restarts_under_load(cli: Callable, load: Callable, folder: Path, *, restarts
                 errors.append(out.stderr.strip())
                 continue
             lines = [json.loads(line) for line in out.stdout.splitlines()]
-            result = lines[-1]["result"]
+            result, lines = lines[-1]["result"], lines[:-1]
             pins = [e.get("flows_pinned", 0) for e in lines if e["instruction"] == "pin"]
             aborted = sum(e.get("drain_timeout_aborted", 0) for e in lines
                           if e["instruction"] == "drain")
