@@ -41,10 +41,18 @@ def _config_text(fields: dict) -> str:
 
 def restarts_under_load(cli: Callable, load: Callable, folder: Path, *, restarts: int = 20,
                         streams: int = 50, rate: float = 200.0, warmup: float = 2.0,
-                        drain_timeout: float = 30.0) -> dict:
+                        drain_timeout: float = 30.0, baseline: float = 10.0) -> dict:
     """Run ``restarts`` restarts of low-delay with ``cli(*args)`` (a completed process)
     while ``load(addr, **options)`` (a :mod:`~hetnic.host.restart_load` process) runs; the
-    report."""
+    report. First the same load runs ``baseline`` seconds without restarts: what the
+    simulated NIC and the stack carry on this machine, measured in the same run."""
+    base = None
+    if baseline > 0:
+        first = load("198.18.0.2", streams=streams, rate=rate, seconds=baseline, seed=7)
+        first.stdin.close()
+        with first.stdout:
+            base = json.loads(first.stdout.read())
+        first.wait(timeout=300)
     proc = load("198.18.0.2", streams=streams, rate=rate)
     runs, errors = [], []
     try:
@@ -71,7 +79,8 @@ def restarts_under_load(cli: Callable, load: Callable, folder: Path, *, restarts
         time.sleep(1.0)
     finally:
         proc.stdin.close()
-        out = proc.stdout.read()
+        with proc.stdout:
+            out = proc.stdout.read()
         proc.wait(timeout=300)
     carried = json.loads(out)
     serving = [r["serving_seconds"] for r in runs]
@@ -90,6 +99,10 @@ def restarts_under_load(cli: Callable, load: Callable, folder: Path, *, restarts
         "serving_seconds_median": sorted(serving)[len(serving) // 2] if serving else None,
         "drain_timeout_aborted": sum(r["drain_timeout_aborted"] for r in runs),
         "load_errors": carried["errors"], "runs": runs,
+        "baseline_without_restarts": None if base is None else {
+            k: base[k] for k in ("failed_connects", "resets", "lost_bytes", "corrupted",
+                                 "connects", "connects_tried", "connects_per_second",
+                                 "streams_done", "slow_connects", "bytes", "seconds")},
     }
 
 

@@ -18,7 +18,8 @@ does not hold it:
    then one commit sends all traffic to O's application ports to T (O's connections
    escape through their entries) and T is released. A SYN of a connection half-open at O
    that was retransmitted before its entry was in went to T's ring: T drops the frames of
-   pinned flows (``pinned_drops``); the next retransmission hits O's entry.
+   pinned flows classified before that commit (the completion's generation,
+   ``pinned_drops``); the next retransmission hits O's entry.
 4. ``drain``: each connection that ends (closed, or in TIME-WAIT) loses its entry; when
    none is left, or the drain timeout passed (the rest are counted
    ``drain_timeout_aborted``), O hands its rings back and exits.
@@ -178,8 +179,8 @@ class Restart:
             yield 0.0                       # a turn of the NIC: the frames before it land
             start = time.monotonic()
             pinned = yield from self._pin(self.name, self.o_action)
-            self._front(self._port_rules(self.t_action, t_name))
-            self._release(t_name, pinned)
+            generation = self._front(self._port_rules(self.t_action, t_name))
+            self._release(t_name, pinned, generation)
             self._step("pin", start, instance=self.name, flows_pinned=len(pinned),
                        to=t_name)
         except BaseException as exc:
@@ -207,8 +208,8 @@ class Restart:
         yield 0.0
         start = time.monotonic()
         pinned = yield from self._pin(t_name, self.t_action)
-        self._front([])
-        self._release(self.name, pinned)
+        generation = self._front([])
+        self._release(self.name, pinned, generation)
         self.serving = time.monotonic() - self.started - self.drains[0]
         self._step("pin", start, instance=t_name, flows_pinned=len(pinned), to=self.name)
         # 6: drain T; its rings go back to the spare set
@@ -293,18 +294,19 @@ class Restart:
                          name=f"restart: {proto} dst port {port} -> {to}")
                 for proto, port in self.ports]
 
-    def _front(self, rules: list[FlowRule]) -> None:
-        """Make ``rules`` the first rules (one commit); the old ones back if it fails."""
+    def _front(self, rules: list[FlowRule]) -> int:
+        """Make ``rules`` the first rules (one commit; its generation); the old ones back if
+        it fails."""
         dispatcher = self.host.dispatcher
         old = dispatcher.front
         if len(rules) - len(old) > self.host.nic.params.n_rules - dispatcher.used:
             raise RestartError(f"{len(rules)} restart rules do not fit in the rule table")
         dispatcher.front = rules
         try:
-            dispatcher.program()
+            return dispatcher.program_rules()
         except BaseException:
             dispatcher.front = old
-            dispatcher.program()
+            dispatcher.program_rules()
             raise
 
     def _pin(self, name: str, action: Action):
@@ -322,10 +324,11 @@ class Restart:
             yield 0.0
         return pinned
 
-    def _release(self, name: str, foreign) -> None:
-        """Let held instance ``name`` take frames; frames of ``foreign`` flows it holds
-        already (pinned elsewhere) are dropped."""
-        self.host.children[name].call("release_rx", foreign=list(foreign), timeout=10.0)
+    def _release(self, name: str, foreign, generation: int) -> None:
+        """Let held instance ``name`` take frames; the frames of ``foreign`` flows (pinned
+        elsewhere) classified before ``generation`` reached it while it was held: dropped."""
+        self.host.children[name].call("release_rx", foreign=list(foreign),
+                                      generation=generation, timeout=10.0)
 
     def _unpin(self, flows: list) -> None:
         """Delete the entries of ``flows``, 24 a commit."""

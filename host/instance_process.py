@@ -191,6 +191,8 @@ class _Instance:
         #: Flows (as frame_flow gives them) that belong to another instance: their frames
         #: that reached this one while it was held are dropped, counted in pinned_drops.
         self.foreign: frozenset = frozenset()
+        self.foreign_generation = 0
+        self._behind: set[int] = set()
         self.pinned_drops = 0
         #: Set by "handover": the loop returns, the rings belong to the NIC process again.
         self.leaving = False
@@ -245,12 +247,18 @@ class _Instance:
         return True
 
     # --- a restart's calls (hetnic.host.daemon_restart) ----------------------------------
-    def release_rx(self, foreign=()) -> bool:
-        """Start taking frames from the RX queues (a held instance); a frame of a flow in
+    def release_rx(self, foreign=(), generation: int = 0) -> bool:
+        """Start taking frames from the RX queues (a held instance). A frame of a flow in
         ``foreign`` (:func:`~hetnic.host.restart_flows.frame_flow` tuples: connections
-        pinned to another instance, whose segments reached this one while it was held) is
-        dropped and counted in ``pinned_drops``."""
+        pinned to another instance) that the NIC classified before configuration
+        ``generation`` (the commit after which the flow table sends those flows elsewhere)
+        reached this instance while it was held: it is dropped and counted in
+        ``pinned_drops``. Frames of later generations are taken (a flow whose entry is gone
+        is this instance's from then on); once each queue has given a frame of
+        ``generation`` or later, or none, the filter is dropped."""
         self.foreign = frozenset(tuple(f) for f in foreign)
+        self.foreign_generation = generation
+        self._behind = {q.index for q in self.queues.rx_queues if q is not None}
         self.held = False
         return True
 
@@ -295,19 +303,33 @@ class _Instance:
         :attr:`foreign` flows."""
         if not self.foreign:
             return step_stack(self.stack, self.link, batch, now)
+        from .ordering import GenerationOrder
         from .restart_flows import frame_flow
-        link, stack, foreign = self.link, self.stack, self.foreign
+        link, stack, foreign, since = self.link, self.stack, self.foreign, \
+            self.foreign_generation
         link.service()
-        frames = link.receive(batch)
-        for frame in frames:
-            if frame_flow(frame) in foreign:
-                self.pinned_drops += 1
-            else:
-                stack.receive(frame, now)
+        taken = 0
+        for q in self.queues.rx_queues:
+            if q is None or taken >= batch:
+                continue
+            packets = q.poll(batch - taken)
+            taken += len(packets)
+            if not packets:
+                self._behind.discard(q.index)
+            for packet in packets:
+                if not GenerationOrder.is_older(packet.generation, since):
+                    self._behind.discard(q.index)
+                elif frame_flow(packet.data) in foreign:
+                    self.pinned_drops += 1
+                    continue
+                stack.receive(packet.data, now)
+        link.frames_in += taken
+        if not self._behind:
+            self.foreign = frozenset()      # every queue is past the held frames
         out = stack.poll(now)
         if out:
             link.send(out)
-        return len(frames), bool(out)
+        return taken, bool(out)
 
     # --- reporting -----------------------------------------------------------------------
     def summary(self) -> dict:
