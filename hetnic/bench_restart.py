@@ -70,12 +70,16 @@ def restarts_under_load(cli: Callable, load: Callable, folder: Path, *, restarts
             lines = [json.loads(line) for line in out.stdout.splitlines()]
             result, lines = lines[-1]["result"], lines[:-1]
             pins = [e.get("flows_pinned", 0) for e in lines if e["instruction"] == "pin"]
-            aborted = sum(e.get("drain_timeout_aborted", 0) for e in lines
-                          if e["instruction"] == "drain")
+            drains = [e for e in lines if e["instruction"] == "drain"]
+            aborted = sum(e.get("drain_timeout_aborted", 0) for e in drains)
             runs.append({"wall_seconds": round(wall, 3),
                          "serving_seconds": result["serving_seconds"],
                          "drain_seconds": result["drain_seconds"],
-                         "flows_pinned": pins, "drain_timeout_aborted": aborted})
+                         "flows_pinned": pins, "drain_timeout_aborted": aborted,
+                         "pinned_drops": sum(e.get("pinned_drops", 0) for e in drains),
+                         "steps": {e["instruction"]: e["seconds"] for e in lines
+                                   if e["instruction"] in ("transition-start",
+                                                           "new-start")}})
         time.sleep(1.0)
     finally:
         proc.stdin.close()

@@ -84,6 +84,9 @@ def check_restart(host, name: str, busy: bool) -> None:
         raise RestartError(f"no instance {name!r}; the instances are {', '.join(names)}")
     if busy:
         raise RestartError("a restart is running; one at a time (try again when it is done)")
+    if getattr(host, "extra", None):
+        raise RestartError(f"transition instance {', '.join(host.extra)} of a failed restart "
+                           f"still runs; restart the daemon")
     if host.spare is None:
         raise RestartError("this daemon has no spare queue set for a transition instance")
     nic = host.nic
@@ -154,9 +157,14 @@ class Restart:
             self._wait_until = time.monotonic() + (delay or 0.0)
         except StopIteration:
             pass
-        except Exception as exc:            # the generator rolled back already
+        except Exception as exc:
             self.error = str(exc) if isinstance(exc, HetnicError) else \
                 f"{type(exc).__name__}: {exc}"
+            if not self.steps or self.steps[-1]["step"] != "rolled-back":
+                # past the point of return (the original is gone): what serves is left
+                # as it is, and the next restart is refused while a transition runs
+                self.counters["restarts_failed"] += 1
+                self._step("failed", self.started, error=self.error)
 
     # --- the sequence ----------------------------------------------------------------------
     def _run(self):
