@@ -197,7 +197,8 @@ class _BurstSplitter(wiring.Component):
     ``max_burst_beats`` beats and ends at or before the next 4 KiB boundary. A refused
     request (length 0, misaligned, or ``addr + length > 2**64``) leaves as one entry with
     ``refused`` set and ``beats = ceil(length / (W/8))``; ``refused_stb`` pulses when it is
-    taken.
+    taken. A client whose bit of ``allow`` is low is not served (its ``ready`` stays low);
+    bit ``i`` of ``taken_stb`` pulses in the cycle a request of client ``i`` is taken.
     """
     def __init__(self, n_clients, data_width, max_burst_beats):
         self.n_clients, self.data_width, self.max_burst_beats = (
@@ -206,6 +207,8 @@ class _BurstSplitter(wiring.Component):
             "req": In(stream.Signature(DmaReadRequest)).array(n_clients),
             "burst": Out(stream.Signature(_burst(n_clients, data_width))),
             "refused_stb": Out(1),
+            "allow": In(n_clients),
+            "taken_stb": Out(n_clients),
         })
 
     def elaborate(self, platform):
@@ -267,7 +270,7 @@ class _BurstSplitter(wiring.Component):
 
         # --- one new request per cycle, round robin among the clients with a free register
         m.submodules.round_robin = rr = RoundRobin(n)
-        free = ~active | done
+        free = (~active | done) & self.allow
         m.d.comb += [rr.requests.eq(Cat(req.valid for req in self.req) & free),
                      rr.served_stb.eq(1)]
         sel = Signal(DmaReadRequest)
@@ -278,6 +281,7 @@ class _BurstSplitter(wiring.Component):
         refused = Signal()
         m.d.comb += refused.eq(_refused(sel, size_log2))
         took = Mux(rr.valid, 1 << rr.grant, 0)[:n]
+        m.d.comb += self.taken_stb.eq(took)
         m.d.sync += active.eq((active & ~done) | took)
         with m.If(rr.valid):
             m.d.comb += self.refused_stb.eq(refused)
@@ -381,7 +385,9 @@ class _ReadPath(_BurstPath):
                 o_beat.tag.eq(head.tag),
             ]
         with m.If(axi.rvalid & axi.rready):
-            bad = axi.rresp != AXI_RESP_OKAY
+            # A beat with RLAST where the burst does not end, or the burst's last beat
+            # without it: the slave's burst and the engine's count disagree.
+            bad = (axi.rresp != AXI_RESP_OKAY) | (axi.rlast != final)
             request_end = final & head.last
             m.d.comb += [pending.r_en.eq(final), self.error_stb.eq(bad)]
             m.d.sync += [
@@ -399,12 +405,19 @@ class _ReadPath(_BurstPath):
 
 
 class _WritePath(_BurstPath):
-    """AW issue, W data and B responses of the write bursts (see :class:`DmaEngine`)."""
+    """AW issue, W data and B responses of the write bursts (see :class:`DmaEngine`).
+
+    Each client's done records wait in a FIFO of its own, ``2 * outstanding`` deep, so that
+    B responses never wait for a client: ``allow`` (to the splitter) has bit ``i`` low while
+    client ``i`` has that many requests taken (``taken_stb``) whose done it has not taken
+    yet, so every request in the path has a free entry for its done, and BREADY is high
+    whenever a B response is due."""
     def __init__(self, n_clients, data_width, outstanding):
         beats = In(stream.Signature(DmaWriteBeat(data_width))).array(n_clients)
         dones = Out(stream.Signature(DmaWriteDone)).array(n_clients)
         super().__init__(n_clients, data_width, outstanding, _axi_write_members(data_width, 4),
-                         {"data": beats, "done": dones})
+                         {"data": beats, "done": dones,
+                          "allow": Out(n_clients), "taken_stb": In(n_clients)})
         self.response_layout = data.StructLayout({
             "client": range(max(n_clients, 2)), "tag": 8, "last": 1, "refused": 1})
 
@@ -462,25 +475,38 @@ class _WritePath(_BurstPath):
                         ]
 
     def _responses(self, m, to_answer):
-        """B: one done per request, after its last B response."""
-        axi = self.axi
+        """B: one done per request, after its last B response, into its client's done FIFO;
+        a client may have at most ``2 * outstanding`` requests between ``taken_stb`` and the
+        handshake of its done."""
+        axi, depth = self.axi, 2 * self.outstanding
         answer = data.View(self.response_layout, to_answer.r_data)
-        d_valid, d_client, d_done, d_free = _client_output(m, self.done, DmaWriteDone, "d")
+        done_stb = Signal()             # a done for the client of the head entry, this cycle
+        done = Signal(DmaWriteDone)
+        for i, port in enumerate(self.done):
+            m.submodules[f"done_{i}"] = fifo = SyncFIFO(width=DmaWriteDone.size, depth=depth)
+            m.d.comb += [fifo.w_en.eq(done_stb & (answer.client == i)), fifo.w_data.eq(done),
+                         port.valid.eq(fifo.r_rdy), port.payload.eq(fifo.r_data),
+                         fifo.r_en.eq(port.ready)]
+            # Requests taken whose done the client has not taken: at most ``depth``, so
+            # ``fifo`` always has room for the done of a request in the path.
+            owed = Signal(range(depth + 1), name=f"owed_{i}")
+            given = port.valid & port.ready
+            with m.If(self.taken_stb[i] & ~given):
+                m.d.sync += owed.eq(owed + 1)
+            with m.Elif(~self.taken_stb[i] & given):
+                m.d.sync += owed.eq(owed - 1)
+            m.d.comb += self.allow[i].eq(owed != depth)
         # Per client: a non-OKAY BRESP so far in its request (bursts of clients interleave).
         failed_of = Signal(self.n_clients)
         failed = failed_of.bit_select(answer.client, 1)
-        m.d.comb += axi.bready.eq(to_answer.r_rdy & ~answer.refused & (~answer.last | d_free))
-        with m.If(to_answer.r_rdy & answer.refused & d_free):
-            m.d.comb += to_answer.r_en.eq(1)
-            m.d.sync += [d_valid.eq(1), d_client.eq(answer.client),
-                         d_done.tag.eq(answer.tag), d_done.error.eq(1)]
+        m.d.comb += [axi.bready.eq(to_answer.r_rdy & ~answer.refused), done.tag.eq(answer.tag)]
+        with m.If(to_answer.r_rdy & answer.refused):
+            m.d.comb += [to_answer.r_en.eq(1), done_stb.eq(1), done.error.eq(1)]
         with m.If(axi.bvalid & axi.bready):
             bad = axi.bresp != AXI_RESP_OKAY
-            m.d.comb += [to_answer.r_en.eq(1), self.error_stb.eq(bad)]
+            m.d.comb += [to_answer.r_en.eq(1), self.error_stb.eq(bad),
+                         done_stb.eq(answer.last), done.error.eq(failed | bad)]
             m.d.sync += failed_of.bit_select(answer.client, 1).eq(~answer.last & (failed | bad))
-            with m.If(answer.last):
-                m.d.sync += [d_valid.eq(1), d_client.eq(answer.client),
-                             d_done.tag.eq(answer.tag), d_done.error.eq(failed | bad)]
 
 
 class DmaEngine(wiring.Component):
@@ -500,8 +526,13 @@ class DmaEngine(wiring.Component):
     the read bandwidth a slow slave allows (``read_outstanding`` bursts per read latency).
 
     Every transaction uses ID 0 (AWID = ARID = 0; BID and RID are ignored), so the slave
-    returns R data and B responses in issue order; RLAST is not checked, the engine counts
-    beats. AxCACHE = 0b0011, AxPROT = 0b010, AxLOCK = 0.
+    returns R data and B responses in issue order. The engine counts R beats from the burst
+    length; an R beat whose RLAST disagrees with that count (RLAST before the burst's last
+    beat, or missing on it) is a protocol error, counted and reported like a non-OKAY RRESP
+    (the client's request ends with ``error``). AxCACHE = 0b0011, AxPROT = 0b010,
+    AxLOCK = 0. The engine has no soft reset: the slave must share its reset, since a
+    transaction the slave still answers after the engine was reset would be taken as the
+    answer to a later one.
 
     A request is *refused* (no AXI transaction, ``errors`` counts it) when its length is 0,
     its address is not a multiple of ``W/8``, or ``addr + length > 2**64``. A refused read
@@ -525,6 +556,16 @@ class DmaEngine(wiring.Component):
     up to ``outstanding`` bursts, and W beats may be offered before their AW is accepted.
     WSTRB is all ones except on the request's last beat, where it covers the bytes below
     ``length``. Each client's dones come in its request order.
+
+    Write dones do not share a register: each client has a done FIFO of its own,
+    ``2 * outstanding`` entries deep, and BREADY never waits for a client. A client that
+    holds its ``wr_done.ready`` low delays only itself: once it has ``2 * outstanding``
+    requests taken whose dones it has not taken (in the engine or waiting in its FIFO),
+    its ``wr_req.ready`` stays low, while the B responses, dones and further requests of the
+    other clients go on (unlike reads, where one client stalling ``rd_data`` stalls R for
+    all). The depth covers the bursts the write path holds (``outstanding`` before W,
+    ``outstanding`` awaiting B), so a client that takes its dones at once is never held by
+    it.
 
     Parameters
     ----------
@@ -554,7 +595,8 @@ class DmaEngine(wiring.Component):
         Write data: exactly ``ceil(length / (W/8))`` beats per request, in request order;
         the engine takes them only once the request is taken, and may take them before AW.
     wr_done : list of Out(stream.Signature(DmaWriteDone))
-        One record per write request, in request order, after every B response of it.
+        One record per write request, in request order, after every B response of it;
+        a stalled ``wr_done`` holds back only its own client's further requests.
     read_transactions, write_transactions : Out(32)
         Free-running counts of AR and AW handshakes.
     errors : Out(32)
@@ -628,5 +670,9 @@ class DmaEngine(wiring.Component):
             for port, inner in zip(ports, getattr(path, member)):
                 wiring.connect(m, wiring.flipped(port), inner)
         wiring.connect(m, split.burst, path.burst)
+        if hasattr(path, "allow"):
+            m.d.comb += [split.allow.eq(path.allow), path.taken_stb.eq(split.taken_stb)]
+        else:
+            m.d.comb += split.allow.eq(-1)
         _connect_subset(m, self.axi, path.axi, path.axi_members)
         return [split.refused_stb, path.error_stb]

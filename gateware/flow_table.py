@@ -139,7 +139,10 @@ class FlowTable(wiring.Component):
             raise TypeError(f"regmap must be a RegisterMap, not {regmap!r}")
         # The journal is applied while the rules are copied (n_rules * 32 + 2 cycles), which
         # an op in progress can delay by up to 4 cycles.
-        assert FLOW_JOURNAL + 2 + 4 <= 32 * regmap.params["n_rules"] + 2
+        if FLOW_JOURNAL + 2 + 4 > 32 * regmap.params["n_rules"] + 2:
+            raise ValueError(f"a journal of FLOW_JOURNAL = {FLOW_JOURNAL} changes is not "
+                             f"applied within a commit's rule copy with n_rules = "
+                             f"{regmap.params['n_rules']}")
         self.regmap = regmap
         super().__init__({
             "i": In(stream.Signature(PacketMeta)),

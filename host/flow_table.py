@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import HetnicError
-from ..protocol import ipv4_mapped
+from ..protocol import IpProto, ipv4_mapped
 from ..regs import FLOW_ENTRY_WORDS, FLOW_JOURNAL, FlowOp, FlowStatus
 from ..rules import IP_PROTO_NAMES, Action
 from ..sim.model.flow_table import FlowTableModel, flow_key
@@ -52,7 +52,10 @@ class FiveTuple:
     """A flow as the NIC receives it: source and destination address and port, protocol.
 
     Addresses are IPv4 or IPv6 (both the same version), as strings or ``ipaddress``
-    objects; ``proto`` a name (``"tcp"``, ``"udp"``, ...) or a number.
+    objects; ``proto`` a name (``"tcp"``, ``"udp"``, ...) or a number. Only TCP and UDP
+    flows have ports: the NIC's parser reads no ports for other protocols (they are 0 in
+    the frame's key), so their ports must be 0. A TCP or UDP fragment other than the first
+    carries no ports either and does not match its flow's entry.
     """
     src: str | ipaddress.IPv4Address | ipaddress.IPv6Address
     dst: str | ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -81,6 +84,10 @@ class FiveTuple:
             proto = int(IP_PROTO_NAMES[proto.lower()])
         elif isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 255:
             raise FlowTableError(f"flow protocol must be 0..255, not {proto!r}")
+        if proto not in (IpProto.TCP, IpProto.UDP) and (self.src_port or self.dst_port):
+            raise FlowTableError(f"a protocol {self.proto!r} flow has no ports (the NIC reads "
+                                 f"ports of TCP and UDP only), so give ports 0, not "
+                                 f"{self.src_port} and {self.dst_port}")
 
         def addr(a):
             return ipv4_mapped(int(a)) if a.version == 4 else int(a)

@@ -10,6 +10,9 @@ hetnic_nic_core_w64/core.dma.read_split.v
 hetnic_nic_core_w64/core.dma.read_split.burst_rr.v
 hetnic_nic_core_w64/core.dma.read_split.round_robin.v
 hetnic_nic_core_w64/core.dma.write_path.v
+hetnic_nic_core_w64/core.dma.write_path.done_0.v
+hetnic_nic_core_w64/core.dma.write_path.done_1.v
+hetnic_nic_core_w64/core.dma.write_path.done_2.v
 hetnic_nic_core_w64/core.dma.write_path.to_answer.v
 hetnic_nic_core_w64/core.dma.write_path.to_send.v
 hetnic_nic_core_w64/core.dma.write_split.v

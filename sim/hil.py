@@ -38,7 +38,7 @@ HARNESS_SOURCE = Path(__file__).parent / "hil_harness.cpp"
 #: The headers the harness includes from its own folder (keyed with it).
 HARNESS_HEADERS = tuple(sorted(Path(__file__).parent.glob("hil_*.h")))
 TOPLEVEL = "hetnic_nic_core"
-ABI_VERSION = 2
+ABI_VERSION = 3
 _BUILD_FLAGS_VERSION = "1"      # bump when the build commands change
 #: Optimisation of the model's hot code (OPT_FAST), its constructors (OPT_SLOW), the rest.
 _MAKE_OPTIONS = ("OPT_FAST=-O3", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
@@ -259,6 +259,8 @@ _SIGNATURES = {
     "hil_mem_size": (ctypes.c_uint64, [ctypes.c_void_p]),
     "hil_configure": (None, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
                              ctypes.c_uint64, ctypes.c_uint64]),
+    "hil_configure_writes": (None, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                    ctypes.c_uint64]),
     "hil_run": (None, [ctypes.c_void_p, ctypes.c_uint64]),
     "hil_run_until_idle": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_uint64,
                                              ctypes.c_uint64]),
@@ -323,6 +325,11 @@ class Harness:
         Ethernet); 0 sends frames back to back.
     read_latency : int
         Cycles from a DMA read request to its first data beat.
+    b_latency : int
+        Cycles from a DMA write burst's last beat to its write response (BVALID).
+    b_stall : float
+        The chance, per cycle, that a write response not yet offered waits one more cycle
+        (B backpressure), from ``b_seed`` and the cycle number: a run replays exactly.
     mem_path : str or Path, optional
         Host memory is this file's first ``mem_size`` bytes, mapped shared (a
         :class:`~hetnic.host.shm.SharedSegment`'s :attr:`~hetnic.host.shm.SharedSegment.path`)
@@ -332,6 +339,7 @@ class Harness:
 
     def __init__(self, params: NicParams, *, mem_size: int = 64 << 20, trace=None,
                  ifg_bytes: int = 24, read_latency: int = 0, max_outstanding: int = 16,
+                 b_latency: int = 0, b_stall: float = 0.0, b_seed: int = 1,
                  rx_queue_limit_bytes: int = 16 << 20, tx_capture_limit: int = 65536,
                  progress=None, mem_path=None):
         if not isinstance(mem_size, int) or not 1 << 16 <= mem_size <= 1 << 34:
@@ -365,12 +373,25 @@ class Harness:
         self._h = ctypes.c_void_p(handle)
         self._lib.hil_configure(self._h, ifg_bytes, read_latency, max_outstanding or 1,
                                 rx_queue_limit_bytes, tx_capture_limit)
+        self.set_write_responses(b_latency, b_stall, b_seed)
         ptr = self._lib.hil_mem(self._h)
         #: Host memory as a numpy array over the harness's own bytes (no copy).
         self.memory = np.ctypeslib.as_array(ptr, shape=(mem_size,))
         self.mem_size = mem_size
         self._counters = (ctypes.c_uint64 * len(COUNTER_NAMES))()
         self._status = ctypes.c_int()
+
+    def set_write_responses(self, latency: int, stall: float, seed: int = 1) -> None:
+        """From now on host memory offers each DMA write response ``latency`` cycles after
+        its burst's last beat, and one not yet offered waits another cycle with the chance
+        ``stall`` per cycle (seeded by ``seed`` and the cycle number, so a run replays)."""
+        if not isinstance(latency, int) or not 0 <= latency < 1 << 16:
+            raise ValueError(f"b_latency must be an integer from 0 to 65535, not {latency!r}")
+        if isinstance(stall, bool) or not isinstance(stall, (int, float)) or not 0 <= stall < 1:
+            raise ValueError(f"b_stall is a chance per cycle in [0, 1), not {stall!r}")
+        if not isinstance(seed, int) or not 0 <= seed < 1 << 64:
+            raise ValueError(f"b_seed must be an integer from 0 to 2**64 - 1, not {seed!r}")
+        self._lib.hil_configure_writes(self._handle(), latency, round(stall * 65536), seed)
 
     # --- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

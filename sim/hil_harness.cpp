@@ -58,7 +58,7 @@ typedef VerilatedFstC TraceFile;
 #include "hil_signal_bytes.h"
 
 // Bump when a function's signature or meaning changes; hetnic.sim.hil checks it.
-#define HIL_ABI_VERSION 2
+#define HIL_ABI_VERSION 3
 // Cycles between two scans of the doorbell page (a power of two).
 #define HIL_DOORBELL_SCAN 16
 
@@ -224,7 +224,7 @@ void Hil::cycle() {
 
     feed_rx_mac(fired.rx);
     drain_tx_mac(fired.tx, fired.tx_beat);
-    memory.apply(dma, n.axi);
+    memory.apply(dma, n.axi, n.cycles - 1);
     finish_register_access(fired);
     count_interrupts(fired.irq);
     if (fired.rx || fired.tx || dma.any()) last_activity = n.cycles;
@@ -466,6 +466,14 @@ void hil_configure(Hil* h, uint32_t ifg_bytes, uint32_t read_latency, uint32_t m
     h->memory.max_outstanding = max_outstanding ? max_outstanding : 1;
     h->rx_q_limit_bytes = rx_queue_limit_bytes;
     h->tx_out_limit = tx_capture_limit ? tx_capture_limit : 1;
+}
+
+// Host memory's write responses: ``b_latency`` cycles after the burst, and a chance of
+// ``b_stall`` in 65536 per cycle that one not yet offered waits (seeded by ``seed``).
+void hil_configure_writes(Hil* h, uint32_t b_latency, uint32_t b_stall, uint64_t seed) {
+    h->memory.b_latency = b_latency;
+    h->memory.b_stall = b_stall > 65535 ? 65535 : b_stall;
+    h->memory.b_seed = seed;
 }
 
 // Run ``cycles`` clock cycles with the whole harness active.

@@ -5,9 +5,12 @@
 // INCR bursts of whole DATA_BYTES beats that stay inside a 4 KiB page, up to
 // ``max_outstanding`` reads and as many writes at once, with byte strobes on writes. Read
 // data may move ``read_latency`` cycles after its address was accepted; bursts are served in
-// order, one beat per cycle. A malformed burst (another size or burst type, unaligned,
-// crossing 4 KiB) or one outside the memory touches nothing and answers DECERR (3) on every
-// beat or its write response; both are counted.
+// order, one beat per cycle. A write response is offered ``b_latency`` cycles after its
+// burst's last beat was stored, in order; with ``b_stall`` (a chance in 65536 per cycle, a
+// function of ``b_seed`` and the cycle, so a run replays exactly) a response not yet offered
+// waits another cycle; once BVALID is up it stays up until BREADY. A malformed burst
+// (another size or burst type, unaligned, crossing 4 KiB) or one outside the memory touches
+// nothing and answers DECERR (3) on every beat or its write response; both are counted.
 //
 // Cycle discipline (that of the harness): drive() sets the slave's outputs while the clock
 // is low; sample() takes what fires on the coming rising edge, before it; apply() acts on it
@@ -53,6 +56,8 @@ struct AxiTransfers {
     Burst read{}, write{};
     WBeat wbeat{};
 
+    bool b_valid = false;   // BVALID was up (taken or not)
+
     bool any() const { return ar || aw || w || r || b; }
 };
 
@@ -61,9 +66,23 @@ struct HostMemory {
     uint64_t size = 0;
     uint32_t read_latency = 0;
     uint32_t max_outstanding = 16;
+    uint32_t b_latency = 0;         // cycles from a burst's last stored beat to its BVALID
+    uint32_t b_stall = 0;           // chance in 65536 that BVALID waits a cycle more
+    uint64_t b_seed = 0;
     std::deque<Burst> reads, writes;                  // accepted, not finished
     std::deque<WBeat> wdata;                          // write beats not yet stored
-    std::deque<std::pair<uint32_t, uint32_t>> responses;   // write responses: id, resp
+    struct Response { uint32_t id, resp; uint64_t ready_at; };
+    std::deque<Response> responses;                   // write responses, in order
+    bool b_offered = false;                           // BVALID up and not taken yet
+
+    // Whether a write response due in cycle ``cycle`` waits (seeded, from the cycle alone).
+    bool b_stalls(uint64_t cycle) const {
+        if (!b_stall) return false;
+        uint64_t z = b_seed + cycle * 0x9E3779B97F4A7C15ull;          // splitmix64
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return ((z ^ (z >> 31)) & 0xFFFF) < b_stall;
+    }
 
     // The slave's outputs for cycle ``cycle`` (clock low).
     void drive(Vtop* t, uint64_t cycle) const {
@@ -83,9 +102,10 @@ struct HostMemory {
             t->m_axi_rvalid = 0;
             t->m_axi_rlast = 0;
         }
-        if (!responses.empty()) {
-            t->m_axi_bid = responses.front().first;
-            t->m_axi_bresp = responses.front().second;
+        if (!responses.empty() && responses.front().ready_at <= cycle &&
+            (b_offered || !b_stalls(cycle))) {
+            t->m_axi_bid = responses.front().id;
+            t->m_axi_bresp = responses.front().resp;
             t->m_axi_bvalid = 1;
         } else {
             t->m_axi_bvalid = 0;
@@ -101,6 +121,7 @@ struct HostMemory {
         x.w = t->m_axi_wvalid && t->m_axi_wready;
         x.r = t->m_axi_rvalid && t->m_axi_rready;
         x.b = t->m_axi_bvalid && t->m_axi_bready;
+        x.b_valid = t->m_axi_bvalid;
         if (x.ar)
             x.read = accept(t->m_axi_araddr, t->m_axi_arlen, t->m_axi_arsize,
                             t->m_axi_arburst, t->m_axi_arid, cycle, n);
@@ -115,9 +136,9 @@ struct HostMemory {
         return x;
     }
 
-    // Act on ``x`` after the edge: queue accepted bursts, move read beats, store every write
-    // beat that has its burst, answer finished write bursts.
-    void apply(const AxiTransfers& x, AxiCounters& n) {
+    // Act on ``x`` after the edge that ended cycle ``cycle``: queue accepted bursts, move
+    // read beats, store every write beat that has its burst, answer finished write bursts.
+    void apply(const AxiTransfers& x, AxiCounters& n, uint64_t cycle) {
         if (x.ar) {
             reads.push_back(x.read);
             n.reads++;
@@ -133,8 +154,9 @@ struct HostMemory {
             n.writes++;
         }
         if (x.w) wdata.push_back(x.wbeat);
-        while (!writes.empty() && !wdata.empty()) store_write_beat(n);
+        while (!writes.empty() && !wdata.empty()) store_write_beat(n, cycle);
         if (x.b) responses.pop_front();
+        b_offered = x.b_valid && !x.b;
     }
 
 private:
@@ -164,7 +186,7 @@ private:
     // phase bit is its last byte (hetnic.host.ring.PhaseRing checks that), written in the
     // entry's last beat, so a host that sees the new phase and then reads the entry again
     // (PhaseRing.peek) reads the whole body.
-    void store_write_beat(AxiCounters& n) {
+    void store_write_beat(AxiCounters& n, uint64_t cycle) {
         Burst& b = writes.front();
         const WBeat& w = wdata.front();
         if (!b.bad) {
@@ -181,7 +203,7 @@ private:
         if (last != w.last) n.protocol_errors++;
         wdata.pop_front();
         if (last) {
-            responses.emplace_back(b.id, b.bad ? 3u : 0u);
+            responses.push_back({b.id, b.bad ? 3u : 0u, cycle + 1 + b_latency});
             writes.pop_front();
         }
     }

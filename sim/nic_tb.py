@@ -122,8 +122,10 @@ class NicBench:
         self.tx_done: list[dict] = []
 
     def attach(self) -> None:
-        """The bus models on the core's ports (after reset), with the job's ``dma_pause``,
-        ``tx_pause`` and ``rx_pause``, and the host memory allocator over ``ram``."""
+        """The bus models on the core's ports (after reset), with the job's ``dma_pause``
+        (AW, W, AR and R), ``dma_b_pause`` (B: write responses held back; default
+        ``dma_pause``), ``tx_pause`` and ``rx_pause``, each a seeded chance per cycle, and the
+        host memory allocator over ``ram``."""
         dut, job = self.dut, self.job
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_SIZE)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
@@ -136,6 +138,9 @@ class NicBench:
             for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.read_if.ar_channel,
                        ram.read_if.r_channel):
                 ch.set_pause_generator(pause_generator(self.rng, job["dma_pause"]))
+        b_pause = job.get("dma_b_pause", job.get("dma_pause"))
+        if b_pause:
+            ram.write_if.b_channel.set_pause_generator(pause_generator(self.rng, b_pause))
         if job.get("tx_pause"):
             self.sink.set_pause_generator(pause_generator(self.rng, job["tx_pause"]))
         if job.get("rx_pause"):

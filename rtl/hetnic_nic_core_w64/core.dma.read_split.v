@@ -11,34 +11,38 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   wire [1:0] \$15 ;
   wire [1:0] \$16 ;
   wire [1:0] \$17 ;
-  wire \$18 ;
-  wire [64:0] \$19 ;
+  wire [1:0] \$18 ;
+  wire [1:0] \$19 ;
   wire [16:0] \$2 ;
-  wire [64:0] \$20 ;
+  wire [1:0] \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
+  wire [64:0] \$22 ;
+  wire [64:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [18:0] \$26 ;
-  wire [64:0] \$27 ;
-  wire [18:0] \$28 ;
-  wire [19:0] \$29 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [1:0] \$28 ;
+  wire \$29 ;
   wire [13:0] \$3 ;
   wire [18:0] \$30 ;
   wire [64:0] \$31 ;
   wire [18:0] \$32 ;
   wire [19:0] \$33 ;
-  wire [1:0] \$34 ;
-  wire [1:0] \$35 ;
-  wire [1:0] \$36 ;
-  wire [1:0] \$37 ;
+  wire [18:0] \$34 ;
+  wire [64:0] \$35 ;
+  wire [18:0] \$36 ;
+  wire [19:0] \$37 ;
   wire [1:0] \$38 ;
-  reg [87:0] \$39 ;
+  wire [1:0] \$39 ;
   wire [13:0] \$4 ;
-  reg [87:0] \$40 ;
-  reg [1:0] \$41 ;
-  reg [1:0] \$42 ;
+  wire [1:0] \$40 ;
+  wire [1:0] \$41 ;
+  wire [1:0] \$42 ;
+  reg [87:0] \$43 ;
+  reg [87:0] \$44 ;
+  reg [1:0] \$45 ;
+  reg [1:0] \$46 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -46,6 +50,7 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   wire \$9 ;
   (* init = 2'h0 *)
   wire [1:0] active;
+  wire [1:0] allow;
   wire [15:0] beats;
   wire [15:0] beats_left;
   output [94:0] burst__payload;
@@ -71,7 +76,7 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   reg cur_refused;
   reg [1:0] done;
   wire grant;
-  wire \grant$23 ;
+  wire \grant$24 ;
   reg [87:0] held_0 = 88'h0000000000000000000000;
   wire [63:0] \held_0.addr ;
   wire [15:0] \held_0.length ;
@@ -113,14 +118,19 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   wire [15:0] \sel.length ;
   wire [7:0] \sel.tag ;
   wire served_stb;
-  wire \served_stb$22 ;
+  wire \served_stb$23 ;
+  wire [1:0] taken_stb;
   wire [9:0] to_boundary;
   wire valid;
-  wire \valid$30 ;
+  wire \valid$32 ;
   always @(posedge clk)
-    requests <= \$41 ;
+    held_0 <= \$43 ;
   always @(posedge clk)
-    held_refused <= \$42 ;
+    held_1 <= \$44 ;
+  always @(posedge clk)
+    requests <= \$45 ;
+  always @(posedge clk)
+    held_refused <= \$46 ;
   assign \$1  = cur[79:64] + 3'h7;
   assign \$3  = 13'h1000 - cur[11:0];
   assign \$5  = \$4 [9:0] < 4'h8;
@@ -136,33 +146,31 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   assign \$11  = is_last ? \$10  : 2'h0;
   assign \$12  = ~ requests;
   assign \$13  = \$12  | done;
-  assign \requests$19  = { req__1__valid, req__0__valid } & \$13 ;
-  assign \$14  = ~ requests;
-  assign \$15  = \$14  | done;
-  assign \$16  = ~ requests;
-  assign \$17  = \$16  | done;
-  assign \$18  = ! sel[79:64];
-  assign \$19  = sel[63:0] + sel[79:64];
-  assign \$20  = sel[63:0] + sel[79:64];
-  assign \$21  = | \$20 [63:0];
-  assign \$22  = \$19 [64] & \$21 ;
-  assign \$23  = \$18  | \$22 ;
-  assign \$24  = | sel[2:0];
-  assign refused = \$23  | \$24 ;
-  assign \$25  = burst__valid & burst__ready;
-  assign \$27  = cur[63:0] + \$26 ;
-  assign \$29  = cur[79:64] - \$28 ;
+  assign \requests$19  = { req__1__valid, req__0__valid } & \$14 ;
+  assign \$15  = ~ requests;
+  assign \$16  = \$15  | done;
+  assign \$18  = ~ requests;
+  assign \$19  = \$18  | done;
+  assign \$21  = ! sel[79:64];
+  assign \$22  = sel[63:0] + sel[79:64];
+  assign \$23  = sel[63:0] + sel[79:64];
+  assign \$24  = | \$23 [63:0];
+  assign \$25  = \$22 [64] & \$24 ;
+  assign \$26  = \$21  | \$25 ;
+  assign \$27  = | sel[2:0];
+  assign refused = \$26  | \$27 ;
+  assign \$28  = 1'h1 << \grant$24 ;
+  assign taken_stb = \valid$32  ? \$28  : 2'h0;
+  assign \$29  = burst__valid & burst__ready;
   assign \$31  = cur[63:0] + \$30 ;
   assign \$33  = cur[79:64] - \$32 ;
-  assign \$34  = ~ done;
-  assign \$35  = requests & \$34 ;
-  assign \$36  = 1'h1 << \grant$23 ;
-  assign \$37  = \valid$30  ? \$36  : 2'h0;
-  assign \$38  = \$35  | \$37 ;
-  always @(posedge clk)
-    held_0 <= \$39 ;
-  always @(posedge clk)
-    held_1 <= \$40 ;
+  assign \$35  = cur[63:0] + \$34 ;
+  assign \$37  = cur[79:64] - \$36 ;
+  assign \$38  = ~ done;
+  assign \$39  = requests & \$38 ;
+  assign \$40  = 1'h1 << \grant$24 ;
+  assign \$41  = \valid$32  ? \$40  : 2'h0;
+  assign \$42  = \$39  | \$41 ;
   \hetnic_nic_core_w64.core.dma.read_split.burst_rr  burst_rr (
     .clk(clk),
     .grant(grant),
@@ -173,25 +181,118 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   );
   \hetnic_nic_core_w64.core.dma.read_split.round_robin  round_robin (
     .clk(clk),
-    .grant(\grant$23 ),
+    .grant(\grant$24 ),
     .requests(\requests$19 ),
     .rst(rst),
-    .valid(\valid$30 )
+    .valid(\valid$32 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$42  = held_refused;
-    if (\valid$30 ) begin
-      (* full_case = 32'd1 *)
-      casez (\grant$23 )
+    (* full_case = 32'd1 *)
+    casez (\grant$24 )
+      1'h0:
+          sel = req__0__payload;
+      1'h1:
+          sel = req__1__payload;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    req__0__ready = 1'h0;
+    casez (\grant$24 )
+      1'h0:
+          req__0__ready = \$17 [0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    req__1__ready = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (\grant$24 )
+      1'h0:
+          /* empty */;
+      1'h1:
+          req__1__ready = \$20 [1];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    refused_stb = 1'h0;
+    if (\valid$32 ) begin
+      refused_stb = refused;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$43  = held_0;
+    if (\$29 ) begin
+      casez (grant)
         1'h0:
-            \$42 [0] = refused;
-        1'h1:
-            \$42 [1] = refused;
+          begin
+            \$43 [63:0] = \$31 [63:0];
+            \$43 [79:64] = \$33 [15:0];
+          end
+      endcase
+    end
+    if (\valid$32 ) begin
+      casez (\grant$24 )
+        1'h0:
+            \$43  = sel;
       endcase
     end
     if (rst) begin
-      \$42  = 2'h0;
+      \$43  = 88'h0000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$44  = held_1;
+    if (\$29 ) begin
+      (* full_case = 32'd1 *)
+      casez (grant)
+        1'h0:
+            /* empty */;
+        1'h1:
+          begin
+            \$44 [63:0] = \$35 [63:0];
+            \$44 [79:64] = \$37 [15:0];
+          end
+      endcase
+    end
+    if (\valid$32 ) begin
+      (* full_case = 32'd1 *)
+      casez (\grant$24 )
+        1'h0:
+            /* empty */;
+        1'h1:
+            \$44  = sel;
+      endcase
+    end
+    if (rst) begin
+      \$44  = 88'h0000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$45  = \$42 ;
+    if (rst) begin
+      \$45  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    \$46  = held_refused;
+    if (\valid$32 ) begin
+      (* full_case = 32'd1 *)
+      casez (\grant$24 )
+        1'h0:
+            \$46 [0] = refused;
+        1'h1:
+            \$46 [1] = refused;
+      endcase
+    end
+    if (rst) begin
+      \$46  = 2'h0;
     end
   end
   always @* begin
@@ -221,104 +322,12 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
       done = \$11 ;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    (* full_case = 32'd1 *)
-    casez (\grant$23 )
-      1'h0:
-          sel = req__0__payload;
-      1'h1:
-          sel = req__1__payload;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    req__0__ready = 1'h0;
-    casez (\grant$23 )
-      1'h0:
-          req__0__ready = \$15 [0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    req__1__ready = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (\grant$23 )
-      1'h0:
-          /* empty */;
-      1'h1:
-          req__1__ready = \$17 [1];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    refused_stb = 1'h0;
-    if (\valid$30 ) begin
-      refused_stb = refused;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$39  = held_0;
-    if (\$25 ) begin
-      casez (grant)
-        1'h0:
-          begin
-            \$39 [63:0] = \$27 [63:0];
-            \$39 [79:64] = \$29 [15:0];
-          end
-      endcase
-    end
-    if (\valid$30 ) begin
-      casez (\grant$23 )
-        1'h0:
-            \$39  = sel;
-      endcase
-    end
-    if (rst) begin
-      \$39  = 88'h0000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$40  = held_1;
-    if (\$25 ) begin
-      (* full_case = 32'd1 *)
-      casez (grant)
-        1'h0:
-            /* empty */;
-        1'h1:
-          begin
-            \$40 [63:0] = \$31 [63:0];
-            \$40 [79:64] = \$33 [15:0];
-          end
-      endcase
-    end
-    if (\valid$30 ) begin
-      (* full_case = 32'd1 *)
-      casez (\grant$23 )
-        1'h0:
-            /* empty */;
-        1'h1:
-            \$40  = sel;
-      endcase
-    end
-    if (rst) begin
-      \$40  = 88'h0000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
-    \$41  = \$38 ;
-    if (rst) begin
-      \$41  = 2'h0;
-    end
-  end
   assign beats_left = \$2 [15:0];
   assign to_boundary = \$4 [9:0];
   assign active = requests;
   assign valid = burst__valid;
-  assign \served_stb$22  = 1'h1;
+  assign allow = 2'h3;
+  assign \served_stb$23  = 1'h1;
   assign \cur.addr  = cur[63:0];
   assign \cur.length  = cur[79:64];
   assign \cur.tag  = cur[87:80];
@@ -354,8 +363,11 @@ module \hetnic_nic_core_w64.core.dma.read_split (rst, burst__valid, burst__ready
   assign burst__payload[63:0] = cur[63:0];
   assign \$2  = { 3'h0, \$1 [16:3] };
   assign \$4  = { \$3 [13], \$3 [13], \$3 [13], \$3 [13:3] };
-  assign \$26  = { beats, 3'h0 };
-  assign \$28  = { beats, 3'h0 };
+  assign \$14  = \$13 ;
+  assign \$17  = \$16 ;
+  assign \$20  = \$19 ;
   assign \$30  = { beats, 3'h0 };
   assign \$32  = { beats, 3'h0 };
+  assign \$34  = { beats, 3'h0 };
+  assign \$36  = { beats, 3'h0 };
 endmodule

@@ -2,7 +2,7 @@
 // Parameters: NicParams(data_width=64, n_rules=16, reta_size=512, queues=64, hash_bytes_per_cycle=8, rx_queues=64, tx_queues=4, event_queues=4, mac_ports=0, injector=False, flow_table=True)
 module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, csr__r_data, counters__ack, flows__ack, reta__busy, reta__r_stb, reta__w_stb, csr__ack, counters__r_stb, counters__w_stb, flows__r_stb, flows__w_stb, hash_enable, symmetric, pass_errors, max_frame, direct_ethertype, default_action, key
 , generation, commit_pending, commit_done, rules, counters__r_data, flows__r_data, reta__ack, reta__r_data, csr__r_stb, csr__w_stb, csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [16:0] \$1 ;
   wire [31:0] \$10 ;
   wire \$100 ;
@@ -2428,21 +2428,21 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     .rules(rules)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     reta__r_stb = 1'h0;
     if (\$12 ) begin
       reta__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     reta__w_stb = 1'h0;
     if (\$12 ) begin
       reta__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     csr__ack = 1'h0;
     if (\$12 ) begin
       csr__ack = reta__ack;
@@ -2466,35 +2466,35 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     counters__r_stb = 1'h0;
     if (\$13 ) begin
       counters__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     counters__w_stb = 1'h0;
     if (\$13 ) begin
       counters__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     flows__r_stb = 1'h0;
     if (\$14 ) begin
       flows__r_stb = csr__r_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     flows__w_stb = 1'h0;
     if (\$14 ) begin
       flows__w_stb = csr__w_stb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     bus_w_en = 1'h0;
     if (\$15 ) begin
       if (\$20 ) begin
@@ -2503,7 +2503,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$350  = hash_enable;
     if (commit_done) begin
       \$350  = shadow_ctrl_0_0[7:0];
@@ -2513,7 +2513,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$351  = symmetric;
     if (commit_done) begin
       \$351  = shadow_ctrl_0_0[8];
@@ -2523,7 +2523,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$352  = pass_errors;
     if (commit_done) begin
       \$352  = shadow_ctrl_0_0[9];
@@ -2533,7 +2533,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$353  = max_frame;
     if (commit_done) begin
       \$353  = shadow_max_frame_0_0[15:0];
@@ -2543,7 +2543,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$354  = direct_ethertype;
     if (commit_done) begin
       \$354  = shadow_direct_ethertype_0_0[15:0];
@@ -2553,7 +2553,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$355  = default_action;
     if (commit_done) begin
       \$355  = shadow_default_action_0_0[19:0];
@@ -2563,7 +2563,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$356  = key;
     if (commit_done) begin
       \$356  = { shadow_rss_key_0_0, shadow_rss_key_1_0, shadow_rss_key_2_0, shadow_rss_key_3_0, shadow_rss_key_4_0, shadow_rss_key_5_0, shadow_rss_key_6_0, shadow_rss_key_7_0, shadow_rss_key_8_0, shadow_rss_key_9_0 };
@@ -2573,7 +2573,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$357  = generation;
     if (commit_done) begin
       \$357  = \$28 [15:0];
@@ -2583,7 +2583,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$358  = commit_pending;
     if (commit_done) begin
       \$358  = 1'h0;
@@ -2596,84 +2596,84 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$359  = \$31 ;
     if (rst) begin
       \$359  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$360  = \$91 ;
     if (rst) begin
       \$360  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$361  = \$97 ;
     if (rst) begin
       \$361  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$362  = \$100 ;
     if (rst) begin
       \$362  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$363  = \$179 ;
     if (rst) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$364  = { \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180  };
     if (rst) begin
       \$364  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$365  = { \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202  };
     if (rst) begin
       \$365  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$366  = \$216 ;
     if (rst) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$367  = \$219 ;
     if (rst) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$368  = \$223 ;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$369  = \$267 ;
     if (rst) begin
       \$369  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$370  = rule_read_wait;
     if (busy) begin
       \$370  = 2'h0;
@@ -2688,7 +2688,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$371  = shadow_ctrl_0_0;
     if (\$284 ) begin
       \$371  = csr__w_data;
@@ -2698,7 +2698,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$372  = shadow_max_frame_0_0;
     if (\$289 ) begin
       \$372  = csr__w_data;
@@ -2708,7 +2708,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$373  = shadow_direct_ethertype_0_0;
     if (\$294 ) begin
       \$373  = csr__w_data;
@@ -2718,7 +2718,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$374  = shadow_default_action_0_0;
     if (\$299 ) begin
       \$374  = csr__w_data;
@@ -2728,7 +2728,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$375  = shadow_rss_key_0_0;
     if (\$304 ) begin
       \$375  = csr__w_data;
@@ -2738,7 +2738,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$376  = shadow_rss_key_1_0;
     if (\$309 ) begin
       \$376  = csr__w_data;
@@ -2748,7 +2748,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$377  = shadow_rss_key_2_0;
     if (\$314 ) begin
       \$377  = csr__w_data;
@@ -2758,7 +2758,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$378  = shadow_rss_key_3_0;
     if (\$319 ) begin
       \$378  = csr__w_data;
@@ -2768,7 +2768,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$379  = shadow_rss_key_4_0;
     if (\$324 ) begin
       \$379  = csr__w_data;
@@ -2778,7 +2778,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$380  = shadow_rss_key_5_0;
     if (\$329 ) begin
       \$380  = csr__w_data;
@@ -2788,7 +2788,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$381  = shadow_rss_key_6_0;
     if (\$334 ) begin
       \$381  = csr__w_data;
@@ -2798,7 +2798,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$382  = shadow_rss_key_7_0;
     if (\$339 ) begin
       \$382  = csr__w_data;
@@ -2808,7 +2808,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$383  = shadow_rss_key_8_0;
     if (\$344 ) begin
       \$383  = csr__w_data;
@@ -2818,7 +2818,7 @@ module \hetnic_nic_core_w64.core.pipeline.regs (rst, commit_apply, reta__addr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     \$384  = shadow_rss_key_9_0;
     if (\$349 ) begin
       \$384  = csr__w_data;

@@ -2,7 +2,7 @@
 // Parameters: NicParams(data_width=64, n_rules=16, reta_size=512, queues=64, hash_bytes_per_cycle=8, rx_queues=64, tx_queues=4, event_queues=4, mac_ports=0, injector=False, flow_table=True)
 module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 , lu_event_queue, lu_cons, lu_enabled, armed, write_error_queue, lookup_queue, start_stb, take_stb, no_buffer_stb, too_long_stb, desc_error_stb, write_error_stb, retire_stb, disarm_stb, csr__ack, csr__r_data, csr__r_stb, csr__w_stb
 , csr__addr, csr__w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$75  = 0;
   wire [32:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -609,7 +609,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     .write_error_stb(write_error_stb)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     cons_w__addr = 6'h00;
     if (take_stb) begin
       cons_w__addr = \lookup_queue$20 [5:0];
@@ -626,7 +626,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     cons_w__data = 16'h0000;
     if (take_stb) begin
       cons_w__data = \$3 [15:0];
@@ -643,7 +643,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     cons_w__en = 1'h0;
     if (take_stb) begin
       cons_w__en = 1'h1;
@@ -660,7 +660,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     csr__ack = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -678,7 +678,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     csr__r_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -717,7 +717,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     cfg_data = 32'd0;
     casez (fsm_state)
       2'h0:
@@ -752,7 +752,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     cfg_w__en = 7'h00;
     casez (fsm_state)
       2'h0:
@@ -787,7 +787,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     set_status = 4'h0;
     casez (fsm_state)
       2'h0:
@@ -814,7 +814,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     arm_write_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -832,7 +832,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     arm_value = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -850,7 +850,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     disable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -872,7 +872,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     enable_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -895,7 +895,7 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     mark_stb = 1'h0;
     casez (fsm_state)
       2'h0:
@@ -910,14 +910,14 @@ module \hetnic_nic_core_w64.core.rx_queues.queues (rst, lu_valid, \port$4826$0 ,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$114  = lookup_queue;
     if (rst) begin
       \$114  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$75 ) begin end
     \$115  = fsm_state;
     casez (fsm_state)
       2'h0:

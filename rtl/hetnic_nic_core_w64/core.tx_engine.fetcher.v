@@ -2,7 +2,7 @@
 // Parameters: NicParams(data_width=64, n_rules=16, reta_size=512, queues=64, hash_bytes_per_cycle=8, rx_queues=64, tx_queues=4, event_queues=4, mac_ports=0, injector=False, flow_table=True)
 module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port$6785$0 , \port$6786$0 , queues__sel_mask, queues__sel_prod, queues__sel_head, lengths__payload, jobs__payload, \r_en$10 , r_en, requests, queues__flush_stb, queues__flush_queue, queues__start_stb, rd_req__valid, rd_req__payload, slot_data__ready, queues__halt_stb, queues__head_stb, queues__head_slots
 , queues__sel, lengths__valid, jobs__valid, rd_req__ready, slot_data__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$78  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$81  = 0;
   wire [16:0] \$1 ;
   wire [6:0] \$10 ;
   wire \$100 ;
@@ -1065,7 +1065,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     .valid(valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     ptr_d = \$signal ;
     casez (fetch_state)
       4'h0:
@@ -1110,7 +1110,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     served_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1118,7 +1118,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     queues__start_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1128,7 +1128,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     rd_req__valid = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1163,7 +1163,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     rd_req__payload = 88'h0000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -1212,7 +1212,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     slot_data__ready = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1226,7 +1226,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wp__en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1244,7 +1244,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wp__addr = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -1262,7 +1262,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     wp__data = 128'h00000000000000000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -1280,7 +1280,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     queues__halt_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1296,7 +1296,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     w_en = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1318,7 +1318,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     w_data = 76'h0000000000000000000;
     casez (fetch_state)
       4'h0:
@@ -1347,7 +1347,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     queues__head_stb = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1371,7 +1371,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     queues__head_slots = 7'h00;
     casez (fetch_state)
       4'h0:
@@ -1395,7 +1395,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \w_data$59  = 16'h0000;
     casez (fetch_state)
       4'h0:
@@ -1425,7 +1425,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \w_en$61  = 1'h0;
     casez (fetch_state)
       4'h0:
@@ -1455,14 +1455,14 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$342  = ptr_d;
     if (rst) begin
       \$342  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$343  = cache_valid;
     if (\$111 ) begin
       \$343  = 1'h0;
@@ -1480,7 +1480,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$344  = queues__sel;
     casez (fetch_state)
       4'h0:
@@ -1493,7 +1493,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$345  = fetch_state;
     casez (fetch_state)
       4'h0:
@@ -1591,7 +1591,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$346  = base;
     casez (fetch_state)
       4'h0:
@@ -1604,7 +1604,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$347  = mask;
     casez (fetch_state)
       4'h0:
@@ -1617,7 +1617,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$348  = prod;
     casez (fetch_state)
       4'h0:
@@ -1630,7 +1630,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$349  = head;
     casez (fetch_state)
       4'h0:
@@ -1643,7 +1643,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$350  = need;
     casez (fetch_state)
       4'h0:
@@ -1675,7 +1675,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$351  = hdr_known;
     casez (fetch_state)
       4'h0:
@@ -1696,7 +1696,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$352  = exact;
     casez (fetch_state)
       4'h0:
@@ -1718,7 +1718,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$353  = fetch_err;
     casez (fetch_state)
       4'h0:
@@ -1748,7 +1748,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$354  = cookie;
     casez (fetch_state)
       4'h0:
@@ -1769,7 +1769,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$355  = opcode;
     casez (fetch_state)
       4'h0:
@@ -1790,7 +1790,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$356  = cache_q;
     casez (fetch_state)
       4'h0:
@@ -1805,7 +1805,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$357  = hi;
     casez (fetch_state)
       4'h0:
@@ -1844,7 +1844,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$358  = msg;
     casez (fetch_state)
       4'h0:
@@ -1891,7 +1891,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$359  = total;
     casez (fetch_state)
       4'h0:
@@ -1922,7 +1922,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$360  = fetch_count;
     casez (fetch_state)
       4'h0:
@@ -1944,7 +1944,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$361  = fetch_beat;
     casez (fetch_state)
       4'h0:
@@ -1970,7 +1970,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$362  = fetch_slot;
     casez (fetch_state)
       4'h0:
@@ -1998,7 +1998,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$363  = acc;
     casez (fetch_state)
       4'h0:
@@ -2017,7 +2017,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$364  = status;
     casez (fetch_state)
       4'h0:
@@ -2077,7 +2077,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$365  = slots;
     casez (fetch_state)
       4'h0:
@@ -2112,7 +2112,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$366  = count;
     casez (fetch_state)
       4'h0:
@@ -2133,7 +2133,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$367  = length;
     casez (fetch_state)
       4'h0:
@@ -2154,7 +2154,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$368  = addr;
     casez (fetch_state)
       4'h0:
@@ -2175,7 +2175,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$369  = n_msgs;
     casez (fetch_state)
       4'h0:
@@ -2210,7 +2210,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$370  = lane;
     casez (fetch_state)
       4'h0:
@@ -2243,7 +2243,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$371  = cur_addr;
     casez (fetch_state)
       4'h0:
@@ -2278,7 +2278,7 @@ module \hetnic_nic_core_w64.core.tx_engine.fetcher (rst, slot_data__valid, \port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
     \$372  = rem;
     casez (fetch_state)
       4'h0:

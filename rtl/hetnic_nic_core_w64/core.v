@@ -628,12 +628,12 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .axi__wstrb(dma__wstrb),
     .axi__wvalid(dma__wvalid),
     .clk(clk),
-    .\data__0__payload$80 (wr_data__0__payload),
+    .\data__0__payload$81 (wr_data__0__payload),
     .data__0__ready(rd_data__0__ready),
-    .\data__0__valid$84 (wr_data__0__valid),
-    .\data__1__payload$86 (wr_data__1__payload),
+    .\data__0__valid$85 (wr_data__0__valid),
+    .\data__1__payload$87 (wr_data__1__payload),
     .data__1__ready(rd_data__1__ready),
-    .\data__1__valid$90 (wr_data__1__valid),
+    .\data__1__valid$91 (wr_data__1__valid),
     .data__2__payload(wr_data__2__payload),
     .data__2__valid(wr_data__2__valid),
     .done__0__ready(wr_done__0__ready),
@@ -645,13 +645,13 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .rd_req__0__ready(rd_req__ready),
     .rd_req__1__ready(\rd_req__ready$98 ),
     .req__0__payload(rd_req__0__payload),
-    .\req__0__payload$62 (wr_req__0__payload),
+    .\req__0__payload$63 (wr_req__0__payload),
     .req__0__valid(rd_req__0__valid),
-    .\req__0__valid$66 (wr_req__0__valid),
+    .\req__0__valid$67 (wr_req__0__valid),
     .req__1__payload(rd_req__1__payload),
-    .\req__1__payload$68 (wr_req__1__payload),
+    .\req__1__payload$69 (wr_req__1__payload),
     .req__1__valid(rd_req__1__valid),
-    .\req__1__valid$72 (wr_req__1__valid),
+    .\req__1__valid$73 (wr_req__1__valid),
     .req__2__payload(wr_req__2__payload),
     .req__2__valid(wr_req__2__valid),
     .rst(rst),
@@ -660,7 +660,9 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .wr_data__2__ready(\wr_data__ready$152 ),
     .wr_done__0__payload(wr_done__payload),
     .wr_done__0__valid(wr_done__valid),
+    .wr_done__1__payload(\wr_done__payload$138 ),
     .wr_done__1__valid(\wr_done__valid$142 ),
+    .wr_done__2__payload(\wr_done__payload$156 ),
     .wr_done__2__valid(\wr_done__valid$160 ),
     .wr_req__0__ready(wr_req__ready),
     .wr_req__1__ready(\wr_req__ready$128 ),
@@ -699,7 +701,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .wr_data__payload(wr_data__2__payload),
     .wr_data__ready(\wr_data__ready$152 ),
     .wr_data__valid(wr_data__2__valid),
-    .wr_done__payload(wr_done__payload),
+    .wr_done__payload(\wr_done__payload$156 ),
     .wr_done__ready(wr_done__2__ready),
     .wr_done__valid(\wr_done__valid$160 ),
     .wr_req__payload(wr_req__2__payload),
@@ -786,7 +788,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
     .wr_data__payload(wr_data__1__payload),
     .wr_data__ready(\wr_data__ready$134 ),
     .wr_data__valid(wr_data__1__valid),
-    .wr_done__payload(wr_done__payload),
+    .wr_done__payload(\wr_done__payload$138 ),
     .wr_done__ready(wr_done__1__ready),
     .wr_done__valid(\wr_done__valid$142 ),
     .wr_req__payload(wr_req__1__payload),
@@ -887,8 +889,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \wr_data__payload$133  = wr_data__1__payload;
   assign wr_data__1__ready = \wr_data__ready$134 ;
   assign \wr_data__valid$137  = wr_data__1__valid;
-  assign \wr_done__payload$138  = wr_done__payload;
-  assign wr_done__1__payload = wr_done__payload;
+  assign wr_done__1__payload = \wr_done__payload$138 ;
   assign \wr_done__ready$141  = wr_done__1__ready;
   assign wr_done__1__valid = \wr_done__valid$142 ;
   assign \wr_req__payload$145  = wr_req__2__payload;
@@ -897,8 +898,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \wr_data__payload$151  = wr_data__2__payload;
   assign wr_data__2__ready = \wr_data__ready$152 ;
   assign \wr_data__valid$155  = wr_data__2__valid;
-  assign \wr_done__payload$156  = wr_done__payload;
-  assign wr_done__2__payload = wr_done__payload;
+  assign wr_done__2__payload = \wr_done__payload$156 ;
   assign \wr_done__ready$159  = wr_done__2__ready;
   assign wr_done__2__valid = \wr_done__valid$160 ;
   assign axi__araddr = dma__araddr;
@@ -1109,10 +1109,10 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \wr_data__1__payload.last  = wr_data__1__payload[64];
   assign \wr_data__payload$133.data  = wr_data__1__payload[63:0];
   assign \wr_data__payload$133.last  = wr_data__1__payload[64];
-  assign \wr_done__payload$138.tag  = wr_done__payload[7:0];
-  assign \wr_done__payload$138.error  = wr_done__payload[8];
-  assign \wr_done__1__payload.tag  = wr_done__payload[7:0];
-  assign \wr_done__1__payload.error  = wr_done__payload[8];
+  assign \wr_done__payload$138.tag  = \wr_done__payload$138 [7:0];
+  assign \wr_done__payload$138.error  = \wr_done__payload$138 [8];
+  assign \wr_done__1__payload.tag  = \wr_done__payload$138 [7:0];
+  assign \wr_done__1__payload.error  = \wr_done__payload$138 [8];
   assign \wr_req__2__payload.addr  = wr_req__2__payload[63:0];
   assign \wr_req__2__payload.length  = wr_req__2__payload[79:64];
   assign \wr_req__2__payload.tag  = wr_req__2__payload[87:80];
@@ -1123,10 +1123,10 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \wr_data__2__payload.last  = wr_data__2__payload[64];
   assign \wr_data__payload$151.data  = wr_data__2__payload[63:0];
   assign \wr_data__payload$151.last  = wr_data__2__payload[64];
-  assign \wr_done__payload$156.tag  = wr_done__payload[7:0];
-  assign \wr_done__payload$156.error  = wr_done__payload[8];
-  assign \wr_done__2__payload.tag  = wr_done__payload[7:0];
-  assign \wr_done__2__payload.error  = wr_done__payload[8];
+  assign \wr_done__payload$156.tag  = \wr_done__payload$156 [7:0];
+  assign \wr_done__payload$156.error  = \wr_done__payload$156 [8];
+  assign \wr_done__2__payload.tag  = \wr_done__payload$156 [7:0];
+  assign \wr_done__2__payload.error  = \wr_done__payload$156 [8];
   assign \$signal.event_queue  = \$signal [5:0];
   assign \$signal.type  = \$signal [13:6];
   assign \$signal.source  = \$signal [29:14];

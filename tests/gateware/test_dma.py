@@ -22,6 +22,7 @@ from hetnic.gateware.dma import (
     AXI_BURST_INCR, AXI_RESP_OKAY, AXI_RESP_SLVERR, DmaEngine, DmaReadBeat, DmaReadRequest,
     DmaWriteBeat, DmaWriteDone, DmaWriteRequest,
 )
+from hetnic.gateware.nic_core import READ_BURST_BEATS, READ_OUTSTANDING
 from kit import HoldRule, StreamSink, StreamSource, pack, run_simulation, unpack
 
 SEED = 0xD3A_5EED
@@ -63,8 +64,12 @@ class AxiMemory:
     """A sparse byte memory behind an AXI4 slave; unwritten bytes are a seeded pattern."""
 
     def __init__(self, seed, lanes, max_burst, rng, *, ready=1.0, aw_ready=None, valid=1.0,
-                 latency=(1, 1), poisoned=()):
+                 latency=(1, 1), poisoned=(), max_read_burst=None, rlast_faults=None):
         self.seed, self.lanes, self.max_burst, self.rng = seed, lanes, max_burst, rng
+        self.max_read_burst = max_burst if max_read_burst is None else max_read_burst
+        # AR index -> "early" (RLAST one beat before the burst's last, not on it) or
+        # "missing" (no RLAST in the burst): a misbehaving slave.
+        self.rlast_faults = dict(rlast_faults or {})
         self.ready, self.valid, self.latency = ready, valid, latency
         self.aw_ready = ready if aw_ready is None else aw_ready
         self.poisoned = set(poisoned)
@@ -102,9 +107,12 @@ class AxiMemory:
                 bad = addr // PAGE in self.poisoned
                 ctx.set(axi.rdata, int.from_bytes(self.read(addr, lanes), "little"))
                 ctx.set(axi.rresp, AXI_RESP_SLVERR if bad else AXI_RESP_OKAY)
-                ctx.set(axi.rlast, head["index"] == head["beats"] - 1)
+                final = head["index"] == head["beats"] - 1
+                rlast = {"early": head["index"] == head["beats"] - 2,
+                         "missing": False}.get(head["fault"], final)
+                ctx.set(axi.rlast, rlast)
                 ctx.set(axi.rvalid, 1)
-                self.error_responses += bad
+                self.error_responses += bad or rlast != final
                 self.r_offer = True
             else:
                 ctx.set(axi.rvalid, 0)
@@ -122,8 +130,9 @@ class AxiMemory:
 
     def _check_burst(self, kind, addr, length, size, burst, active):
         lanes, beats = self.lanes, length + 1
+        longest = self.max_read_burst if kind == "AR" else self.max_burst
         assert burst == AXI_BURST_INCR and 1 << size == lanes, f"{kind}: burst/size"
-        assert beats <= self.max_burst, f"{kind} of {beats} beats at {addr:#x}"
+        assert beats <= longest, f"{kind} of {beats} beats at {addr:#x}"
         assert addr % lanes == 0, f"{kind} misaligned at {addr:#x}"
         assert addr % PAGE + beats * lanes <= PAGE, f"{kind} at {addr:#x} crosses 4 KiB"
         assert any(r.addr <= addr and addr + beats * lanes <= r.addr + r.beats * lanes
@@ -137,7 +146,8 @@ class AxiMemory:
         if self._hold("AR", arvalid, ar, get(axi.arready)):
             self._check_burst("AR", *ar, self.active_reads)
             at = self.cycle + self.rng.randint(*self.latency)
-            self.r_bursts.append({"addr": ar[0], "beats": ar[1] + 1, "index": 0, "at": at})
+            self.r_bursts.append({"addr": ar[0], "beats": ar[1] + 1, "index": 0, "at": at,
+                                  "fault": self.rlast_faults.get(self.ar_count)})
             self.ar_count += 1
         awvalid = get(axi.awvalid)
         aw = (get(axi.awaddr), get(axi.awlen), get(axi.awsize), get(axi.awburst)) \
@@ -284,6 +294,8 @@ class WriteClient:
                                  name=f"wr_data[{index}]")
         self.done = StreamSink(bench.dut.wr_done[index], rng=bench.rng, stall=bench.stall,
                                name=f"wr_done[{index}]")
+        #: Called every cycle: while it returns true the client does not take a done.
+        self.hold_done = lambda: False
         lanes = bench.lanes
         for r in requests:
             r.client = index
@@ -297,7 +309,7 @@ class WriteClient:
     def drive(self, ctx):
         self.req.drive(ctx)
         self.data.drive(ctx)
-        self.done.drive(ctx)
+        self.done.drive(ctx, may_take=not self.hold_done())
 
     def sample(self, ctx):
         b = self.b
@@ -323,26 +335,33 @@ class WriteClient:
 class DmaBench:
     """One DmaEngine, its slave memory and its clients, stepped one clock at a time."""
 
-    def __init__(self, seed, width, reads, writes, *, max_burst=256, gap=0.0, stall=0.0,
+    def __init__(self, seed, width, reads, writes, *, max_burst=256, outstanding=4,
+                 max_read_burst=None, read_outstanding=None, gap=0.0, stall=0.0,
                  ready=1.0, aw_ready=None, valid=1.0, latency=(1, 1), poisoned=(),
-                 limit=50_000):
-        print(f"seed={seed:#x} width={width} max_burst={max_burst}")
+                 rlast_faults=None, limit=50_000):
+        max_read_burst = max_burst if max_read_burst is None else max_read_burst
+        print(f"seed={seed:#x} width={width} max_burst={max_burst} outstanding={outstanding} "
+              f"max_read_burst={max_read_burst} read_outstanding={read_outstanding}")
         self.rng = random.Random(seed)
         self.width, self.lanes = width, width // 8
         self.gap, self.stall, self.limit = gap, stall, limit
-        self.dut = DmaEngine(width, len(reads), len(writes), max_burst)
+        self.dut = DmaEngine(width, len(reads), len(writes), max_burst, outstanding=outstanding,
+                             max_read_burst_beats=max_read_burst,
+                             read_outstanding=read_outstanding)
         self.memory = AxiMemory(seed, self.lanes, max_burst, self.rng, ready=ready,
                                 aw_ready=aw_ready, valid=valid, latency=latency,
-                                poisoned=poisoned)
+                                poisoned=poisoned, max_read_burst=max_read_burst,
+                                rlast_faults=rlast_faults)
         self.requests = [r for rs in reads + writes for r in rs]
         for r in self.requests:
             if not r.refused and any(p in self.memory.poisoned for p in range(
                     r.addr // PAGE, (r.addr + r.length - 1) // PAGE + 1)):
                 r.error = True
         self.expected_bursts = {
-            kind: sum(len(bursts_of(r.addr, r.length, self.lanes, max_burst))
+            kind: sum(len(bursts_of(r.addr, r.length, self.lanes, longest))
                       for rs in group for r in rs if not r.refused)
-            for kind, group in (("read", reads), ("write", writes))}
+            for kind, group, longest in (("read", reads, max_read_burst),
+                                         ("write", writes, max_burst))}
         self.readers = [ReadClient(self, i, rs) for i, rs in enumerate(reads)]
         self.writers = [WriteClient(self, j, rs) for j, rs in enumerate(writes)]
         self.cycle, self.finished = 0, []
@@ -477,16 +496,26 @@ def write_windows(rng, count):
 
 # --- tests --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("width, max_burst, n_read, n_write, count, longest, top, slave", [
-    (8, 256, 2, 2, 14, 600, True, (0.7, 0.7, 0.7)),
-    (8, 16, 3, 2, 10, 300, False, (0.4, 0.1, 0.4)),
-    (64, 256, 3, 2, 14, 5000, False, (0.7, 0.7, 0.7)),
-    (64, 16, 2, 3, 12, 2000, True, (0.6, 0.15, 0.5)),
-])
-def test_random_traffic(width, max_burst, n_read, n_write, count, longest, top, slave):
+#: The NIC core's engine (gateware/nic_core.py): 2 read and 3 write clients, 256-beat write
+#: bursts, 4 write bursts in flight, short read bursts and few of them in flight.
+NIC_CORE_ENGINE = {"outstanding": 4, "max_read_burst": READ_BURST_BEATS,
+                   "read_outstanding": READ_OUTSTANDING}
+
+
+@pytest.mark.parametrize("width, max_burst, n_read, n_write, count, longest, top, slave, engine", [
+    (8, 256, 2, 2, 14, 600, True, (0.7, 0.7, 0.7), {}),
+    (8, 16, 3, 2, 10, 300, False, (0.4, 0.1, 0.4), {}),
+    (64, 256, 3, 2, 14, 5000, False, (0.7, 0.7, 0.7), {}),
+    (64, 16, 2, 3, 12, 2000, True, (0.6, 0.15, 0.5), {}),
+    (64, 256, 2, 3, 10, 2000, True, (0.6, 0.6, 0.6), NIC_CORE_ENGINE),
+    pytest.param(8, 256, 2, 3, 8, 400, False, (0.6, 0.6, 0.6), NIC_CORE_ENGINE,
+                 marks=pytest.mark.slow),
+], ids=["w8", "w8-burst16", "w64", "w64-burst16", "w64-nic-core", "w8-nic-core"])
+def test_random_traffic(width, max_burst, n_read, n_write, count, longest, top, slave, engine):
     """Random requests from several clients; ``slave`` = chances of AR/W ready, AW ready
-    and R/B valid per cycle (R and B come 1 to 12 cycles after their burst at the soonest)."""
-    seed = SEED + 1000 * width + max_burst
+    and R/B valid per cycle (R and B come 1 to 12 cycles after their burst at the soonest);
+    ``engine``: the engine's other parameters (the NIC core's, or the defaults)."""
+    seed = SEED + 1000 * width + max_burst + 7 * bool(engine)
     rng = random.Random(seed)
     lanes = width // 8
     poisoned = [(READ_BASE >> 12) + rng.randrange(1 << 20) for _ in range(2)]
@@ -499,7 +528,7 @@ def test_random_traffic(width, max_burst, n_read, n_write, count, longest, top, 
     ready, aw_ready, valid = slave
     bench = DmaBench(seed, width, reads, writes, max_burst=max_burst, gap=0.3, stall=0.3,
                      ready=ready, aw_ready=aw_ready, valid=valid, latency=(1, 12),
-                     poisoned=poisoned, limit=60_000).run()
+                     poisoned=poisoned, limit=60_000, **engine).run()
     assert len(bench.finished) == (n_read + n_write) * count
     assert any(r.error and not r.refused for r in bench.requests)      # SLVERR was seen
     if aw_ready < ready:
@@ -589,6 +618,50 @@ def test_round_robin():
         order = [r.client for r in sorted((r for rs in group for r in rs),
                                           key=lambda r: r.accepted_at)]
         assert order == [(order[0] + k) % n for k in range(4 * n)], order
+
+
+def test_stalled_done_holds_only_its_client():
+    """Write client 0 holds ``wr_done.ready`` low until client 1 has had every done: client 1's
+    writes and dones go on meanwhile (the B channel is not held for it), client 0 gets no more
+    than ``2 * outstanding`` requests into the engine, and after the release client 0's dones
+    all come, in order. With one done register shared by the clients this never ends."""
+    seed = SEED + 11
+    rng = random.Random(seed)
+    lanes, outstanding, count = 8, 4, 14
+    windows = write_windows(rng, 2 * count)
+    writes = [[Request(windows.pop() + 0x100, rng.choice([16, 64, 200]), 16 * j + k, lanes,
+                       b"") for k in range(count)] for j in range(2)]
+    for r in (r for rs in writes for r in rs):
+        r.payload = rng.randbytes(r.length)
+    bench = DmaBench(seed, 64, [], writes, outstanding=outstanding, gap=0.1, ready=0.8,
+                     valid=0.8, latency=(1, 8), limit=5_000)
+    held, other = bench.writers
+    held.hold_done = lambda: not other.idle()
+    bench.run()
+    released = max(r.finished_at for r in writes[1])
+    taken_before = [r for r in writes[0] if r.accepted_at < released]
+    print(f"client 1 done at cycle {released}; client 0 had {len(taken_before)} requests "
+          f"taken by then")
+    assert all(r.finished_at > released for r in writes[0])
+    assert len(taken_before) == 2 * outstanding
+    assert [r.finished_at for r in writes[0]] == sorted(r.finished_at for r in writes[0])
+
+
+@pytest.mark.parametrize("fault", ["early", "missing"])
+def test_rlast_disagreeing_with_the_burst(fault):
+    """A slave whose RLAST is off (one beat early, or missing) in one burst: the request of
+    that burst ends with ``error`` (its data still land in their beats, the engine counts
+    them), ``errors`` counts every beat whose RLAST was wrong, the other requests are clean."""
+    seed = SEED + 12
+    lanes = 8
+    reads = [[Request(READ_BASE + 0x1000 * k, 8 * lanes * (k + 1), k, lanes)
+              for k in range(4)]]
+    bad_ar = 2                          # with 8-beat bursts: the 2nd burst of request 1
+    reads[0][1].error = True
+    bench = DmaBench(seed, 64, reads, [], max_burst=8, rlast_faults={bad_ar: fault},
+                     limit=2_000).run()
+    assert bench.memory.error_responses == (2 if fault == "early" else 1)
+    assert [r.error for r in reads[0]] == [False, True, False, False]
 
 
 def test_bad_parameters():

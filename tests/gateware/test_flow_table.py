@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (test_journal_that_cannot_be_applied_in_time builds FlowTables it never elaborates.)
 """FlowTable in Amaranth's simulator against the model in hetnic.sim.model.flow_table.
 
 The bench stages changes through the block's register port exactly as the driver does
@@ -12,13 +14,14 @@ import random
 import pytest
 from amaranth.lib import data
 
+import hetnic.gateware.flow_table as flow_table_module
 from hetnic.gateware.flow_table import FlowTable
 from hetnic.protocol import (FLOW_HIT_RULE, FlowKey, MetaFlags, PacketMeta, ParseError,
                              ipv4_mapped)
 from hetnic.regs import (FLOW_BUCKETS, FLOW_ENTRY_WORDS, FLOW_JOURNAL, FLOW_STASH, FLOW_WAYS,
                          FlowOp, FlowStatus, RegisterMap)
 from hetnic.sim.model.classifier import drop_reason
-from hetnic.sim.model.flow_table import FlowTableModel, flow_bucket, meta_flow_key
+from hetnic.sim.model.flow_table import FlowTableModel, flow_bucket, flow_key, meta_flow_key
 from kit import StreamSink, StreamSource, pack, run_simulation, seeded_rng, step, unpack
 
 SEED = 0x5EED_F10E
@@ -52,6 +55,14 @@ class Record:
 
 def key_of(record: dict) -> int:
     return meta_flow_key(Record(record))
+
+
+def packed_key(record: dict) -> int:
+    """The key the lookup packs from ``record``'s fields whatever its flags (for a non-IP
+    record, the key it would hit if it were looked up)."""
+    return flow_key(ipv6=bool(record["flags"] & FLAG["ipv6"]), ip_proto=record["ip_proto"],
+                    src_addr=record["src_addr"], dst_addr=record["dst_addr"],
+                    src_port=record["src_port"], dst_port=record["dst_port"])
 
 
 def action(rng: random.Random) -> dict:
@@ -180,9 +191,11 @@ def test_collisions_stash_full_and_commit_semantics():
     dut = FlowTable(REGMAP)
     bench = Bench(dut, rng)
     # One bucket's 4 ways, then the 8 stash entries, then one refused; IPv4 and IPv6 beside.
-    colliding = same_bucket_keys(rng, FLOW_WAYS + FLOW_STASH + 1)
+    colliding = same_bucket_keys(rng, FLOW_WAYS + FLOW_STASH + 2)
+    late = colliding.pop()              # inserted once a stash entry has been freed
     others = [meta(rng), meta(rng, v6=True), meta(rng, v6=True, error=ParseError.BAD_LENGTH)]
-    non_ip = meta(rng, flags=0, ethertype=0x0806)
+    # Not IPv4 nor IPv6: never looked up, even though their packed keys are in the table.
+    non_ip = [meta(rng, flags=0, ethertype=0x0806), meta(rng, flags=FLAG["tcp"])]
 
     async def run(ctx):
         slots = []
@@ -194,9 +207,11 @@ def test_collisions_stash_full_and_commit_semantics():
             range(STASH_BASE, STASH_BASE + FLOW_STASH))
         status, _ = await bench.insert(ctx, key_of(colliding[-1]), action(rng))
         assert status == FlowStatus.FULL
+        for r in non_ip:
+            assert (await bench.insert(ctx, packed_key(r), action(rng)))[0] == FlowStatus.OK
         await bench.status(ctx)
         # Staged, not committed: every frame misses.
-        every = colliding + others + [non_ip]
+        every = colliding + others + non_ip
         every += near_misses(rng, colliding[0]) + near_misses(rng, others[1])
         await bench.frames(ctx, every)
         assert all(unpack(PacketMeta, v)["rule"] != FLOW_HIT_RULE for v in bench.sink.received)
@@ -210,12 +225,19 @@ def test_collisions_stash_full_and_commit_semantics():
         await bench.frames(ctx, every)
         await bench.commit(ctx)
         await bench.frames(ctx, every)
-        # The freed way takes the refused key now.
+        # The freed way takes the refused key now, the freed stash entry the next one.
         status, slot = await bench.insert(ctx, key_of(colliding[-1]), action(rng))
         assert (status, slot) == (FlowStatus.OK, slots[1])
+        status, slot = await bench.insert(ctx, key_of(late), action(rng))
+        assert (status, slot) == (FlowStatus.OK, slots[FLOW_WAYS + 2])
         await bench.status(ctx)
         await bench.commit(ctx)
-        await bench.frames(ctx, every)
+        await bench.frames(ctx, every + [late])
+        got = unpack(PacketMeta, bench.sink.received[-1])
+        assert got["rule"] == FLOW_HIT_RULE and got == bench.want[-1]
+        block = bench.sink.received[-1 - len(every):-1]
+        assert all(unpack(PacketMeta, v)["rule"] != FLOW_HIT_RULE
+                   for v in block[-len(non_ip):])
         assert (await bench.op(ctx, 3))[0] == FlowStatus.BAD_OP
         await bench.sink.expect_idle(ctx, 5)
 
@@ -224,6 +246,131 @@ def test_collisions_stash_full_and_commit_semantics():
     assert bench.refused == 1
     hits = sum(unpack(PacketMeta, v)["rule"] == FLOW_HIT_RULE for v in bench.sink.received)
     assert hits > 0
+
+
+@pytest.mark.timeout(120)
+def test_journal_overflow():
+    """The change after ``FLOW_JOURNAL`` staged ones answers JOURNAL_FULL: nothing staged,
+    ``entries`` and ``staged`` as they were, not counted as refused; after the commit it is
+    accepted."""
+    rng = seeded_rng(SEED + 3)
+    dut = FlowTable(REGMAP)
+    bench = Bench(dut, rng)
+    records = [meta(rng, v6=rng.random() < 0.5) for _ in range(FLOW_JOURNAL + 1)]
+    extra = records.pop()
+
+    async def run(ctx):
+        slots = []
+        for r in records:
+            status, slot = await bench.insert(ctx, key_of(r), action(rng))
+            assert status == FlowStatus.OK
+            slots.append(slot)
+        before = await bench.access(ctx, REGMAP.addr("FLOW_STATUS"))
+        assert before >> 16 & 0x3F == FLOW_JOURNAL and before & 0x7FF == FLOW_JOURNAL
+        assert (await bench.insert(ctx, key_of(extra), action(rng)))[0] == \
+            FlowStatus.JOURNAL_FULL
+        assert await bench.delete(ctx, slots[0]) == FlowStatus.JOURNAL_FULL
+        assert await bench.access(ctx, REGMAP.addr("FLOW_STATUS")) == before
+        await bench.commit(ctx)
+        await bench.frames(ctx, records + [extra])
+        assert (await bench.insert(ctx, key_of(extra), action(rng)))[0] == FlowStatus.OK
+        await bench.status(ctx)
+        await bench.commit(ctx)
+        await bench.frames(ctx, records + [extra])
+
+    run_simulation(dut, run, cycle_limit=20_000)
+    bench.check()
+    assert bench.refused == 0
+    rules = [unpack(PacketMeta, v)["rule"] for v in bench.sink.received]
+    n = len(records) + 1
+    assert rules[:n] == [FLOW_HIT_RULE] * (n - 1) + [rules[n - 1]]
+    assert rules[n - 1] != FLOW_HIT_RULE and rules[n:] == [FLOW_HIT_RULE] * n
+
+
+async def insert_racing_commit(ctx, bench, key, act, offset, copy_cycles=34):
+    """A FLOW_OP insert whose register write starts in cycle 0, and a commit whose
+    ``commit_apply`` rises in cycle ``offset`` and lasts ``copy_cycles`` (the rule copy of
+    ``n_rules = 1``, the shortest). Returns whether the op was busy when the commit came
+    and the FLOW_STATUS read right after the commit."""
+    dut, csr = bench.dut, bench.dut.csr
+    value = FlowTableModel.entry_value(key, act)
+    for k in range(FLOW_ENTRY_WORDS):
+        await bench.access(ctx, REGMAP.addr("FLOW_ENTRY", 0, k), value >> (32 * k) & 0xFFFF_FFFF)
+    ctx.set(csr.addr, REGMAP.addr("FLOW_OP"))
+    ctx.set(csr.w_data, FlowOp.INSERT)
+    ctx.set(csr.w_stb, 1)
+    acked, busy, cycle, end = False, None, 0, offset + copy_cycles
+    while not acked or cycle <= end:
+        if cycle == offset:
+            ctx.set(dut.commit_apply, 1)
+            busy = ctx.get(dut._op_busy)
+        ctx.set(dut.commit_done, cycle == end)
+        ack = ctx.get(csr.ack)
+        await ctx.tick()
+        if cycle == end:
+            ctx.set(dut.commit_apply, 0)
+            ctx.set(dut.commit_done, 0)
+        cycle += 1
+        if ack and not acked:
+            acked = True
+            ctx.set(csr.w_stb, 0)
+        assert cycle < end + 50, "the FLOW_OP write was never answered"
+    return bool(busy), await bench.access(ctx, REGMAP.addr("FLOW_STATUS"))
+
+
+@pytest.mark.timeout(120)
+def test_commit_racing_an_op():
+    """A commit that comes before a FLOW_OP write is taken holds it until the commit ends
+    (the change is staged for the next commit); one that comes while an op runs waits for
+    it and applies it with a full journal, within the shortest rule copy. The table and
+    FLOW_STATUS agree either way, and every frame sees the table before or after a batch."""
+    rng = seeded_rng(SEED + 4)
+    dut = FlowTable(REGMAP)
+    bench = Bench(dut, rng)
+    seen = {"held": 0, "busy": 0, "before": 0}
+
+    async def run(ctx):
+        for offset in range(10):
+            batch = [meta(rng, v6=rng.random() < 0.5) for _ in range(FLOW_JOURNAL)]
+            for r in batch[:-1]:
+                assert (await bench.insert(ctx, key_of(r), action(rng)))[0] == FlowStatus.OK
+            act = action(rng)
+            busy, status = await insert_racing_commit(ctx, bench, key_of(batch[-1]), act,
+                                                      offset)
+            staged = status >> 16 & 0x3F
+            assert staged in (0, 1), staged
+            if staged == 0:             # the op was staged before the apply
+                bench.model.insert(key_of(batch[-1]), act)
+                bench.model.commit()
+                seen["busy" if busy else "before"] += 1
+            else:                       # held during the commit, staged after it
+                assert not busy
+                bench.model.commit()
+                bench.model.insert(key_of(batch[-1]), act)
+                seen["held"] += 1
+            await bench.status(ctx)
+            await bench.frames(ctx, batch)
+            await bench.commit(ctx)
+            await bench.frames(ctx, batch)
+            for r in batch:             # leave the table as it was for the next offset
+                slot = bench.model.lookup(key_of(r))[0]
+                assert await bench.delete(ctx, slot) == FlowStatus.OK
+            await bench.commit(ctx)
+
+    run_simulation(dut, run, cycle_limit=100_000)
+    bench.check()
+    print("commit offsets:", seen)
+    assert all(seen.values()), seen
+
+
+def test_journal_that_cannot_be_applied_in_time(monkeypatch):
+    """A journal longer than the shortest commit can apply is refused at construction,
+    not by an assert that ``python -O`` removes."""
+    FlowTable(RegisterMap(n_rules=1))
+    monkeypatch.setattr(flow_table_module, "FLOW_JOURNAL", 40)
+    with pytest.raises(ValueError, match=r"FLOW_JOURNAL = 40 .* n_rules = 1"):
+        FlowTable(RegisterMap(n_rules=1))
+    FlowTable(RegisterMap(n_rules=2))
 
 
 def random_run(seed, *, inserts, batches, frames, gap, stall):

@@ -55,7 +55,8 @@ def rx_job(build, config, frames, **extra):
 
 
 def test_rx_frames_land_in_their_queues():
-    """Random traffic over 8 queues with DMA backpressure. Queues 0..6 have 8-entry rings the
+    """Random traffic over 8 queues with DMA backpressure (write responses held back half the
+    cycles). Queues 0..6 have 8-entry rings the
     host keeps re-posting (they wrap many times; a frame that finds no buffer is dropped and
     counted); queue 7 is never set up (every frame for it is dropped and counted). Every
     delivered frame matches the model, in order; nothing outside the rings and buffers is
@@ -63,7 +64,7 @@ def test_rx_frames_land_in_their_queues():
     frames = [f for f, err in traffic_mix(400, seed=21) if not err and len(f) > 0]
     result, delivered = rx_job(BUILD, RxConfig(queues=8), frames,
                                rx_queues_used=list(range(7)), rx_ring_size=8, dma_pause=0.2,
-                               seed=21)
+                               dma_b_pause=0.5, seed=21)
     assert result["guard_ok"]
     check_rx_against_model(result, delivered, 8)
     regs = result["registers"]
