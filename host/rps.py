@@ -112,23 +112,32 @@ def _rebuild_fd(dup) -> int:
 
 
 def _worker_main(seg_name: str, lib_path: str, wblock_off: int, ring_off: int, mode: int,
-                 efd, sleep_ns: int) -> None:
-    """A worker process: attach the segment, run the native loop until told to stop."""
+                 efd, sleep_ns: int, pool_name: str | None = None, nice: int = 0) -> None:
+    """A worker process: attach the segment (and the frame pool), run the native loop until
+    told to stop."""
     fd = efd if isinstance(efd, int) else -1
     die_with_parent()           # hn_worker_init then checks the parent is still there
+    if nice:
+        os.nice(nice)
     seg = SharedSegment.attach(seg_name)
+    pool = SharedSegment.attach(pool_name) if pool_name else None
     anchor = ctypes.c_char.from_buffer(seg.buf)
+    pool_anchor = ctypes.c_char.from_buffer(pool.buf) if pool else None
     try:
         base = ctypes.addressof(anchor)
+        pool_base = ctypes.addressof(pool_anchor) if pool else None
         lib = native_lib.load(lib_path).lib
         if lib.hn_worker_init(base + wblock_off) != 0:
             return      # the driver is gone already
-        rc = lib.hn_worker_run(base + wblock_off, base + ring_off, mode, fd, sleep_ns)
+        rc = lib.hn_worker_run(base + wblock_off, base + ring_off, mode, fd, sleep_ns,
+                               pool_base, pool.size if pool else 0)
         if rc != 0:
             raise RpsError(f"the worker loop failed: {os.strerror(-rc)}")
     finally:
-        del anchor
+        del anchor, pool_anchor
         seg.close()
+        if pool:
+            pool.close()
 
 
 def _proc_status(pid: int, key: str) -> int | None:
@@ -175,13 +184,25 @@ class RpsDriver:
         Seconds of heartbeat silence after which a worker is declared dead.
     verify : bool
         Workers verify each IPv4 header checksum before forwarding (counted errors).
+    pool : SharedSegment, optional
+        A shared segment holding frames (e.g. a :class:`~hetnic.host.rps_frames.FrameSet`'s
+        ``segment``), mapped by the workers too: :meth:`steer` of frames inside it passes
+        each frame's offset in the pool (zero-copy, as a NIC driver passes its receive
+        buffers), not the frame; the worker forwards it in place. Frames elsewhere are
+        copied into the ring's slots. With a pool, ``slot_size`` 16 (a descriptor) is
+        enough.
+    worker_nice : int
+        Niceness (0 to 19) the worker processes add to their own: a driver that shares a
+        CPU with a worker then gets it first (a NIC driver's receive work outranks the
+        threads it feeds), instead of waiting while the worker spins on an empty ring.
 
     The workers start with :meth:`start` (or ``with``); :meth:`close` stops them.
     """
 
     def __init__(self, workers: int = 2, *, mode: str = "futex", nslots: int = 1024,
                  slot_size: int = 128, table_size: int = 128, spin_us: float = 100.0,
-                 sleep_ms: float = 10.0, dead_after: float = 0.5, verify: bool = True):
+                 sleep_ms: float = 10.0, dead_after: float = 0.5, verify: bool = True,
+                 pool: SharedSegment | None = None, worker_nice: int = 0):
         if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
             raise RpsError(f"workers must be 1 to {MAX_WORKERS}, not {workers!r}")
         if mode not in MODES:
@@ -191,8 +212,18 @@ class RpsDriver:
         if not 0 < sleep_ms * 1e-3 * 4 <= dead_after or not 0 <= spin_us * 1e-6 * 4 <= dead_after:
             raise RpsError(f"dead_after ({dead_after} s) must be at least 4 times sleep_ms "
                            f"({sleep_ms} ms) and spin_us ({spin_us} us), both positive")
+        if (not isinstance(worker_nice, int) or isinstance(worker_nice, bool)
+                or not 0 <= worker_nice <= 19):
+            raise RpsError(f"worker_nice must be 0 to 19, not {worker_nice!r}")
+        if pool is not None and (not isinstance(pool, SharedSegment) or pool.closed):
+            what = "a closed one" if isinstance(pool, SharedSegment) else type(pool).__name__
+            raise RpsError(f"pool must be an open SharedSegment, not {what}")
         ring_bytes = SpscRing.bytes_needed(nslots, slot_size)
         self.workers = workers
+        self._pool = pool
+        self._worker_nice = worker_nice
+        self._pool_anchor = ctypes.c_char.from_buffer(pool.buf) if pool else None
+        self._pool_base = ctypes.addressof(self._pool_anchor) if pool else 0
         #: The longest frame a ring slot holds.
         self.slot_payload = slot_size - SLOT_HEADER
         self.mode = mode
@@ -247,7 +278,9 @@ class RpsDriver:
             efd = _Fd(self._efds[w]) if self._efds else None
             proc = ctx.Process(target=_worker_main, name=f"hetnic-rps-worker{w}", daemon=True,
                                args=(self._seg.name, str(self._lib.path), self._wblock_off[w],
-                                     self._ring_off[w], MODES[self.mode], efd, self._sleep_ns))
+                                     self._ring_off[w], MODES[self.mode], efd, self._sleep_ns,
+                                     self._pool.name if self._pool else None,
+                                     self._worker_nice))
             proc.start()
             self._procs.append(proc)
         deadline = time.monotonic() + timeout
@@ -285,6 +318,7 @@ class RpsDriver:
             for ring in self._rings:
                 ring.release()
             self._drv = self._wk = self.steering_table = self._anchor = None
+            self._pool_anchor = self._pool = None
             self._rings = []
             seg, self._seg = self._seg, None
             seg.close()
@@ -302,7 +336,8 @@ class RpsDriver:
         """Steer frames: row ``i`` of ``data`` (uint8, C-contiguous ``(n, stride)``) holds
         frame ``i`` of ``lens[i]`` bytes (uint16) with RSS hash ``hashes[i]`` (uint32).
         Batches of ``batch`` frames, ``pace_ns`` apart when nonzero. Returns the frames
-        pushed into a ring (the rest are counted drops).
+        pushed into a ring (the rest are counted drops). When ``data`` lies in the driver's
+        ``pool``, the rings carry each frame's offset there instead of a copy.
 
         A full ring is a drop, never a wait, unless ``wait_full`` (for benchmarks that
         measure the loss-free rate): then the driver sleeps on the ring's producer futex
@@ -325,7 +360,14 @@ class RpsDriver:
             return 0
         return self._lib.lib.hn_drive(self._base, self._base, data.ctypes.data, data.shape[1],
                                       lens.ctypes.data, hashes.ctypes.data, len(lens), batch,
-                                      pace_ns, watch_ns, int(wait_full))
+                                      pace_ns, watch_ns, int(wait_full), self._pool_ref(data))
+
+    def _pool_ref(self, data: np.ndarray) -> int:
+        """The offset of ``data`` in the pool when all of it lies there, else -1 (copy)."""
+        if self._pool is None or self._pool.closed:
+            return -1
+        start = data.ctypes.data - self._pool_base
+        return start if 0 <= start and start + data.nbytes <= self._pool.size else -1
 
     def watch(self) -> int:
         """Run the heartbeat watch once; the number of workers it declared dead."""

@@ -21,6 +21,7 @@ from .shm import SharedSegment
 __all__ = ["FrameSet", "FrameSetError"]
 
 _MIN_LEN = SEQ_OFFSET + 12
+_TTL_AT = 14 + 8        # the IPv4 TTL, then the protocol and the header checksum
 _MAX_FLOWS = 65536
 _SRC_MAC = bytes.fromhex("02000000aa01")
 _DST_MAC = bytes.fromhex("02000000bb01")
@@ -69,6 +70,9 @@ class FrameSet:
         self.data = arrays["data"].reshape(n, stride)
         self.lens, self.hashes = arrays["lens"], arrays["hashes"]
         self.flows, self.seqs = arrays["flows"], arrays["seqs"]
+        #: Per flow, the IPv4 TTL, protocol and header checksum bytes as generated
+        #: (:meth:`renumber` puts them back after workers forwarded the frames in place).
+        self._ttl_csum: np.ndarray | None = None
 
     @staticmethod
     def bytes_needed(n: int, stride: int) -> int:
@@ -135,6 +139,7 @@ class FrameSet:
             fs.lens[:] = frame_len
             fs.hashes[:] = flow_hash[flow_of]
             fs.flows[:], fs.seqs[:] = flow_of, seqs
+            fs._ttl_csum = headers[:, _TTL_AT:_TTL_AT + 4].copy()
         except BaseException:
             segment.close()
             raise
@@ -143,10 +148,14 @@ class FrameSet:
     def renumber(self) -> None:
         """Continue every flow's sequence numbers after this set's last one (frame ``i`` of
         flow ``f`` gets ``seq + count(f)``), so the same frames can be steered again
-        through the same workers without breaking per-flow order."""
+        through the same workers without breaking per-flow order. The IPv4 TTL and header
+        checksum go back to their generated values too: workers that forwarded the frames
+        in place (zero-copy steering from this set's segment) decremented the TTL."""
         counts = np.bincount(self.flows, minlength=int(self.flows.max()) + 1)
         self.seqs += counts[self.flows].astype(np.uint32)
         self.data[:, SEQ_OFFSET + 8:SEQ_OFFSET + 12].view(np.uint32)[:, 0] = self.seqs
+        if self._ttl_csum is not None:
+            self.data[:, _TTL_AT:_TTL_AT + 4] = self._ttl_csum[self.flows]
 
     def close(self) -> None:
         """Free the segment (the arrays become unusable)."""

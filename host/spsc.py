@@ -15,7 +15,10 @@ Layout (native byte order, the header in 64-byte cache lines)::
     256  u64 wake stamp       (CLOCK_MONOTONIC ns the producer stored before waking it)
     264  u32 producer waiting (the producer's futex word: 1 while it waits for room; the
                                consumer wakes it once the ring is at most half full)
-    320  nslots slots of slot_size bytes: u32 length, u32 aux, then length bytes of data
+    320  nslots slots of slot_size bytes: u32 length, u32 aux, then length bytes of data;
+         or, when the length word has bit 31 (SLOT_REF) set, a descriptor: the low bits are
+         the length of a frame kept elsewhere (a pool both sides map) and the next u64 is
+         its offset there (zero-copy; the C helper's RPS rings, not push/pop below)
 
 The indices run free (they are never reduced modulo ``nslots``); slot ``i`` of the ring is
 ``index % nslots``; ``producer - consumer`` is the fill level.
@@ -45,7 +48,7 @@ from ..errors import HetnicError
 __all__ = ["SpscRing", "SpscError", "MAGIC", "OFF_MAGIC", "OFF_NSLOTS", "OFF_SLOT_SIZE",
            "OFF_PROD", "OFF_CONS", "OFF_SLEEPING", "OFF_HEARTBEAT", "OFF_WAKE_STAMP",
            "OFF_PRODUCER_WAITING",
-           "HEADER_SIZE", "SLOT_HEADER", "c_defines"]
+           "HEADER_SIZE", "SLOT_HEADER", "SLOT_REF", "c_defines"]
 
 MAGIC = 0x53505343  # "SPSC"
 OFF_MAGIC = 0
@@ -59,6 +62,7 @@ OFF_WAKE_STAMP = 256
 OFF_PRODUCER_WAITING = 264
 HEADER_SIZE = 320
 SLOT_HEADER = 8  # u32 length, u32 aux
+SLOT_REF = 1 << 31  # in the length word: the slot holds a u64 pool offset, not the frame
 
 _U32 = struct.Struct("=I")   # the magic and geometry, written once before any other access
 _SLOT = struct.Struct("=II")  # a slot's header, ordered by the index that publishes it
@@ -75,7 +79,7 @@ def c_defines() -> list[str]:
              "OFF_SLEEPING": OFF_SLEEPING, "OFF_HEARTBEAT": OFF_HEARTBEAT,
              "OFF_WAKE_STAMP": OFF_WAKE_STAMP, "OFF_PRODUCER_WAITING": OFF_PRODUCER_WAITING,
              "HEADER_SIZE": HEADER_SIZE,
-             "SLOT_HEADER": SLOT_HEADER}
+             "SLOT_HEADER": SLOT_HEADER, "SLOT_REF": f"{SLOT_REF:#x}u"}
     return [f"-DSPSC_{name}={value}" for name, value in names.items()]
 
 

@@ -14,6 +14,10 @@
  *  - the driver's steering loop (hn_drive), the worker's forwarding loop (hn_worker_run),
  *    the heartbeat watch (hn_watch) and the IPv4 forwarding step (hn_forward_ipv4).
  *
+ * A ring slot holds either a copy of the frame or (length word with SPSC_SLOT_REF) a
+ * descriptor: the frame's offset in a pool segment both processes map, which the worker
+ * forwards in place (zero-copy, as a NIC driver hands over its receive buffers).
+ *
  * The driver is the single producer of every worker ring, each worker the single consumer
  * of its own.
  */
@@ -169,22 +173,30 @@ static uint16_t csum_fold(uint32_t sum) {
     return (uint16_t)sum;
 }
 
-/* The Internet checksum of an IPv4 header (host order result, 0 when valid). */
-static uint16_t ipv4_header_sum(const uint8_t *ip, unsigned len) {
-    uint32_t sum = 0;
-    for (unsigned i = 0; i < len; i += 2) sum += (uint32_t)ip[i] << 8 | ip[i + 1];
-    return (uint16_t)~csum_fold(sum);
+/* Whether an IPv4 header of `len` bytes (a multiple of 4) has a valid checksum: its
+ * one's complement sum is all ones. Summed as 32-bit words in native order (RFC 1071:
+ * the sum's byte order follows the words', and all ones is all ones either way). */
+static inline int ipv4_header_ok(const uint8_t *ip, unsigned len) {
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < len; i += 4) {
+        uint32_t word;
+        memcpy(&word, ip + i, 4);
+        sum += word;
+    }
+    sum = (sum & 0xffffffffu) + (sum >> 32);
+    sum = (sum & 0xffffffffu) + (sum >> 32);
+    return csum_fold((uint32_t)(sum & 0xffff) + (uint32_t)(sum >> 16)) == 0xffff;
 }
 
 /* Forward one frame: Ethernet II + IPv4, decrement the TTL and update the header checksum
  * incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). Returns 0 when forwarded,
  * 1 not IPv4 or too short, 2 TTL expired, 3 the header checksum was wrong (verify only). */
-int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
+static inline int forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
     if (len < 34 || frame[12] != 0x08 || frame[13] != 0x00) return 1;
     uint8_t *ip = frame + 14;
     unsigned ihl = (ip[0] & 0x0f) * 4u;
     if ((ip[0] >> 4) != 4 || ihl < 20 || len < 14 + ihl) return 1;
-    if (verify && ipv4_header_sum(ip, ihl) != 0) return 3;
+    if (verify && !ipv4_header_ok(ip, ihl)) return 3;
     if (ip[8] <= 1) return 2;
     uint16_t old_word = (uint16_t)(ip[8] << 8 | ip[9]);
     ip[8]--;
@@ -195,6 +207,12 @@ int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
     ip[10] = hc >> 8;
     ip[11] = hc & 0xff;
     return 0;
+}
+
+/* The same, exported (an exported function is called through the PLT, never inlined:
+ * the worker's loop uses forward_ipv4). */
+int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
+    return forward_ipv4(frame, len, verify);
 }
 
 /* ---- the worker ------------------------------------------------------------------------ */
@@ -214,6 +232,7 @@ int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
 #define WORKER_BATCH 64u
 #define DRAIN_MAX 4096u
 #define SPIN_MIN_NS 2000u
+#define PREFETCH_AHEAD 8u
 
 /* Set up a worker process (which asked for SIGKILL at its parent's death before, through
  * hetnic.host.nic_client.die_with_parent): check the parent is still the driver, record
@@ -238,7 +257,8 @@ static void record_wake(uint8_t *wblock, uint8_t *ring) {
 /* Forward what is in the ring, in batches of WORKER_BATCH, at most DRAIN_MAX frames (so
  * that the caller bumps the heartbeat and sees `stop` under sustained load too); returns
  * the number of frames. */
-static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int verify) {
+static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int verify,
+                      uint8_t *pool, uint64_t pool_size) {
     uint64_t cons = LOAD_RLX(RING_CONS(ring));
     uint64_t prod = LOAD_ACQ(RING_PROD(ring));
     uint32_t mask = RING_NSLOTS(ring) - 1, size = RING_SLOT_SIZE(ring);
@@ -252,8 +272,23 @@ static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int ve
             uint8_t *slot = SLOT(ring, i, mask, size);
             uint32_t len = *(uint32_t *)slot;
             uint8_t *frame = slot + SPSC_SLOT_HEADER;
-            if (len > size - SPSC_SLOT_HEADER) len = 0;      /* a corrupted slot: not forwarded */
-            int r = hn_forward_ipv4(frame, len, verify);
+            if (len & SPSC_SLOT_REF) {
+                /* a descriptor: the frame is in the pool, at the offset the slot holds */
+                uint64_t off = *(uint64_t *)frame;
+                len &= ~(uint32_t)SPSC_SLOT_REF;
+                if (!pool || off > pool_size || len > pool_size - off) len = 0;   /* corrupted */
+                else frame = pool + off;
+                if (i + PREFETCH_AHEAD < prod) {
+                    /* the frame PREFETCH_AHEAD descriptors on: its line is in memory (no
+                     * one has touched it since the NIC, here the frame set, wrote it) */
+                    uint64_t ahead = *(uint64_t *)(SLOT(ring, i + PREFETCH_AHEAD, mask, size)
+                                                   + SPSC_SLOT_HEADER);
+                    if (ahead < pool_size) __builtin_prefetch(pool + ahead, 1);
+                }
+            } else if (len > size - SPSC_SLOT_HEADER) {
+                len = 0;        /* a corrupted slot: not forwarded */
+            }
+            int r = forward_ipv4(frame, len, verify);
             if (r == 0) fwd++;
             else if (r == 3) bad++;
             else nf++;
@@ -302,8 +337,10 @@ static inline int ring_empty(uint8_t *ring) {
  * with WAITPKG) while the ring is empty for up to spin_ns, then announce sleep, re-check,
  * and futex-wait with a timeout of sleep_ns so that the heartbeat keeps moving. Eventfd
  * mode (the baseline): block in read() on the eventfd the driver writes once per batch.
- * Returns 0, or -ENOMEM. */
-int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sleep_ns) {
+ * pool (pool_size bytes; NULL for none) is where descriptors point in this process; a
+ * descriptor outside it is counted not forwarded. Returns 0, or -ENOMEM. */
+int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sleep_ns,
+                  uint8_t *pool, uint64_t pool_size) {
     uint32_t *last_seq = calloc(MAX_FLOWS, sizeof *last_seq);
     if (!last_seq) return -ENOMEM;
     int use_umwait = hn_waitpkg();
@@ -315,7 +352,7 @@ int hn_worker_run(uint8_t *wblock, uint8_t *ring, int mode, int efd, int64_t sle
     int spin = 1;   /* spin before sleeping only after work, not after an idle timeout */
     STORE_RLX(WK(wblock, STARTED), 1);
     while (!LOAD_ACQ(WK(wblock, STOP))) {
-        if (drain(wblock, ring, last_seq, verify)) {
+        if (drain(wblock, ring, last_seq, verify, pool, pool_size)) {
             spin = 1;
             uint64_t now = hn_now_ns();
             if (now - last_beat > 1000000) {       /* heartbeat about every millisecond */
@@ -498,11 +535,13 @@ int hn_watch(uint8_t *seg, uint8_t *dblock) {
  * wait. pace_ns > 0 spaces the batches (clock_nanosleep to absolute times), for the paced
  * phase of the benchmark. wait_full (benchmarks only: a closed loop that measures the
  * loss-free rate) makes a full ring a wait for room instead of a drop; a worker declared
- * dead meanwhile ends the wait. The heartbeat watch runs about every watch_ns. Returns the
- * number of frames steered (pushed into a ring). */
+ * dead meanwhile ends the wait. The heartbeat watch runs about every watch_ns. ref >= 0:
+ * data is at offset ref of the pool the workers map, and the slots get descriptors
+ * (SPSC_SLOT_REF | len, hash, u64 offset) instead of copies. Returns the number of frames
+ * steered (pushed into a ring). */
 uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t stride,
                   const uint16_t *lens, const uint32_t *hashes, uint64_t n, uint32_t batch,
-                  uint64_t pace_ns, uint64_t watch_ns, int wait_full) {
+                  uint64_t pace_ns, uint64_t watch_ns, int wait_full, int64_t ref) {
     int nw = (int)*DRV(dblock, NWORKERS), mode = (int)*DRV(dblock, MODE);
     uint8_t *rings[RPS_MAX_WORKERS];
     uint64_t prod[RPS_MAX_WORKERS], cons_cache[RPS_MAX_WORKERS];
@@ -562,18 +601,24 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
                         continue;
                     }
                 }
-                if (prod[w] - cons_cache[w] >= nslots[w] || len > size[w] - SPSC_SLOT_HEADER) {
+                if (prod[w] - cons_cache[w] >= nslots[w]
+                        || (ref < 0 && len > size[w] - SPSC_SLOT_HEADER)) {
                     full++;
                     continue;
                 }
-            } else if (len > size[w] - SPSC_SLOT_HEADER) {
+            } else if (ref < 0 && len > size[w] - SPSC_SLOT_HEADER) {
                 full++;     /* cannot fit a slot: counted with the ring-full drops */
                 continue;
             }
             uint8_t *slot = SLOT(rings[w], prod[w], mask[w], size[w]);
-            ((uint32_t *)slot)[0] = len;
             ((uint32_t *)slot)[1] = hashes[i];
-            memcpy(slot + SPSC_SLOT_HEADER, data + i * stride, len);
+            if (ref >= 0) {     /* zero-copy: the frame's offset in the pool */
+                ((uint32_t *)slot)[0] = len | SPSC_SLOT_REF;
+                *(uint64_t *)(slot + SPSC_SLOT_HEADER) = (uint64_t)ref + i * stride;
+            } else {
+                ((uint32_t *)slot)[0] = len;
+                memcpy(slot + SPSC_SLOT_HEADER, data + i * stride, len);
+            }
             prod[w]++;
             touched |= 1ull << w;
             steered++;

@@ -304,3 +304,64 @@ def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
     # The baseline pays its eventfd calls per batch: a smaller batch costs it more per packet.
     assert (r["by_batch"]["8"]["baseline_syscalls_per_packet"]
             > r["by_batch"]["32"]["baseline_syscalls_per_packet"])
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", ["futex", "eventfd"])
+def test_descriptors_of_pool_frames_forward_each_frame_once_in_place(mode,
+                                                                     no_leftover_segments):
+    """Zero-copy: with the frame set's segment as the pool, the rings carry 16-byte
+    descriptors and the workers forward the frames where they are: each frame's TTL is one
+    less afterwards (64 -> 63: forwarded exactly once), its checksum still valid, and
+    renumber() puts the TTL back for another pass."""
+    from hetnic.host.rps_frames import _ipv4_checksums
+    seed = 21 + len(mode)
+    print("seed", seed)
+    with FrameSet.udp_flows(20_000, 300, seed=seed) as fs, \
+            RpsDriver(2, mode=mode, nslots=1024, slot_size=16, pool=fs.segment,
+                      spin_us=20) as drv:
+        _steer_in_chunks(drv, fs, 0, len(fs), 1024)
+        st = drv.stats()
+        ttl = fs.data[:, 22].copy()
+        csum_ok = (_ipv4_checksums(fs.data[:, 14:34]) == 0).all()
+        fs.renumber()
+        assert (fs.data[:, 22] == 64).all() and (_ipv4_checksums(fs.data[:, 14:34]) == 0).all()
+        _steer_in_chunks(drv, fs, 0, len(fs), 1024)      # a second pass, renumbered
+        again = drv.stats()
+    assert (ttl == 63).all() and csum_ok
+    assert st.steered == st.forwarded_total == 20_000 and st.drop_full == st.lost == 0
+    assert st.order_errors == st.csum_errors == st.not_forwarded == st.unsequenced == 0
+    assert again.forwarded_total == 40_000 and again.order_errors == again.not_forwarded == 0
+
+
+@pytest.mark.timeout(120)
+def test_frames_outside_the_pool_are_copied(no_leftover_segments):
+    """A driver with a pool still takes frames from elsewhere: copied into the slots when
+    they fit, counted drops when the slots only hold descriptors."""
+    with FrameSet.udp_flows(2000, 20, seed=8) as pooled, \
+            FrameSet.udp_flows(2000, 20, seed=8) as other, \
+            RpsDriver(1, nslots=4096, pool=pooled.segment, spin_us=10) as big, \
+            RpsDriver(1, nslots=4096, slot_size=16, pool=pooled.segment, spin_us=10) as small:
+        big.steer(other.data, other.lens, other.hashes)
+        small.steer(other.data, other.lens, other.hashes)
+        assert big.drain(30) and small.drain(30)
+        st_big, st_small = big.stats(), small.stats()
+        assert (other.data[:, 22] == 64).all()          # copies were forwarded, not these
+        assert (pooled.data[:, 22] == 64).all()
+    assert st_big.forwarded == [2000] and st_big.order_errors == 0
+    assert st_small.steered == 0 and st_small.drop_full == 2000
+
+
+def test_a_pool_must_be_a_shared_segment():
+    with pytest.raises(RpsError, match="pool must be"):
+        RpsDriver(1, pool=np.zeros(64, np.uint8))
+
+
+
+@pytest.mark.timeout(60)
+def test_workers_run_at_the_niceness_asked(no_leftover_segments):
+    with RpsDriver(2, worker_nice=7) as drv:
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, p) for p in drv.pids] == [min(mine + 7, 19)] * 2
+    with pytest.raises(RpsError, match="worker_nice"):
+        RpsDriver(1, worker_nice=-1)
