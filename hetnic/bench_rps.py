@@ -39,16 +39,10 @@ Where the time goes (``perf record`` of the three processes during the load phas
 shared host at load 10-15, so shares rather than rates): the driver's own time is its
 steering loop and the 64-byte copies; each worker's was about half in the IPv4 step, and
 there in the header checksum loop (byte by byte, through the PLT: the exported
-``hn_forward_ipv4`` cannot be inlined in a shared library). The worker now calls an
-inlined copy that sums the header as 32-bit words (the same check, RFC 1071): worker CPU
-per packet with the workers draining full rings alone, the frames cold (median of 6, two
-runs each): 27.8 and 31.6 ns before, 24.7 and 24.8 ns after; the baseline's workers run
-the same loop. In the full closed loop this did not show as a higher rate on the loaded
-host: in one process (old and new helper side by side, fresh workers each round, 6-8
-rounds, load 7-15) the bypass medians were 9.6 -> 6.7, 12.2 -> 12.8 and 9.7 -> 14.3 M
-packets/s; whole benches taking turns with the old code (8 each, load 11-15) gave the
-bypass 10.1 against 6.1 and the ratio 5.1x against 3.1x. The host's load decides these
-figures more than the code does; the quiet rerun is the one to read.
+``hn_forward_ipv4`` cannot be inlined in a shared library). The work of the three
+processes per packet (driver 16-19 ns alone, workers 25-32 ns alone) adds up to about one
+of the two cores at the rates measured: the rest goes to where the scheduler puts three
+processes on two cores, and to the spinning and sleeping that follow.
 
 Tried and measured, not kept as the default. The A/B comparisons ran interleaved in one
 process with fresh worker processes each round (the scheduler's placement of a set of
@@ -57,6 +51,17 @@ shared host at load 9-15; 1 M packets a round, batch 32. What they show: whateve
 driver more CPU or less work per packet speeds the baseline up at least as much as the
 bypass, since the baseline is bound by its driver (its eventfd writes and wake-ups).
 
+* An inlined IPv4 step summing the header as 32-bit words (the same check, RFC 1071):
+  worker CPU per packet with the workers draining full rings alone, the frames cold
+  (medians of 6, two runs each): 27.8 and 31.6 ns with the byte loop, 24.7 and 24.8 ns
+  with it. In the closed loop it showed no gain: in one process (old and new helper side
+  by side, 6-8 rounds, load 7-15) bypass medians 9.6 -> 6.7, 12.2 -> 12.8, 9.7 -> 14.3 M
+  packets/s; whole benches taking turns with the old code (8 each, load 8-15) 10.1
+  against 6.1, with more system calls per packet (0.0015-0.0029 against 0.0023-0.0049: a
+  worker that empties its ring sooner sleeps more, and each sleep costs the driver a
+  wake). Reverted. (Benches taking turns after the revert, 2 each at load 7-8, still gave
+  10.5 and 7.9 against 11.7 and 10.2, and 0.0023-0.0035 system calls per packet against
+  0.0019: the load moves these figures more than the code does.)
 * Workers at a higher niceness (``worker_nice=5``, both modes), so that a driver sharing a
   CPU with a worker gets it first (as a NIC driver's receive work outranks the threads it
   feeds) instead of waiting while the worker spins. The three processes' work per packet
@@ -70,7 +75,7 @@ bypass, since the baseline is bound by its driver (its eventfd writes and wake-u
   worker forwards the frame in place, as a real RPS passes buffers. Driver alone (the
   workers stopped): 16-19 -> 8.5-10 ns per packet. But the worker now takes the frame
   from memory, not from the line the driver just wrote: 36-45 ns per packet in the
-  isolated drain above (a prefetch 8 descriptors ahead brought the stall on its first
+  isolated drain of the first item (a prefetch 8 descriptors ahead brought the stall on its first
   touch from 40 % of the worker's samples to 7 %). The total CPU per packet is about the
   same, and the gain goes to the side bound by its driver. Whole benches (1 M packets,
   3 rounds) in separate processes, the old code and this one with descriptors taking

@@ -173,30 +173,22 @@ static uint16_t csum_fold(uint32_t sum) {
     return (uint16_t)sum;
 }
 
-/* Whether an IPv4 header of `len` bytes (a multiple of 4) has a valid checksum: its
- * one's complement sum is all ones. Summed as 32-bit words in native order (RFC 1071:
- * the sum's byte order follows the words', and all ones is all ones either way). */
-static inline int ipv4_header_ok(const uint8_t *ip, unsigned len) {
-    uint64_t sum = 0;
-    for (unsigned i = 0; i < len; i += 4) {
-        uint32_t word;
-        memcpy(&word, ip + i, 4);
-        sum += word;
-    }
-    sum = (sum & 0xffffffffu) + (sum >> 32);
-    sum = (sum & 0xffffffffu) + (sum >> 32);
-    return csum_fold((uint32_t)(sum & 0xffff) + (uint32_t)(sum >> 16)) == 0xffff;
+/* The Internet checksum of an IPv4 header (host order result, 0 when valid). */
+static uint16_t ipv4_header_sum(const uint8_t *ip, unsigned len) {
+    uint32_t sum = 0;
+    for (unsigned i = 0; i < len; i += 2) sum += (uint32_t)ip[i] << 8 | ip[i + 1];
+    return (uint16_t)~csum_fold(sum);
 }
 
 /* Forward one frame: Ethernet II + IPv4, decrement the TTL and update the header checksum
  * incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). Returns 0 when forwarded,
  * 1 not IPv4 or too short, 2 TTL expired, 3 the header checksum was wrong (verify only). */
-static inline int forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
+int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
     if (len < 34 || frame[12] != 0x08 || frame[13] != 0x00) return 1;
     uint8_t *ip = frame + 14;
     unsigned ihl = (ip[0] & 0x0f) * 4u;
     if ((ip[0] >> 4) != 4 || ihl < 20 || len < 14 + ihl) return 1;
-    if (verify && !ipv4_header_ok(ip, ihl)) return 3;
+    if (verify && ipv4_header_sum(ip, ihl) != 0) return 3;
     if (ip[8] <= 1) return 2;
     uint16_t old_word = (uint16_t)(ip[8] << 8 | ip[9]);
     ip[8]--;
@@ -207,12 +199,6 @@ static inline int forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
     ip[10] = hc >> 8;
     ip[11] = hc & 0xff;
     return 0;
-}
-
-/* The same, exported (an exported function is called through the PLT, never inlined:
- * the worker's loop uses forward_ipv4). */
-int hn_forward_ipv4(uint8_t *frame, uint32_t len, int verify) {
-    return forward_ipv4(frame, len, verify);
 }
 
 /* ---- the worker ------------------------------------------------------------------------ */
@@ -288,7 +274,7 @@ static uint64_t drain(uint8_t *wblock, uint8_t *ring, uint32_t *last_seq, int ve
             } else if (len > size - SPSC_SLOT_HEADER) {
                 len = 0;        /* a corrupted slot: not forwarded */
             }
-            int r = forward_ipv4(frame, len, verify);
+            int r = hn_forward_ipv4(frame, len, verify);
             if (r == 0) fwd++;
             else if (r == 3) bad++;
             else nf++;
