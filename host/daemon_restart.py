@@ -88,7 +88,8 @@ def check_restart(host, name: str, busy: bool) -> None:
         raise RestartError(f"transition instance {', '.join(host.extra)} of a failed restart "
                            f"still runs; restart the daemon")
     if host.spare is None:
-        raise RestartError("this daemon has no spare queue set for a transition instance")
+        raise RestartError(getattr(host, "spare_note", None) or "this daemon has no spare "
+                           "queue set for a transition instance")
     nic = host.nic
     caps = nic.backend.reg_read(nic.regmap.addr("CAPS"))
     if not nic.regmap["CAPS"].field("flow_table").decode(caps):

@@ -148,6 +148,8 @@ class StackProcs:
                                        tx_queues=len(nic.tx_queues), app_ports=(),
                                        first_rules=tunnel_rules(tunnels)
                                        + tunnel_fragment_rules(tunnels))
+        #: Why there is no spare queue set (no restarts), or None.
+        self.spare_note: str | None = None
         self.spare = self._reserve(spare, nic)
         self.dispatcher = FrontDispatcher(nic, self.instances, base_plan=self.base_plan)
         self.dispatcher.program()
@@ -276,8 +278,10 @@ class StackProcs:
     def _reserve(self, spare, nic) -> tuple | None:
         """Check the spare queue set ``(rx_queues, tx_queue)`` a restart's transition
         instance runs on, and point the RETA slice after the instances' (free when the
-        instances are not a power of two) at its RX queues; None without one."""
+        instances are not a power of two) at its RX queues; None without one
+        (:attr:`spare_note` says why)."""
         if spare is None:
+            self.spare_note = "this daemon has no spare queue set for a transition instance"
             return None
         rx, tx = tuple(spare[0]), spare[1]
         used_rx = {q for cfg in self.instances for q in cfg.rx_queues}
@@ -288,8 +292,11 @@ class StackProcs:
                                   f"of the NIC that no instance uses")
         offset, size = self.spare_slice()
         if offset + size > len(self.base_plan.reta):
-            raise StackProcsError(f"{len(self.instances)} instances leave no RETA slice for "
-                                  f"a transition instance (a power of two of them fills it)")
+            # the instances fill the RETA (a power of two of them: 1, 2, 4): the daemon runs,
+            # only a restart is refused (check_restart says why)
+            self.spare_note = (f"{len(self.instances)} instances leave no RETA slice for a "
+                               f"transition instance (a power of two of them fills it)")
+            return None
         for e in range(size):
             self.base_plan.reta[offset + e] = rx[e % len(rx)]
         return rx, tx

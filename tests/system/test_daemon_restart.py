@@ -97,12 +97,17 @@ def stop_load(proc: subprocess.Popen) -> dict:
 
 
 @contextlib.contextmanager
-def running_daemon(name: str, **env_extra):
-    """The daemon in a new namespace with its TAP (``env_extra``: its environment)."""
+def running_daemon(name: str, instances: str | None = None, **env_extra):
+    """The daemon in a new namespace with its TAP (``instances``: an instances file's text;
+    ``env_extra``: its environment)."""
     require_netns()
     folder = Path(tempfile.mkdtemp(prefix="hntest-restart-"))
     try:
         (folder / "policy.toml").write_text(POLICY)
+        extra = []
+        if instances is not None:
+            (folder / "instances.toml").write_text(instances)
+            extra = ["--instances", str(folder / "instances.toml")]
         (folder / "www").mkdir()
         (folder / "www" / "index.html").write_text("hello\n")
         env = {**os.environ, **env_extra}
@@ -114,7 +119,7 @@ def running_daemon(name: str, **env_extra):
                  "--tap", "tap0", "--addr", "198.18.0.2/24", "--addr6", "2001:db8::2/64",
                  "--serve", str(folder / "www"), "--socket", str(folder / "hetnic.sock"),
                  "--policy", str(folder / "policy.toml"), "--audit",
-                 str(folder / "audit.log")], stdout=subprocess.DEVNULL, stderr=err, env=env)
+                 str(folder / "audit.log"), *extra], stdout=subprocess.DEVNULL, stderr=err, env=env)
             d = Daemon(proc, folder, ns, env)
             try:
                 end = time.monotonic() + 900
@@ -312,6 +317,20 @@ def test_failed_starts_roll_back():
         out = daemon.cli("restart", "low-delay", "--config", str(config))
         assert out.returncode == 0, out.stderr
         assert daemon.call("instances.read")["configs"]["low-delay"]["initial_window"] == 4
+        assert daemon.echo_once().startswith(b"ping-")
+
+
+def test_two_instances_start_restart_refused():
+    """Two instances fill the RETA (no slice for a transition instance): the daemon starts
+    and serves; only a restart is refused, with one line."""
+    two = '[[instance]]\nprofile = "low-delay"\n\n[[instance]]\nprofile = "throughput"\n'
+    with running_daemon("hn-restart-2", instances=two) as daemon:
+        assert sorted(daemon.call("instances.read")["configs"]) == ["low-delay", "throughput"]
+        assert daemon.echo_once().startswith(b"ping-")
+        out = daemon.cli("restart", "low-delay")
+        assert out.returncode == 2, out
+        assert len(out.stderr.splitlines()) == 1 and "no RETA slice" in out.stderr, out.stderr
+        assert daemon.counters()["restarts"] == 0
         assert daemon.echo_once().startswith(b"ping-")
 
 
