@@ -263,7 +263,16 @@ class Operations:
                             "running": running.name if running is not None
                             and not running.done else None,
                             "last": running.steps[-1] if running is not None
-                            and running.steps else None}}
+                            and running.steps else None,
+                            "flow_entries": self._flow_entries()}}
+
+    def _flow_entries(self) -> int | None:
+        """The NIC's flow table entries in use (a restart's pins), None without a table."""
+        flows = getattr(self.host.nic, "flows", None)
+        try:
+            return flows.counters()["entries"] if flows is not None else None
+        except HetnicError:
+            return None
 
     def _instances_configure(self, session, id, args):
         """``instances.configure``: restart ``instance`` (with the ``config`` text: an

@@ -33,7 +33,9 @@ Each step is an event record (the daemon's event window and audit log, kind ``re
 with its counters; :class:`Restart` is a state machine the daemon advances once per turn
 of its loop (:meth:`Restart.advance`), so sessions and file events are served while it runs.
 A failure before step 4 rolls back (entries deleted, rules restored, T stopped: O keeps
-serving); a failure of N's start retries N with O's old configuration.
+serving); a failure of N's start retries N with O's old configuration. A failure from
+step 4 on is recovered (:meth:`Restart._recover`): no front rule or entry is left that
+targets an instance taking no frames (a held N, a stopped O or T); T or N serves.
 """
 
 from __future__ import annotations
@@ -53,20 +55,35 @@ __all__ = ["Restart", "RestartError", "RESTART_COUNTERS", "DRAIN_TIMEOUT", "chec
 DRAIN_TIMEOUT = 30.0
 #: Seconds an instance process gets to start (ready and applications listening).
 START_TIMEOUT = 60.0
+#: Seconds a process that handed its rings back gets to exit (then it is killed).
+EXIT_TIMEOUT = 10.0
 #: Seconds between two looks at a draining instance's connections.
 DRAIN_EVERY = 0.05
 #: The daemon's restart counters (``hetnic counters``), all 0 at start.
 RESTART_COUNTERS = ("restarts", "restarts_done", "restarts_rolled_back", "restarts_failed",
                     "flows_pinned", "flows_released", "connections_drained",
                     "drain_timeout_aborted", "pinned_drops")
-#: The environment variable of the restart's fault injection (for the tests of the rollback):
-#: a comma-separated list of ``transition`` and ``new``, taken in order, one per restart
-#: of the daemon: that instance's first process of that restart fails as it starts (it is
-#: given no queues, so it exits with status 1 before it is ready).
+#: The environment variable of the restart's fault injection (for the tests of the rollback
+#: and the recovery): a comma-separated list of ``transition``, ``new`` and ``pin2``, taken
+#: in order, one per restart of the daemon: ``transition``/``new``: that instance's first
+#: process of that restart fails as it starts (it is given no queues, so it exits with
+#: status 1 before it is ready); ``pin2``: the pin of the transition instance's
+#: connections (step 5) fails after staging its first batch (none when it has none).
 FAULT_ENV = "HETNIC_RESTART_FAULT"
 _faults: list[str] | None = None
 #: States a connection has ended in, for a drain (its closing exchange done or no state).
 _ENDED = ("TIME-WAIT", "CLOSED")
+
+
+def _fault(which: str) -> bool:
+    """Whether the fault injection (:data:`FAULT_ENV`) names ``which`` next (taken once)."""
+    global _faults
+    if _faults is None:
+        _faults = [f for f in os.environ.get(FAULT_ENV, "").split(",") if f]
+    if _faults and _faults[0] == which:
+        del _faults[0]
+        return True
+    return False
 
 
 class RestartError(HetnicError, RuntimeError):
@@ -143,6 +160,12 @@ class Restart:
         self.frames: dict[str, int] = {}
         self._gen = self._run()
         self._wait_until: float = 0.0
+        #: The step running past the point of return (what :meth:`_recover` undoes).
+        self.phase = "take-over"
+        #: What a failure past the point of return did (the ``failed`` step's fields).
+        self.recovery: dict = {}
+        #: The grant of O's rings when a failure left them to no process (kept, unused).
+        self.rings_grant = None
         counters["restarts"] += 1
 
     @property
@@ -165,7 +188,7 @@ class Restart:
                 # past the point of return (the original is gone): what serves is left
                 # as it is, and the next restart is refused while a transition runs
                 self.counters["restarts_failed"] += 1
-                self._step("failed", self.started, error=self.error)
+                self._step("failed", self.started, error=self.error, **self.recovery)
 
     # --- the sequence ----------------------------------------------------------------------
     def _run(self):
@@ -195,36 +218,13 @@ class Restart:
         except BaseException as exc:
             self._rollback(exc)
             raise
-        # 4: drain O, which then hands its rings back and exits
-        grant = yield from self._drain(self.name, self.o_action)
-        # 5: N on O's rings, with the new configuration (the old one if it fails)
-        start = time.monotonic()
-        config, note = self.config, None
+        # 4-6: past the point of return (O goes): a failure is recovered so that every
+        # front rule and entry targets an instance that takes frames (_recover)
         try:
-            yield from self._start_new(config, grant)
-        except HetnicError as exc:
-            note = f"the new configuration did not start ({exc}); the old one runs"
-            config = self.old
-            grant = yield from self._stop_failed(grant)
-            yield from self._start_new(config, grant)
-        host.instances[self.index] = config
-        self._step("new-start", start, instance=self.name, pid=host.pids[self.name],
-                   **({"error": note} if note else {}))
-        start = time.monotonic()
-        self._front(self._syn_rules(self.o_action, self.name)
-                    + self._port_rules(self.t_action, t_name))
-        self._step("redirect", start, to=self.name, ports=self._port_text())
-        yield 0.0
-        start = time.monotonic()
-        pinned = yield from self._pin(t_name, self.t_action)
-        generation = self._front([])
-        self._release(self.name, pinned, generation)
-        self.serving = time.monotonic() - self.started - self.drains[0]
-        self._step("pin", start, instance=t_name, flows_pinned=len(pinned), to=self.name)
-        # 6: drain T; its rings go back to the spare set
-        host.spare_grant = yield from self._drain(t_name, self.t_action)
-        host.forget(t_name)
-        self.frames["new"] = self._frames_in(self.name)
+            config, note = yield from self._second_half()
+        except Exception:
+            yield from self._recover()
+            raise
         self.result = {"instance": self.name, "config_changed": config != self.old,
                        "seconds": round(time.monotonic() - self.started, 3),
                        "serving_seconds": round(self.serving, 3),
@@ -238,6 +238,47 @@ class Restart:
         self._step("done", self.started, **{k: v for k, v in self.result.items()
                                               if k != "steps"})
 
+    def _second_half(self):
+        """Steps 4-6 (:attr:`phase` names the one running); ``(config, note)``: the
+        configuration that runs and why it is not the new one (or None)."""
+        host, t_name = self.host, self.t_name
+        # 4: drain O, which then hands its rings back and exits
+        self.phase = "drain-original"
+        grant = yield from self._drain(self.name, self.o_action)
+        # 5: N on O's rings, with the new configuration (the old one if it fails)
+        self.phase = "new-start"
+        start = time.monotonic()
+        config, note = self.config, None
+        try:
+            yield from self._start_new(config, grant)
+        except HetnicError as exc:
+            note = f"the new configuration did not start ({exc}); the old one runs"
+            config = self.old
+            grant = yield from self._stop_failed(grant)
+            yield from self._start_new(config, grant)
+        host.instances[self.index] = config
+        self._step("new-start", start, instance=self.name, pid=host.pids[self.name],
+                   **({"error": note} if note else {}))
+        self.phase = "second-pin"
+        start = time.monotonic()
+        self._front(self._syn_rules(self.o_action, self.name)
+                    + self._port_rules(self.t_action, t_name))
+        self._step("redirect", start, to=self.name, ports=self._port_text())
+        yield 0.0
+        start = time.monotonic()
+        pinned = yield from self._pin(t_name, self.t_action)
+        generation = self._front([])
+        self._release(self.name, pinned, generation)
+        self.serving = time.monotonic() - self.started - self.drains[0]
+        self._step("pin", start, instance=t_name, flows_pinned=len(pinned), to=self.name)
+        # 6: drain T; its rings go back to the spare set
+        self.phase = "drain-transition"
+        host.spare_grant = yield from self._drain(t_name, self.t_action)
+        host.forget(t_name)
+        self.phase = "done"
+        self.frames["new"] = self._frames_in(self.name)
+        return config, note
+
     def _start_new(self, config, grant):
         host = self.host
         yield from self._standby()
@@ -248,13 +289,7 @@ class Restart:
     def _grant(self, which: str, grant):
         """``grant``, or None (the process fails at once) when the fault injection names
         ``which`` (once)."""
-        global _faults
-        if _faults is None:
-            _faults = [f for f in os.environ.get(FAULT_ENV, "").split(",") if f]
-        if _faults and _faults[0] == which:
-            del _faults[0]
-            return None
-        return grant
+        return None if _fault(which) else grant
 
     def _stop_failed(self, grant):
         """Stop a new instance that failed to start; the rings' grant to start the next
@@ -323,14 +358,20 @@ class Restart:
         host, flows = self.host, self.host.nic.flows
         conns = host.children[name].call("snapshot", timeout=10.0)
         pinned = sorted({connection_flow(c) for c in conns if c["state"] != "CLOSED"})
+        fault = name == self.t_name and _fault("pin2")
         for i in range(0, len(pinned), FLOW_JOURNAL):
             batch = pinned[i:i + FLOW_JOURNAL]
             for flow in batch:
                 flows.insert(five_tuple(flow), action)
                 self._pinned[flow] = name
+            if fault:
+                break
             flows.commit()
             self.counters["flows_pinned"] += len(batch)
             yield 0.0
+        if fault:
+            raise RestartError(f"fault injection ({FAULT_ENV}=pin2): the pin of "
+                               f"{name}'s connections failed")
         return pinned
 
     def _release(self, name: str, foreign, generation: int) -> None:
@@ -389,6 +430,81 @@ class Restart:
         return grant
 
     # --- failure ---------------------------------------------------------------------------
+    def _recover(self):
+        """A failure past the point of return (:attr:`phase`): leave no front rule or entry
+        that targets an instance that takes no frames; what serves then is recorded in
+        :attr:`recovery` (the ``failed`` step)."""
+        host, t_name, phase = self.host, self.t_name, self.phase
+        errors: list[str] = []
+
+        def attempt(what: str, do: Callable[[], Any]) -> None:
+            try:
+                do()
+            except Exception as e:          # noqa: BLE001 - reported in the step
+                errors.append(f"{what}: {e}")
+        serving = t_name
+        if phase == "drain-original":
+            # O failed while draining: its entries point at rings nobody will poll
+            attempt("flows", lambda: self._unpin_owned(self.name))
+            yield from self._stop(self.name)
+        elif phase == "new-start":
+            yield from self._stop(self.name)    # N started neither way: T serves on
+        elif phase == "second-pin":
+            # "SYN -> N (held), ports -> T": T serves everything again, its partly pinned
+            # entries go (they point at T anyway), N hands O's rings back (kept)
+            attempt("rules", lambda: self._front(self._port_rules(self.t_action, t_name)))
+            attempt("flows", lambda: self._unpin_owned(t_name))
+            self.rings_grant = yield from self._stop(self.name)
+        elif phase == "drain-transition":
+            # N serves (the normal rules); T's connections that are left are lost
+            serving = self.name
+            attempt("flows", lambda: self._unpin_owned(t_name))
+            grant = yield from self._stop(t_name)
+            if grant is None:
+                host.spare = None           # its rings' state is lost with it
+            else:
+                host.spare_grant = grant
+            host.forget(t_name)
+            host.start_standbys()
+        self.recovery = {"phase": phase, "serving": serving,
+                         **({"recovery_errors": errors} if errors else {})}
+
+    def _unpin_owned(self, name: str) -> None:
+        """Commit what is staged, then delete every entry pinned to ``name``."""
+        if self.host.nic.flows.staged:
+            self.host.nic.flows.commit()
+        self._unpin([f for f, owner in self._pinned.items() if owner == name])
+
+    def _stop(self, name: str):
+        """Stop instance process ``name`` if it runs: its handover (the rings' grant), or
+        killed (None) when that fails; waits for its exit (killed after
+        :data:`EXIT_TIMEOUT`)."""
+        host = self.host
+        child = host.children.get(name)
+        if child is None or name in host.exits:
+            return None
+        grant = None
+        try:
+            grant = child.call("handover", timeout=10.0)
+        except HetnicError:
+            child.process.kill()
+        yield from self._wait_exit(name)
+        return grant
+
+    def _wait_exit(self, name: str):
+        """Wait (turns of the loop) for process ``name`` to be reaped; killed after
+        :data:`EXIT_TIMEOUT` s, then :class:`RestartError` if still not gone."""
+        host = self.host
+        end = time.monotonic() + EXIT_TIMEOUT
+        killed = False
+        while name not in host.exits:
+            if time.monotonic() > end:
+                if killed:
+                    raise RestartError(f"instance process {name} did not exit")
+                host.children[name].process.kill()
+                killed, end = True, time.monotonic() + EXIT_TIMEOUT
+            yield 0.0
+
     def _rollback(self, exc: BaseException) -> None:
         """Back to O alone: the restart's rules and entries gone (one commit), T stopped
         with its rings handed back to the spare set."""

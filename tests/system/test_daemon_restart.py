@@ -320,6 +320,33 @@ def test_failed_starts_roll_back():
         assert daemon.echo_once().startswith(b"ping-")
 
 
+def test_second_pin_failure_recovers():
+    """The pin of T's connections fails (``pin2``) after N started held and the SYNs were
+    sent to it: the recovery sends every port to T again, deletes T's entries and N hands
+    O's rings back; no SYN lands at the held N (every connection of the load completes),
+    the restart is reported failed and the next one refused while T serves."""
+    with running_daemon("hn-restart-p", HETNIC_RESTART_FAULT="pin2") as daemon:
+        load = daemon.load("198.18.0.2", streams=4, rate=10, life=(0.5, 1.0))
+        time.sleep(1.0)
+        out = daemon.cli("restart", "low-delay", "--drain-timeout", "10")
+        assert out.returncode == 2, out
+        assert len(out.stderr.splitlines()) == 1 and "pin2" in out.stderr, out.stderr
+        time.sleep(2.0)                     # new connections after the failure: at T
+        result = stop_load(load)
+        _check_clean(result)
+        assert result["connects"] > 0
+        counters = daemon.counters()
+        assert counters["restarts_failed"] == 1 and counters["running"] is None
+        assert counters["last"]["step"] == "failed", counters["last"]
+        assert counters["last"]["phase"] == "second-pin"
+        assert counters["last"]["serving"] == "low-delay~transition"
+        assert "recovery_errors" not in counters["last"], counters["last"]
+        assert counters["flow_entries"] == 0
+        assert daemon.echo_once().startswith(b"ping-")
+        again = daemon.cli("restart", "low-delay")
+        assert again.returncode == 2 and "still runs" in again.stderr, again
+
+
 def test_two_instances_start_restart_refused():
     """Two instances fill the RETA (no slice for a transition instance): the daemon starts
     and serves; only a restart is refused, with one line."""
