@@ -13,14 +13,15 @@ does not hold it:
 2. ``redirect``: one commit puts a rule "TCP SYN (ACK clear) to each TCP port of O's
    applications -> T" before every other rule: O gets no new connection from here on.
 3. ``pin``: O takes every frame that reached its queues into its stack and dumps its
-   connections (every state, half-open included): a flow table entry per connection, the
+   connections (every state, half-open included): a flow table entry per connection that
+   has not ended (one in TIME-WAIT is not pinned, counted in ``time_wait``), the
    5-tuple the NIC receives (src = the peer), -> O's action, committed 24 at a time;
    then one commit sends all traffic to O's application ports to T (O's connections
    escape through their entries) and T is released. A SYN of a connection half-open at O
    that was retransmitted before its entry was in went to T's ring: T drops the frames of
    pinned flows classified before that commit (the completion's generation,
    ``pinned_drops``); the next retransmission hits O's entry.
-4. ``drain``: each connection that ends (closed, or in TIME-WAIT) loses its entry; when
+4. ``drain``: each pinned connection that ends (closed, or in TIME-WAIT) loses its entry; when
    none is left, or the drain timeout passed (the rest are counted
    ``drain_timeout_aborted``), O hands its rings back and exits.
 5. ``new-start``: the new instance N starts held on O's rings with the new configuration;
@@ -166,6 +167,8 @@ class Restart:
         self.recovery: dict = {}
         #: The grant of O's rings when a failure left them to no process (kept, unused).
         self.rings_grant = None
+        #: Connections of the last pin's snapshot in TIME-WAIT (not pinned).
+        self.time_wait = 0
         counters["restarts"] += 1
 
     @property
@@ -214,7 +217,7 @@ class Restart:
             generation = self._front(self._port_rules(self.t_action, t_name))
             self._release(t_name, pinned, generation)
             self._step("pin", start, instance=self.name, flows_pinned=len(pinned),
-                       to=t_name)
+                       time_wait=self.time_wait, to=t_name)
         except BaseException as exc:
             self._rollback(exc)
             raise
@@ -270,7 +273,8 @@ class Restart:
         generation = self._front([])
         self._release(self.name, pinned, generation)
         self.serving = time.monotonic() - self.started - self.drains[0]
-        self._step("pin", start, instance=t_name, flows_pinned=len(pinned), to=self.name)
+        self._step("pin", start, instance=t_name, flows_pinned=len(pinned),
+                   time_wait=self.time_wait, to=self.name)
         # 6: drain T; its rings go back to the spare set
         self.phase = "drain-transition"
         host.spare_grant = yield from self._drain(t_name, self.t_action)
@@ -357,7 +361,10 @@ class Restart:
         """Pin instance ``name``'s connections to ``action``: flow entries, 24 a commit."""
         host, flows = self.host, self.host.nic.flows
         conns = host.children[name].call("snapshot", timeout=10.0)
-        pinned = sorted({connection_flow(c) for c in conns if c["state"] != "CLOSED"})
+        # a connection in TIME-WAIT has ended: not pinned (an entry would only fill the
+        # table, and a new SYN for its 4-tuple would meet the old instance through it)
+        pinned = sorted({connection_flow(c) for c in conns if c["state"] not in _ENDED})
+        self.time_wait = sum(c["state"] == "TIME-WAIT" for c in conns)
         fault = name == self.t_name and _fault("pin2")
         for i in range(0, len(pinned), FLOW_JOURNAL):
             batch = pinned[i:i + FLOW_JOURNAL]

@@ -204,6 +204,30 @@ def test_restart_under_light_load(daemon):
     assert daemon.echo_once("2001:db8::2").startswith(b"ping-")
 
 
+def test_time_wait_not_pinned(daemon):
+    """HTTP connections the server closed first (``Connection: close``) sit in TIME-WAIT
+    at the original: ended, so not pinned (counted in the pin step's ``time_wait``); the
+    flow table is empty after the restart and HTTP still answers."""
+    before = daemon.counters()
+    for _ in range(3):
+        out = subprocess.run(["ip", "netns", "exec", daemon.ns, "curl", "-sS", "-m", "20",
+                              "-H", "Connection: close", "http://198.18.0.2/"],
+                             capture_output=True, timeout=60)
+        assert out.stdout == b"hello\n", out
+    out = daemon.cli("restart", "throughput", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    pins = [e for e in lines[:-1] if e["instruction"] == "pin"]
+    assert pins[0]["time_wait"] >= 3, pins
+    assert pins[0]["flows_pinned"] == 0, pins
+    after = daemon.counters()
+    assert after["flows_pinned"] == before["flows_pinned"]
+    assert after["flow_entries"] == 0
+    out = subprocess.run(["ip", "netns", "exec", daemon.ns, "curl", "-sS", "-m", "20",
+                          "http://198.18.0.2/"], capture_output=True, timeout=60)
+    assert out.stdout == b"hello\n", out
+
+
 def test_bad_inputs_are_one_line_and_change_nothing(daemon):
     before = daemon.counters()
     cases = [
