@@ -371,10 +371,11 @@ class Restart:
             for flow in batch:
                 flows.insert(five_tuple(flow), action)
                 self._pinned[flow] = name
+                # counted as staged: a failure later commits and deletes it (released)
+                self.counters["flows_pinned"] += 1
             if fault:
                 break
             flows.commit()
-            self.counters["flows_pinned"] += len(batch)
             yield 0.0
         if fault:
             raise RestartError(f"fault injection ({FAULT_ENV}=pin2): the pin of "

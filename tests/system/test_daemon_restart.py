@@ -366,6 +366,7 @@ def test_second_pin_failure_recovers():
         assert counters["last"]["serving"] == "low-delay~transition"
         assert "recovery_errors" not in counters["last"], counters["last"]
         assert counters["flow_entries"] == 0
+        assert counters["flows_pinned"] == counters["flows_released"] > 0
         assert daemon.echo_once().startswith(b"ping-")
         again = daemon.cli("restart", "low-delay")
         assert again.returncode == 2 and "still runs" in again.stderr, again
