@@ -305,8 +305,7 @@ class Restart:
                 grant = child.call("handover", timeout=10.0)
             except HetnicError:
                 child.process.kill()
-            while name not in host.exits:
-                yield 0.0
+            yield from self._wait_exit(name)
         return grant
 
     def _standby(self):
@@ -429,8 +428,7 @@ class Restart:
         frames = summary["link"]["frames_in"]
         self.frames["original" if name == self.name else "transition"] = frames
         grant = host.children[name].call("handover", timeout=10.0)
-        while name not in host.exits:       # reaped: its grants released, its name free
-            yield 0.0
+        yield from self._wait_exit(name)    # reaped: its grants released, its name free
         self.drains.append(time.monotonic() - start)
         self._step("drain", start, instance=name, connections_drained=drained,
                    drain_timeout_aborted=len(aborted), frames=frames,
