@@ -339,9 +339,14 @@ class StackProcs:
             self._ready.discard(standby.name)
             standby.name = cfg.name
             child = standby
-            child.call("attach", spec=spec, timeout=CALL_TIMEOUT)
         self.children[cfg.name] = child
         self.pids[cfg.name] = child.pid
+        if child is standby:
+            try:
+                child.call("attach", spec=spec, timeout=CALL_TIMEOUT)
+            except BaseException:
+                child.process.kill()        # not left running unattached: reaped as
+                raise                       # instance cfg.name's exit
         return child
 
     def start_standbys(self) -> None:
