@@ -63,7 +63,8 @@ DRAIN_EVERY = 0.05
 #: The daemon's restart counters (``hetnic counters``), all 0 at start.
 RESTART_COUNTERS = ("restarts", "restarts_done", "restarts_rolled_back", "restarts_failed",
                     "flows_pinned", "flows_released", "connections_drained",
-                    "drain_timeout_aborted", "pinned_drops")
+                    "drain_timeout_aborted", "pinned_drops", "handover_rx_flushed",
+                    "handover_tx_dropped")
 #: The environment variable of the restart's fault injection (for the tests of the rollback
 #: and the recovery): a comma-separated list of ``transition``, ``new`` and ``pin2``, taken
 #: in order, one per restart of the daemon: ``transition``/``new``: that instance's first
@@ -302,7 +303,7 @@ class Restart:
         child = host.children.get(name)
         if child is not None and name not in host.exits:
             try:
-                grant = child.call("handover", timeout=10.0)
+                grant = self._handover(name)
             except HetnicError:
                 child.process.kill()
             yield from self._wait_exit(name)
@@ -427,7 +428,7 @@ class Restart:
         self.counters["pinned_drops"] += summary.get("pinned_drops", 0)
         frames = summary["link"]["frames_in"]
         self.frames["original" if name == self.name else "transition"] = frames
-        grant = host.children[name].call("handover", timeout=10.0)
+        grant = self._handover(name)
         yield from self._wait_exit(name)    # reaped: its grants released, its name free
         self.drains.append(time.monotonic() - start)
         self._step("drain", start, instance=name, connections_drained=drained,
@@ -491,11 +492,19 @@ class Restart:
             return None
         grant = None
         try:
-            grant = child.call("handover", timeout=10.0)
+            grant = self._handover(name)
         except HetnicError:
             child.process.kill()
         yield from self._wait_exit(name)
         return grant
+
+    def _handover(self, name: str):
+        """Instance process ``name`` hands its rings back: the grant; the frames it
+        flushed from its RX rings and left in its TX backlog are counted."""
+        out = self.host.children[name].call("handover", timeout=10.0)
+        self.counters["handover_rx_flushed"] += out["rx_flushed"]
+        self.counters["handover_tx_dropped"] += out["tx_dropped"]
+        return out["grant"]
 
     def _wait_exit(self, name: str):
         """Wait (turns of the loop) for process ``name`` to be reaped; killed after
@@ -516,28 +525,33 @@ class Restart:
         with its rings handed back to the spare set."""
         host = self.host
         errors = []
+        # the rules first: while the entries (to O) are deleted, the ports go to O already
+        try:
+            host.dispatcher.front = []
+            host.dispatcher.program()
+        except Exception as e:              # noqa: BLE001 - reported below
+            errors.append(f"rules: {e}")
         try:
             if host.nic.flows.staged:
                 host.nic.flows.commit()     # the half batch (to O, as the rules): then out
             self._unpin(list(self._pinned))
-        except Exception as e:              # noqa: BLE001 - reported below
-            errors.append(f"flows: {e}")
-        try:
-            host.dispatcher.front = []
-            host.dispatcher.program()
         except Exception as e:              # noqa: BLE001
-            errors.append(f"rules: {e}")
+            errors.append(f"flows: {e}")
         child = host.children.get(self.t_name)
         if child is not None and self.t_name not in host.exits:
             try:
-                host.spare_grant = child.call("handover", timeout=10.0)
+                host.spare_grant = self._handover(self.t_name)
             except HetnicError as e:
                 errors.append(f"{self.t_name}: {e}")
                 host.spare = None           # its rings' state is lost with it
                 child.process.kill()
-            end = time.monotonic() + 10.0
-            while self.t_name not in host.exits and time.monotonic() < end:
-                host.run(timeout=0.01)
+            for last in (False, True):      # EXIT_TIMEOUT, then killed and once more
+                end = time.monotonic() + EXIT_TIMEOUT
+                while self.t_name not in host.exits and time.monotonic() < end:
+                    host.run(timeout=0.01)
+                if self.t_name in host.exits or last:
+                    break
+                child.process.kill()
         host.forget(self.t_name)
         host.start_standbys()
         self.counters["restarts_rolled_back"] += 1

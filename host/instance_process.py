@@ -278,11 +278,15 @@ class _Instance:
                 now = time.monotonic()
         return self.stack.connections()
 
-    def handover(self) -> Any:
-        """Stop: send what the stack and the link hold (a second at most), then hand the
-        RX and TX rings back as a new :class:`~hetnic.host.queue_port.QueueGrant` (the
-        next instance on these queues opens it) and leave the loop; the rings are not
-        touched here again."""
+    def handover(self) -> dict:
+        """Stop: send what the stack and the link hold (a second at most), flush the RX
+        rings (the frames still in them belong to no connection of this instance: held,
+        it never took them, or drained, it has none; the next instance on these rings
+        must not see them), then hand the RX and TX rings back and leave the loop; the
+        rings are not touched here again. Returns ``{"grant": QueueGrant, "rx_flushed":
+        frames dropped from the RX rings, "tx_dropped": frames still in the link's
+        backlog after the second}`` (the :class:`~hetnic.host.queue_port.QueueGrant` is
+        what the next instance on these queues opens)."""
         from .queue_port import QueueGrant, detach_ring
         end = time.monotonic() + 1.0
         out = self.stack.poll(time.monotonic())
@@ -292,11 +296,20 @@ class _Instance:
             self.link.service()
             time.sleep(0.001)
         self.link.service()
+        tx_dropped = self.link.backlog
         qs, grant = self.queues, self.spec.grant
+        flushed = 0
+        for q in grant.rx_queues:
+            for _ in range(64):                 # bounded: the rule sends nothing here now
+                packets = qs.rx_queues[q].poll(256)
+                if not packets:
+                    break
+                flushed += len(packets)
         rx = tuple((q, detach_ring(qs.rx_queues[q].ring)) for q in grant.rx_queues)
         tx = tuple((q, detach_ring(qs.tx_queues[q].ring)) for q in grant.tx_queues)
         self.leaving = True
-        return QueueGrant(grant.shared, rx, tx, grant.tx_timeout)
+        return {"grant": QueueGrant(grant.shared, rx, tx, grant.tx_timeout),
+                "rx_flushed": flushed, "tx_dropped": tx_dropped}
 
     def _step(self, now: float, batch: int) -> tuple[int, bool]:
         """One step of the stack on the link (:func:`step_stack`), dropping the frames of
