@@ -62,6 +62,10 @@ __all__ = ["AppSpec", "InstanceSpec", "InstanceProcessError", "instance_main", "
 _ACTIVE = 0.02
 #: Longest sleep (seconds): a lost wake-up costs at most this.
 _LONGEST_SLEEP = 0.05
+#: Seconds a released instance keeps dropping the held frames of pinned flows at most (a
+#: queue that gives no frame of the new generation keeps the filter on until then: a frame
+#: classified before the commit may still be inside the NIC).
+FOREIGN_HOLD = 1.0
 #: Frames taken from the shared-frame ring per turn.
 _SHARED_BATCH = 64
 #: Frames the link keeps in software while the TX ring is full (then a counted drop): the
@@ -192,6 +196,7 @@ class _Instance:
         #: that reached this one while it was held are dropped, counted in pinned_drops.
         self.foreign: frozenset = frozenset()
         self.foreign_generation = 0
+        self.foreign_until = 0.0
         self._behind: set[int] = set()
         self.pinned_drops = 0
         #: Set by "handover": the loop returns, the rings belong to the NIC process again.
@@ -255,9 +260,12 @@ class _Instance:
         reached this instance while it was held: it is dropped and counted in
         ``pinned_drops``. Frames of later generations are taken (a flow whose entry is gone
         is this instance's from then on); once each queue has given a frame of
-        ``generation`` or later, or none, the filter is dropped."""
+        ``generation`` or later, or :data:`FOREIGN_HOLD` seconds passed, the filter is
+        dropped (an empty poll does not end it: a frame classified before the commit may
+        still be inside the NIC)."""
         self.foreign = frozenset(tuple(f) for f in foreign)
         self.foreign_generation = generation
+        self.foreign_until = time.monotonic() + FOREIGN_HOLD
         self._behind = {q.index for q in self.queues.rx_queues if q is not None}
         self.held = False
         return True
@@ -327,8 +335,6 @@ class _Instance:
                 continue
             packets = q.poll(batch - taken)
             taken += len(packets)
-            if not packets:
-                self._behind.discard(q.index)
             for packet in packets:
                 if not GenerationOrder.is_older(packet.generation, since):
                     self._behind.discard(q.index)
@@ -337,7 +343,7 @@ class _Instance:
                     continue
                 stack.receive(packet.data, now)
         link.frames_in += taken
-        if not self._behind:
+        if not self._behind or now >= self.foreign_until:
             self.foreign = frozenset()      # every queue is past the held frames
         out = stack.poll(now)
         if out:
