@@ -193,6 +193,8 @@ class Daemon(Operations):
         }
         self.restart = None                 # the Restart running (or the last one)
         self._restart_session: tuple | None = None      # (session, id, access record)
+        #: Rules and key files refused while a restart ran: applied when it is over.
+        self._after_restart: dict[Path, str] = {}
         self.restart_counters = {name: 0 for name in RESTART_COUNTERS}
         self._restart_seen = dict(self.restart_counters)
         self.events: deque[dict] = deque(maxlen=RECENT_EVENTS)
@@ -450,6 +452,16 @@ class Daemon(Operations):
         else:
             self.audit.write("access", **record, result="failed", error=restart.error)
             self._send(session, error_reply(id, "failed", restart.error[:4096]))
+        self._apply_after_restart()
+
+    def _apply_after_restart(self) -> None:
+        """The rules and key files that changed while the restart ran (refused then): each
+        as it is now, a file event of its own."""
+        queued, self._after_restart = self._after_restart, {}
+        for path, kind in queued.items():
+            self.reconciler.forget([path])  # its content was refused: act on it again
+            if path.exists():
+                self.reconciler.one(kind, path)
 
     def restart_event(self, step: str, record: dict) -> None:
         """A restart step's record: the event window (followers), the audit log, and the
@@ -494,6 +506,10 @@ class Daemon(Operations):
             self.audit.write("policy", path=record["path"], grants=0,
                              error=self.policy.error)
             record = {**record, "result": "refused"}
+        if record["item"] in ("rules", "rss-key") and record["result"] == "refused" and \
+                self.restart is not None and not self.restart.done:
+            self._after_restart[Path(record["path"])] = record["item"]
+            record = {**record, "queued": "applied when the restart is over"}
         record = {"instruction": INSTRUCTIONS[record["item"]], **record}
         self.event_seq += 1
         record = self.audit.write("file-event", seq=self.event_seq, **record)

@@ -32,7 +32,9 @@ does not hold it:
 
 Each step is an event record (the daemon's event window and audit log, kind ``restart``)
 with its counters; :class:`Restart` is a state machine the daemon advances once per turn
-of its loop (:meth:`Restart.advance`), so sessions and file events are served while it runs.
+of its loop (:meth:`Restart.advance`), so sessions and file events are served between its
+steps (not during its calls to an instance process: applications' starts, snapshots,
+connection looks, summaries, handovers; nor during a rollback, which runs at once).
 A failure before step 4 rolls back (entries deleted, rules restored, T stopped: O keeps
 serving); a failure of N's start retries N with O's old configuration. A failure from
 step 4 on is recovered (:meth:`Restart._recover`): no front rule or entry is left that

@@ -97,9 +97,11 @@ def stop_load(proc: subprocess.Popen) -> dict:
 
 
 @contextlib.contextmanager
-def running_daemon(name: str, instances: str | None = None, **env_extra):
+def running_daemon(name: str, instances: str | None = None, rules: bool = False,
+                   **env_extra):
     """The daemon in a new namespace with its TAP (``instances``: an instances file's text;
-    ``env_extra``: its environment)."""
+    ``rules``: with ``--rules rules.toml``, empty at start; ``env_extra``: its
+    environment)."""
     require_netns()
     folder = Path(tempfile.mkdtemp(prefix="hntest-restart-"))
     try:
@@ -108,6 +110,9 @@ def running_daemon(name: str, instances: str | None = None, **env_extra):
         if instances is not None:
             (folder / "instances.toml").write_text(instances)
             extra = ["--instances", str(folder / "instances.toml")]
+        if rules:
+            (folder / "rules.toml").write_text("")
+            extra += ["--rules", str(folder / "rules.toml")]
         (folder / "www").mkdir()
         (folder / "www" / "index.html").write_text("hello\n")
         env = {**os.environ, **env_extra}
@@ -142,7 +147,7 @@ def running_daemon(name: str, instances: str | None = None, **env_extra):
 
 @pytest.fixture(scope="module")
 def daemon():
-    with running_daemon("hn-restart") as d:
+    with running_daemon("hn-restart", rules=True) as d:
         yield d
 
 
@@ -190,7 +195,8 @@ def test_restart_under_light_load(daemon):
     assert after["flows_released"] - before["flows_released"] == after["flows_pinned"] - \
         before["flows_pinned"]
     assert after["running"] is None
-    # the new configuration runs, the flow table is empty again, the events were recorded
+    assert after["flow_entries"] == 0       # the flow table is empty again
+    # the new configuration runs, the events were recorded
     info = daemon.call("instances.read")
     assert info["configs"]["low-delay"]["initial_window"] == 4
     assert info["configs"]["low-delay"]["min_rto"] == 0.1
@@ -292,6 +298,14 @@ def test_second_restart_refused_and_client_gone(daemon):
         assert first["id"] == 9 and first["event"]["instruction"] == "transition-start"
         out = daemon.cli("restart", "throughput")
         assert out.returncode == 2 and "a restart is running" in out.stderr
+        # the rules file changes meanwhile: refused now, applied when the restart is over
+        (daemon.folder / "rules.toml").write_text(
+            '[[rule]]\nname = "during"\nip_proto = "udp"\ndst_port = 5999\ndrop = true\n')
+        end = time.monotonic() + 30
+        while not any(r.get("queued") for r in daemon.records("file-event")):
+            assert time.monotonic() < end, daemon.records("file-event")
+            time.sleep(0.1)
+        assert "during" not in json.dumps(daemon.call("rules.read"))
         s.close()                           # the client vanishes mid-restart
         end = time.monotonic() + 120
         while daemon.counters()["restarts_done"] == before["restarts_done"]:
@@ -300,7 +314,11 @@ def test_second_restart_refused_and_client_gone(daemon):
         after = daemon.counters()
         assert after["drain_timeout_aborted"] == before["drain_timeout_aborted"] + 1
         assert after["running"] is None
+        assert "during" in json.dumps(daemon.call("rules.read"))
+        applied = [r for r in daemon.records("file-event") if r["item"] == "rules"]
+        assert applied[-1]["result"] == "done" and not applied[-1].get("queued"), applied
     finally:
+        (daemon.folder / "rules.toml").write_text("")
         hold.stdin.close()
         hold.stdout.close()
         hold.wait(timeout=30)
@@ -325,6 +343,7 @@ def test_failed_starts_roll_back():
         assert "rolled-back failed" in out.stdout
         assert daemon.call("rules.read")["table"] == rules
         assert daemon.call("counters.read")["nic"].get("flow_hits", 0) == 0
+        assert daemon.counters()["flow_entries"] == 0
         info = daemon.call("instances.read")
         assert info["configs"]["low-delay"]["initial_window"] != 4
         assert "low-delay~transition" not in info["instances"]
