@@ -10,8 +10,8 @@ from amaranth.back import verilog
 
 from .params import NIC_CORE_W64, RX_PIPELINE_W8, RX_PIPELINE_W64, NicParams
 
-__all__ = ["RTL_BUILDS", "rx_pipeline_verilog", "nic_core_verilog", "rtl_files", "write_rtl",
-           "to_verilog"]
+__all__ = ["RTL_BUILDS", "rx_pipeline_verilog", "nic_core_verilog", "split_modules",
+           "rtl_files", "write_rtl", "rtl_differences", "to_verilog"]
 
 # Yosys writes a constant combinational driver of a reg (or of some of its bits) as an
 # ``always @*`` block that reads no variable. Such a block never runs in an event-driven
@@ -53,10 +53,46 @@ def nic_core_verilog(params: NicParams, name: str = "hetnic_nic_core") -> str:
     return _header(params) + to_verilog(NicCoreTop(params), name)
 
 
+_MODULE = re.compile(r"^module (\\?)(\S+?)\s*\(", re.MULTILINE)
+
+
+def split_modules(text: str, stem: str) -> dict[str, str]:
+    """One build's Verilog as one file per module: ``{"STEM/NAME.v": text}``, top first, plus
+    the file list ``STEM.f`` naming them in that order (``verilator -f``, ``iverilog -c``).
+
+    NAME is the module's name (Amaranth names a submodule by its place in the hierarchy,
+    ``STEM.core.pipeline.flows``) without the ``STEM.`` prefix, ``$`` written ``_``; the top
+    module's file is ``STEM/STEM.v``. Every file starts with the build's two header lines. One
+    build of the NIC core is over 2 MB of Verilog in one file; a file per module keeps each
+    file a size a reader (and a diff) can take in.
+    """
+    header = "".join(text.splitlines(keepends=True)[:2])
+    starts = [m.start() for m in _MODULE.finditer(text)]
+    if not starts:
+        raise ValueError(f"no module in the Verilog of {stem}")
+    files: dict[str, str] = {}
+    for begin, end in zip(starts, starts[1:] + [len(text)]):
+        body = text[begin:end].rstrip("\n") + "\n"
+        if not body.rstrip().endswith("endmodule"):
+            raise ValueError(f"{stem}: a module does not end with endmodule")
+        name = _MODULE.match(body).group(2)
+        if name.startswith(stem + "."):
+            name = name[len(stem) + 1:]
+        path = f"{stem}/{name.replace('$', '_')}.v"
+        if path in files:
+            raise ValueError(f"{stem}: two modules map to the file {path}")
+        files[path] = header + body
+    files[f"{stem}.f"] = "".join(f"{path}\n" for path in files)
+    return files
+
+
 def rtl_files() -> dict[str, str]:
-    """Every file of ``rtl/``: the Verilog builds and the register map exports."""
+    """Every file of ``rtl/``, by path relative to it: each build's modules and file list
+    (:func:`split_modules`) and the register map exports."""
     tops = {"rx_pipeline": rx_pipeline_verilog, "nic_core": nic_core_verilog}
-    files = {f"{stem}.v": tops[top](params, stem) for stem, (top, params) in RTL_BUILDS.items()}
+    files: dict[str, str] = {}
+    for stem, (top, params) in RTL_BUILDS.items():
+        files.update(split_modules(tops[top](params, stem), stem))
     # The register map of the NIC core build (a superset of the RX pipeline's).
     regmap = NIC_CORE_W64.regmap()
     files["regmap.md"] = regmap.to_markdown()
@@ -66,10 +102,28 @@ def rtl_files() -> dict[str, str]:
 
 
 def write_rtl(out: Path) -> list[Path]:
+    """Write :func:`rtl_files` under ``out``; a build's folder is emptied first, so a module
+    the gateware no longer has leaves no file behind."""
+    import shutil
     out.mkdir(parents=True, exist_ok=True)
+    for stem in RTL_BUILDS:
+        if (out / stem).is_dir():
+            shutil.rmtree(out / stem)
+        (out / f"{stem}.v").unlink(missing_ok=True)   # the one-file form of earlier versions
     written = []
     for name, text in rtl_files().items():
         path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         written.append(path)
     return written
+
+
+def rtl_differences(out: Path, files: dict[str, str]) -> tuple[list[str], list[str]]:
+    """``(stale, extra)`` of the folder ``out`` against ``files`` (:func:`rtl_files`): the
+    paths missing or different there, and the files there that ``files`` does not hold."""
+    stale = [name for name, text in files.items()
+             if not (out / name).is_file() or (out / name).read_text() != text]
+    present = ({p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+               if out.is_dir() else set())
+    return stale, sorted(present - set(files))

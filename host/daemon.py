@@ -37,7 +37,8 @@ from typing import Any, Callable
 from ..errors import HetnicError
 from .daemon_audit import AuditError, AuditLog
 from .daemon_events import REPORT_SUFFIX, Item, Reconciler, Watcher, open_for_writing
-from .daemon_ops import INSTRUCTIONS, TURN, Operations, OpRefused, one_line
+from .daemon_ops import DEFERRED, INSTRUCTIONS, TURN, Operations, OpRefused, one_line
+from .daemon_restart import RESTART_COUNTERS
 from .daemon_policy import (Identity, Policy, deny_all, load_policy, policy_from_bytes,
                             resolve)
 from .daemon_protocol import (MAX_MESSAGE, ProtocolError, decode_request, error_reply, encode,
@@ -71,8 +72,9 @@ def default_socket() -> Path:
 
 
 class InstanceSupervisor:
-    """Starts and stops the stack instances on the NIC (all of them, as one host); the
-    place where restarting one instance will go."""
+    """Starts and stops the stack instances on the NIC (all of them, as one host);
+    restarting one instance is :mod:`hetnic.host.daemon_restart`'s, run by the daemon's
+    loop (:meth:`Daemon.restart_step`)."""
 
     def __init__(self, factory: Callable[[], Any]):
         self._factory = factory
@@ -187,7 +189,12 @@ class Daemon(Operations):
             "rx_queues.read": self._queues_read, "tx_queues.read": self._queues_read,
             "tap.read": self._tap_read, "direct.read": self._direct_read,
             "events.read": self._events_read,
+            "instances.configure": self._instances_configure,
         }
+        self.restart = None                 # the Restart running (or the last one)
+        self._restart_session: tuple | None = None      # (session, id, access record)
+        self.restart_counters = {name: 0 for name in RESTART_COUNTERS}
+        self._restart_seen = dict(self.restart_counters)
         self.events: deque[dict] = deque(maxlen=RECENT_EVENTS)
         self.replays: deque = deque()
         self._queued = None                 # the replay _on_drop just queued
@@ -230,6 +237,7 @@ class Daemon(Operations):
                 break
             self.host.run(timeout=TURN)
             self.replay_step()
+            self.restart_step()
             self.poll(0)
 
     def poll(self, timeout: float = 0) -> None:
@@ -373,6 +381,9 @@ class Daemon(Operations):
             return
         try:
             result = handler(session, id, args)
+            if result is DEFERRED:          # answered when it is over (a restart)
+                self._restart_session = (session, id, record)
+                return
             answer = reply(id, result)
         except OpRefused as exc:
             self.audit.write("access", **record, result="refused", error=str(exc))
@@ -420,6 +431,47 @@ class Daemon(Operations):
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(session.sock)
         session.sock.close()
+
+    # --- restarts ----------------------------------------------------------------------------
+    def restart_step(self) -> None:
+        """Advance the running restart a little; once it is over, answer the session that
+        asked for it (if it is still there) and audit the request's result."""
+        restart = self.restart
+        if restart is None or self._restart_session is None:
+            return
+        restart.advance()
+        if not restart.done:
+            return
+        session, id, record = self._restart_session
+        self._restart_session = None
+        if restart.result is not None and restart.error is None:
+            self.audit.write("access", **record, result="done")
+            self._send(session, reply(id, restart.result))
+        else:
+            self.audit.write("access", **record, result="failed", error=restart.error)
+            self._send(session, error_reply(id, "failed", restart.error[:4096]))
+
+    def restart_event(self, step: str, record: dict) -> None:
+        """A restart step's record: the event window (followers), the audit log, and the
+        session that asked for the restart (an event line with its request id)."""
+        before, after = self._restart_seen, dict(self.restart_counters)
+        self._restart_seen = after
+        failed = step == "rolled-back" or "error" in record
+        self.event_seq += 1
+        record = self.audit.write(
+            "restart", seq=self.event_seq, item="restart", path=record["instance"],
+            instruction=step, result="failed" if failed else "done",
+            **{k: v for k, v in record.items() if k not in ("instance", "step")},
+            counters={k: [before[k], after[k]] for k in after if after[k] != before[k]})
+        self.events.append(record)
+        self.log(f"restart {record['path']}: {step}" + (f" ({record['error']})"
+                                                       if "error" in record else ""))
+        asker = self._restart_session[0] if self._restart_session else None
+        for session in list(self.sessions.values()):
+            if session.follow is not None:
+                self._send(session, self._event_line(session.follow, record))
+            elif session is asker:
+                self._send(session, self._event_line(self._restart_session[1], record))
 
     # --- file events -------------------------------------------------------------------------
     def _file_events(self) -> None:

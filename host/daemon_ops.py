@@ -23,7 +23,8 @@ from .daemon_audit import AuditError
 from .daemon_events import REPORT_SUFFIX
 from .daemon_protocol import encode
 
-__all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "one_line", "key_from_file"]
+__all__ = ["Operations", "OpRefused", "INSTRUCTIONS", "DEFERRED", "one_line",
+           "key_from_file"]
 
 #: Seconds the NIC runs between two looks at the sockets and the file events.
 TURN = 0.005
@@ -34,6 +35,10 @@ REPLAY_TIMEOUT = 10.0
 MAX_QUEUED_BYTES = 256 << 20
 #: Frames a replay feeds the wire per turn of the loop, at most.
 REPLAY_CHUNK = 64
+#: What a handler returns when it answers later (a restart: when it is over).
+DEFERRED = object()
+#: Longest drain timeout a restart takes, seconds.
+MAX_DRAIN_TIMEOUT = 3600.0
 #: The instruction of a file event on each kind of item.
 INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-key",
                 "instances": "validate-instances", "drop": "replay"}
@@ -142,6 +147,10 @@ class Operations:
         """Stage the operator rules, the RSS key and/or the RETA and commit them once;
         returns the generation. OpRefused (nothing changed) when they do not fit; a failed
         commit puts the previous configuration back."""
+        running = getattr(self, "restart", None)
+        if running is not None and not running.done:
+            raise OpRefused(f"a restart of instance {running.name} is running; change the "
+                            f"configuration when it is done")
         dispatcher, nic = self.host.dispatcher, self.host.nic
         old_plan, old_key = dispatcher.base_plan, nic.rss.key
         new_rules = self.operator_rules if rules is None else list(rules)
@@ -246,13 +255,77 @@ class Operations:
                 "daemon": self.daemon_counters()}
 
     def daemon_counters(self) -> dict:
+        running = getattr(self, "restart", None)
         return {**self.stats, "commits": self.commits, "audit_records": self.audit.records,
                 "file_events": self.event_seq, "replays_queued": len(self.replays),
-                "overflows": self.watcher.overflows if self.watcher else 0}
+                "overflows": self.watcher.overflows if self.watcher else 0,
+                "restart": {**self.restart_counters,
+                            "running": running.name if running is not None
+                            and not running.done else None,
+                            "last": running.steps[-1] if running is not None
+                            and running.steps else None}}
+
+    def _instances_configure(self, session, id, args):
+        """``instances.configure``: restart ``instance`` (with the ``config`` text: an
+        instances TOML file; absent: the same configuration) draining at most
+        ``drain_timeout`` seconds. Checked before anything changes; the reply comes when the
+        restart is over (the session gets each step as an event line meanwhile)."""
+        from .daemon_restart import DRAIN_TIMEOUT, Restart, RestartError, check_restart
+        extra = set(args) - {"instance", "config", "drain_timeout"}
+        if extra:
+            raise OpRefused(f"instances.configure takes 'instance', 'config' and "
+                            f"'drain_timeout', not {', '.join(sorted(extra))}")
+        name, text = args.get("instance"), args.get("config")
+        timeout = args.get("drain_timeout", DRAIN_TIMEOUT)
+        if not isinstance(name, str) or not name:
+            raise OpRefused("instances.configure takes 'instance', the name of the instance "
+                            "to restart")
+        if text is not None and not isinstance(text, str):
+            raise OpRefused("'config' is the text of an instances file (TOML)")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+                not 0 <= timeout <= MAX_DRAIN_TIMEOUT:
+            raise OpRefused(f"'drain_timeout' is a number of seconds from 0 to "
+                            f"{MAX_DRAIN_TIMEOUT:g}, not {timeout!r}")
+        running = self.restart is not None and not self.restart.done
+        try:
+            check_restart(self.host, name, running)
+        except RestartError as exc:
+            raise OpRefused(str(exc)) from None
+        old = next(cfg for cfg in self.host.instances if cfg.name == name)
+        config = old if text is None else self._restart_config(text, old)
+        self.restart = Restart(self.host, name, config, drain_timeout=float(timeout),
+                               emit=lambda step, record: self.restart_event(step, record),
+                               counters=self.restart_counters)
+        return DEFERRED
+
+    def _restart_config(self, text: str, old):
+        """The configuration of instance ``old.name`` in the instances file ``text``;
+        OpRefused when it is not valid or changes what a restart keeps (the queues, the
+        ephemeral ports, the QoS class)."""
+        from .stack.instance import load_instances
+        try:
+            data = text.encode()
+        except UnicodeEncodeError as exc:
+            raise OpRefused(f"the instances file is not valid Unicode: {exc.reason}") \
+                from None
+        with _as_file(data, ".toml", "config") as tmp:
+            configs = load_instances(tmp)
+        mine = [cfg for cfg in configs if cfg.name == old.name]
+        if not mine:
+            raise OpRefused(f"config: no [[instance]] named {old.name!r} (it has "
+                            f"{', '.join(cfg.name for cfg in configs)})")
+        new = mine[0]
+        for key in ("rx_queues", "tx_queue", "ephemeral_ports", "qos"):
+            if getattr(new, key) != getattr(old, key):
+                raise OpRefused(f"config: instance {old.name!r}: {key}: a restart keeps "
+                                f"{getattr(old, key)!r} (the instance's port and steering), "
+                                f"not {getattr(new, key)!r}")
+        return new
 
     def _instances_read(self, session, id, args) -> dict:
         summary = self.host.summary()
-        return {"instances": summary["instances"], "ports": self.host.port_map()}
+        return {"instances": summary["instances"], "ports": self.host.port_map(),
+                "configs": {cfg.name: dataclasses.asdict(cfg) for cfg in self.host.instances}}
 
     def _queues_read(self, session, id, args) -> dict:
         return {cfg.name: {"rx": list(cfg.rx_queues), "tx": cfg.tx_queue}

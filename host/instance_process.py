@@ -55,7 +55,8 @@ from .stack_runner import step_stack
 from .tunnel_host import tunnel_apps
 from .tunnel_privs import drop_privileges, process_identity
 
-__all__ = ["AppSpec", "InstanceSpec", "InstanceProcessError", "instance_main", "APP_MAKERS"]
+__all__ = ["AppSpec", "InstanceSpec", "InstanceProcessError", "instance_main", "standby_main",
+           "APP_MAKERS"]
 
 #: Seconds without a frame after which the child sleeps until woken or its next timer.
 _ACTIVE = 0.02
@@ -121,6 +122,11 @@ class InstanceSpec:
     user : str or None
         Drop to this user once the grant and the ring are mapped
         (:func:`~hetnic.host.tunnel_privs.drop_privileges`).
+    held : bool
+        Start *held*: the stack runs and its applications listen, but it takes no frame
+        from its RX queues until the NIC process calls ``"release"`` (frames wait in the
+        rings). A restart's transition and new instances start so
+        (:mod:`~hetnic.host.daemon_restart`).
     """
     config: InstanceConfig
     grant: Any
@@ -133,6 +139,7 @@ class InstanceSpec:
     wake_word: int | None = None
     tunnels: tuple = ()
     user: str | None = None
+    held: bool = False
 
 
 @dataclass
@@ -179,7 +186,20 @@ class _Instance:
         self.holds = PortHolds(self._release)
         #: Frames taken from the shared-frame ring.
         self.shared_in = 0
+        #: Held: the RX queues are not polled (see InstanceSpec.held).
+        self.held = spec.held
+        #: Flows (as frame_flow gives them) that belong to another instance: their frames
+        #: that reached this one while it was held are dropped, counted in pinned_drops.
+        self.foreign: frozenset = frozenset()
+        self.foreign_generation = 0
+        self._behind: set[int] = set()
+        self.pinned_drops = 0
+        #: Set by "handover": the loop returns, the rings belong to the NIC process again.
+        self.leaving = False
         client.on_call("summary", self.summary)
+        client.on_call("release_rx", self.release_rx)
+        client.on_call("snapshot", self.snapshot)
+        client.on_call("handover", self.handover)
         client.on_call("settled", self.holds.settled)
         client.on_call("connections", self.stack.connections)
         client.on_call("close", self.close_apps)
@@ -226,6 +246,91 @@ class _Instance:
             self.link.send(out)
         return True
 
+    # --- a restart's calls (hetnic.host.daemon_restart) ----------------------------------
+    def release_rx(self, foreign=(), generation: int = 0) -> bool:
+        """Start taking frames from the RX queues (a held instance). A frame of a flow in
+        ``foreign`` (:func:`~hetnic.host.restart_flows.frame_flow` tuples: connections
+        pinned to another instance) that the NIC classified before configuration
+        ``generation`` (the commit after which the flow table sends those flows elsewhere)
+        reached this instance while it was held: it is dropped and counted in
+        ``pinned_drops``. Frames of later generations are taken (a flow whose entry is gone
+        is this instance's from then on); once each queue has given a frame of
+        ``generation`` or later, or none, the filter is dropped."""
+        self.foreign = frozenset(tuple(f) for f in foreign)
+        self.foreign_generation = generation
+        self._behind = {q.index for q in self.queues.rx_queues if q is not None}
+        self.held = False
+        return True
+
+    def snapshot(self) -> list[dict]:
+        """Take every frame waiting in the RX queues into the stack (until a pass finds
+        none), then the connection dump: every connection the frames that arrived so far
+        made, half-open ones included. The NIC process calls it after a commit that sends
+        new connections elsewhere, so nothing that can open a connection here is left
+        behind it."""
+        now = time.monotonic()
+        if not self.held:
+            for _ in range(1024):               # bounded: established traffic keeps coming
+                received, _ = self._step(now, 1 << 12)
+                if not received and not any(q.ready() for q in self.queues.rx_queues
+                                            if q is not None):
+                    break
+                now = time.monotonic()
+        return self.stack.connections()
+
+    def handover(self) -> Any:
+        """Stop: send what the stack and the link hold (a second at most), then hand the
+        RX and TX rings back as a new :class:`~hetnic.host.queue_port.QueueGrant` (the
+        next instance on these queues opens it) and leave the loop; the rings are not
+        touched here again."""
+        from .queue_port import QueueGrant, detach_ring
+        end = time.monotonic() + 1.0
+        out = self.stack.poll(time.monotonic())
+        if out:
+            self.link.send(out)
+        while self.link.backlog and time.monotonic() < end:
+            self.link.service()
+            time.sleep(0.001)
+        self.link.service()
+        qs, grant = self.queues, self.spec.grant
+        rx = tuple((q, detach_ring(qs.rx_queues[q].ring)) for q in grant.rx_queues)
+        tx = tuple((q, detach_ring(qs.tx_queues[q].ring)) for q in grant.tx_queues)
+        self.leaving = True
+        return QueueGrant(grant.shared, rx, tx, grant.tx_timeout)
+
+    def _step(self, now: float, batch: int) -> tuple[int, bool]:
+        """One step of the stack on the link (:func:`step_stack`), dropping the frames of
+        :attr:`foreign` flows."""
+        if not self.foreign:
+            return step_stack(self.stack, self.link, batch, now)
+        from .ordering import GenerationOrder
+        from .restart_flows import frame_flow
+        link, stack, foreign, since = self.link, self.stack, self.foreign, \
+            self.foreign_generation
+        link.service()
+        taken = 0
+        for q in self.queues.rx_queues:
+            if q is None or taken >= batch:
+                continue
+            packets = q.poll(batch - taken)
+            taken += len(packets)
+            if not packets:
+                self._behind.discard(q.index)
+            for packet in packets:
+                if not GenerationOrder.is_older(packet.generation, since):
+                    self._behind.discard(q.index)
+                elif frame_flow(packet.data) in foreign:
+                    self.pinned_drops += 1
+                    continue
+                stack.receive(packet.data, now)
+        link.frames_in += taken
+        if not self._behind:
+            self.foreign = frozenset()      # every queue is past the held frames
+        out = stack.poll(now)
+        if out:
+            link.send(out)
+        return taken, bool(out)
+
     # --- reporting -----------------------------------------------------------------------
     def summary(self) -> dict:
         cfg = self.spec.config
@@ -239,7 +344,8 @@ class _Instance:
                          "tx_posts": self.link.tx_posts,
                          "tx_backlog_drops": self.link.tx_backlog_drops,
                          "tx_bad_frames": self.link.tx_bad_frames},
-                "shared_frames_in": self.shared_in, **self._tunnel_summary()}
+                "shared_frames_in": self.shared_in, "held": self.held,
+                "pinned_drops": self.pinned_drops, **self._tunnel_summary()}
 
     def _tunnel_summary(self) -> dict:
         if self.adapter is None:
@@ -253,11 +359,12 @@ class _Instance:
         stack, link, ring, client = self.stack, self.link, self.ring, self.client
         nic_sleeping, sleeping = self.nic_sleeping, self.sleeping
         batch, interval = cfg.poll_batch, cfg.poll_interval
-        rx = [q for q in self.queues.rx_queues if q is not None]
+        all_rx = [q for q in self.queues.rx_queues if q is not None]
         next_poll = 0.0
         last_active = time.monotonic()
-        while True:
+        while not self.leaving:
             now = time.monotonic()
+            rx = [] if self.held else all_rx
             moved = False
             posts = link.tx_posts           # work items posted (doorbells) this turn
             if ring is not None and len(ring):
@@ -265,8 +372,8 @@ class _Instance:
                     stack.receive(data, now)
                     self.shared_in += 1
                 moved = True
-            if now >= next_poll:
-                received, sent = step_stack(stack, link, batch, now)
+            if now >= next_poll and not self.held:
+                received, sent = self._step(now, batch)
                 moved = moved or received > 0 or sent
                 next_poll = now if received >= batch else now + interval
             else:
@@ -329,6 +436,26 @@ class _Instance:
             self.segment.close()
             self.segment = None
         self.queues.close()
+
+
+def standby_main(client: NicClient, pid_note: str = "") -> None:
+    """A standby instance process: imported and connected, it says ``"ready"`` and waits
+    for the NIC process's ``"attach"`` call with an :class:`InstanceSpec`; then it is that
+    instance (:func:`instance_main`). A restart takes one for its transition and its new
+    instance, so that neither waits for a process to start (an interpreter and its imports
+    take a second or more)."""
+    given: list[InstanceSpec] = []
+
+    def attach(spec: InstanceSpec) -> bool:
+        if given:
+            raise InstanceProcessError("this standby process is attached already")
+        given.append(spec)
+        return True
+    client.on_call("attach", attach)
+    client.request("ready", pid=os.getpid())
+    while not given:
+        client.serve(0.5)
+    instance_main(client, given[0])
 
 
 def instance_main(client: NicClient, spec: InstanceSpec) -> None:

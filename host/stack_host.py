@@ -43,7 +43,8 @@ from .stack.stack import Stack
 from .stack.tunnel import TunnelAdapter, TunnelSpec
 from .stack_steering import APP_PORTS, SteeringPlan, is_shared_frame, plan_steering
 from .tap_bridge import TapBridge
-from .tunnel_host import TUNNEL_INSTANCE, tunnel_apps, tunnel_instance, tunnel_rules
+from .tunnel_host import (TUNNEL_INSTANCE, tunnel_apps, tunnel_fragment_rules, tunnel_instance,
+                          tunnel_rules)
 
 __all__ = ["StackHost", "StackHostTimeout", "HostListener", "DEFAULT_MAC", "parse_interface"]
 
@@ -137,7 +138,8 @@ class StackHost:
         self.plan: SteeringPlan = plan_steering(instances, nic.params,
                                                 rx_queues=len(nic.rx_queues),
                                                 tx_queues=len(nic.tx_queues), app_ports=(),
-                                                first_rules=tunnel_rules(tunnels))
+                                                first_rules=tunnel_rules(tunnels)
+                                                + tunnel_fragment_rules(tunnels))
         self.dispatcher = Dispatcher(nic, instances, base_plan=self.plan)
         self.instances = instances
         self.stacks: dict[str, Stack] = {}

@@ -44,7 +44,7 @@ from typing import Callable
 from ..errors import HetnicError
 from .dispatcher import Dispatcher, DispatchError
 from .faults import FaultInjector
-from .instance_process import AppSpec, InstanceSpec, instance_main
+from .instance_process import AppSpec, InstanceSpec, instance_main, standby_main
 from .native_lib import SharedWord, fence
 from .nic_process import NicProcess, NicProcessTimeout
 from .shm import SharedSegment
@@ -52,7 +52,8 @@ from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, parse_interface
 from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
-from .tunnel_host import TUNNEL_INSTANCE, tunnel_instance, tunnel_rules
+from .tunnel_host import (TUNNEL_INSTANCE, tunnel_fragment_rules, tunnel_instance,
+                          tunnel_rules)
 from .tunnel_privs import resolve_user
 
 __all__ = ["StackProcs", "StackProcsError", "wake_once"]
@@ -71,6 +72,9 @@ _ONCE_WINDOW = 0.1
 START_TIMEOUT = 120.0
 #: Seconds a summary or close call waits for a child.
 CALL_TIMEOUT = 10.0
+#: Standby processes kept with a spare queue set (a restart takes two: its transition and
+#: its new instance).
+STANDBYS = 2
 
 
 class StackProcsError(HetnicError, RuntimeError):
@@ -124,7 +128,7 @@ class StackProcs:
                  faults_to_tap: FaultInjector | None = None,
                  serve_dir: Path | None = None, apps: bool = True, seed: int = 0,
                  log: Callable[[str], None] | None = None, tunnels=(),
-                 tunnel_user: str | None = None):
+                 tunnel_user: str | None = None, spare: tuple | None = None):
         if getattr(nic, "shared", None) is None:
             raise StackProcsError("instances as processes need the NIC's memory shared: open "
                                   "it with Nic.open('sim', shared=True)")
@@ -142,12 +146,25 @@ class StackProcs:
         self.base_plan = plan_steering(self.instances, nic.params,
                                        rx_queues=len(nic.rx_queues),
                                        tx_queues=len(nic.tx_queues), app_ports=(),
-                                       first_rules=tunnel_rules(tunnels))
-        self.dispatcher = Dispatcher(nic, self.instances, base_plan=self.base_plan)
+                                       first_rules=tunnel_rules(tunnels)
+                                       + tunnel_fragment_rules(tunnels))
+        self.spare = self._reserve(spare, nic)
+        self.dispatcher = FrontDispatcher(nic, self.instances, base_plan=self.base_plan)
         self.dispatcher.program()
         ring_bytes = SpscRing.bytes_needed(RING_SLOTS, RING_SLOT_SIZE)
-        self._segment = SharedSegment.create(_RINGS_AT + ring_bytes * len(self.instances),
+        self._ring_bytes = ring_bytes
+        rings = len(self.instances) + (self.spare is not None)
+        self._segment = SharedSegment.create(_RINGS_AT + ring_bytes * rings,
                                              prefix="hetnic-shared")
+        #: The instance whose ring each ring slot is (None: unused), and the aliases: an
+        #: instance that serves another's ports (a restart's transition instance).
+        self.ring_names: list[str | None] = [cfg.name for cfg in self.instances] + \
+            [None] * (self.spare is not None)
+        self.aliases: dict[str, str] = {}
+        self.extra: dict[str, InstanceConfig] = {}
+        #: Started processes waiting to become an instance (standby_main).
+        self.standbys: list = []
+        self._standby_count = 0
         self._rings: list[SpscRing] = []
         self._sleeping: list[SharedWord] = []
         self.wakes_skipped = 0
@@ -173,8 +190,12 @@ class StackProcs:
         self._closed = False
         self.apps = self._assign_apps(serve_dir is not None) if apps else \
             {cfg.name: [] for cfg in self.instances}
+        self._mac, self._ipv4, self._ipv6, self._seed = mac, ipv4, ipv6, seed
+        self._serve_dir = serve_dir
         try:
-            for i in range(len(self.instances)):
+            if self.spare is not None:
+                self.spare_grant = nic.export_queues(rx=self.spare[0], tx=[self.spare[1]])
+            for i in range(rings):
                 at = _RINGS_AT + i * ring_bytes
                 self._rings.append(SpscRing.create(self._segment.buf[at:at + ring_bytes],
                                                    RING_SLOTS, RING_SLOT_SIZE))
@@ -194,6 +215,7 @@ class StackProcs:
                 self.children[cfg.name] = child
                 self.pids[cfg.name] = child.pid
             self._start()
+            self.start_standbys()
         except BaseException:
             self.close()
             raise
@@ -250,6 +272,103 @@ class StackProcs:
             raise StackProcsError(f"instance process {name} exited with status {code} while "
                                   f"starting (see its message above)")
 
+    # --- one instance at a time (a restart, hetnic.host.daemon_restart) ----------------------
+    def _reserve(self, spare, nic) -> tuple | None:
+        """Check the spare queue set ``(rx_queues, tx_queue)`` a restart's transition
+        instance runs on, and point the RETA slice after the instances' (free when the
+        instances are not a power of two) at its RX queues; None without one."""
+        if spare is None:
+            return None
+        rx, tx = tuple(spare[0]), spare[1]
+        used_rx = {q for cfg in self.instances for q in cfg.rx_queues}
+        used_tx = {cfg.tx_queue for cfg in self.instances}
+        if not rx or any(q in used_rx or not 0 <= q < len(nic.rx_queues) for q in rx) \
+                or tx in used_tx or not 0 <= tx < len(nic.tx_queues):
+            raise StackProcsError(f"the spare queues (RX {list(rx)}, TX {tx}) must be queues "
+                                  f"of the NIC that no instance uses")
+        offset, size = self.spare_slice()
+        if offset + size > len(self.base_plan.reta):
+            raise StackProcsError(f"{len(self.instances)} instances leave no RETA slice for "
+                                  f"a transition instance (a power of two of them fills it)")
+        for e in range(size):
+            self.base_plan.reta[offset + e] = rx[e % len(rx)]
+        return rx, tx
+
+    def spare_slice(self) -> tuple[int, int]:
+        """``(offset, size)`` of the RETA slice after the instances' (a transition
+        instance's)."""
+        n = len(self.instances)
+        size = len(self.base_plan.reta) // (1 << (n - 1).bit_length())
+        return n * size, size
+
+    def spawn_instance(self, cfg: InstanceConfig, grant, *, ring: int, held: bool,
+                       alias: str | None = None, apps: list | None = None):
+        """Start one instance process on ``grant`` (its queues) with the shared-frame ring
+        slot ``ring``, held or not (:attr:`InstanceSpec.held`); ``alias``: the instance
+        whose ports it serves (its listens are granted on that instance's claims). Its
+        applications (``apps``, default the ones of ``alias`` or of ``cfg.name``) are
+        started by :meth:`start_apps` once it is ready (:meth:`ready`)."""
+        at = _RINGS_AT + ring * self._ring_bytes
+        spec = InstanceSpec(config=cfg, grant=grant, mac=self._mac, ipv4=self._ipv4,
+                            ipv6=self._ipv6, seed=self._seed + 17 * (ring + 1) + len(self.pids),
+                            serve_dir=None if self._serve_dir is None else str(self._serve_dir),
+                            ring=(self._segment.name, at, self._ring_bytes),
+                            wake_word=_WAKE_WORD, held=held)
+        self.exits.pop(cfg.name, None)
+        self._ready.discard(cfg.name)
+        if alias is not None:
+            self.aliases[cfg.name] = alias
+        self.apps[cfg.name] = list(apps if apps is not None
+                                   else self.apps.get(alias or cfg.name, []))
+        self._grants.setdefault(cfg.name, [])
+        self.ring_names[ring] = cfg.name
+        if cfg.name not in {c.name for c in self.instances}:
+            self.extra[cfg.name] = cfg
+        standby = next((c for c in self.standbys if c.name in self._ready and c.alive), None)
+        if standby is None:
+            child = self.owner.spawn(cfg.name, instance_main, spec)
+        else:                               # a process up already: it becomes the instance
+            self.standbys.remove(standby)
+            self._ready.discard(standby.name)
+            standby.name = cfg.name
+            child = standby
+            child.call("attach", spec=spec, timeout=CALL_TIMEOUT)
+        self.children[cfg.name] = child
+        self.pids[cfg.name] = child.pid
+        return child
+
+    def start_standbys(self) -> None:
+        """Start standby processes until :data:`STANDBYS` are there (with a spare queue set
+        only); they get ready in the background."""
+        if self.spare is None:
+            return
+        while len(self.standbys) < STANDBYS:
+            self._standby_count += 1
+            self.standbys.append(self.owner.spawn(f"standby-{self._standby_count}",
+                                                  standby_main))
+
+    def ready(self, name: str) -> bool:
+        """Whether instance process ``name`` said it is ready."""
+        return name in self._ready
+
+    def start_apps(self, name: str) -> None:
+        """Start instance ``name``'s applications (each asks for its port); StackProcsError
+        when one cannot."""
+        for app in self.apps.get(name, []):
+            try:
+                self.children[name].call("start_app", app=app, timeout=START_TIMEOUT)
+            except HetnicError as exc:
+                raise StackProcsError(f"instance {name} could not start {app.app} on "
+                                      f"{app.proto}/{app.port}: {exc}") from None
+
+    def forget(self, name: str) -> None:
+        """Instance ``name`` (an extra one, exited) is gone: its ring slot is free."""
+        self.aliases.pop(name, None)
+        self.extra.pop(name, None)
+        self.apps.pop(name, None)
+        self._last.pop(name, None)
+        self.ring_names = [None if n == name else n for n in self.ring_names]
+
     # --- requests from the children ------------------------------------------------------------
     def _on_ready(self, child, pid: int) -> bool:
         self._ready.add(child.name)
@@ -257,7 +376,7 @@ class StackProcs:
 
     def _on_listen(self, child, qos: str, proto: str, port: int, owner: str = ""):
         grant = self.dispatcher.request(qos, proto, port, owner=owner)
-        if grant.instance != child.name:
+        if grant.instance != self.aliases.get(child.name, child.name):
             self.dispatcher.release(grant)
             raise DispatchError(f"class {qos!r} is served by instance {grant.instance!r}, "
                                 f"not {child.name!r}: {proto}/{port} cannot listen there")
@@ -277,6 +396,10 @@ class StackProcs:
         return True
 
     def _on_exit(self, child) -> None:
+        self._ready.discard(child.name)
+        if child in self.standbys:
+            self.standbys.remove(child)
+            return
         self.exits[child.name] = child.exitcode
         for grant in self._grants.get(child.name, []):
             try:
@@ -299,7 +422,8 @@ class StackProcs:
             if not is_shared_frame(frame):
                 continue
             for index, ring in enumerate(self._rings):
-                if index != default and self.instances[index].name not in self.exits:
+                name = self.ring_names[index]
+                if index != default and name is not None and name not in self.exits:
                     if not ring.push(frame):
                         self.shared_drops += 1
 
@@ -333,8 +457,8 @@ class StackProcs:
             return False
         self._seen_activity = activity
         fence()         # the frames published (harness, ring pushes) before the words read
-        for cfg, word in zip(self.instances, self._sleeping):
-            child = self.children.get(cfg.name)
+        for name, word in zip(self.ring_names, self._sleeping):
+            child = self.children.get(name) if name is not None else None
             if child is not None and child.conn is not None:
                 if wake_once(word, child.conn) is False:
                     self.wakes_skipped += 1
@@ -371,7 +495,7 @@ class StackProcs:
         runs, else its exit status; its counters are then the last ones gathered), plus
         ``"dispatcher"`` (its dump), ``"shared_drops"`` and ``"shared_duplicates"``."""
         out = {}
-        for cfg in self.instances:
+        for cfg in self.instances + list(self.extra.values()):
             child = self.children.get(cfg.name)
             info = None
             if child is not None and child.conn is not None and cfg.name not in self.exits:
@@ -449,6 +573,48 @@ class StackProcs:
         for word in words:
             word.release()
         self._segment.close()
+
+
+class FrontDispatcher(Dispatcher):
+    """A :class:`~hetnic.host.dispatcher.Dispatcher` whose rule table starts with
+    :attr:`front`: rules a restart puts before every application's (its redirects, see
+    :mod:`~hetnic.host.daemon_restart`). Empty but during a restart; set it and call
+    :meth:`program` (one commit)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.front: list = []
+
+    def _stage(self, table: list) -> None:
+        super()._stage(list(self.front) + table)
+
+    def program_rules(self) -> int:
+        """Stage the rule table (:attr:`front`, the dispatcher's rules, the base plan's)
+        and commit once, leaving the RETA and the default action as they are (a restart's
+        commits: quicker than :meth:`program`, which writes the whole RETA again)."""
+        self._stage(self._table + self.base_plan.rules)
+        return self._commit()
+
+    def rules(self) -> list:
+        return list(self.front) + super().rules()
+
+    @property
+    def used(self) -> int:
+        return len(self.front) + len(super().rules())
+
+    def port_map(self, running):
+        front, self.front = self.front, []
+        try:
+            rows = super().port_map(running)
+        finally:
+            self.front = front
+        for row in rows:
+            if row["rule"] is not None:
+                row["rule"] += len(front)
+        return [{"rule": slot, "match": rule.name, "proto": rule.ip_proto or "any",
+                 "ports": rule.dst_port, "instance": rule.name.rpartition("-> ")[2],
+                 "rx_queues": None, "reta": (rule.action.reta_offset, rule.action.reta_size),
+                 "app": ""} for slot, rule in enumerate(front)] + rows
 
 
 def wake_once(word: SharedWord, conn) -> bool | None:

@@ -11,6 +11,14 @@ datagrams there - UDP destination port (4789 VXLAN, 4790 VXLAN-GPE) and outer so
 passes through another instance. The classifier has no field for the VNI (its parser stops at
 the outer UDP header): the adapter demultiplexes VNIs in software and counts an unknown VNI
 as a drop; per-VNI steering would need a parser field for it.
+
+An outer datagram the remote fragmented has no UDP header past its first fragment, and the
+classifier reads no ports in any fragment, so :func:`tunnel_rules` cannot match it:
+:func:`tunnel_fragment_rules` send every IP fragment from a tunnel remote (IPv4 MF or an
+offset, an IPv6 fragment header) to the adapter, which reassembles before it decapsulates.
+The NIC's RSS hashes a fragment by its addresses only, so all fragments of one datagram take
+one of the adapter's queues. Callers put both sets before the base plan:
+``first_rules=tunnel_rules(tunnels) + tunnel_fragment_rules(tunnels)``.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from .stack.instance import PROFILES, InstanceConfig
 from .stack.tunnel import TunnelError, TunnelSpec
 from hetnic.tunnel_format import TUNNEL_KINDS
 
-__all__ = ["TUNNEL_INSTANCE", "tunnel_instance", "tunnel_rules", "tunnel_apps"]
+__all__ = ["TUNNEL_INSTANCE", "tunnel_instance", "tunnel_rules", "tunnel_fragment_rules",
+           "tunnel_apps"]
 
 #: The adapter's instance name.
 TUNNEL_INSTANCE = "tunnel"
@@ -90,6 +99,18 @@ def tunnel_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE
     return [(f"tunnel udp/{port} from {remote} -> {instance}",
              {"ip_proto": "udp", "dst_port": port, "src": remote}, instance)
             for port, remote in seen]
+
+
+def tunnel_fragment_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE
+                          ) -> list[tuple[str, dict, str]]:
+    """``(label, FlowRule match fields, instance)`` per remote: every IP fragment from the
+    remote (any protocol: a fragment past the first has no ports to tell) goes to
+    ``instance``. What is not tunnel traffic once reassembled is the adapter's to count
+    (:class:`~hetnic.host.stack.tunnel.TunnelAdapter`, ``not_tunnel``)."""
+    remotes = dict.fromkeys(spec.remote for spec in tunnels)
+    return [(f"fragments from {remote} -> {instance}",
+             {"src": remote, "flags": {"fragment": True}}, instance)
+            for remote in remotes]
 
 
 def tunnel_apps(adapter, serve_dir=None) -> list:

@@ -9,6 +9,11 @@ adapter's process maps them while it is still that user, then :func:`drop_privil
 (supplementary groups cleared, the user's group and user IDs, real, effective and saved:
 every capability goes with the root user ID; then ``PR_SET_NO_NEW_PRIVS``). The mappings it
 holds stay valid; no other process of that user can open the segments.
+
+The mappings it keeps are whole: all of the NIC's host memory (every queue's rings and
+buffers, not only its own), the whole doorbell page and every instance's shared-frame ring.
+docs/tunnels.md ("What the adapter's process can still reach") says what that allows and
+what would narrow it.
 """
 
 from __future__ import annotations

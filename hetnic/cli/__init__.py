@@ -27,7 +27,7 @@ from types import ModuleType
 
 from ..errors import HetnicError
 from . import (bench, boards, build, counters, daemon, demo, events, program, regmap, replay,
-               rss, rss_eval, rules, stack, verilog)
+               restart, rss, rss_eval, rules, stack, verilog)
 from .args import CommandParser
 
 __all__ = ["main", "command_parser", "COMMANDS"]
@@ -35,7 +35,7 @@ __all__ = ["main", "command_parser", "COMMANDS"]
 #: The command modules, in the order ``hetnic --help`` lists them.
 COMMANDS: tuple[ModuleType, ...] = (verilog, regmap, replay, bench, demo, rss_eval, boards,
                                     build, program, stack, daemon, rules, rss, counters,
-                                    events)
+                                    events, restart)
 
 
 def command_parser() -> CommandParser:

@@ -17,7 +17,8 @@ DEFAULT_FRAMES = {"rx": 10_000, "core": 2000, "hil": 20_000, "rss": 10_000, "sta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host", "tunnel", "ncp"),
+    parser.add_argument("what", choices=tuple(DEFAULT_FRAMES) + ("host", "tunnel", "ncp",
+                                                                 "restart"),
                         help="rx: RX pipeline and software Toeplitz; core: the NIC core with "
                         "DMA; hil: the compiled harness and driver against the bare model and "
                         "cocotb; rss: key scoring speed and the RSS policies on synthetic "
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the same path (uses --goodput-mib per flow); ncp: the NCP direct "
                         "channel's goodput and latency beside the stack's UDP on the simulated "
                         "NIC <-> TAP <-> kernel path, under 5 %% loss, and a peer restart "
-                        "(uses --goodput-mib and --rr)")
+                        "(uses --goodput-mib and --rr); restart: hetnicd's instance restarts "
+                        "under 50 kernel streams and 200 new connections a second (uses "
+                        "--restarts, --streams, --rate)")
     parser.add_argument("--frames", type=frame_count, default=None,
                         help="64-byte frames (default 10000 for rx, 2000 for core, 20000 for "
                         "hil); for rss, flows (default 10000); for stack, 1500-byte frames "
@@ -51,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--captures", type=Path, default=None,
                         help="cluster: folder of real pcap/pcapng captures (default "
                         "../shared/data/pcap beside the checkout)")
+    parser.add_argument("--restarts", type=int_range(1, 1000), default=20,
+                        help="restart: restarts in a row (default 20)")
+    parser.add_argument("--streams", type=int_range(0, 10_000), default=50,
+                        help="restart: echo streams kept open (default 50)")
+    parser.add_argument("--rate", type=int_range(0, 100_000), default=200,
+                        help="restart: new connections a second (default 200)")
     parser.add_argument("--only", type=_parts, default=None,
                         help="host: comma-separated parts to run, of rps,dispatch,wn "
                         "(default all)")
@@ -101,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "tunnel":
         from ..bench_tunnel import bench_tunnel
         print(json.dumps(bench_tunnel(size=args.goodput_mib << 20), indent=2))
+        return 0
+    if args.what == "restart":
+        from ..bench_restart import bench_restart
+        print(json.dumps(bench_restart(restarts=args.restarts, streams=args.streams,
+                                       rate=float(args.rate)), indent=2))
         return 0
     if args.what == "ncp":
         from ..bench_ncp import bench_ncp

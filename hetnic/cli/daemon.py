@@ -87,6 +87,25 @@ def print_applied(head: str, result: dict) -> None:
         print(line)
 
 
+#: RX queues of the spare set a restart's transition instance runs on.
+SPARE_RX_QUEUES = 2
+
+
+def spare_queues(instances) -> tuple[int, tuple]:
+    """The RX queue count the daemon opens the NIC with and its spare queue set
+    ``(rx_queues, tx_queue)`` for a restart's transition instance: the
+    :data:`SPARE_RX_QUEUES` RX queues after the instances' (8 with the stock profiles, so
+    10 in all) and the TX queue after theirs (of the NIC's 4)."""
+    from ..host.stack.instance import PROFILES
+    from ..params import HIL_NIC_CORE
+    configs = list(PROFILES.values()) if instances is None else instances
+    first = max(q for cfg in configs for q in cfg.rx_queues) + 1
+    tx = max(cfg.tx_queue for cfg in configs) + 1
+    if tx >= HIL_NIC_CORE.tx_queues:
+        return first, None              # no TX queue to spare: no restarts
+    return first + SPARE_RX_QUEUES, (tuple(range(first, first + SPARE_RX_QUEUES)), tx)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_instance_options(parser)
     add_socket_option(parser)
@@ -123,10 +142,14 @@ def run(args: argparse.Namespace) -> int:
         from ..host.stack_host import StackHost
         from ..host.stack_procs import StackProcs
         plan = args.faults
-        say("opening the simulated NIC (the default build; the first run builds it) ...")
-        nic = Nic.open("sim", width=64, rx_queues=8, shared=not args.one_process)
+        rx_queues, spare = 8, None
+        if not args.one_process:
+            rx_queues, spare = spare_queues(instances)
+        say(f"opening the simulated NIC ({rx_queues} RX queues; the first run builds it) ...")
+        nic = Nic.open("sim", width=64, rx_queues=rx_queues, shared=not args.one_process)
         try:
             kind = StackHost if args.one_process else StackProcs
+            extra = {} if args.one_process else {"spare": spare}
 
             def factory():
                 return kind(
@@ -134,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                     addr6=str(args.addr6) if args.addr6 else None, instances=instances,
                     serve_dir=args.serve, seed=args.seed,
                     faults_to_nic=plan.injector("in") if plan else None,
-                    faults_to_tap=plan.injector("out") if plan else None)
+                    faults_to_tap=plan.injector("out") if plan else None, **extra)
             supervisor = InstanceSupervisor(factory)
             try:
                 audit = AuditLog(args.audit) if args.audit else AuditLog(stream=sys.stdout)

@@ -2,7 +2,8 @@
 
 Each file event the daemon acted on: the item and its path, the instruction it chose
 (reload, apply-rules, apply-key, validate-instances, replay), the result, the counters that
-changed (before -> after) and the diff of the configuration. ``--follow`` keeps the window
+changed (before -> after) and the diff of the configuration; and each step of an instance
+restart (item ``restart``, the instance, the step, its restart counters before -> after). ``--follow`` keeps the window
 open and shows each new event as it happens (a rich panel on a terminal, one JSON line
 otherwise)."""
 

@@ -157,7 +157,7 @@ def instances_from(path: str | None, tunnels=()):
     from ..host.stack.instance import PROFILES, load_instances
     from ..host.stack.tunnel import TunnelAdapter
     from ..host.stack_steering import plan_steering
-    from ..host.tunnel_host import tunnel_instance, tunnel_rules
+    from ..host.tunnel_host import tunnel_fragment_rules, tunnel_instance, tunnel_rules
     from ..params import HIL_NIC_CORE
     instances = load_instances(path) if path else list(PROFILES.values())
     checked = instances
@@ -169,7 +169,8 @@ def instances_from(path: str | None, tunnels=()):
         TunnelAdapter(Stack(cfg, mac=b"\x02\0\0\0\0\1", ipv4=[("198.18.0.2", 24)]),
                       tunnels)           # duplicate tunnels, overlapping prefixes: now
     plan_steering(checked, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
-                  tx_queues=HIL_NIC_CORE.tx_queues, first_rules=tunnel_rules(tunnels))
+                  tx_queues=HIL_NIC_CORE.tx_queues,
+                  first_rules=tunnel_rules(tunnels) + tunnel_fragment_rules(tunnels))
     return instances
 
 

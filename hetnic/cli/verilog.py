@@ -22,14 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write every file of :func:`hetnic.rtl.rtl_files` to ``--out`` and print its path; with
     ``--check``, write nothing and return 1 if a file is missing, different or extra."""
-    from ..rtl import rtl_files, write_rtl
+    from ..rtl import rtl_differences, rtl_files, write_rtl
     out = Path(args.out)
     if args.check:
-        files = rtl_files()
-        stale = [name for name, text in files.items()
-                 if not (out / name).exists() or (out / name).read_text() != text]
-        if out.is_dir():
-            stale += sorted({p.name for p in out.iterdir()} - set(files))
+        stale, extra = rtl_differences(out, rtl_files())
+        stale += extra
         if stale:
             print(f"{out}: stale or missing: {', '.join(stale)} (run 'hetnic verilog')",
                   file=sys.stderr)

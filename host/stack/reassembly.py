@@ -12,7 +12,15 @@ passes (``(src, dst, id, proto)`` for IPv4, ``(src, dst, id)`` for IPv6). The bo
 - ``max_datagrams`` datagrams in progress (the oldest is evicted) and ``max_fragments``
   fragments per datagram (more: the datagram is dropped, ``"frag_too_many"``);
 - ``timeout`` s from a datagram's first fragment (``"frag_timeout"``);
-- a datagram longer than 65535 bytes (``"frag_oversize"``).
+- a datagram longer than 65535 bytes (``"frag_oversize"``);
+- optionally, per source (the first item of the key): ``source_memory`` bytes and
+  ``source_datagrams`` datagrams in progress. A source past either evicts its own oldest
+  datagrams first, never another source's (``"frag_source_limit"``), or has the fragment's
+  datagram dropped if that is its only one (also ``"frag_source_limit"``). So one source
+  cannot take the whole of ``memory`` from the others.
+
+:attr:`Reassembler.fragments` counts the fragments offered, :attr:`Reassembler.reassembled`
+the datagrams completed.
 
 Any overlap between two fragments drops the whole datagram (``"frag_overlap"``), except an
 exact copy of a fragment already held, which is ignored (``"frag_duplicate"``: the network
@@ -55,19 +63,39 @@ class Reassembler:
         for a fragment's end offset: 20 for IPv4, 0 for IPv6 (whose limit is on the payload).
     memory, max_datagrams, max_fragments, timeout : int, int, int, float
         The bounds of the module docstring.
+    source_memory, source_datagrams : int or None
+        The per-source bounds of the module docstring (None: none). With either, every key
+        is a tuple whose first item is the source address.
+
+    Members
+    -------
+    held : int
+        Bytes of fragment data held now.
+    fragments : int
+        Fragments offered to :meth:`add` (every call).
+    reassembled : int
+        Datagrams completed.
     """
 
     def __init__(self, counters: StackCounters, *, header_len_limit: int = 0,
                  memory: int = 256 * 1024, max_datagrams: int = 64, max_fragments: int = 128,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, source_memory: int | None = None,
+                 source_datagrams: int | None = None) -> None:
         self.counters = counters
         self.header_len_limit = header_len_limit
         self.memory = memory
         self.max_datagrams = max_datagrams
         self.max_fragments = max_fragments
         self.timeout = timeout
+        self.source_memory = source_memory
+        self.source_datagrams = source_datagrams
+        self._per_source = source_memory is not None or source_datagrams is not None
         self._datagrams: dict[Hashable, _Datagram] = {}
         self.held = 0
+        self.fragments = 0
+        self.reassembled = 0
+        #: Per source (with the per-source bounds): [bytes held, datagrams in progress].
+        self._sources: dict[object, list[int]] = {}
 
     def __len__(self) -> int:
         return len(self._datagrams)
@@ -84,6 +112,7 @@ class Reassembler:
             The whole payload and the first fragment's ``info`` once complete, else ``None``.
         """
         counters = self.counters
+        self.fragments += 1
         size = len(data)
         end = offset + size
         if end + self.header_len_limit > MAX_DATAGRAM:
@@ -99,9 +128,13 @@ class Reassembler:
             return None
         dgram = self._datagrams.get(key)
         if dgram is None:
+            if self._per_source and not self._source_room(key, 0, True):
+                return None
             if len(self._datagrams) >= self.max_datagrams:
                 self._evict_oldest()
             dgram = self._datagrams[key] = _Datagram(now + self.timeout, None)
+            if self._per_source:
+                self._sources.setdefault(key[0], [0, 0])[1] += 1
         total = dgram.total
         if not more:
             if total is not None and total != end:
@@ -125,6 +158,8 @@ class Reassembler:
             counters.drop("frag_too_many")
             self._discard(key)
             return None
+        if self._per_source and not self._source_room(key, size, False):
+            return None
         while self.held + size > self.memory and self._datagrams:
             oldest = next(iter(self._datagrams))
             if oldest == key:
@@ -136,20 +171,53 @@ class Reassembler:
         dgram.parts.append((offset, end, bytes(data)))
         dgram.held += size
         self.held += size
+        if self._per_source:
+            self._sources[key[0]][0] += size
         if offset == 0:
             dgram.info = info
         if total is None or dgram.held != total:
             return None
         # No overlaps and every byte of 0..total held: the datagram is whole.
-        del self._datagrams[key]
-        self.held -= dgram.held
+        self._discard(key)
+        self.reassembled += 1
         dgram.parts.sort()
         return b"".join(part for _, _, part in dgram.parts), dgram.info
+
+    def _source_room(self, key: Hashable, size: int, new: bool) -> bool:
+        """Make room within ``key``'s source's bounds for ``size`` more bytes (and, when
+        ``new``, one more datagram) by evicting that source's oldest other datagrams; False
+        (``key``'s datagram dropped) when only ``key``'s own datagram is left to evict."""
+        source = key[0]
+        limit_bytes = self.source_memory
+        limit_count = self.source_datagrams
+        while True:
+            held, count = self._sources.get(source, (0, 0))
+            if (limit_bytes is None or held + size <= limit_bytes) and \
+                    (not new or limit_count is None or count < limit_count):
+                return True
+            victim = next((k for k in self._datagrams if k[0] == source and k != key), None)
+            self.counters.drop("frag_source_limit")
+            if victim is None:
+                self._discard(key)
+                return False
+            self._discard(victim)
 
     def _discard(self, key: Hashable) -> None:
         dgram = self._datagrams.pop(key, None)
         if dgram is not None:
             self.held -= dgram.held
+            if self._per_source:
+                entry = self._sources[key[0]]
+                entry[0] -= dgram.held
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._sources[key[0]]
+
+    def source_held(self, source: object) -> tuple[int, int]:
+        """``(bytes held, datagrams in progress)`` of ``source`` (with the per-source
+        bounds; ``(0, 0)`` without them)."""
+        entry = self._sources.get(source)
+        return (entry[0], entry[1]) if entry else (0, 0)
 
     def _evict_oldest(self) -> None:
         key = next(iter(self._datagrams))

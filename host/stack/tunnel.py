@@ -29,6 +29,15 @@ no tunnel can be named, on the adapter) by reason: ``unknown_vni``, ``unknown_re
 ``no_route``, ``mtu``, ``truncated``, ``bad_header``, ``bad_checksum``, ``zero_checksum``,
 ``ttl_exceeded``, ``unsupported_next_protocol``, ``oam``.
 
+Outer fragments: a far end may fragment the outer datagram (the kernel's VXLAN over IPv4
+does without ``df set``). Fragments from a remote are reassembled before decapsulation
+(:class:`~hetnic.host.stack.tunnel_reassembly.OuterReassembly`, bounded per remote and in
+all, counted under ``reassembly`` in :meth:`TunnelAdapter.tunnel_stats`). A whole datagram
+that is UDP to a tunnel port goes the way of an unfragmented one; ICMP goes to the outer
+stack (its echo answered from the shared addresses); anything else is counted on the adapter
+as ``not_tunnel`` and dropped: its transport belongs to another instance, which this one
+cannot hand it to.
+
 Send: what the inner stacks send is encapsulated (VXLAN: the inner Ethernet frame;
 VXLAN-GPE: the IP packet, next protocol IPv4 or IPv6, the inner stack's ARP/NDP answered in
 the adapter: the L3 tunnel has no link layer), the outer UDP source port taken from a hash of
@@ -55,11 +64,13 @@ from .checksum import checksum, pseudo_sum
 from .errors import BadArgument
 from .ethernet import eth_header
 from .stack import Stack
+from .tunnel_reassembly import FragmentLimits, OuterReassembly
 
 __all__ = ["TunnelSpec", "TunnelError", "TunnelAdapter", "Tunnel", "TunnelCounters",
-           "parse_tunnel", "GPE_PEER_MAC"]
+           "parse_tunnel", "GPE_PEER_MAC", "FragmentLimits"]
 
 _UDP = int(IpProto.UDP)
+_ICMP = int(IpProto.ICMP)
 _ICMPV6 = int(IpProto.ICMPV6)
 _IPV6_FRAGMENT = int(IpProto.FRAGMENT)
 _ETH_IPV4 = int(EtherType.IPV4)
@@ -391,6 +402,17 @@ class TunnelAdapter:
         inside a routing domain.
     seed : int
         Seeds the inner stacks (each ``seed + 1 + index``).
+    fragments : FragmentLimits
+        The bounds of the outer fragments' reassembly.
+
+    Members
+    -------
+    reassembly : OuterReassembly
+        The outer fragments from the remotes, reassembled before decapsulation.
+    drops : dict of str to int
+        Drops no tunnel can be named for (``unknown_remote``, ``truncated`` /
+        ``bad_checksum`` from an unknown remote, ``not_tunnel``: a reassembled datagram
+        that is neither UDP to a tunnel port nor ICMP).
 
     Raises
     ------
@@ -399,7 +421,8 @@ class TunnelAdapter:
         inner address family needs (one line).
     """
 
-    def __init__(self, outer: Stack, tunnels: Sequence[TunnelSpec], *, seed: int = 0) -> None:
+    def __init__(self, outer: Stack, tunnels: Sequence[TunnelSpec], *, seed: int = 0,
+                 fragments: FragmentLimits = FragmentLimits()) -> None:
         if not tunnels:
             raise TunnelError("an adapter needs at least one tunnel")
         self.outer = outer
@@ -431,6 +454,8 @@ class TunnelAdapter:
         self._ports = frozenset(t.port for t in self.tunnels)
         self._udp_input = outer.iface.transports[_UDP]
         outer.iface.transports[_UDP] = self._udp
+        self.reassembly = OuterReassembly(outer.iface, {t.remote for t in self.tunnels},
+                                          self._reassembled, fragments)
 
     @property
     def name(self) -> str:
@@ -441,8 +466,28 @@ class TunnelAdapter:
 
     # -- receive ---------------------------------------------------------------------------
     def receive(self, frame: bytes, now: float) -> None:
-        """One frame from the NIC (the outer stack's :meth:`Stack.receive`)."""
+        """One frame from the NIC: an outer fragment from a remote to the reassembly, any
+        other frame to the outer stack (:meth:`Stack.receive`)."""
+        if isinstance(frame, (bytes, bytearray, memoryview)) and len(frame) >= 34 \
+                and ((frame[12] == 0x08 and frame[13] == 0x00 and (frame[20] & 0x3F or frame[21]))
+                     or (frame[12] == 0x86 and frame[13] == 0xDD and frame[20] == _IPV6_FRAGMENT)):
+            now = self.outer._time(now)
+            if self.reassembly.take(frame, now):
+                return
         self.outer.receive(frame, now)
+
+    def _reassembled(self, src: bytes, dst: bytes, proto: int, payload: bytes,
+                     hop_limit: int, now: float) -> None:
+        """A whole outer datagram from a remote (see the module)."""
+        if proto == _UDP and len(payload) >= 8 and \
+                ((payload[2] << 8) | payload[3]) in self._ports:
+            self._udp(src, dst, payload, now)
+        elif proto == _ICMP and len(src) == 4:
+            self.outer.iface.icmp4.input(src, dst, payload, now)
+        elif proto == _ICMPV6 and len(src) == 16:
+            self.outer.iface.icmp6.input(src, dst, payload, hop_limit, now)
+        else:
+            self._drop("not_tunnel")
 
     def _udp(self, src: bytes, dst: bytes, payload: bytes, now: float) -> None:
         """The outer stack's UDP input: tunnel ports here, the rest to its UDP layer."""
@@ -584,11 +629,15 @@ class TunnelAdapter:
             frames = tunnel.stack.poll(now)
             if frames:
                 tunnel.output(frames, now)
+        due = self.reassembly.next_deadline()
+        if due is not None and due <= now:
+            self.reassembly.poll(now)
         return self.outer.poll(now)
 
     def next_deadline(self) -> float | None:
         times = [t.stack.next_deadline() for t in self.tunnels]
         times.append(self.outer.next_deadline())
+        times.append(self.reassembly.next_deadline())
         return min((t for t in times if t is not None), default=None)
 
     def state_counts(self) -> dict[str, int]:
@@ -614,7 +663,9 @@ class TunnelAdapter:
                 for domain, members in self.domains.items() for t in members]
 
     def tunnel_stats(self) -> dict:
-        """``{"tunnels": {name: counters and spec}, "drops": {...}, "routes": [...]}``."""
+        """``{"tunnels": {name: counters and spec}, "drops": {...}, "routes": [...],
+        "reassembly": {...}}`` (the outer fragments',
+        :meth:`~hetnic.host.stack.tunnel_reassembly.OuterReassembly.stats`)."""
         tunnels = {}
         for t in self.tunnels:
             row = t.counters.as_dict()
@@ -622,7 +673,8 @@ class TunnelAdapter:
                        addr=t.spec.addr, domain=t.domain, mtu=t.mtu,
                        connections=len(t.stack.tcp))
             tunnels[t.name] = row
-        return {"tunnels": tunnels, "drops": dict(self.drops), "routes": self.routes()}
+        return {"tunnels": tunnels, "drops": dict(self.drops), "routes": self.routes(),
+                "reassembly": self.reassembly.stats()}
 
 
 def _fragments(packet: bytes, mtu: int) -> Iterable[bytes]:

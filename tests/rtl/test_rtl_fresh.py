@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hetnic.rtl import rtl_files
+from hetnic.rtl import RTL_BUILDS, rtl_differences, rtl_files
 
 RTL = Path(__file__).resolve().parents[2] / "rtl"
 
@@ -16,14 +16,22 @@ def generated():
 
 
 def test_committed_rtl_is_current(generated):
-    stale = []
-    for name, text in generated.items():
-        path = RTL / name
-        if not path.exists() or path.read_text() != text:
-            stale.append(name)
+    stale, extra = rtl_differences(RTL, generated)
     assert not stale, f"rtl/ is stale: {stale}; run 'hetnic verilog' and commit the result"
-    extra = sorted({p.name for p in RTL.iterdir()} - set(generated))
     assert not extra, f"rtl/ holds files the gateware no longer generates: {extra}"
+
+
+def test_rtl_is_a_file_per_module(generated):
+    """Each build is one file per module and a file list naming every one of them, top
+    first; no file passes 1 MiB (one file of the NIC core was 2.2 MB)."""
+    for stem in RTL_BUILDS:
+        listed = generated[f"{stem}.f"].split()
+        assert listed[0] == f"{stem}/{stem}.v"
+        assert sorted(listed) == sorted(p for p in generated if p.startswith(stem + "/"))
+        for path in listed:
+            assert generated[path].count("\nmodule ") == 1, path
+            assert generated[path].rstrip().endswith("endmodule"), path
+    assert max(len(text) for text in generated.values()) < 1 << 20
 
 
 def test_rtl_has_no_paths_or_locations(generated):
