@@ -22,6 +22,7 @@ def rule_terms(rule, meta) -> Value:
         (meta.tcp_flags, rule.tcp_flags, rule.tcp_flags_mask),
         (meta.src_addr, rule.src_addr, rule.src_mask),
         (meta.dst_addr, rule.dst_addr, rule.dst_mask),
+        (meta.vni, rule.vni, rule.vni_mask),
     ]
     terms = [rule.enable]
     for field, value, mask in masked:

@@ -11,7 +11,8 @@ from amaranth.lib.wiring import In, Out
 from hetnic.protocol import ETH_HEADER_LEN, EtherType, MAX_IPV6_EXT_HEADERS
 from .beat import Beat
 from .header_capture import (
-    CapturedFrameSignature, ext_header_len, is_ext_header, saturated_frame_length,
+    WINDOW_BYTES, CapturedFrameSignature, ext_header_len, is_ext_header,
+    saturated_frame_length,
 )
 
 __all__ = ["HeaderByteCapture"]
@@ -21,6 +22,11 @@ __all__ = ["HeaderByteCapture"]
 _N_WINDOWS = MAX_IPV6_EXT_HEADERS + 1
 #: The bytes of each followed header that the extension and L4 steps read.
 _WINDOW_BYTES = (0, 1, 2, 3, 13)
+#: The bytes the L4 step also reads behind a UDP header (a VXLAN header's flags and VNI, less
+#: byte 13, which every window keeps). Only the last header followed reaches them (the walk
+#: moves to the next header at byte 3), and that is the one the L4 step reads, so one copy
+#: serves every window.
+_TAIL_BYTES = (8, 12, 14)
 
 
 @dataclass
@@ -31,8 +37,9 @@ class _StreamingFrame:
     subtract and a compare in front of every capture enable were the core's critical path.
     ``rel_l3`` = ``count`` - L3 offset; ``rel`` = ``count`` - the followed header's offset
     (both saturate with ``count``; ``rel`` also stops once past the window). ``rel``'s
-    compares ``rel_ge0`` and ``rel_lt14`` are flops too, each worked out beside the value
-    ``rel`` is about to take (``rel_next``, ``ge0_next``, ``lt14_next``, comb).
+    compares ``rel_ge0`` and ``rel_lt15`` (inside the window's 15 bytes) are flops too, each
+    worked out beside the value ``rel`` is about to take (``rel_next``, ``ge0_next``,
+    ``lt15_next``, comb).
     """
     beat: Signal            # the registered beat
     take: Signal            # it was taken (a flop: the capture's enables hang off it)
@@ -49,15 +56,16 @@ class _StreamingFrame:
     rel: Signal
     rel_next: Signal
     rel_ge0: Signal
-    rel_lt14: Signal
+    rel_lt15: Signal
     ge0_next: Signal
-    lt14_next: Signal
+    lt15_next: Signal
     next_rel: Signal        # `rel` at the next header's byte 0, + 4
     win: Signal             # header being followed
     win_type: Signal        # its type (IPv6 next header)
     win_live: Signal        # its offset and win_type are known
     chain: Signal           # another extension/L4 header follows
     windows: list           # bytes 0..3 and 13 of each followed header
+    tail: Signal            # bytes 8, 12 and 14 of the last header followed
     ext_lens: list          # the extension-header length of each
     finished: Signal        # the frame ended; the walk has not got it
     n: Signal               # length of the finished frame
@@ -70,13 +78,14 @@ class _StreamingFrame:
             "count": range(capture_bytes + 1), "counting": 1, "length": 16, "mac_error": 1,
             "prev": 16, "l2": 12 * 8, "hdr": 40 * 8, "l3": range(ETH_HEADER_LEN + 9),
             "rel_l3": signed(16), "ipv4": 1,
-            "rel": signed(16), "rel_next": signed(16), "rel_ge0": 1, "rel_lt14": 1,
-            "ge0_next": 1, "lt14_next": 1, "next_rel": signed(16),
+            "rel": signed(16), "rel_next": signed(16), "rel_ge0": 1, "rel_lt15": 1,
+            "ge0_next": 1, "lt15_next": 1, "next_rel": signed(16),
+            "tail": len(_TAIL_BYTES) * 8,
             "win": range(_N_WINDOWS), "win_type": 8, "win_live": 1, "chain": 1,
             "finished": 1, "n": 16, "frame_mac_error": 1,
         }
         inits = {"counting": 1, "l3": ETH_HEADER_LEN, "rel_l3": -ETH_HEADER_LEN,
-                 "rel_ge0": 1, "rel_lt14": 1}
+                 "rel_ge0": 1, "rel_lt15": 1}
         signals = {name: Signal(shape, name=name, init=inits.get(name))
                    for name, shape in shapes.items()}
         signals["windows"] = [Signal(14 * 8, name=f"window{k}") for k in range(_N_WINDOWS)]
@@ -92,7 +101,8 @@ class HeaderByteCapture(wiring.Component):
     L3 go to ``hdr``. The offsets of the extension and L4 headers are followed the way the
     walk will compute them (IPv4: L3 + 4 * IHL; IPv6: L3 + 40, then each extension header's
     length: 8 for a fragment header, else (byte 1 + 1) * 8) and bytes 0..3 and 13 of each
-    are kept, up to :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS` + 1 headers. Where the
+    are kept, up to :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS` + 1 headers, and bytes 8
+    and 12..14 of the last one (the VXLAN flags and VNI behind a UDP header). Where the
     walk stops early (an error, a fragment, a header past the window), what was kept past
     that point is never read. That is about 80 bytes of registers instead of two buffers of
     ``capture_bytes`` and the shifter that reads them.
@@ -135,9 +145,9 @@ class HeaderByteCapture(wiring.Component):
         m.d.sync += [s.take.eq(self.i.valid & self.i.ready), beat.eq(self.i.payload)]
         ihl_rel, ihl_zero = self._ihl_distance(m)
         m.d.comb += [s.rel_next.eq(s.rel), s.ge0_next.eq(s.rel_ge0),
-                     s.lt14_next.eq(s.rel_lt14)]
+                     s.lt15_next.eq(s.rel_lt15)]
         m.d.sync += [s.rel.eq(s.rel_next), s.rel_ge0.eq(s.ge0_next),
-                     s.rel_lt14.eq(s.lt14_next)]
+                     s.rel_lt15.eq(s.lt15_next)]
 
         with m.If(s.take & beat.keep[0]):
             self._count_byte(m, s)
@@ -166,9 +176,9 @@ class HeaderByteCapture(wiring.Component):
         with m.If(s.counting):
             m.d.sync += [s.count.eq(s.count + 1), s.rel_l3.eq(s.rel_l3 + 1),
                          s.counting.eq(s.count != self._capture_bytes - 1)]
-            with m.If(s.rel_lt14):
+            with m.If(s.rel_lt15):
                 m.d.comb += [s.rel_next.eq(s.rel + 1), s.ge0_next.eq(s.rel >= -1),
-                             s.lt14_next.eq(s.rel < 13)]
+                             s.lt15_next.eq(s.rel < WINDOW_BYTES - 1)]
         m.d.sync += s.prev.eq(Cat(byte, s.prev[:8]))
 
     def _pick_l2_l3(self, m, s, ihl_rel, ihl_zero):
@@ -192,18 +202,22 @@ class HeaderByteCapture(wiring.Component):
             # the next byte.
             with m.If(s.prev == EtherType.IPV4):
                 m.d.comb += [s.rel_next.eq(ihl_rel), s.ge0_next.eq(ihl_zero),
-                             s.lt14_next.eq(1)]
+                             s.lt15_next.eq(1)]
                 m.d.sync += [s.win_type.eq(0), s.win_live.eq(1)]
             with m.Else():
-                m.d.comb += [s.rel_next.eq(1 - 40), s.ge0_next.eq(0), s.lt14_next.eq(1)]
+                m.d.comb += [s.rel_next.eq(1 - 40), s.ge0_next.eq(0), s.lt15_next.eq(1)]
         with m.If(~s.ipv4 & (s.rel_l3 == 6)):       # IPv6 next header
             m.d.sync += [s.win_type.eq(byte), s.win_live.eq(1)]
 
     def _follow_headers(self, m, s):
-        """Keep bytes 0..3 and 13 of the followed header and, from its byte 1, where the next
-        one starts if it is an IPv6 extension header."""
+        """Keep bytes 0..3 and 13 of the followed header (and 8, 12 and 14 of whichever header
+        reaches them: the last) and, from its byte 1, where the next one starts if it is an
+        IPv6 extension header."""
         byte = s.beat.data[:8]
-        with m.If(s.win_live & s.rel_ge0 & s.rel_lt14):
+        with m.If(s.win_live & s.rel_ge0 & s.rel_lt15):
+            for k, j in enumerate(_TAIL_BYTES):
+                with m.If(s.rel == j):
+                    m.d.sync += s.tail.word_select(k, 8).eq(byte)
             for w in range(_N_WINDOWS):
                 with m.If(s.win == w):
                     for j in _WINDOW_BYTES:
@@ -222,7 +236,7 @@ class HeaderByteCapture(wiring.Component):
             with m.If((s.rel == 3) & s.chain):
                 m.d.sync += [s.win.eq(s.win + 1), s.chain.eq(0)]
                 m.d.comb += [s.rel_next.eq(s.next_rel), s.ge0_next.eq(s.next_rel >= 0),
-                             s.lt14_next.eq(s.next_rel < 14)]
+                             s.lt15_next.eq(s.next_rel < WINDOW_BYTES)]
                 for w in range(_N_WINDOWS):
                     with m.If(s.win == w):
                         m.d.sync += s.win_type.eq(s.windows[w][:8])
@@ -251,6 +265,7 @@ class HeaderByteCapture(wiring.Component):
         e_n, e_mac_error = Signal(16, name="e_n"), Signal(name="e_mac_error")
         e_l2, e_hdr = Signal.like(s.l2, name="e_l2"), Signal.like(s.hdr, name="e_hdr")
         e_windows = [Signal(14 * 8, name=f"e_window{k}") for k in range(_N_WINDOWS)]
+        e_tail = Signal.like(s.tail, name="e_tail")
         e_ext_lens = [Signal(12, name=f"e_ext_len{k}") for k in range(_N_WINDOWS)]
         e_full = Signal()
 
@@ -260,7 +275,7 @@ class HeaderByteCapture(wiring.Component):
         # logic, at the cost of a cycle per frame.)
         with m.If(s.finished & ~e_full):
             m.d.sync += [e_full.eq(1), s.finished.eq(0), e_l2.eq(s.l2), e_hdr.eq(s.hdr),
-                         e_n.eq(s.n), e_mac_error.eq(s.frame_mac_error)]
+                         e_n.eq(s.n), e_mac_error.eq(s.frame_mac_error), e_tail.eq(s.tail)]
             m.d.sync += [e.eq(w) for e, w in zip(e_windows, s.windows)]
             m.d.sync += [e.eq(w) for e, w in zip(e_ext_lens, s.ext_lens)]
 
@@ -275,3 +290,5 @@ class HeaderByteCapture(wiring.Component):
                 with m.Case(w):
                     m.d.sync += [frame.window.eq(e_windows[w]),
                                  frame.ext_len.eq(e_ext_lens[w])]
+                    m.d.sync += [frame.window.word_select(j, 8).eq(e_tail.word_select(k, 8))
+                                 for k, j in enumerate(_TAIL_BYTES)]

@@ -18,9 +18,15 @@ from hetnic.protocol import ETH_HEADER_LEN, IpProto, MAX_IPV6_EXT_HEADERS
 from .beat import Beat
 
 __all__ = [
-    "CapturedFrameSignature", "HeaderBufferCapture",
+    "WINDOW_BYTES", "CapturedFrameSignature", "HeaderBufferCapture",
     "header_byte", "header_field", "is_ext_header", "ext_header_len", "saturated_frame_length",
 ]
+
+
+#: Bytes of the window on an extension/L4 header: bytes 0..3 (ports; an extension header's
+#: type and length; the fragment offset), 13 (TCP flags) and, after an 8-byte UDP header, 8
+#: and 12..14 (the VXLAN header's flags and VNI).
+WINDOW_BYTES = 15
 
 
 def header_byte(window, index):
@@ -80,10 +86,10 @@ class CapturedFrameSignature(wiring.Signature):
         Frame bytes 12..23.
     hdr : Out(40 * 8)
         The 40 bytes at L3, which starts at byte 14 + 4 * ``tags``.
-    window : Out(14 * 8)
-        The 14 bytes at ``offset``: the header of extension/L4 step ``ext_count``. At 8 bits
-        a register that follows ``ext_count`` a cycle later, and only bytes 0..3 and 13 are
-        kept.
+    window : Out(WINDOW_BYTES * 8)
+        The 15 bytes at ``offset``: the header of extension/L4 step ``ext_count`` (and for
+        UDP, the flags and VNI of a VXLAN header behind it). At 8 bits a register that follows
+        ``ext_count`` a cycle later, and only bytes 0..3, 8 and 12..14 are kept.
     ext_len : Out(12)
         The length of the header in ``window`` if it is an IPv6 extension header of type
         ``ip_proto`` (8 for a fragment header, else (byte 1 + 1) * 8).
@@ -105,7 +111,7 @@ class CapturedFrameSignature(wiring.Signature):
             "mac_error": Out(1),
             "l2": Out(12 * 8),
             "hdr": Out(40 * 8),
-            "window": Out(14 * 8),
+            "window": Out(WINDOW_BYTES * 8),
             "ext_len": Out(12),
             "release": In(1),
             "tags": In(range(3)),
@@ -218,7 +224,8 @@ class HeaderBufferCapture(wiring.Component):
             frame.l2.eq(parsed[12 * 8:24 * 8]),
             # Extension-header and L4 offsets are even (L3 starts at 14/18/22 and IP header
             # lengths are multiples of 4 or 8), so the shifter moves 16-bit words.
-            frame.window.eq(parsed.bit_select(Cat(C(0, 4), frame.offset[1:]), 14 * 8)),
+            frame.window.eq(parsed.bit_select(Cat(C(0, 4), frame.offset[1:]),
+                                              WINDOW_BYTES * 8)),
             frame.ext_len.eq(ext_header_len(frame.ip_proto, header_byte(frame.window, 1))),
         ]
         with m.Switch(frame.tags):

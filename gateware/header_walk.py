@@ -1,6 +1,7 @@
 # Ref: IEEE 802.3 (Ethernet II), IEEE 802.1Q / 802.1ad (VLAN tags), RFC 791 (IPv4),
 #      RFC 8200 (IPv6 and its extension headers), RFC 9293 (TCP), RFC 768 (UDP),
-#      RFC 7348 (VXLAN), RFC 2784 (GRE), RFC 4291 (IPv4-mapped addresses).
+#      RFC 7348 (VXLAN), draft-ietf-nvo3-vxlan-gpe-13 (VXLAN-GPE), RFC 2784 (GRE),
+#      RFC 4291 (IPv4-mapped addresses).
 """The header parser's walk: the steps from a captured frame to its
 :class:`~hetnic.protocol.PacketMeta` record."""
 
@@ -12,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from hetnic.protocol import (
     ETH_HEADER_LEN, EtherType, IpProto, MAX_IPV6_EXT_HEADERS, PacketMeta, ParseError,
-    VXLAN_UDP_PORT, ipv4_mapped,
+    VXLAN_FLAG_I, VXLAN_GPE_UDP_PORT, VXLAN_HEADER_LEN, VXLAN_UDP_PORT, ipv4_mapped,
 )
 from .header_capture import (
     CapturedFrameSignature, header_byte, header_field, is_ext_header,
@@ -61,7 +62,8 @@ class HeaderWalk(wiring.Component):
     Steps, one cycle each (four at 8 bits, see ``registered_steps``): L2 (tags, EtherType;
     non-IP frames and frames with MAC/runt/oversize/L2 errors end here), L3 (IPv4 or the
     fixed IPv6 header), one step per IPv6 extension header (at most
-    :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS`), L4 (ports, TCP flags). The rules are
+    :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS`), L4 (ports, TCP flags; the VNI of a
+    VXLAN / VXLAN-GPE header behind a UDP header, from the same window). The rules are
     those of :func:`hetnic.sim.model.parser.parse_frame`. The record of a frame with an error
     holds only ``length`` and ``error``. A step stalls only to emit into a full output
     register; ``frame.release`` pulses with the last step of a frame, as its record goes to
@@ -351,18 +353,28 @@ class HeaderWalk(wiring.Component):
                 m.next = "L4"
 
     def _step_l4(self, m, st):
-        """Ports and TCP flags of the TCP or UDP header at ``offset``."""
+        """Ports and TCP flags of the TCP or UDP header at ``offset``; for UDP to a VXLAN
+        port, the VNI of the VXLAN header behind it (window bytes 8..15)."""
         rec, rec_next, window = st.rec, st.rec_next, st.window
         is_tcp = rec.ip_proto == IpProto.TCP
         dst_port = header_field(window, 2, 2)
+        vxlan_port = ~is_tcp & ((dst_port == VXLAN_UDP_PORT) | (dst_port == VXLAN_GPE_UDP_PORT))
+        # A VNI only from a whole VXLAN header inside the IP packet and the capture window,
+        # with the I flag; anything else is no VNI, not an error. Settled like a check (the
+        # bound compares are as long a path).
+        vxlan_end = st.offset + 8 + VXLAN_HEADER_LEN
+        vni_found = self._settled(m, vxlan_port & (vxlan_end <= st.ip_end) &
+                                  (vxlan_end <= self._capture_bytes) &
+                                  (header_byte(window, 8) & VXLAN_FLAG_I).any(), "vni_found")
         m.d.comb += [
             rec_next.flags.tcp.eq(is_tcp),
             rec_next.flags.udp.eq(~is_tcp),
             rec_next.src_port.eq(header_field(window, 0, 2)),
             rec_next.dst_port.eq(dst_port),
             rec_next.tcp_flags.eq(Mux(is_tcp, header_byte(window, 13), 0)),
-            rec_next.flags.tunnel.eq(rec.flags.tunnel |
-                                     (~is_tcp & (dst_port == VXLAN_UDP_PORT))),
+            rec_next.flags.tunnel.eq(rec.flags.tunnel | vxlan_port),
+            rec_next.flags.vni.eq(vni_found),
+            rec_next.vni.eq(Mux(vni_found, header_field(window, 8 + 4, 3), 0)),
             st.done.eq(1),
         ]
         self._checks(m, st, self._bounds(st.offset + Mux(is_tcp, 20, 8), st.ip_end))

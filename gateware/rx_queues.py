@@ -118,7 +118,7 @@ class RxQueueManager(wiring.Component):
     * otherwise exactly ``length`` bytes are written to the buffer (none if the length is 0),
       then the 16-byte :class:`~hetnic.protocol.RxCompletion` to
       ``CQ_BASE + 16 * (CONS mod SIZE)`` (``phase`` = NOT bit ``log2(SIZE)`` of ``CONS``,
-      ``timestamp`` = bits 26:0 of ``timestamp`` when the frame's last beat was taken), and
+      ``timestamp`` = bits 25:0 of ``timestamp`` when the frame's last beat was taken), and
       ``CONS`` advances (at the decision, before the writes). Both writes go out on
       ``wr_req`` back to back; the DMA engine keeps them in order. A failed write (its
       ``wr_done.error``) sets ``STATUS`` bit 3; the completion is written regardless.

@@ -1,6 +1,6 @@
 # Ref: IEEE 802.3 (Ethernet II), IEEE 802.1Q (VLAN tags), RFC 791 (IPv4), RFC 8200 (IPv6),
-#      RFC 9293 (TCP), RFC 768 (UDP), RFC 7348 (VXLAN), RFC 2784 (GRE), RFC 4291 (IPv4-mapped),
-#      Microsoft "RSS Hashing Types" (hash types and their inputs).
+#      RFC 9293 (TCP), RFC 768 (UDP), RFC 7348 (VXLAN), draft-ietf-nvo3-vxlan-gpe-13 (VXLAN-GPE),
+#      RFC 2784 (GRE), RFC 4291 (IPv4-mapped), Microsoft "RSS Hashing Types" (hash types and their inputs).
 """Protocol constants and metadata layouts shared by the gateware and the host.
 
 This is the one place where EtherTypes, IP protocol numbers, hash types, parse errors, drop
@@ -24,7 +24,8 @@ __all__ = [
     "ETH_HEADER_LEN", "ETH_MIN_FRAME", "ETH_DEFAULT_MAX_FRAME", "RX_MAX_FRAME_LIMIT",
     "ETH_PREAMBLE_BYTE", "ETH_SFD_BYTE", "ETH_PAD_TO", "ETH_FCS_LEN", "CRC32_POLY",
     "CRC32_RESIDUE",
-    "EtherType", "IpProto", "VXLAN_UDP_PORT", "IPV6_EXT_HEADERS", "MAX_IPV6_EXT_HEADERS",
+    "EtherType", "IpProto", "VXLAN_UDP_PORT", "VXLAN_GPE_UDP_PORT", "VXLAN_HEADER_LEN",
+    "VXLAN_FLAG_I", "VNI_MAX", "IPV6_EXT_HEADERS", "MAX_IPV6_EXT_HEADERS",
     "MIN_CAPTURE_BYTES", "MAX_CAPTURE_BYTES",
     "HashType", "ParseError", "DropReason", "MetaFlags",
     "MS_RSS_DEFAULT_KEY", "RSS_KEY_LEN", "RSS_MAX_INPUT_LEN",
@@ -88,7 +89,19 @@ MIN_CAPTURE_BYTES = 64
 #: The parser's largest capture window (header offsets stay within 13 bits).
 MAX_CAPTURE_BYTES = 2048
 
+#: IANA UDP destination ports of VXLAN (RFC 7348 section 5) and VXLAN-GPE
+#: (draft-ietf-nvo3-vxlan-gpe section 3.3).
 VXLAN_UDP_PORT = 4789
+VXLAN_GPE_UDP_PORT = 4790
+#: Bytes of the VXLAN / VXLAN-GPE header after the UDP header. Both put the flags in byte 0
+#: (the I flag, "a valid VNI", is bit 3 in both) and the 24-bit VNI in bytes 4..6::
+#:
+#:     VXLAN:     | R R R R I R R R | reserved (24)                    | VNI (24) | reserved (8) |
+#:     VXLAN-GPE: | R R Ver I P B O | reserved (16) | next protocol (8) | VNI (24) | reserved (8) |
+VXLAN_HEADER_LEN = 8
+VXLAN_FLAG_I = 0x08
+#: Largest 24-bit VNI.
+VNI_MAX = (1 << 24) - 1
 
 
 class HashType(enum.IntEnum, shape=3):
@@ -149,9 +162,12 @@ class MetaFlags(data.Struct):
     fragment: 1             # IPv4 MF set or offset != 0, or an IPv6 fragment header
     tcp: 1                  # L4 is TCP and its header is present (not a fragment)
     udp: 1                  # L4 is UDP and its header is present (not a fragment)
-    tunnel: 1               # GRE, or UDP to the VXLAN port: outer headers only are parsed
+    tunnel: 1               # GRE, or UDP to the VXLAN or VXLAN-GPE port: outer headers only
     direct: 1               # EtherType equals the DIRECT_ETHERTYPE register
     ip_options: 1           # IPv4 with IHL > 5, or IPv6 with extension headers skipped
+    vni: 1                  # UDP to the VXLAN or VXLAN-GPE port, the 8-byte VXLAN header
+                            # whole inside the IP packet and the capture window, I flag set:
+                            # PacketMeta.vni holds its VNI
 
 
 RSS_KEY_LEN = 40            # bytes; enough for the 36-byte IPv6+ports input plus 4
@@ -187,6 +203,7 @@ class PacketMeta(data.Struct):
     dst_addr: 128
     src_port: 16            # 0 unless flags.tcp or flags.udp
     dst_port: 16
+    vni: 24                 # VXLAN / VXLAN-GPE network identifier; 0 unless flags.vni
     hash: 32
     hash_type: HashType
     rule: 8                 # index of the matching rule; the rule count for the default action
@@ -265,6 +282,8 @@ class Rule(data.Struct):
     src_mask: 128
     dst_addr: 128
     dst_mask: 128
+    vni: 24                 # against PacketMeta.vni (a rule for a VNI also requires flags.vni)
+    vni_mask: 24
 
 
 def pack(layout, **fields: int | dict) -> int:
@@ -347,7 +366,7 @@ class RxCompletion(data.Struct):
     instance: 4
     rule: 7                 # the rule count for the default action (at most 64 rules)
     generation: 16
-    timestamp: 27           # low bits of the free-running core cycle counter at the last beat
+    timestamp: 26           # low bits of the free-running core cycle counter at the last beat
     phase: 1
 
 

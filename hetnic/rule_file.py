@@ -27,9 +27,10 @@ if the text starts with ``{``). TOML::
 Further match keys: ``ethertype`` (number, ``"0x88b5"`` or a name: ipv4 ipv6 arp vlan qinq),
 ``vlan`` (VID 0..4095; implies a VLAN tag), ``dst``, ``src_port``, ``dscp`` (0..63),
 ``tcp_flags`` (``[value, mask]`` or a table of flag names such as ``{syn = true, ack =
-false}``; names: fin syn rst psh ack urg ece cwr) and ``flags`` (a table of
-:class:`~hetnic.protocol.MetaFlags` names: vlan vlan2 ipv4 ipv6 fragment tcp udp tunnel direct
-ip_options). JSON uses the same keys: ``{"default": {...}, "rules": [{...}, ...]}``; either
+false}``; names: fin syn rst psh ack urg ece cwr), ``vni`` (the VXLAN / VXLAN-GPE network
+identifier 0..16777215 of UDP to port 4789 or 4790; implies ``flags.vni``) and ``flags`` (a
+table of :class:`~hetnic.protocol.MetaFlags` names: vlan vlan2 ipv4 ipv6 fragment tcp udp
+tunnel direct ip_options vni). JSON uses the same keys: ``{"default": {...}, "rules": [{...}, ...]}``; either
 format accepts ``rule`` or ``rules`` as the list's name.
 
 Every problem in a file raises :class:`~hetnic.rules.RuleError` with one line naming the file,
@@ -46,7 +47,7 @@ from .rules import Action, FlowRule, RuleError, RuleSet, tcp_flags_from_names
 __all__ = ["load_rules"]
 
 _MATCH_KEYS = ("ethertype", "vlan", "ip_proto", "src", "dst", "src_port", "dst_port", "dscp",
-               "tcp_flags", "flags")
+               "tcp_flags", "vni", "flags")
 _ACTION_KEYS = ("instance", "reta_offset", "reta_size", "drop")
 
 

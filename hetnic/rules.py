@@ -17,7 +17,9 @@ only IPv4 frames (it is encoded IPv4-mapped, ``::ffff:a.b.c.d``, with the top 96
 mask, and the rule also requires ``flags.ipv4``), an IPv6 prefix matches IPv6 addresses
 (``::/0`` matches every frame). Ports are inclusive ranges; frames without TCP/UDP ports carry
 port 0, so a range that contains 0 also matches them (add ``flags = {tcp = true}`` or an
-``ip_proto`` to exclude them).
+``ip_proto`` to exclude them). A ``vni`` matches the VXLAN / VXLAN-GPE network identifier the
+parser found after the outer UDP header (and requires ``flags.vni``, so a frame without one,
+whose ``vni`` field is 0, never matches ``vni = 0``).
 
 Rule files are read by :func:`hetnic.rule_file.load_rules`.
 """
@@ -29,7 +31,8 @@ from typing import Mapping
 from amaranth.lib import data
 
 from .errors import HetnicError
-from .protocol import EtherType, IpProto, MetaFlags, Rule, RuleAction, ipv4_mapped, pack, unpack
+from .protocol import (VNI_MAX, VXLAN_GPE_UDP_PORT, VXLAN_UDP_PORT, EtherType, IpProto,
+                       MetaFlags, Rule, RuleAction, ipv4_mapped, pack, unpack)
 
 __all__ = ["RuleError", "Action", "FlowRule", "RuleFields", "RuleSet", "IP_PROTO_NAMES",
            "TCP_FLAG_NAMES", "tcp_flags_from_names"]
@@ -218,6 +221,11 @@ class FlowRule:
     tcp_flags : (int, int) or None
         ``(value, mask)``: the masked TCP flag bits (bit 0 = FIN .. bit 7 = CWR) must equal
         ``value``.
+    vni : int or None
+        VXLAN / VXLAN-GPE network identifier 0..2**24-1 of UDP to port 4789 or 4790; also
+        requires ``flags.vni`` (a VNI found). Needs a rule that can match such a frame:
+        ``ip_proto`` UDP or none, a ``dst_port`` range holding 4789 or 4790 (or none), and
+        neither ``flags.tcp``, ``flags.fragment`` nor a false ``flags.udp``/``flags.vni``.
     flags : dict of str to bool
         Required :class:`~hetnic.protocol.MetaFlags` values by name.
     action : Action
@@ -238,6 +246,7 @@ class FlowRule:
     dst_port: int | tuple[int, int] | None = None
     dscp: int | None = None
     tcp_flags: tuple[int, int] | None = None
+    vni: int | None = None
     flags: dict[str, bool] = field(default_factory=dict)
     action: Action = field(default_factory=Action)
     name: str = ""
@@ -266,6 +275,10 @@ class FlowRule:
                     raise RuleError(f"{key} is an IPv4 prefix but flags.ipv4 is false")
                 flags |= 1 << _META_FLAG_BITS["ipv4"]
                 flags_mask |= 1 << _META_FLAG_BITS["ipv4"]
+        if self.vni is not None:
+            m["vni"], m["vni_mask"] = self._vni(), VNI_MAX
+            flags |= 1 << _META_FLAG_BITS["vni"]
+            flags_mask |= 1 << _META_FLAG_BITS["vni"]
         m["flags"], m["flags_mask"] = flags, flags_mask
         if self.ethertype is not None:
             m["ethertype"], m["ethertype_mask"] = _ethertype(self.ethertype), 0xFFFF
@@ -289,6 +302,24 @@ class FlowRule:
         m["src_port_lo"], m["src_port_hi"] = _port_range(self.src_port, "src_port")
         m["dst_port_lo"], m["dst_port_hi"] = _port_range(self.dst_port, "dst_port")
         return m
+
+    def _vni(self) -> int:
+        """The VNI, checked, and checked against the fields that could rule its frames out."""
+        vni = _int(self.vni, "vni", 0, VNI_MAX)
+        ports = f"{VXLAN_UDP_PORT} (VXLAN) or {VXLAN_GPE_UDP_PORT} (VXLAN-GPE)"
+        for name, required in (("vni", True), ("udp", True), ("tcp", False),
+                               ("fragment", False)):
+            if self.flags.get(name, required) is not required:
+                raise RuleError(f"vni matches UDP to port {ports} with a VXLAN header, but "
+                                f"flags.{name} is {str(not required).lower()}")
+        if self.ip_proto is not None and _ip_proto(self.ip_proto) != IpProto.UDP:
+            raise RuleError(f"vni matches UDP to port {ports}, but ip_proto is "
+                            f"{self.ip_proto!r}, not udp")
+        lo, hi = _port_range(self.dst_port, "dst_port")
+        if not (lo <= VXLAN_UDP_PORT <= hi or lo <= VXLAN_GPE_UDP_PORT <= hi):
+            raise RuleError(f"vni matches UDP to port {ports}, but dst_port is "
+                            f"{self.dst_port!r}")
+        return vni
 
     def encode(self, reta_entries: int) -> int:
         """The packed :class:`~hetnic.protocol.Rule` value (``enable`` set), bit 0 first."""
@@ -325,6 +356,8 @@ class RuleFields:
     src_mask: int
     dst_addr: int
     dst_mask: int
+    vni: int
+    vni_mask: int
 
     @classmethod
     def decode(cls, value: int) -> "RuleFields":

@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import struct
 
-from .protocol import VXLAN_UDP_PORT
+from .protocol import (VNI_MAX, VXLAN_FLAG_I, VXLAN_GPE_UDP_PORT, VXLAN_HEADER_LEN,
+                       VXLAN_UDP_PORT)
 
 __all__ = ["VXLAN_UDP_PORT", "VXLAN_GPE_UDP_PORT", "TUNNEL_HEADER", "VXLAN_FLAG_I",
            "GPE_FLAG_P", "GPE_FLAG_O", "GPE_FLAG_B", "GPE_VERSION_MASK", "GPE_NEXT_IPV4",
            "GPE_NEXT_IPV6", "GPE_NEXT_ETHERNET", "VNI_MAX", "SOURCE_PORTS", "TUNNEL_KINDS",
            "UDP_HEADER", "ETH_HEADER", "pack_vxlan", "pack_gpe", "overhead"]
 
-#: IANA UDP port of VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe section 3.3).
-VXLAN_GPE_UDP_PORT = 4790
-#: Bytes of the VXLAN / VXLAN-GPE header.
-TUNNEL_HEADER = 8
+#: Bytes of the VXLAN / VXLAN-GPE header. The ports, the header length, the I flag and
+#: VNI_MAX are defined in :mod:`hetnic.protocol` (the NIC's parser reads the VNI too).
+TUNNEL_HEADER = VXLAN_HEADER_LEN
 UDP_HEADER = 8
 ETH_HEADER = 14
-#: VXLAN: the I flag (a valid VNI); every other bit of the flags byte is reserved (0).
-VXLAN_FLAG_I = 0x08
+#: VXLAN: the I flag (VXLAN_FLAG_I, a valid VNI); every other bit of the flags byte is
+#: reserved (0).
 #: VXLAN-GPE flags: version bits (must be 0), I as in VXLAN, P (next protocol present),
 #: B (BUM traffic) and O (OAM packet).
 GPE_VERSION_MASK = 0x30
@@ -43,8 +43,6 @@ GPE_FLAG_O = 0x01
 GPE_NEXT_IPV4 = 0x01
 GPE_NEXT_IPV6 = 0x02
 GPE_NEXT_ETHERNET = 0x03
-#: Largest 24-bit VNI.
-VNI_MAX = (1 << 24) - 1
 #: Outer UDP source ports: from a hash of the inner flow (RFC 7348 section 5), in the dynamic
 #: range of RFC 6335 (inclusive).
 SOURCE_PORTS = (49152, 65535)

@@ -51,6 +51,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
+from amaranth.lib import data
+
+from ..protocol import RxCompletion
 from ..regs import EQ_CTRL_IRQ_ENABLE, QUEUE_CTRL_ENABLE, queue_eq_armed
 from .control import NicControl, NicError, Rss, Rules, identify
 from .ordering import GenerationOrder
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Nic", "NicError", "BACKENDS", "RxPacket", "TxDone", "NicEvent", "Rss", "Rules"]
 
+_TIMESTAMP_BITS = data.Layout.cast(RxCompletion)["timestamp"].width
 #: Backend names and where their class lives (imported on first use).
 BACKENDS = {"sim": "hetnic.sim.backend:SimBackend",
             "cocotb": "hetnic.sim.cocotb_backend:CocotbBackend"}
@@ -74,8 +78,9 @@ BACKENDS = {"sim": "hetnic.sim.backend:SimBackend",
 RING_BASE = 0x1000
 #: Cycles a commit may take before :meth:`Nic.commit` gives up.
 COMMIT_TIMEOUT = 1_000_000
-#: Timestamps in completions are the low 27 bits of the NIC's cycle counter.
-TIMESTAMP_MASK = (1 << 27) - 1
+#: Timestamps in completions are the low bits of the NIC's cycle counter (as many as the
+#: RxCompletion layout's ``timestamp`` field holds: 26).
+TIMESTAMP_MASK = (1 << _TIMESTAMP_BITS) - 1
 #: ``EQ_CTRL`` of every event queue the driver runs: enabled, interrupt line on.
 _EQ_CTRL_RUNNING = QUEUE_CTRL_ENABLE.encode(1) | EQ_CTRL_IRQ_ENABLE.encode(1)
 
@@ -376,13 +381,13 @@ class Nic(NicControl):
         return ran
 
     def now(self) -> int:
-        """The NIC's cycle count since reset; completion timestamps are the low 27 bits of the
+        """The NIC's cycle count since reset; completion timestamps are the low 26 bits of the
         core's own counter, which counts the same cycles (give or take one at reset)."""
         return self.backend.cycle
 
     def age(self, packet: RxPacket, now: int | None = None) -> int:
         """Cycles from ``packet``'s completion timestamp until ``now`` (default: the current
-        cycle; pass :meth:`now` once for a whole batch), mod 2**27. The timestamp is taken when
+        cycle; pass :meth:`now` once for a whole batch), mod 2**26. The timestamp is taken when
         the frame's last beat reaches the RX queues, after the RX pipeline (a few cycles after
         the frame left the wire)."""
         return ((self.now() if now is None else now) - packet.timestamp) & TIMESTAMP_MASK

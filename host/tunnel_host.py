@@ -8,9 +8,9 @@ block of ephemeral ports no other instance has. :func:`tunnel_rules` are the rul
 datagrams there - UDP destination port (4789 VXLAN, 4790 VXLAN-GPE) and outer source address
 (the remote) - placed before every other rule of the base plan
 (:func:`~hetnic.host.stack_steering.plan_steering`, ``first_rules``), so tunnel traffic never
-passes through another instance. The classifier has no field for the VNI (its parser stops at
-the outer UDP header): the adapter demultiplexes VNIs in software and counts an unknown VNI
-as a drop; per-VNI steering would need a parser field for it.
+passes through another instance. Each rule also matches the tunnel's VNI (the NIC's parser
+reads it), so a VNI the adapter does not know from that remote is not steered here; the
+adapter still counts ``unknown_vni`` for what reaches it.
 
 An outer datagram the remote fragmented has no UDP header past its first fragment, and the
 classifier reads no ports in any fragment, so :func:`tunnel_rules` cannot match it:
@@ -91,14 +91,17 @@ def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_q
 
 def tunnel_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE
                  ) -> list[tuple[str, dict, str]]:
-    """``(label, FlowRule match fields, instance)`` per (encapsulation port, remote): UDP
-    to the port from the remote goes to ``instance``."""
-    seen: dict[tuple[int, str], None] = {}
+    """``(label, FlowRule match fields, instance)`` per (encapsulation port, remote, VNI):
+    UDP to the port from the remote whose VXLAN / VXLAN-GPE header carries the VNI (the NIC
+    parser's ``vni``, with ``MetaFlags.vni``) goes to ``instance``. A datagram from the
+    remote with another VNI, or none (I flag clear, header cut short), matches none of them
+    and goes where the rules after them send it (docs/tunnels.md, *Steering*)."""
+    seen: dict[tuple[int, str, int], None] = {}
     for spec in tunnels:
-        seen.setdefault((TUNNEL_KINDS[spec.kind][0], spec.remote), None)
-    return [(f"tunnel udp/{port} from {remote} -> {instance}",
-             {"ip_proto": "udp", "dst_port": port, "src": remote}, instance)
-            for port, remote in seen]
+        seen.setdefault((TUNNEL_KINDS[spec.kind][0], spec.remote, spec.vni), None)
+    return [(f"tunnel udp/{port} vni {vni} from {remote} -> {instance}",
+             {"ip_proto": "udp", "dst_port": port, "src": remote, "vni": vni}, instance)
+            for port, remote, vni in seen]
 
 
 def tunnel_fragment_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE

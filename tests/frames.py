@@ -11,7 +11,8 @@ Building blocks
     :func:`ether`, :func:`vlan` (adds an outer tag to any frame), :func:`ipv6_ext`.
 Frames
     :func:`tcp4`, :func:`udp4`, :func:`tcp6`, :func:`udp6`, :func:`icmp4`, :func:`icmp6`,
-    :func:`arp`, :func:`direct`, :func:`dot3`, :func:`vxlan4`, :func:`gre4`;
+    :func:`arp`, :func:`direct`, :func:`dot3`, :func:`vxlan4`, :func:`vxlan_udp` (VXLAN or
+    VXLAN-GPE, any flags, IPv4 or IPv6 outer), :func:`gre4`;
     :func:`directed_frames`, a named catalog of one frame of each kind.
 Traffic
     :func:`random_frame` (one well-formed frame of a random kind) and :func:`random_mix`
@@ -35,7 +36,7 @@ from hetnic.protocol import ETH_HEADER_LEN, EtherType
 __all__ = [
     "MAC_DST", "MAC_SRC", "MIN_FRAME",
     "ether", "vlan", "ipv6_ext", "tcp4", "udp4", "tcp6", "udp6", "icmp4", "icmp6", "arp",
-    "direct", "dot3", "vxlan4", "gre4", "directed_frames", "random_frame", "random_mix",
+    "direct", "dot3", "vxlan4", "vxlan_header", "vxlan_udp", "gre4", "directed_frames", "random_frame", "random_mix",
 ]
 
 MAC_DST = "02:00:00:00:00:01"
@@ -208,6 +209,32 @@ def vxlan4(inner: bytes | None = None, *, src: str = IP4_SRC, dst: str = IP4_DST
                  Raw(inner), pad_to=pad_to)
 
 
+def vxlan_header(vni: int, *, flags: int = 0x08, next_protocol: int = 0) -> bytes:
+    """The 8 bytes of a VXLAN (RFC 7348 section 5) or VXLAN-GPE header, written out here
+    byte by byte: ``flags`` (0x08 is I; GPE adds P 0x04), two reserved bytes, the GPE next
+    protocol (0 for VXLAN), the VNI big-endian in three bytes, a reserved byte."""
+    return bytes([flags, 0, 0, next_protocol]) + vni.to_bytes(3, "big") + b"\0"
+
+
+def vxlan_udp(version: int = 4, inner: bytes | None = None, *, dport: int = 4789,
+              vni: int = 42, flags: int = 0x08, next_protocol: int = 0, sport: int = 49152,
+              src: str | None = None, dst: str | None = None, cut: int | None = None,
+              pad_to: int = MIN_FRAME) -> bytes:
+    """Ethernet / IPv``version`` / UDP to ``dport`` / :func:`vxlan_header` / ``inner`` (default:
+    the IP packet of tcp4()). ``cut`` keeps only that many bytes of the VXLAN header and
+    drops what follows (the IP and UDP lengths say so: a short datagram, not a cut frame)."""
+    inner = tcp4(pad_to=0)[ETH_HEADER_LEN:] if inner is None else inner
+    payload = vxlan_header(vni, flags=flags, next_protocol=next_protocol) + inner
+    if cut is not None:
+        payload = payload[:cut]
+    udp = UDP(sport=sport, dport=dport) / Raw(payload)
+    if version == 4:
+        ip = IP(src=src or IP4_SRC, dst=dst or IP4_DST) / udp
+    else:
+        ip = IPv6(src=src or IP6_SRC, dst=dst or IP6_DST) / udp
+    return ether(ip, pad_to=pad_to)
+
+
 def gre4(inner: bytes | None = None, *, src: str = IP4_SRC, dst: str = IP4_DST,
          pad_to: int = MIN_FRAME) -> bytes:
     """Ethernet / IPv4 / GRE / ``inner`` IPv4 packet (default: the IP part of tcp4())."""
@@ -255,6 +282,12 @@ def directed_frames() -> dict[str, bytes]:
         "vlan_direct": vlan(direct(), 9),
         "dot3": dot3(),
         "vxlan": vxlan4(),
+        "vxlan6": vxlan_udp(6, vni=0xABCDEF),
+        "vxlan_gpe4": vxlan_udp(4, dport=4790, flags=0x0C, next_protocol=1, vni=12),
+        "vxlan_gpe6": vxlan_udp(6, dport=4790, flags=0x0C, next_protocol=2, vni=0xFFFFFF),
+        "vxlan_i_clear": vxlan_udp(4, flags=0x00, vni=10),
+        "vlan_vxlan4": vlan(vxlan_udp(4, vni=1), 100),
+        "qinq_vxlan6": vlan(vlan(vxlan_udp(6, vni=0), 20), 10, tpid=EtherType.QINQ),
         "gre": gre4(),
         "min_ether": ether(ethertype=0x1234, pad_to=14),
     }

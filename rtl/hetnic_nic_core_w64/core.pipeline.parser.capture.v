@@ -120,8 +120,8 @@ module \hetnic_nic_core_w64.core.pipeline.parser.capture (rst, i__ready, frame__
   wire frame__release;
   input [1:0] frame__tags;
   wire [1:0] frame__tags;
-  output [111:0] frame__window;
-  wire [111:0] frame__window;
+  output [119:0] frame__window;
+  wire [119:0] frame__window;
   input [73:0] i__payload;
   wire [73:0] i__payload;
   wire [63:0] \i__payload.data ;

@@ -28,8 +28,8 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   wire \frame__release$25 ;
   wire [1:0] frame__tags;
   wire [1:0] \frame__tags$27 ;
-  wire [111:0] frame__window;
-  wire [111:0] \frame__window$29 ;
+  wire [119:0] frame__window;
+  wire [119:0] \frame__window$29 ;
   input [73:0] i__payload;
   wire [73:0] i__payload;
   wire [73:0] \i__payload$1 ;
@@ -50,9 +50,9 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   input [15:0] max_frame;
   wire [15:0] max_frame;
   wire [15:0] \max_frame$31 ;
-  output [457:0] o__payload;
-  wire [457:0] o__payload;
-  wire [457:0] \o__payload$35 ;
+  output [482:0] o__payload;
+  wire [482:0] o__payload;
+  wire [482:0] \o__payload$35 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -78,7 +78,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload$35.error ;
   wire [15:0] \o__payload$35.ethertype ;
-  wire [9:0] \o__payload$35.flags ;
+  wire [10:0] \o__payload$35.flags ;
   wire \o__payload$35.flags.direct ;
   wire \o__payload$35.flags.fragment ;
   wire \o__payload$35.flags.ip_options ;
@@ -89,6 +89,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   wire \o__payload$35.flags.udp ;
   wire \o__payload$35.flags.vlan ;
   wire \o__payload$35.flags.vlan2 ;
+  wire \o__payload$35.flags.vni ;
   wire [15:0] \o__payload$35.generation ;
   wire [31:0] \o__payload$35.hash ;
   (* enum_base_type = "HashType" *)
@@ -111,6 +112,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   wire [15:0] \o__payload$35.src_port ;
   wire [7:0] \o__payload$35.tcp_flags ;
   wire [11:0] \o__payload$35.vlan_id ;
+  wire [23:0] \o__payload$35.vni ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -136,7 +138,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.error ;
   wire [15:0] \o__payload.ethertype ;
-  wire [9:0] \o__payload.flags ;
+  wire [10:0] \o__payload.flags ;
   wire \o__payload.flags.direct ;
   wire \o__payload.flags.fragment ;
   wire \o__payload.flags.ip_options ;
@@ -147,6 +149,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   wire \o__payload.flags.udp ;
   wire \o__payload.flags.vlan ;
   wire \o__payload.flags.vlan2 ;
+  wire \o__payload.flags.vni ;
   wire [15:0] \o__payload.generation ;
   wire [31:0] \o__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -169,6 +172,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   wire [15:0] \o__payload.src_port ;
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
+  wire [23:0] \o__payload.vni ;
   input o__ready;
   wire o__ready;
   wire \o__ready$37 ;
@@ -246,7 +250,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   assign \i__payload$1.error  = i__payload[73];
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
-  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags  = o__payload[30:20];
   assign \o__payload.flags.vlan  = o__payload[20];
   assign \o__payload.flags.vlan2  = o__payload[21];
   assign \o__payload.flags.ipv4  = o__payload[22];
@@ -257,27 +261,29 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   assign \o__payload.flags.tunnel  = o__payload[27];
   assign \o__payload.flags.direct  = o__payload[28];
   assign \o__payload.flags.ip_options  = o__payload[29];
-  assign \o__payload.ethertype  = o__payload[45:30];
-  assign \o__payload.vlan_id  = o__payload[57:46];
-  assign \o__payload.dscp  = o__payload[63:58];
-  assign \o__payload.ip_proto  = o__payload[71:64];
-  assign \o__payload.tcp_flags  = o__payload[79:72];
-  assign \o__payload.src_addr  = o__payload[207:80];
-  assign \o__payload.dst_addr  = o__payload[335:208];
-  assign \o__payload.src_port  = o__payload[351:336];
-  assign \o__payload.dst_port  = o__payload[367:352];
-  assign \o__payload.hash  = o__payload[399:368];
-  assign \o__payload.hash_type  = o__payload[402:400];
-  assign \o__payload.rule  = o__payload[410:403];
-  assign \o__payload.instance  = o__payload[414:411];
-  assign \o__payload.reta_offset  = o__payload[425:415];
-  assign \o__payload.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.drop  = o__payload[433:430];
-  assign \o__payload.queue  = o__payload[441:434];
-  assign \o__payload.generation  = o__payload[457:442];
+  assign \o__payload.flags.vni  = o__payload[30];
+  assign \o__payload.ethertype  = o__payload[46:31];
+  assign \o__payload.vlan_id  = o__payload[58:47];
+  assign \o__payload.dscp  = o__payload[64:59];
+  assign \o__payload.ip_proto  = o__payload[72:65];
+  assign \o__payload.tcp_flags  = o__payload[80:73];
+  assign \o__payload.src_addr  = o__payload[208:81];
+  assign \o__payload.dst_addr  = o__payload[336:209];
+  assign \o__payload.src_port  = o__payload[352:337];
+  assign \o__payload.dst_port  = o__payload[368:353];
+  assign \o__payload.vni  = o__payload[392:369];
+  assign \o__payload.hash  = o__payload[424:393];
+  assign \o__payload.hash_type  = o__payload[427:425];
+  assign \o__payload.rule  = o__payload[435:428];
+  assign \o__payload.instance  = o__payload[439:436];
+  assign \o__payload.reta_offset  = o__payload[450:440];
+  assign \o__payload.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.drop  = o__payload[458:455];
+  assign \o__payload.queue  = o__payload[466:459];
+  assign \o__payload.generation  = o__payload[482:467];
   assign \o__payload$35.length  = o__payload[15:0];
   assign \o__payload$35.error  = o__payload[19:16];
-  assign \o__payload$35.flags  = o__payload[29:20];
+  assign \o__payload$35.flags  = o__payload[30:20];
   assign \o__payload$35.flags.vlan  = o__payload[20];
   assign \o__payload$35.flags.vlan2  = o__payload[21];
   assign \o__payload$35.flags.ipv4  = o__payload[22];
@@ -288,22 +294,24 @@ module \hetnic_nic_core_w64.core.pipeline.parser (rst, max_frame, i__ready, o__r
   assign \o__payload$35.flags.tunnel  = o__payload[27];
   assign \o__payload$35.flags.direct  = o__payload[28];
   assign \o__payload$35.flags.ip_options  = o__payload[29];
-  assign \o__payload$35.ethertype  = o__payload[45:30];
-  assign \o__payload$35.vlan_id  = o__payload[57:46];
-  assign \o__payload$35.dscp  = o__payload[63:58];
-  assign \o__payload$35.ip_proto  = o__payload[71:64];
-  assign \o__payload$35.tcp_flags  = o__payload[79:72];
-  assign \o__payload$35.src_addr  = o__payload[207:80];
-  assign \o__payload$35.dst_addr  = o__payload[335:208];
-  assign \o__payload$35.src_port  = o__payload[351:336];
-  assign \o__payload$35.dst_port  = o__payload[367:352];
-  assign \o__payload$35.hash  = o__payload[399:368];
-  assign \o__payload$35.hash_type  = o__payload[402:400];
-  assign \o__payload$35.rule  = o__payload[410:403];
-  assign \o__payload$35.instance  = o__payload[414:411];
-  assign \o__payload$35.reta_offset  = o__payload[425:415];
-  assign \o__payload$35.reta_size_log2  = o__payload[429:426];
-  assign \o__payload$35.drop  = o__payload[433:430];
-  assign \o__payload$35.queue  = o__payload[441:434];
-  assign \o__payload$35.generation  = o__payload[457:442];
+  assign \o__payload$35.flags.vni  = o__payload[30];
+  assign \o__payload$35.ethertype  = o__payload[46:31];
+  assign \o__payload$35.vlan_id  = o__payload[58:47];
+  assign \o__payload$35.dscp  = o__payload[64:59];
+  assign \o__payload$35.ip_proto  = o__payload[72:65];
+  assign \o__payload$35.tcp_flags  = o__payload[80:73];
+  assign \o__payload$35.src_addr  = o__payload[208:81];
+  assign \o__payload$35.dst_addr  = o__payload[336:209];
+  assign \o__payload$35.src_port  = o__payload[352:337];
+  assign \o__payload$35.dst_port  = o__payload[368:353];
+  assign \o__payload$35.vni  = o__payload[392:369];
+  assign \o__payload$35.hash  = o__payload[424:393];
+  assign \o__payload$35.hash_type  = o__payload[427:425];
+  assign \o__payload$35.rule  = o__payload[435:428];
+  assign \o__payload$35.instance  = o__payload[439:436];
+  assign \o__payload$35.reta_offset  = o__payload[450:440];
+  assign \o__payload$35.reta_size_log2  = o__payload[454:451];
+  assign \o__payload$35.drop  = o__payload[458:455];
+  assign \o__payload$35.queue  = o__payload[466:459];
+  assign \o__payload$35.generation  = o__payload[482:467];
 endmodule

@@ -137,71 +137,108 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire [4:0] \$220 ;
-  wire [13:0] \$221 ;
+  wire \$220 ;
+  wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [4:0] \$224 ;
-  wire [13:0] \$225 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
+  wire [13:0] \$227 ;
+  wire [14:0] \$228 ;
   wire \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
+  wire [13:0] \$231 ;
+  wire [14:0] \$232 ;
   wire \$233 ;
   wire \$234 ;
-  wire \$235 ;
+  wire [7:0] \$235 ;
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire [1:0] \$241 ;
+  wire \$241 ;
   wire \$242 ;
-  wire [6:0] \$243 ;
-  wire [7:0] \$244 ;
-  wire [16:0] \$245 ;
-  wire [6:0] \$246 ;
-  wire [6:0] \$247 ;
-  wire [16:0] \$248 ;
-  wire \$249 ;
+  wire \$243 ;
+  wire [13:0] \$244 ;
+  wire [14:0] \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire [13:0] \$248 ;
+  wire [14:0] \$249 ;
   wire \$25 ;
   wire \$250 ;
   wire \$251 ;
-  wire \$252 ;
+  wire [7:0] \$252 ;
   wire \$253 ;
   wire \$254 ;
-  wire \$255 ;
-  wire [13:0] \$256 ;
-  wire [3:0] \$257 ;
-  wire \$258 ;
+  wire [23:0] \$255 ;
+  wire \$256 ;
+  wire [4:0] \$257 ;
+  wire [13:0] \$258 ;
   wire \$259 ;
   wire \$26 ;
   wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
+  wire [4:0] \$261 ;
+  wire [13:0] \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
   wire \$266 ;
-  reg [1:0] \$267 ;
-  reg [1:0] \$268 ;
-  reg [457:0] \$269 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  reg [12:0] \$270 ;
-  reg [16:0] \$271 ;
-  reg [2:0] \$272 ;
-  reg \$273 ;
-  reg [457:0] \$274 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [1:0] \$278 ;
+  wire \$279 ;
   wire \$28 ;
+  wire [6:0] \$280 ;
+  wire [7:0] \$281 ;
+  wire [16:0] \$282 ;
+  wire [6:0] \$283 ;
+  wire [6:0] \$284 ;
+  wire [16:0] \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire [13:0] \$293 ;
+  wire [3:0] \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  reg [1:0] \$304 ;
+  reg [1:0] \$305 ;
+  reg [482:0] \$306 ;
+  reg [12:0] \$307 ;
+  reg [16:0] \$308 ;
+  reg [2:0] \$309 ;
   wire \$31 ;
+  reg \$310 ;
+  reg [482:0] \$311 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
@@ -314,14 +351,14 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire frame__release;
   output [1:0] frame__tags;
   reg [1:0] frame__tags = 2'h0;
-  input [111:0] frame__window;
-  wire [111:0] frame__window;
+  input [119:0] frame__window;
+  wire [119:0] frame__window;
   reg [16:0] ip_end = 17'h00000;
   reg [4:0] l3;
   input [15:0] max_frame;
   wire [15:0] max_frame;
-  output [457:0] o__payload;
-  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [482:0] o__payload;
+  reg [482:0] o__payload = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -347,7 +384,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.error ;
   wire [15:0] \o__payload.ethertype ;
-  wire [9:0] \o__payload.flags ;
+  wire [10:0] \o__payload.flags ;
   wire \o__payload.flags.direct ;
   wire \o__payload.flags.fragment ;
   wire \o__payload.flags.ip_options ;
@@ -358,6 +395,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire \o__payload.flags.udp ;
   wire \o__payload.flags.vlan ;
   wire \o__payload.flags.vlan2 ;
+  wire \o__payload.flags.vni ;
   wire [15:0] \o__payload.generation ;
   wire [31:0] \o__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -380,11 +418,12 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire [15:0] \o__payload.src_port ;
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
+  wire [23:0] \o__payload.vni ;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  reg [457:0] rec = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [482:0] rec = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -410,7 +449,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \rec.error ;
   wire [15:0] \rec.ethertype ;
-  wire [9:0] \rec.flags ;
+  wire [10:0] \rec.flags ;
   wire \rec.flags.direct ;
   wire \rec.flags.fragment ;
   wire \rec.flags.ip_options ;
@@ -421,6 +460,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire \rec.flags.udp ;
   wire \rec.flags.vlan ;
   wire \rec.flags.vlan2 ;
+  wire \rec.flags.vni ;
   wire [15:0] \rec.generation ;
   wire [31:0] \rec.hash ;
   (* enum_base_type = "HashType" *)
@@ -443,7 +483,8 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire [15:0] \rec.src_port ;
   wire [7:0] \rec.tcp_flags ;
   wire [11:0] \rec.vlan_id ;
-  reg [457:0] rec_next;
+  wire [23:0] \rec.vni ;
+  reg [482:0] rec_next;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -469,7 +510,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \rec_next.error ;
   wire [15:0] \rec_next.ethertype ;
-  wire [9:0] \rec_next.flags ;
+  wire [10:0] \rec_next.flags ;
   wire \rec_next.flags.direct ;
   wire \rec_next.flags.fragment ;
   wire \rec_next.flags.ip_options ;
@@ -480,6 +521,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire \rec_next.flags.udp ;
   wire \rec_next.flags.vlan ;
   wire \rec_next.flags.vlan2 ;
+  wire \rec_next.flags.vni ;
   wire [15:0] \rec_next.generation ;
   wire [31:0] \rec_next.hash ;
   (* enum_base_type = "HashType" *)
@@ -502,6 +544,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   wire [15:0] \rec_next.src_port ;
   wire [7:0] \rec_next.tcp_flags ;
   wire [11:0] \rec_next.vlan_id ;
+  wire [23:0] \rec_next.vni ;
   input rst;
   wire rst;
   reg [1:0] step_state = 2'h0;
@@ -617,7 +660,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \$108  = \$62  | \$107 ;
   assign \$109  = 3'h4 * frame__tags;
   assign \$110  = 4'he + \$109 ;
-  assign \$111  = rec[45:30] == 12'h800;
+  assign \$111  = rec[46:31] == 12'h800;
   assign \$112  = frame__hdr[3:0] > 3'h5;
   assign \$113  = | { frame__hdr[52:48], frame__hdr[63:56] };
   assign \$114  = frame__hdr[53] | \$113 ;
@@ -668,7 +711,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \$161  = \$157  | \$160 ;
   assign \$162  = ~ \$161 ;
   assign \$163  = \$150  | \$162 ;
-  assign \$164  = rec[71:64] == 6'h2c;
+  assign \$164  = rec[72:65] == 6'h2c;
   assign \$165  = rec[24] | \$164 ;
   assign \$166  = frame__window[7:0] == 6'h2f;
   assign \$167  = frame__offset + 4'h8;
@@ -679,7 +722,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \$172  = \$171  > ip_end;
   assign \$173  = frame__offset + frame__ext_len;
   assign \$174  = \$173  > 8'h80;
-  assign \$175  = rec[71:64] == 6'h2c;
+  assign \$175  = rec[72:65] == 6'h2c;
   assign \$177  = | \$176 ;
   assign \$178  = \$175  & \$177 ;
   assign \$179  = ~ \$178 ;
@@ -694,7 +737,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \$188  = frame__ext_count == 2'h3;
   assign \$189  = \$187  & \$188 ;
   assign \$190  = | error;
-  assign \$191  = rec[71:64] == 6'h2c;
+  assign \$191  = rec[72:65] == 6'h2c;
   assign \$193  = | \$192 ;
   assign \$194  = \$191  & \$193 ;
   assign \$195  = ! frame__window[7:0];
@@ -711,91 +754,124 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \$206  = ~ \$205 ;
   assign \$207  = \$194  | \$206 ;
   assign \$208  = \$190  | \$207 ;
-  assign \$209  = rec[71:64] == 3'h6;
-  assign \$210  = rec[71:64] == 3'h6;
+  assign \$209  = rec[72:65] == 3'h6;
+  assign \$210  = rec[72:65] == 3'h6;
   assign \$211  = ~ \$210 ;
-  assign \$212  = rec[71:64] == 3'h6;
+  assign \$212  = rec[72:65] == 3'h6;
   assign \$213  = \$212  ? frame__window[111:104] : 8'h00;
-  assign \$214  = rec[71:64] == 3'h6;
+  assign \$214  = rec[72:65] == 3'h6;
   assign \$215  = ~ \$214 ;
   assign \$216  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
-  assign \$217  = \$215  & \$216 ;
-  assign \$218  = rec[27] | \$217 ;
-  assign \$219  = rec[71:64] == 3'h6;
-  assign \$220  = \$219  ? 5'h14 : 5'h08;
-  assign \$221  = frame__offset + \$220 ;
-  assign \$222  = \$221  > ip_end;
-  assign \$223  = rec[71:64] == 3'h6;
-  assign \$224  = \$223  ? 5'h14 : 5'h08;
-  assign \$225  = frame__offset + \$224 ;
-  assign \$226  = \$225  > 8'h80;
-  assign \$227  = ! step_state;
-  assign \$228  = step_state == 1'h1;
-  assign \$229  = step_state == 2'h2;
-  assign \$230  = step_state == 2'h3;
-  assign \$231  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$232  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$233  = \$231  | \$232 ;
-  assign \$234  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$235  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$236  = \$234  | \$235 ;
-  assign \$237  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$238  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
-  assign \$239  = \$237  | \$238 ;
-  assign \$240  = \$236  & \$239 ;
-  assign \$241  = \$233  + \$240 ;
-  assign \$242  = rec[45:30] == 12'h800;
-  assign \$243  = frame__hdr[3:0] * 3'h4;
-  assign \$244  = l3 + \$243 ;
-  assign \$245  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
-  assign \$246  = l3 + 6'h28;
-  assign \$247  = l3 + 6'h28;
-  assign \$248  = \$247  + { frame__hdr[39:32], frame__hdr[47:40] };
-  assign \$249  = ! frame__hdr[55:48];
-  assign \$250  = frame__hdr[55:48] == 6'h2b;
-  assign \$251  = \$249  | \$250 ;
-  assign \$252  = frame__hdr[55:48] == 6'h2c;
-  assign \$253  = \$251  | \$252 ;
-  assign \$254  = frame__hdr[55:48] == 6'h3c;
-  assign \$255  = \$253  | \$254 ;
-  assign \$256  = frame__offset + frame__ext_len;
-  assign \$257  = frame__ext_count + 1'h1;
-  assign \$258  = ! frame__window[7:0];
-  assign \$259  = frame__window[7:0] == 6'h2b;
-  assign \$260  = \$258  | \$259 ;
-  assign \$261  = frame__window[7:0] == 6'h2c;
-  assign \$262  = \$260  | \$261 ;
-  assign \$263  = frame__window[7:0] == 6'h3c;
-  assign \$264  = \$262  | \$263 ;
-  assign \$265  = ~ \$264 ;
-  assign \$266  = ! error;
+  assign \$217  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
+  assign \$218  = \$216  | \$217 ;
+  assign \$219  = \$215  & \$218 ;
+  assign \$220  = rec[27] | \$219 ;
+  assign \$221  = rec[72:65] == 3'h6;
+  assign \$222  = ~ \$221 ;
+  assign \$223  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
+  assign \$224  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
+  assign \$225  = \$223  | \$224 ;
+  assign \$226  = \$222  & \$225 ;
+  assign \$227  = frame__offset + 4'h8;
+  assign \$228  = \$227  + 4'h8;
+  assign \$229  = \$228  <= ip_end;
+  assign \$230  = \$226  & \$229 ;
+  assign \$231  = frame__offset + 4'h8;
+  assign \$232  = \$231  + 4'h8;
+  assign \$233  = \$232  <= 8'h80;
+  assign \$234  = \$230  & \$233 ;
+  assign \$237  = \$234  & \$236 ;
+  assign \$238  = rec[72:65] == 3'h6;
+  assign \$239  = ~ \$238 ;
+  assign \$240  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
+  assign \$241  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
+  assign \$242  = \$240  | \$241 ;
+  assign \$243  = \$239  & \$242 ;
+  assign \$244  = frame__offset + 4'h8;
+  assign \$245  = \$244  + 4'h8;
+  assign \$246  = \$245  <= ip_end;
+  assign \$247  = \$243  & \$246 ;
+  assign \$248  = frame__offset + 4'h8;
+  assign \$249  = \$248  + 4'h8;
+  assign \$250  = \$249  <= 8'h80;
+  assign \$251  = \$247  & \$250 ;
+  assign \$254  = \$251  & \$253 ;
+  assign \$255  = \$254  ? { frame__window[103:96], frame__window[111:104], frame__window[119:112] } : 24'h000000;
+  assign \$256  = rec[72:65] == 3'h6;
+  assign \$257  = \$256  ? 5'h14 : 5'h08;
+  assign \$258  = frame__offset + \$257 ;
+  assign \$259  = \$258  > ip_end;
+  assign \$260  = rec[72:65] == 3'h6;
+  assign \$261  = \$260  ? 5'h14 : 5'h08;
+  assign \$262  = frame__offset + \$261 ;
+  assign \$263  = \$262  > 8'h80;
+  assign \$264  = ! step_state;
+  assign \$265  = step_state == 1'h1;
+  assign \$266  = step_state == 2'h2;
+  assign \$267  = step_state == 2'h3;
+  assign \$268  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$269  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$270  = \$268  | \$269 ;
+  assign \$271  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$272  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$273  = \$271  | \$272 ;
+  assign \$274  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$275  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$276  = \$274  | \$275 ;
+  assign \$277  = \$273  & \$276 ;
+  assign \$278  = \$270  + \$277 ;
+  assign \$279  = rec[46:31] == 12'h800;
+  assign \$280  = frame__hdr[3:0] * 3'h4;
+  assign \$281  = l3 + \$280 ;
+  assign \$282  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
+  assign \$283  = l3 + 6'h28;
+  assign \$284  = l3 + 6'h28;
+  assign \$285  = \$284  + { frame__hdr[39:32], frame__hdr[47:40] };
+  assign \$286  = ! frame__hdr[55:48];
+  assign \$287  = frame__hdr[55:48] == 6'h2b;
+  assign \$288  = \$286  | \$287 ;
+  assign \$289  = frame__hdr[55:48] == 6'h2c;
+  assign \$290  = \$288  | \$289 ;
+  assign \$291  = frame__hdr[55:48] == 6'h3c;
+  assign \$292  = \$290  | \$291 ;
+  assign \$293  = frame__offset + frame__ext_len;
+  assign \$294  = frame__ext_count + 1'h1;
+  assign \$295  = ! frame__window[7:0];
+  assign \$296  = frame__window[7:0] == 6'h2b;
+  assign \$297  = \$295  | \$296 ;
+  assign \$298  = frame__window[7:0] == 6'h2c;
+  assign \$299  = \$297  | \$298 ;
+  assign \$300  = frame__window[7:0] == 6'h3c;
+  assign \$301  = \$299  | \$300 ;
+  assign \$302  = ~ \$301 ;
+  assign \$303  = ! error;
   always @(posedge clk)
-    frame__tags <= \$267 ;
+    frame__tags <= \$304 ;
   always @(posedge clk)
-    step_state <= \$268 ;
+    step_state <= \$305 ;
   always @(posedge clk)
-    rec <= \$269 ;
+    rec <= \$306 ;
   always @(posedge clk)
-    frame__offset <= \$270 ;
+    frame__offset <= \$307 ;
   always @(posedge clk)
-    ip_end <= \$271 ;
+    ip_end <= \$308 ;
   always @(posedge clk)
-    frame__ext_count <= \$272 ;
+    frame__ext_count <= \$309 ;
   always @(posedge clk)
-    o__valid <= \$273 ;
+    o__valid <= \$310 ;
   always @(posedge clk)
-    o__payload <= \$274 ;
+    o__payload <= \$311 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
+    { rec_next[482:28], rec_next[26:0] } = { rec[482:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
-          { rec_next[457:58], rec_next[29], rec_next[27:22], rec_next[19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+          { rec_next[482:59], rec_next[30:29], rec_next[27:22], rec_next[19:16] } = 436'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
           rec_next[15:0] = frame__n;
-          rec_next[45:30] = \$16 ;
-          rec_next[57:46] = \$20 ;
+          rec_next[46:31] = \$16 ;
+          rec_next[58:47] = \$20 ;
           rec_next[20] = \$23 ;
           rec_next[21] = \$30 ;
           rec_next[28] = \$45 ;
@@ -806,34 +882,36 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
             rec_next[22] = 1'h1;
             rec_next[29] = \$112 ;
             rec_next[24] = \$114 ;
-            rec_next[63:58] = frame__hdr[15:10];
-            rec_next[71:64] = frame__hdr[79:72];
+            rec_next[64:59] = frame__hdr[15:10];
+            rec_next[72:65] = frame__hdr[79:72];
             rec_next[27] = \$115 ;
-            rec_next[207:80] = { 80'h00000000000000000000, \$116  };
-            rec_next[335:208] = { 80'h00000000000000000000, \$117  };
+            rec_next[208:81] = { 80'h00000000000000000000, \$116  };
+            rec_next[336:209] = { 80'h00000000000000000000, \$117  };
           end else begin
             rec_next[23] = 1'h1;
-            rec_next[63:58] = { frame__hdr[3:0], frame__hdr[15:14] };
-            rec_next[71:64] = frame__hdr[55:48];
+            rec_next[64:59] = { frame__hdr[3:0], frame__hdr[15:14] };
+            rec_next[72:65] = frame__hdr[55:48];
             rec_next[27] = \$142 ;
-            rec_next[207:80] = { frame__hdr[71:64], frame__hdr[79:72], frame__hdr[87:80], frame__hdr[95:88], frame__hdr[103:96], frame__hdr[111:104], frame__hdr[119:112], frame__hdr[127:120], frame__hdr[135:128], frame__hdr[143:136], frame__hdr[151:144], frame__hdr[159:152], frame__hdr[167:160], frame__hdr[175:168], frame__hdr[183:176], frame__hdr[191:184] };
-            rec_next[335:208] = { frame__hdr[199:192], frame__hdr[207:200], frame__hdr[215:208], frame__hdr[223:216], frame__hdr[231:224], frame__hdr[239:232], frame__hdr[247:240], frame__hdr[255:248], frame__hdr[263:256], frame__hdr[271:264], frame__hdr[279:272], frame__hdr[287:280], frame__hdr[295:288], frame__hdr[303:296], frame__hdr[311:304], frame__hdr[319:312] };
+            rec_next[208:81] = { frame__hdr[71:64], frame__hdr[79:72], frame__hdr[87:80], frame__hdr[95:88], frame__hdr[103:96], frame__hdr[111:104], frame__hdr[119:112], frame__hdr[127:120], frame__hdr[135:128], frame__hdr[143:136], frame__hdr[151:144], frame__hdr[159:152], frame__hdr[167:160], frame__hdr[175:168], frame__hdr[183:176], frame__hdr[191:184] };
+            rec_next[336:209] = { frame__hdr[199:192], frame__hdr[207:200], frame__hdr[215:208], frame__hdr[223:216], frame__hdr[231:224], frame__hdr[239:232], frame__hdr[247:240], frame__hdr[255:248], frame__hdr[263:256], frame__hdr[271:264], frame__hdr[279:272], frame__hdr[287:280], frame__hdr[295:288], frame__hdr[303:296], frame__hdr[311:304], frame__hdr[319:312] };
           end
       2'h3:
         begin
           rec_next[29] = 1'h1;
           rec_next[24] = \$165 ;
-          rec_next[71:64] = frame__window[7:0];
+          rec_next[72:65] = frame__window[7:0];
           rec_next[27] = \$166 ;
         end
       2'h2:
         begin
           rec_next[25] = \$209 ;
           rec_next[26] = \$211 ;
-          rec_next[351:336] = { frame__window[7:0], frame__window[15:8] };
-          rec_next[367:352] = { frame__window[23:16], frame__window[31:24] };
-          rec_next[79:72] = \$213 ;
-          rec_next[27] = \$218 ;
+          rec_next[352:337] = { frame__window[7:0], frame__window[15:8] };
+          rec_next[368:353] = { frame__window[23:16], frame__window[31:24] };
+          rec_next[80:73] = \$213 ;
+          rec_next[27] = \$220 ;
+          rec_next[30] = \$237 ;
+          rec_next[392:369] = \$255 ;
         end
     endcase
   end
@@ -892,9 +970,9 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
             error = 4'h7;
           end
       2'h2:
-          if (\$222 ) begin
+          if (\$259 ) begin
             error = 4'h4;
-          end else if (\$226 ) begin
+          end else if (\$263 ) begin
             error = 4'h7;
           end
     endcase
@@ -930,214 +1008,214 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$267  = frame__tags;
+    \$304  = frame__tags;
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$267  = \$241 ;
+            \$304  = \$278 ;
           end
     endcase
     if (rst) begin
-      \$267  = 2'h0;
+      \$304  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$268  = step_state;
+    \$305  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
           if (advance) begin
-            \$268  = 2'h1;
+            \$305  = 2'h1;
           end
           if (advance) begin
             if (done) begin
-              \$268  = 2'h0;
+              \$305  = 2'h0;
             end
           end
         end
       2'h1:
         begin
           (* full_case = 32'd1 *)
-          if (\$242 ) begin
+          if (\$279 ) begin
             if (advance) begin
-              \$268  = 2'h2;
+              \$305  = 2'h2;
             end
           end else begin
             if (advance) begin
               (* full_case = 32'd1 *)
-              if (\$255 ) begin
-                \$268  = 2'h3;
+              if (\$292 ) begin
+                \$305  = 2'h3;
               end else begin
-                \$268  = 2'h2;
+                \$305  = 2'h2;
               end
             end
           end
           if (advance) begin
             if (done) begin
-              \$268  = 2'h0;
+              \$305  = 2'h0;
             end
           end
         end
       2'h3:
         begin
           if (advance) begin
-            if (\$265 ) begin
-              \$268  = 2'h2;
+            if (\$302 ) begin
+              \$305  = 2'h2;
             end
           end
           if (advance) begin
             if (done) begin
-              \$268  = 2'h0;
+              \$305  = 2'h0;
             end
           end
         end
       2'h2:
           if (advance) begin
             if (done) begin
-              \$268  = 2'h0;
+              \$305  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$268  = 2'h0;
+      \$305  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$269  = rec;
+    \$306  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$269  = rec_next;
+            \$306  = rec_next;
           end
       2'h1:
           if (advance) begin
-            \$269  = rec_next;
+            \$306  = rec_next;
           end
       2'h3:
           if (advance) begin
-            \$269  = rec_next;
+            \$306  = rec_next;
           end
       2'h2:
           if (advance) begin
-            \$269  = rec_next;
+            \$306  = rec_next;
           end
     endcase
     if (rst) begin
-      \$269  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$306  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$270  = frame__offset;
+    \$307  = frame__offset;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$242 ) begin
+          if (\$279 ) begin
             if (advance) begin
-              \$270  = { 5'h00, \$244  };
+              \$307  = { 5'h00, \$281  };
             end
           end else begin
             if (advance) begin
-              \$270  = { 6'h00, \$246  };
+              \$307  = { 6'h00, \$283  };
             end
           end
       2'h3:
           if (advance) begin
-            \$270  = \$256 [12:0];
+            \$307  = \$293 [12:0];
           end
     endcase
     if (rst) begin
-      \$270  = 13'h0000;
+      \$307  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$271  = ip_end;
+    \$308  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$242 ) begin
+          if (\$279 ) begin
             if (advance) begin
-              \$271  = \$245 ;
+              \$308  = \$282 ;
             end
           end else begin
             if (advance) begin
-              \$271  = \$248 ;
+              \$308  = \$285 ;
             end
           end
     endcase
     if (rst) begin
-      \$271  = 17'h00000;
+      \$308  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$272  = frame__ext_count;
+    \$309  = frame__ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$242 ) begin
+          if (\$279 ) begin
             if (advance) begin
-              \$272  = 3'h0;
+              \$309  = 3'h0;
             end
           end else begin
             if (advance) begin
-              \$272  = 3'h0;
+              \$309  = 3'h0;
             end
           end
       2'h3:
           if (advance) begin
-            \$272  = \$257 [2:0];
+            \$309  = \$294 [2:0];
           end
     endcase
     if (rst) begin
-      \$272  = 3'h0;
+      \$309  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$273  = o__valid;
+    \$310  = o__valid;
     if (o__ready) begin
-      \$273  = 1'h0;
+      \$310  = 1'h0;
     end
     if (frame__release) begin
-      \$273  = 1'h1;
+      \$310  = 1'h1;
     end
     if (rst) begin
-      \$273  = 1'h0;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$60 ) begin end
-    \$274  = o__payload;
+    \$311  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
-      if (\$266 ) begin
-        \$274  = rec_next;
+      if (\$303 ) begin
+        \$311  = rec_next;
       end else begin
-        \$274 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$274 [15:0] = rec_next[15:0];
-        \$274 [19:16] = error;
+        \$311 [482:20] = 463'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$311 [15:0] = rec_next[15:0];
+        \$311 [19:16] = error;
       end
     end
     if (rst) begin
-      \$274  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$311  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign frame__ip_proto = rec[71:64];
+  assign frame__ip_proto = rec[72:65];
   assign \rec.length  = rec[15:0];
   assign \rec.error  = rec[19:16];
-  assign \rec.flags  = rec[29:20];
+  assign \rec.flags  = rec[30:20];
   assign \rec.flags.vlan  = rec[20];
   assign \rec.flags.vlan2  = rec[21];
   assign \rec.flags.ipv4  = rec[22];
@@ -1148,27 +1226,29 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \rec.flags.tunnel  = rec[27];
   assign \rec.flags.direct  = rec[28];
   assign \rec.flags.ip_options  = rec[29];
-  assign \rec.ethertype  = rec[45:30];
-  assign \rec.vlan_id  = rec[57:46];
-  assign \rec.dscp  = rec[63:58];
-  assign \rec.ip_proto  = rec[71:64];
-  assign \rec.tcp_flags  = rec[79:72];
-  assign \rec.src_addr  = rec[207:80];
-  assign \rec.dst_addr  = rec[335:208];
-  assign \rec.src_port  = rec[351:336];
-  assign \rec.dst_port  = rec[367:352];
-  assign \rec.hash  = rec[399:368];
-  assign \rec.hash_type  = rec[402:400];
-  assign \rec.rule  = rec[410:403];
-  assign \rec.instance  = rec[414:411];
-  assign \rec.reta_offset  = rec[425:415];
-  assign \rec.reta_size_log2  = rec[429:426];
-  assign \rec.drop  = rec[433:430];
-  assign \rec.queue  = rec[441:434];
-  assign \rec.generation  = rec[457:442];
+  assign \rec.flags.vni  = rec[30];
+  assign \rec.ethertype  = rec[46:31];
+  assign \rec.vlan_id  = rec[58:47];
+  assign \rec.dscp  = rec[64:59];
+  assign \rec.ip_proto  = rec[72:65];
+  assign \rec.tcp_flags  = rec[80:73];
+  assign \rec.src_addr  = rec[208:81];
+  assign \rec.dst_addr  = rec[336:209];
+  assign \rec.src_port  = rec[352:337];
+  assign \rec.dst_port  = rec[368:353];
+  assign \rec.vni  = rec[392:369];
+  assign \rec.hash  = rec[424:393];
+  assign \rec.hash_type  = rec[427:425];
+  assign \rec.rule  = rec[435:428];
+  assign \rec.instance  = rec[439:436];
+  assign \rec.reta_offset  = rec[450:440];
+  assign \rec.reta_size_log2  = rec[454:451];
+  assign \rec.drop  = rec[458:455];
+  assign \rec.queue  = rec[466:459];
+  assign \rec.generation  = rec[482:467];
   assign \rec_next.length  = rec_next[15:0];
   assign \rec_next.error  = rec_next[19:16];
-  assign \rec_next.flags  = rec_next[29:20];
+  assign \rec_next.flags  = rec_next[30:20];
   assign \rec_next.flags.vlan  = rec_next[20];
   assign \rec_next.flags.vlan2  = rec_next[21];
   assign \rec_next.flags.ipv4  = rec_next[22];
@@ -1179,27 +1259,29 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \rec_next.flags.tunnel  = rec_next[27];
   assign \rec_next.flags.direct  = rec_next[28];
   assign \rec_next.flags.ip_options  = rec_next[29];
-  assign \rec_next.ethertype  = rec_next[45:30];
-  assign \rec_next.vlan_id  = rec_next[57:46];
-  assign \rec_next.dscp  = rec_next[63:58];
-  assign \rec_next.ip_proto  = rec_next[71:64];
-  assign \rec_next.tcp_flags  = rec_next[79:72];
-  assign \rec_next.src_addr  = rec_next[207:80];
-  assign \rec_next.dst_addr  = rec_next[335:208];
-  assign \rec_next.src_port  = rec_next[351:336];
-  assign \rec_next.dst_port  = rec_next[367:352];
-  assign \rec_next.hash  = rec_next[399:368];
-  assign \rec_next.hash_type  = rec_next[402:400];
-  assign \rec_next.rule  = rec_next[410:403];
-  assign \rec_next.instance  = rec_next[414:411];
-  assign \rec_next.reta_offset  = rec_next[425:415];
-  assign \rec_next.reta_size_log2  = rec_next[429:426];
-  assign \rec_next.drop  = rec_next[433:430];
-  assign \rec_next.queue  = rec_next[441:434];
-  assign \rec_next.generation  = rec_next[457:442];
+  assign \rec_next.flags.vni  = rec_next[30];
+  assign \rec_next.ethertype  = rec_next[46:31];
+  assign \rec_next.vlan_id  = rec_next[58:47];
+  assign \rec_next.dscp  = rec_next[64:59];
+  assign \rec_next.ip_proto  = rec_next[72:65];
+  assign \rec_next.tcp_flags  = rec_next[80:73];
+  assign \rec_next.src_addr  = rec_next[208:81];
+  assign \rec_next.dst_addr  = rec_next[336:209];
+  assign \rec_next.src_port  = rec_next[352:337];
+  assign \rec_next.dst_port  = rec_next[368:353];
+  assign \rec_next.vni  = rec_next[392:369];
+  assign \rec_next.hash  = rec_next[424:393];
+  assign \rec_next.hash_type  = rec_next[427:425];
+  assign \rec_next.rule  = rec_next[435:428];
+  assign \rec_next.instance  = rec_next[439:436];
+  assign \rec_next.reta_offset  = rec_next[450:440];
+  assign \rec_next.reta_size_log2  = rec_next[454:451];
+  assign \rec_next.drop  = rec_next[458:455];
+  assign \rec_next.queue  = rec_next[466:459];
+  assign \rec_next.generation  = rec_next[482:467];
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
-  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags  = o__payload[30:20];
   assign \o__payload.flags.vlan  = o__payload[20];
   assign \o__payload.flags.vlan2  = o__payload[21];
   assign \o__payload.flags.ipv4  = o__payload[22];
@@ -1210,24 +1292,26 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign \o__payload.flags.tunnel  = o__payload[27];
   assign \o__payload.flags.direct  = o__payload[28];
   assign \o__payload.flags.ip_options  = o__payload[29];
-  assign \o__payload.ethertype  = o__payload[45:30];
-  assign \o__payload.vlan_id  = o__payload[57:46];
-  assign \o__payload.dscp  = o__payload[63:58];
-  assign \o__payload.ip_proto  = o__payload[71:64];
-  assign \o__payload.tcp_flags  = o__payload[79:72];
-  assign \o__payload.src_addr  = o__payload[207:80];
-  assign \o__payload.dst_addr  = o__payload[335:208];
-  assign \o__payload.src_port  = o__payload[351:336];
-  assign \o__payload.dst_port  = o__payload[367:352];
-  assign \o__payload.hash  = o__payload[399:368];
-  assign \o__payload.hash_type  = o__payload[402:400];
-  assign \o__payload.rule  = o__payload[410:403];
-  assign \o__payload.instance  = o__payload[414:411];
-  assign \o__payload.reta_offset  = o__payload[425:415];
-  assign \o__payload.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.drop  = o__payload[433:430];
-  assign \o__payload.queue  = o__payload[441:434];
-  assign \o__payload.generation  = o__payload[457:442];
+  assign \o__payload.flags.vni  = o__payload[30];
+  assign \o__payload.ethertype  = o__payload[46:31];
+  assign \o__payload.vlan_id  = o__payload[58:47];
+  assign \o__payload.dscp  = o__payload[64:59];
+  assign \o__payload.ip_proto  = o__payload[72:65];
+  assign \o__payload.tcp_flags  = o__payload[80:73];
+  assign \o__payload.src_addr  = o__payload[208:81];
+  assign \o__payload.dst_addr  = o__payload[336:209];
+  assign \o__payload.src_port  = o__payload[352:337];
+  assign \o__payload.dst_port  = o__payload[368:353];
+  assign \o__payload.vni  = o__payload[392:369];
+  assign \o__payload.hash  = o__payload[424:393];
+  assign \o__payload.hash_type  = o__payload[427:425];
+  assign \o__payload.rule  = o__payload[435:428];
+  assign \o__payload.instance  = o__payload[439:436];
+  assign \o__payload.reta_offset  = o__payload[450:440];
+  assign \o__payload.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.drop  = o__payload[458:455];
+  assign \o__payload.queue  = o__payload[466:459];
+  assign \o__payload.generation  = o__payload[482:467];
   assign \$116 [31:0] = { frame__hdr[103:96], frame__hdr[111:104], frame__hdr[119:112], frame__hdr[127:120] };
   assign \$116 [47:32] = 16'hffff;
   assign \$117 [31:0] = { frame__hdr[135:128], frame__hdr[143:136], frame__hdr[151:144], frame__hdr[159:152] };
@@ -1236,4 +1320,10 @@ module \hetnic_nic_core_w64.core.pipeline.parser.walk (rst, max_frame, frame__l2
   assign { \$176 [15:3], \$176 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
   assign \$192 [2:1] = 2'h0;
   assign { \$192 [15:3], \$192 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
+  assign { \$235 [7:4], \$235 [2:0] } = 7'h00;
+  assign \$235 [3] = frame__window[67];
+  assign \$236  = frame__window[67];
+  assign { \$252 [7:4], \$252 [2:0] } = 7'h00;
+  assign \$252 [3] = frame__window[67];
+  assign \$253  = frame__window[67];
 endmodule

@@ -6,14 +6,14 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  reg [457:0] \$5 ;
+  reg [482:0] \$5 ;
   reg \$6 ;
   reg \$7 ;
-  reg [457:0] \$8 ;
+  reg [482:0] \$8 ;
   input clk;
   wire clk;
-  input [457:0] i__payload;
-  wire [457:0] i__payload;
+  input [482:0] i__payload;
+  wire [482:0] i__payload;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -39,7 +39,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \i__payload.error ;
   wire [15:0] \i__payload.ethertype ;
-  wire [9:0] \i__payload.flags ;
+  wire [10:0] \i__payload.flags ;
   wire \i__payload.flags.direct ;
   wire \i__payload.flags.fragment ;
   wire \i__payload.flags.ip_options ;
@@ -50,6 +50,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire \i__payload.flags.udp ;
   wire \i__payload.flags.vlan ;
   wire \i__payload.flags.vlan2 ;
+  wire \i__payload.flags.vni ;
   wire [15:0] \i__payload.generation ;
   wire [31:0] \i__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -72,12 +73,13 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire [15:0] \i__payload.src_port ;
   wire [7:0] \i__payload.tcp_flags ;
   wire [11:0] \i__payload.vlan_id ;
+  wire [23:0] \i__payload.vni ;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [457:0] o__payload;
-  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [482:0] o__payload;
+  reg [482:0] o__payload = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -103,7 +105,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.error ;
   wire [15:0] \o__payload.ethertype ;
-  wire [9:0] \o__payload.flags ;
+  wire [10:0] \o__payload.flags ;
   wire \o__payload.flags.direct ;
   wire \o__payload.flags.fragment ;
   wire \o__payload.flags.ip_options ;
@@ -114,6 +116,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire \o__payload.flags.udp ;
   wire \o__payload.flags.vlan ;
   wire \o__payload.flags.vlan2 ;
+  wire \o__payload.flags.vni ;
   wire [15:0] \o__payload.generation ;
   wire [31:0] \o__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -136,13 +139,14 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire [15:0] \o__payload.src_port ;
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
+  wire [23:0] \o__payload.vni ;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
   input rst;
   wire rst;
-  reg [457:0] skid = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [482:0] skid = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -168,7 +172,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \skid.error ;
   wire [15:0] \skid.ethertype ;
-  wire [9:0] \skid.flags ;
+  wire [10:0] \skid.flags ;
   wire \skid.flags.direct ;
   wire \skid.flags.fragment ;
   wire \skid.flags.ip_options ;
@@ -179,6 +183,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire \skid.flags.udp ;
   wire \skid.flags.vlan ;
   wire \skid.flags.vlan2 ;
+  wire \skid.flags.vni ;
   wire [15:0] \skid.generation ;
   wire [31:0] \skid.hash ;
   (* enum_base_type = "HashType" *)
@@ -201,6 +206,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   wire [15:0] \skid.src_port ;
   wire [7:0] \skid.tcp_flags ;
   wire [11:0] \skid.vlan_id ;
+  wire [23:0] \skid.vni ;
   reg skid_valid = 1'h0;
   assign \$1  = ~ o__valid;
   assign \$2  = o__ready | \$1 ;
@@ -227,7 +233,7 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
       end
     end
     if (rst) begin
-      \$5  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$5  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -267,12 +273,12 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
       \$8  = i__payload;
     end
     if (rst) begin
-      \$8  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$8  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
-  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags  = o__payload[30:20];
   assign \o__payload.flags.vlan  = o__payload[20];
   assign \o__payload.flags.vlan2  = o__payload[21];
   assign \o__payload.flags.ipv4  = o__payload[22];
@@ -283,27 +289,29 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   assign \o__payload.flags.tunnel  = o__payload[27];
   assign \o__payload.flags.direct  = o__payload[28];
   assign \o__payload.flags.ip_options  = o__payload[29];
-  assign \o__payload.ethertype  = o__payload[45:30];
-  assign \o__payload.vlan_id  = o__payload[57:46];
-  assign \o__payload.dscp  = o__payload[63:58];
-  assign \o__payload.ip_proto  = o__payload[71:64];
-  assign \o__payload.tcp_flags  = o__payload[79:72];
-  assign \o__payload.src_addr  = o__payload[207:80];
-  assign \o__payload.dst_addr  = o__payload[335:208];
-  assign \o__payload.src_port  = o__payload[351:336];
-  assign \o__payload.dst_port  = o__payload[367:352];
-  assign \o__payload.hash  = o__payload[399:368];
-  assign \o__payload.hash_type  = o__payload[402:400];
-  assign \o__payload.rule  = o__payload[410:403];
-  assign \o__payload.instance  = o__payload[414:411];
-  assign \o__payload.reta_offset  = o__payload[425:415];
-  assign \o__payload.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.drop  = o__payload[433:430];
-  assign \o__payload.queue  = o__payload[441:434];
-  assign \o__payload.generation  = o__payload[457:442];
+  assign \o__payload.flags.vni  = o__payload[30];
+  assign \o__payload.ethertype  = o__payload[46:31];
+  assign \o__payload.vlan_id  = o__payload[58:47];
+  assign \o__payload.dscp  = o__payload[64:59];
+  assign \o__payload.ip_proto  = o__payload[72:65];
+  assign \o__payload.tcp_flags  = o__payload[80:73];
+  assign \o__payload.src_addr  = o__payload[208:81];
+  assign \o__payload.dst_addr  = o__payload[336:209];
+  assign \o__payload.src_port  = o__payload[352:337];
+  assign \o__payload.dst_port  = o__payload[368:353];
+  assign \o__payload.vni  = o__payload[392:369];
+  assign \o__payload.hash  = o__payload[424:393];
+  assign \o__payload.hash_type  = o__payload[427:425];
+  assign \o__payload.rule  = o__payload[435:428];
+  assign \o__payload.instance  = o__payload[439:436];
+  assign \o__payload.reta_offset  = o__payload[450:440];
+  assign \o__payload.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.drop  = o__payload[458:455];
+  assign \o__payload.queue  = o__payload[466:459];
+  assign \o__payload.generation  = o__payload[482:467];
   assign \skid.length  = skid[15:0];
   assign \skid.error  = skid[19:16];
-  assign \skid.flags  = skid[29:20];
+  assign \skid.flags  = skid[30:20];
   assign \skid.flags.vlan  = skid[20];
   assign \skid.flags.vlan2  = skid[21];
   assign \skid.flags.ipv4  = skid[22];
@@ -314,27 +322,29 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   assign \skid.flags.tunnel  = skid[27];
   assign \skid.flags.direct  = skid[28];
   assign \skid.flags.ip_options  = skid[29];
-  assign \skid.ethertype  = skid[45:30];
-  assign \skid.vlan_id  = skid[57:46];
-  assign \skid.dscp  = skid[63:58];
-  assign \skid.ip_proto  = skid[71:64];
-  assign \skid.tcp_flags  = skid[79:72];
-  assign \skid.src_addr  = skid[207:80];
-  assign \skid.dst_addr  = skid[335:208];
-  assign \skid.src_port  = skid[351:336];
-  assign \skid.dst_port  = skid[367:352];
-  assign \skid.hash  = skid[399:368];
-  assign \skid.hash_type  = skid[402:400];
-  assign \skid.rule  = skid[410:403];
-  assign \skid.instance  = skid[414:411];
-  assign \skid.reta_offset  = skid[425:415];
-  assign \skid.reta_size_log2  = skid[429:426];
-  assign \skid.drop  = skid[433:430];
-  assign \skid.queue  = skid[441:434];
-  assign \skid.generation  = skid[457:442];
+  assign \skid.flags.vni  = skid[30];
+  assign \skid.ethertype  = skid[46:31];
+  assign \skid.vlan_id  = skid[58:47];
+  assign \skid.dscp  = skid[64:59];
+  assign \skid.ip_proto  = skid[72:65];
+  assign \skid.tcp_flags  = skid[80:73];
+  assign \skid.src_addr  = skid[208:81];
+  assign \skid.dst_addr  = skid[336:209];
+  assign \skid.src_port  = skid[352:337];
+  assign \skid.dst_port  = skid[368:353];
+  assign \skid.vni  = skid[392:369];
+  assign \skid.hash  = skid[424:393];
+  assign \skid.hash_type  = skid[427:425];
+  assign \skid.rule  = skid[435:428];
+  assign \skid.instance  = skid[439:436];
+  assign \skid.reta_offset  = skid[450:440];
+  assign \skid.reta_size_log2  = skid[454:451];
+  assign \skid.drop  = skid[458:455];
+  assign \skid.queue  = skid[466:459];
+  assign \skid.generation  = skid[482:467];
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
-  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags  = i__payload[30:20];
   assign \i__payload.flags.vlan  = i__payload[20];
   assign \i__payload.flags.vlan2  = i__payload[21];
   assign \i__payload.flags.ipv4  = i__payload[22];
@@ -345,22 +355,24 @@ module \hetnic_nic_core_w64.core.pipeline.parser_slice (rst, o__ready, i__ready,
   assign \i__payload.flags.tunnel  = i__payload[27];
   assign \i__payload.flags.direct  = i__payload[28];
   assign \i__payload.flags.ip_options  = i__payload[29];
-  assign \i__payload.ethertype  = i__payload[45:30];
-  assign \i__payload.vlan_id  = i__payload[57:46];
-  assign \i__payload.dscp  = i__payload[63:58];
-  assign \i__payload.ip_proto  = i__payload[71:64];
-  assign \i__payload.tcp_flags  = i__payload[79:72];
-  assign \i__payload.src_addr  = i__payload[207:80];
-  assign \i__payload.dst_addr  = i__payload[335:208];
-  assign \i__payload.src_port  = i__payload[351:336];
-  assign \i__payload.dst_port  = i__payload[367:352];
-  assign \i__payload.hash  = i__payload[399:368];
-  assign \i__payload.hash_type  = i__payload[402:400];
-  assign \i__payload.rule  = i__payload[410:403];
-  assign \i__payload.instance  = i__payload[414:411];
-  assign \i__payload.reta_offset  = i__payload[425:415];
-  assign \i__payload.reta_size_log2  = i__payload[429:426];
-  assign \i__payload.drop  = i__payload[433:430];
-  assign \i__payload.queue  = i__payload[441:434];
-  assign \i__payload.generation  = i__payload[457:442];
+  assign \i__payload.flags.vni  = i__payload[30];
+  assign \i__payload.ethertype  = i__payload[46:31];
+  assign \i__payload.vlan_id  = i__payload[58:47];
+  assign \i__payload.dscp  = i__payload[64:59];
+  assign \i__payload.ip_proto  = i__payload[72:65];
+  assign \i__payload.tcp_flags  = i__payload[80:73];
+  assign \i__payload.src_addr  = i__payload[208:81];
+  assign \i__payload.dst_addr  = i__payload[336:209];
+  assign \i__payload.src_port  = i__payload[352:337];
+  assign \i__payload.dst_port  = i__payload[368:353];
+  assign \i__payload.vni  = i__payload[392:369];
+  assign \i__payload.hash  = i__payload[424:393];
+  assign \i__payload.hash_type  = i__payload[427:425];
+  assign \i__payload.rule  = i__payload[435:428];
+  assign \i__payload.instance  = i__payload[439:436];
+  assign \i__payload.reta_offset  = i__payload[450:440];
+  assign \i__payload.reta_size_log2  = i__payload[454:451];
+  assign \i__payload.drop  = i__payload[458:455];
+  assign \i__payload.queue  = i__payload[466:459];
+  assign \i__payload.generation  = i__payload[482:467];
 endmodule

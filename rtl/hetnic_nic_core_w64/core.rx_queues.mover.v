@@ -38,7 +38,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   wire \$4 ;
   wire [1:0] \$40 ;
   wire \$41 ;
-  reg [26:0] \$42 ;
+  reg [25:0] \$42 ;
   reg [15:0] \$43 ;
   reg \$44 ;
   reg \$45 ;
@@ -74,7 +74,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \image.error ;
-  wire [9:0] \image.flags ;
+  wire [10:0] \image.flags ;
   wire \image.flags.direct ;
   wire \image.flags.fragment ;
   wire \image.flags.ip_options ;
@@ -85,6 +85,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   wire \image.flags.udp ;
   wire \image.flags.vlan ;
   wire \image.flags.vlan2 ;
+  wire \image.flags.vni ;
   wire [15:0] \image.generation ;
   wire [31:0] \image.hash ;
   (* enum_base_type = "HashType" *)
@@ -101,7 +102,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   wire \image.phase ;
   wire [7:0] \image.queue ;
   wire [6:0] \image.rule ;
-  wire [26:0] \image.timestamp ;
+  wire [25:0] \image.timestamp ;
   reg in_entry = 1'h0;
   input [144:0] job__payload;
   wire [144:0] job__payload;
@@ -116,7 +117,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \job__payload.completion.error ;
-  wire [9:0] \job__payload.completion.flags ;
+  wire [10:0] \job__payload.completion.flags ;
   wire \job__payload.completion.flags.direct ;
   wire \job__payload.completion.flags.fragment ;
   wire \job__payload.completion.flags.ip_options ;
@@ -127,6 +128,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   wire \job__payload.completion.flags.udp ;
   wire \job__payload.completion.flags.vlan ;
   wire \job__payload.completion.flags.vlan2 ;
+  wire \job__payload.completion.flags.vni ;
   wire [15:0] \job__payload.completion.generation ;
   wire [31:0] \job__payload.completion.hash ;
   (* enum_base_type = "HashType" *)
@@ -143,7 +145,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   wire \job__payload.completion.phase ;
   wire [7:0] \job__payload.completion.queue ;
   wire [6:0] \job__payload.completion.rule ;
-  wire [26:0] \job__payload.completion.timestamp ;
+  wire [25:0] \job__payload.completion.timestamp ;
   wire \job__payload.deliver ;
   wire [15:0] \job__payload.length ;
   output job__ready;
@@ -154,7 +156,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   input rst;
   wire rst;
   reg [15:0] sent = 16'h0000;
-  reg [26:0] stamp = 27'h0000000;
+  reg [25:0] stamp = 26'h0000000;
   input [47:0] timestamp;
   wire [47:0] timestamp;
   output [64:0] wr_data__payload;
@@ -316,11 +318,11 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
     \$42  = stamp;
     if (\$24 ) begin
       if (\$26 ) begin
-        \$42  = timestamp[26:0];
+        \$42  = timestamp[25:0];
       end
     end
     if (rst) begin
-      \$42  = 27'h0000000;
+      \$42  = 26'h0000000;
     end
   end
   always @* begin
@@ -361,7 +363,7 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   assign \job__payload.completion.hash  = job__payload[64:33];
   assign \job__payload.completion.hash_type  = job__payload[67:65];
   assign \job__payload.completion.error  = job__payload[71:68];
-  assign \job__payload.completion.flags  = job__payload[81:72];
+  assign \job__payload.completion.flags  = job__payload[82:72];
   assign \job__payload.completion.flags.vlan  = job__payload[72];
   assign \job__payload.completion.flags.vlan2  = job__payload[73];
   assign \job__payload.completion.flags.ipv4  = job__payload[74];
@@ -372,17 +374,18 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   assign \job__payload.completion.flags.tunnel  = job__payload[79];
   assign \job__payload.completion.flags.direct  = job__payload[80];
   assign \job__payload.completion.flags.ip_options  = job__payload[81];
-  assign \job__payload.completion.queue  = job__payload[89:82];
-  assign \job__payload.completion.instance  = job__payload[93:90];
-  assign \job__payload.completion.rule  = job__payload[100:94];
-  assign \job__payload.completion.generation  = job__payload[116:101];
-  assign \job__payload.completion.timestamp  = job__payload[143:117];
+  assign \job__payload.completion.flags.vni  = job__payload[82];
+  assign \job__payload.completion.queue  = job__payload[90:83];
+  assign \job__payload.completion.instance  = job__payload[94:91];
+  assign \job__payload.completion.rule  = job__payload[101:95];
+  assign \job__payload.completion.generation  = job__payload[117:102];
+  assign \job__payload.completion.timestamp  = job__payload[143:118];
   assign \job__payload.completion.phase  = job__payload[144];
   assign \image.length  = image[15:0];
   assign \image.hash  = image[47:16];
   assign \image.hash_type  = image[50:48];
   assign \image.error  = image[54:51];
-  assign \image.flags  = image[64:55];
+  assign \image.flags  = image[65:55];
   assign \image.flags.vlan  = image[55];
   assign \image.flags.vlan2  = image[56];
   assign \image.flags.ipv4  = image[57];
@@ -393,11 +396,12 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   assign \image.flags.tunnel  = image[62];
   assign \image.flags.direct  = image[63];
   assign \image.flags.ip_options  = image[64];
-  assign \image.queue  = image[72:65];
-  assign \image.instance  = image[76:73];
-  assign \image.rule  = image[83:77];
-  assign \image.generation  = image[99:84];
-  assign \image.timestamp  = image[126:100];
+  assign \image.flags.vni  = image[65];
+  assign \image.queue  = image[73:66];
+  assign \image.instance  = image[77:74];
+  assign \image.rule  = image[84:78];
+  assign \image.generation  = image[100:85];
+  assign \image.timestamp  = image[126:101];
   assign \image.phase  = image[127];
   assign \wr_data__payload.data  = wr_data__payload[63:0];
   assign \wr_data__payload.last  = wr_data__payload[64];
@@ -405,8 +409,8 @@ module \hetnic_nic_core_w64.core.rx_queues.mover (rst, job__payload, timestamp, 
   assign \data__payload.keep  = data__payload[71:64];
   assign \data__payload.last  = data__payload[72];
   assign \data__payload.error  = data__payload[73];
-  assign image[126:100] = stamp;
-  assign { image[127], image[99:0] } = { job__payload[144], job__payload[116:17] };
+  assign image[126:101] = stamp;
+  assign { image[127], image[100:0] } = { job__payload[144], job__payload[117:17] };
   assign \$2  = { 3'h0, \$1 [16:3] };
   assign \$21  = entry_beat;
   assign \$22  = entry_beat;

@@ -122,7 +122,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire \$203 ;
   wire [7:0] \$204 ;
   wire [15:0] \$205 ;
-  reg [457:0] \$206 ;
+  reg [482:0] \$206 ;
   reg [2:0] \$207 ;
   reg [63:0] \$208 ;
   reg [1:0] \$209 ;
@@ -243,7 +243,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   input csr__w_stb;
   wire csr__w_stb;
   wire \csr__w_stb$11 ;
-  reg [457:0] cur = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [482:0] cur = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -269,7 +269,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \cur.error ;
   wire [15:0] \cur.ethertype ;
-  wire [9:0] \cur.flags ;
+  wire [10:0] \cur.flags ;
   wire \cur.flags.direct ;
   wire \cur.flags.fragment ;
   wire \cur.flags.ip_options ;
@@ -280,6 +280,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire \cur.flags.udp ;
   wire \cur.flags.vlan ;
   wire \cur.flags.vlan2 ;
+  wire \cur.flags.vni ;
   wire [15:0] \cur.generation ;
   wire [31:0] \cur.hash ;
   (* enum_base_type = "HashType" *)
@@ -302,6 +303,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire [15:0] \cur.src_port ;
   wire [7:0] \cur.tcp_flags ;
   wire [11:0] \cur.vlan_id ;
+  wire [23:0] \cur.vni ;
   input [73:0] data__payload;
   wire [73:0] data__payload;
   wire [73:0] \data__payload$64 ;
@@ -354,7 +356,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \job__payload.completion.error ;
-  wire [9:0] \job__payload.completion.flags ;
+  wire [10:0] \job__payload.completion.flags ;
   wire \job__payload.completion.flags.direct ;
   wire \job__payload.completion.flags.fragment ;
   wire \job__payload.completion.flags.ip_options ;
@@ -365,6 +367,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire \job__payload.completion.flags.udp ;
   wire \job__payload.completion.flags.vlan ;
   wire \job__payload.completion.flags.vlan2 ;
+  wire \job__payload.completion.flags.vni ;
   wire [15:0] \job__payload.completion.generation ;
   wire [31:0] \job__payload.completion.hash ;
   (* enum_base_type = "HashType" *)
@@ -381,7 +384,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire \job__payload.completion.phase ;
   wire [7:0] \job__payload.completion.queue ;
   wire [6:0] \job__payload.completion.rule ;
-  wire [26:0] \job__payload.completion.timestamp ;
+  wire [25:0] \job__payload.completion.timestamp ;
   wire \job__payload.deliver ;
   wire [15:0] \job__payload.length ;
   wire job__ready;
@@ -395,8 +398,8 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire [15:0] lu_prod;
   wire [31:0] lu_size;
   wire lu_valid;
-  input [457:0] meta__payload;
-  wire [457:0] meta__payload;
+  input [482:0] meta__payload;
+  wire [482:0] meta__payload;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -422,7 +425,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \meta__payload.error ;
   wire [15:0] \meta__payload.ethertype ;
-  wire [9:0] \meta__payload.flags ;
+  wire [10:0] \meta__payload.flags ;
   wire \meta__payload.flags.direct ;
   wire \meta__payload.flags.fragment ;
   wire \meta__payload.flags.ip_options ;
@@ -433,6 +436,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire \meta__payload.flags.udp ;
   wire \meta__payload.flags.vlan ;
   wire \meta__payload.flags.vlan2 ;
+  wire \meta__payload.flags.vni ;
   wire [15:0] \meta__payload.generation ;
   wire [31:0] \meta__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -455,6 +459,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   wire [15:0] \meta__payload.src_port ;
   wire [7:0] \meta__payload.tcp_flags ;
   wire [11:0] \meta__payload.vlan_id ;
+  wire [23:0] \meta__payload.vni ;
   output meta__ready;
   reg meta__ready;
   input meta__valid;
@@ -605,7 +610,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \$63  = \$62  ? 2'h2 : 2'h0;
   assign \$64  = \$49  ? 2'h3 : \$63 ;
   assign \$65  = \$42  ? 2'h1 : \$64 ;
-  assign \$66  = | cur[433:430];
+  assign \$66  = | cur[458:455];
   assign \$67  = ~ \$66 ;
   assign \$68  = ~ lu_enabled;
   assign \$69  = \$217 [175:160] == lu_cons;
@@ -702,13 +707,13 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \$160  = { 1'h0, lu_cons } & \$159 ;
   assign \$161  = \$160 [15:0] * 5'h10;
   assign \$162  = \$217 [63:0] + \$161 ;
-  assign \$163  = | cur[433:430];
+  assign \$163  = | cur[458:455];
   assign \$164  = ~ lu_enabled;
   assign \$165  = \$217 [175:160] == lu_cons;
   assign \$166  = \$164  | \$165 ;
   assign \$167  = \$166  ? 2'h2 : 2'h0;
   assign \$168  = \$163  ? 2'h1 : \$167 ;
-  assign \$169  = | cur[433:430];
+  assign \$169  = | cur[458:455];
   assign \$170  = ~ lu_enabled;
   assign \$171  = \$217 [175:160] == lu_cons;
   assign \$172  = \$170  | \$171 ;
@@ -818,7 +823,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
     .lu_event_queue(lu_event_queue),
     .lu_valid(lu_valid),
     .no_buffer_stb(no_buffer_stb),
-    .\port$4826$0 (\$217 ),
+    .\port$4959$0 (\$217 ),
     .retire_stb(frame_retire_stb),
     .rst(rst),
     .start_stb(frame_start_stb),
@@ -839,10 +844,10 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    lookup_queue = cur[441:434];
+    lookup_queue = cur[466:459];
     casez (fsm_state)
       3'h0:
-          lookup_queue = meta__payload[441:434];
+          lookup_queue = meta__payload[466:459];
       3'h1:
           /* empty */;
       3'h4:
@@ -851,7 +856,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
           /* empty */;
       3'h2:
           if (\$90 ) begin
-            lookup_queue = meta__payload[441:434];
+            lookup_queue = meta__payload[466:459];
           end
     endcase
   end
@@ -1175,7 +1180,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
           end
     endcase
     if (rst) begin
-      \$206  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$206  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -1415,7 +1420,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign write_error_queue = \r_data$76 [7:0];
   assign \cur.length  = cur[15:0];
   assign \cur.error  = cur[19:16];
-  assign \cur.flags  = cur[29:20];
+  assign \cur.flags  = cur[30:20];
   assign \cur.flags.vlan  = cur[20];
   assign \cur.flags.vlan2  = cur[21];
   assign \cur.flags.ipv4  = cur[22];
@@ -1426,24 +1431,26 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \cur.flags.tunnel  = cur[27];
   assign \cur.flags.direct  = cur[28];
   assign \cur.flags.ip_options  = cur[29];
-  assign \cur.ethertype  = cur[45:30];
-  assign \cur.vlan_id  = cur[57:46];
-  assign \cur.dscp  = cur[63:58];
-  assign \cur.ip_proto  = cur[71:64];
-  assign \cur.tcp_flags  = cur[79:72];
-  assign \cur.src_addr  = cur[207:80];
-  assign \cur.dst_addr  = cur[335:208];
-  assign \cur.src_port  = cur[351:336];
-  assign \cur.dst_port  = cur[367:352];
-  assign \cur.hash  = cur[399:368];
-  assign \cur.hash_type  = cur[402:400];
-  assign \cur.rule  = cur[410:403];
-  assign \cur.instance  = cur[414:411];
-  assign \cur.reta_offset  = cur[425:415];
-  assign \cur.reta_size_log2  = cur[429:426];
-  assign \cur.drop  = cur[433:430];
-  assign \cur.queue  = cur[441:434];
-  assign \cur.generation  = cur[457:442];
+  assign \cur.flags.vni  = cur[30];
+  assign \cur.ethertype  = cur[46:31];
+  assign \cur.vlan_id  = cur[58:47];
+  assign \cur.dscp  = cur[64:59];
+  assign \cur.ip_proto  = cur[72:65];
+  assign \cur.tcp_flags  = cur[80:73];
+  assign \cur.src_addr  = cur[208:81];
+  assign \cur.dst_addr  = cur[336:209];
+  assign \cur.src_port  = cur[352:337];
+  assign \cur.dst_port  = cur[368:353];
+  assign \cur.vni  = cur[392:369];
+  assign \cur.hash  = cur[424:393];
+  assign \cur.hash_type  = cur[427:425];
+  assign \cur.rule  = cur[435:428];
+  assign \cur.instance  = cur[439:436];
+  assign \cur.reta_offset  = cur[450:440];
+  assign \cur.reta_size_log2  = cur[454:451];
+  assign \cur.drop  = cur[458:455];
+  assign \cur.queue  = cur[466:459];
+  assign \cur.generation  = cur[482:467];
   assign \rd_req__payload.addr  = rd_req__payload[63:0];
   assign \rd_req__payload.length  = rd_req__payload[79:64];
   assign \rd_req__payload.tag  = rd_req__payload[87:80];
@@ -1452,7 +1459,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \desc.reserved  = desc[127:96];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
-  assign \meta__payload.flags  = meta__payload[29:20];
+  assign \meta__payload.flags  = meta__payload[30:20];
   assign \meta__payload.flags.vlan  = meta__payload[20];
   assign \meta__payload.flags.vlan2  = meta__payload[21];
   assign \meta__payload.flags.ipv4  = meta__payload[22];
@@ -1463,24 +1470,26 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \meta__payload.flags.tunnel  = meta__payload[27];
   assign \meta__payload.flags.direct  = meta__payload[28];
   assign \meta__payload.flags.ip_options  = meta__payload[29];
-  assign \meta__payload.ethertype  = meta__payload[45:30];
-  assign \meta__payload.vlan_id  = meta__payload[57:46];
-  assign \meta__payload.dscp  = meta__payload[63:58];
-  assign \meta__payload.ip_proto  = meta__payload[71:64];
-  assign \meta__payload.tcp_flags  = meta__payload[79:72];
-  assign \meta__payload.src_addr  = meta__payload[207:80];
-  assign \meta__payload.dst_addr  = meta__payload[335:208];
-  assign \meta__payload.src_port  = meta__payload[351:336];
-  assign \meta__payload.dst_port  = meta__payload[367:352];
-  assign \meta__payload.hash  = meta__payload[399:368];
-  assign \meta__payload.hash_type  = meta__payload[402:400];
-  assign \meta__payload.rule  = meta__payload[410:403];
-  assign \meta__payload.instance  = meta__payload[414:411];
-  assign \meta__payload.reta_offset  = meta__payload[425:415];
-  assign \meta__payload.reta_size_log2  = meta__payload[429:426];
-  assign \meta__payload.drop  = meta__payload[433:430];
-  assign \meta__payload.queue  = meta__payload[441:434];
-  assign \meta__payload.generation  = meta__payload[457:442];
+  assign \meta__payload.flags.vni  = meta__payload[30];
+  assign \meta__payload.ethertype  = meta__payload[46:31];
+  assign \meta__payload.vlan_id  = meta__payload[58:47];
+  assign \meta__payload.dscp  = meta__payload[64:59];
+  assign \meta__payload.ip_proto  = meta__payload[72:65];
+  assign \meta__payload.tcp_flags  = meta__payload[80:73];
+  assign \meta__payload.src_addr  = meta__payload[208:81];
+  assign \meta__payload.dst_addr  = meta__payload[336:209];
+  assign \meta__payload.src_port  = meta__payload[352:337];
+  assign \meta__payload.dst_port  = meta__payload[368:353];
+  assign \meta__payload.vni  = meta__payload[392:369];
+  assign \meta__payload.hash  = meta__payload[424:393];
+  assign \meta__payload.hash_type  = meta__payload[427:425];
+  assign \meta__payload.rule  = meta__payload[435:428];
+  assign \meta__payload.instance  = meta__payload[439:436];
+  assign \meta__payload.reta_offset  = meta__payload[450:440];
+  assign \meta__payload.reta_size_log2  = meta__payload[454:451];
+  assign \meta__payload.drop  = meta__payload[458:455];
+  assign \meta__payload.queue  = meta__payload[466:459];
+  assign \meta__payload.generation  = meta__payload[482:467];
   assign \wr_req__payload.addr  = wr_req__payload[63:0];
   assign \wr_req__payload.length  = wr_req__payload[79:64];
   assign \wr_req__payload.tag  = wr_req__payload[87:80];
@@ -1491,7 +1500,7 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \job__payload.completion.hash  = job__payload[64:33];
   assign \job__payload.completion.hash_type  = job__payload[67:65];
   assign \job__payload.completion.error  = job__payload[71:68];
-  assign \job__payload.completion.flags  = job__payload[81:72];
+  assign \job__payload.completion.flags  = job__payload[82:72];
   assign \job__payload.completion.flags.vlan  = job__payload[72];
   assign \job__payload.completion.flags.vlan2  = job__payload[73];
   assign \job__payload.completion.flags.ipv4  = job__payload[74];
@@ -1502,11 +1511,12 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \job__payload.completion.flags.tunnel  = job__payload[79];
   assign \job__payload.completion.flags.direct  = job__payload[80];
   assign \job__payload.completion.flags.ip_options  = job__payload[81];
-  assign \job__payload.completion.queue  = job__payload[89:82];
-  assign \job__payload.completion.instance  = job__payload[93:90];
-  assign \job__payload.completion.rule  = job__payload[100:94];
-  assign \job__payload.completion.generation  = job__payload[116:101];
-  assign \job__payload.completion.timestamp  = job__payload[143:117];
+  assign \job__payload.completion.flags.vni  = job__payload[82];
+  assign \job__payload.completion.queue  = job__payload[90:83];
+  assign \job__payload.completion.instance  = job__payload[94:91];
+  assign \job__payload.completion.rule  = job__payload[101:95];
+  assign \job__payload.completion.generation  = job__payload[117:102];
+  assign \job__payload.completion.timestamp  = job__payload[143:118];
   assign \job__payload.completion.phase  = job__payload[144];
   assign \data__payload.data  = data__payload[63:0];
   assign \data__payload.keep  = data__payload[71:64];
@@ -1536,25 +1546,25 @@ module \hetnic_nic_core_w64.core.rx_queues (rst, rd_data__valid, wr_done__valid,
   assign \w_data$24 [26:11] = \$40 [15:0];
   assign \w_data$24 [9:8] = \$39 ;
   assign \w_data$24 [10] = \$26 ;
-  assign \w_data$24 [7:0] = cur[441:434];
-  assign \w_data$22 [151:144] = cur[441:434];
+  assign \w_data$24 [7:0] = cur[466:459];
+  assign \w_data$22 [151:144] = cur[466:459];
   assign \w_data$22 [143:80] = \$16 [63:0];
   assign \w_data$22 [79:64] = cur[15:0];
   assign \w_data$22 [63:0] = desc[63:0];
   assign w_data[144] = \$12 ;
-  assign w_data[116:101] = cur[457:442];
-  assign w_data[100:94] = cur[409:403];
-  assign w_data[93:90] = cur[414:411];
-  assign w_data[89:82] = cur[441:434];
-  assign w_data[81:72] = cur[29:20];
+  assign w_data[117:102] = cur[482:467];
+  assign w_data[101:95] = cur[434:428];
+  assign w_data[94:91] = cur[439:436];
+  assign w_data[90:83] = cur[466:459];
+  assign w_data[82:72] = cur[30:20];
   assign w_data[71:68] = cur[19:16];
-  assign w_data[67:65] = cur[402:400];
-  assign w_data[64:33] = cur[399:368];
+  assign w_data[67:65] = cur[427:425];
+  assign w_data[64:33] = cur[424:393];
   assign w_data[32:17] = cur[15:0];
   assign w_data[16:1] = cur[15:0];
   assign w_data[0] = \$10 ;
-  assign w_data[143:117] = 27'h0000000;
+  assign w_data[143:118] = 26'h0000000;
   always @*
-    rd_req__payload[87:80] = cur[441:434];
+    rd_req__payload[87:80] = cur[466:459];
   initial rd_req__payload[79:64] = 16'h0010;
 endmodule

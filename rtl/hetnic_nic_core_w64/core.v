@@ -188,8 +188,8 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   output [3:0] irq;
   wire [3:0] irq;
   wire [3:0] \irq$236 ;
-  wire [457:0] meta__payload;
-  wire [457:0] \meta__payload$73 ;
+  wire [482:0] meta__payload;
+  wire [482:0] \meta__payload$73 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -215,7 +215,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \meta__payload$73.error ;
   wire [15:0] \meta__payload$73.ethertype ;
-  wire [9:0] \meta__payload$73.flags ;
+  wire [10:0] \meta__payload$73.flags ;
   wire \meta__payload$73.flags.direct ;
   wire \meta__payload$73.flags.fragment ;
   wire \meta__payload$73.flags.ip_options ;
@@ -226,6 +226,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   wire \meta__payload$73.flags.udp ;
   wire \meta__payload$73.flags.vlan ;
   wire \meta__payload$73.flags.vlan2 ;
+  wire \meta__payload$73.flags.vni ;
   wire [15:0] \meta__payload$73.generation ;
   wire [31:0] \meta__payload$73.hash ;
   (* enum_base_type = "HashType" *)
@@ -248,6 +249,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   wire [15:0] \meta__payload$73.src_port ;
   wire [7:0] \meta__payload$73.tcp_flags ;
   wire [11:0] \meta__payload$73.vlan_id ;
+  wire [23:0] \meta__payload$73.vni ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -273,7 +275,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \meta__payload.error ;
   wire [15:0] \meta__payload.ethertype ;
-  wire [9:0] \meta__payload.flags ;
+  wire [10:0] \meta__payload.flags ;
   wire \meta__payload.flags.direct ;
   wire \meta__payload.flags.fragment ;
   wire \meta__payload.flags.ip_options ;
@@ -284,6 +286,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   wire \meta__payload.flags.udp ;
   wire \meta__payload.flags.vlan ;
   wire \meta__payload.flags.vlan2 ;
+  wire \meta__payload.flags.vni ;
   wire [15:0] \meta__payload.generation ;
   wire [31:0] \meta__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -306,6 +309,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   wire [15:0] \meta__payload.src_port ;
   wire [7:0] \meta__payload.tcp_flags ;
   wire [11:0] \meta__payload.vlan_id ;
+  wire [23:0] \meta__payload.vni ;
   wire meta__ready;
   wire \meta__ready$75 ;
   wire meta__valid;
@@ -985,7 +989,7 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \data__payload$67.error  = data__payload[73];
   assign \meta__payload.length  = meta__payload[15:0];
   assign \meta__payload.error  = meta__payload[19:16];
-  assign \meta__payload.flags  = meta__payload[29:20];
+  assign \meta__payload.flags  = meta__payload[30:20];
   assign \meta__payload.flags.vlan  = meta__payload[20];
   assign \meta__payload.flags.vlan2  = meta__payload[21];
   assign \meta__payload.flags.ipv4  = meta__payload[22];
@@ -996,27 +1000,29 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \meta__payload.flags.tunnel  = meta__payload[27];
   assign \meta__payload.flags.direct  = meta__payload[28];
   assign \meta__payload.flags.ip_options  = meta__payload[29];
-  assign \meta__payload.ethertype  = meta__payload[45:30];
-  assign \meta__payload.vlan_id  = meta__payload[57:46];
-  assign \meta__payload.dscp  = meta__payload[63:58];
-  assign \meta__payload.ip_proto  = meta__payload[71:64];
-  assign \meta__payload.tcp_flags  = meta__payload[79:72];
-  assign \meta__payload.src_addr  = meta__payload[207:80];
-  assign \meta__payload.dst_addr  = meta__payload[335:208];
-  assign \meta__payload.src_port  = meta__payload[351:336];
-  assign \meta__payload.dst_port  = meta__payload[367:352];
-  assign \meta__payload.hash  = meta__payload[399:368];
-  assign \meta__payload.hash_type  = meta__payload[402:400];
-  assign \meta__payload.rule  = meta__payload[410:403];
-  assign \meta__payload.instance  = meta__payload[414:411];
-  assign \meta__payload.reta_offset  = meta__payload[425:415];
-  assign \meta__payload.reta_size_log2  = meta__payload[429:426];
-  assign \meta__payload.drop  = meta__payload[433:430];
-  assign \meta__payload.queue  = meta__payload[441:434];
-  assign \meta__payload.generation  = meta__payload[457:442];
+  assign \meta__payload.flags.vni  = meta__payload[30];
+  assign \meta__payload.ethertype  = meta__payload[46:31];
+  assign \meta__payload.vlan_id  = meta__payload[58:47];
+  assign \meta__payload.dscp  = meta__payload[64:59];
+  assign \meta__payload.ip_proto  = meta__payload[72:65];
+  assign \meta__payload.tcp_flags  = meta__payload[80:73];
+  assign \meta__payload.src_addr  = meta__payload[208:81];
+  assign \meta__payload.dst_addr  = meta__payload[336:209];
+  assign \meta__payload.src_port  = meta__payload[352:337];
+  assign \meta__payload.dst_port  = meta__payload[368:353];
+  assign \meta__payload.vni  = meta__payload[392:369];
+  assign \meta__payload.hash  = meta__payload[424:393];
+  assign \meta__payload.hash_type  = meta__payload[427:425];
+  assign \meta__payload.rule  = meta__payload[435:428];
+  assign \meta__payload.instance  = meta__payload[439:436];
+  assign \meta__payload.reta_offset  = meta__payload[450:440];
+  assign \meta__payload.reta_size_log2  = meta__payload[454:451];
+  assign \meta__payload.drop  = meta__payload[458:455];
+  assign \meta__payload.queue  = meta__payload[466:459];
+  assign \meta__payload.generation  = meta__payload[482:467];
   assign \meta__payload$73.length  = meta__payload[15:0];
   assign \meta__payload$73.error  = meta__payload[19:16];
-  assign \meta__payload$73.flags  = meta__payload[29:20];
+  assign \meta__payload$73.flags  = meta__payload[30:20];
   assign \meta__payload$73.flags.vlan  = meta__payload[20];
   assign \meta__payload$73.flags.vlan2  = meta__payload[21];
   assign \meta__payload$73.flags.ipv4  = meta__payload[22];
@@ -1027,24 +1033,26 @@ module \hetnic_nic_core_w64.core (tx__ready, axi__awready, axi__wready, axi__bid
   assign \meta__payload$73.flags.tunnel  = meta__payload[27];
   assign \meta__payload$73.flags.direct  = meta__payload[28];
   assign \meta__payload$73.flags.ip_options  = meta__payload[29];
-  assign \meta__payload$73.ethertype  = meta__payload[45:30];
-  assign \meta__payload$73.vlan_id  = meta__payload[57:46];
-  assign \meta__payload$73.dscp  = meta__payload[63:58];
-  assign \meta__payload$73.ip_proto  = meta__payload[71:64];
-  assign \meta__payload$73.tcp_flags  = meta__payload[79:72];
-  assign \meta__payload$73.src_addr  = meta__payload[207:80];
-  assign \meta__payload$73.dst_addr  = meta__payload[335:208];
-  assign \meta__payload$73.src_port  = meta__payload[351:336];
-  assign \meta__payload$73.dst_port  = meta__payload[367:352];
-  assign \meta__payload$73.hash  = meta__payload[399:368];
-  assign \meta__payload$73.hash_type  = meta__payload[402:400];
-  assign \meta__payload$73.rule  = meta__payload[410:403];
-  assign \meta__payload$73.instance  = meta__payload[414:411];
-  assign \meta__payload$73.reta_offset  = meta__payload[425:415];
-  assign \meta__payload$73.reta_size_log2  = meta__payload[429:426];
-  assign \meta__payload$73.drop  = meta__payload[433:430];
-  assign \meta__payload$73.queue  = meta__payload[441:434];
-  assign \meta__payload$73.generation  = meta__payload[457:442];
+  assign \meta__payload$73.flags.vni  = meta__payload[30];
+  assign \meta__payload$73.ethertype  = meta__payload[46:31];
+  assign \meta__payload$73.vlan_id  = meta__payload[58:47];
+  assign \meta__payload$73.dscp  = meta__payload[64:59];
+  assign \meta__payload$73.ip_proto  = meta__payload[72:65];
+  assign \meta__payload$73.tcp_flags  = meta__payload[80:73];
+  assign \meta__payload$73.src_addr  = meta__payload[208:81];
+  assign \meta__payload$73.dst_addr  = meta__payload[336:209];
+  assign \meta__payload$73.src_port  = meta__payload[352:337];
+  assign \meta__payload$73.dst_port  = meta__payload[368:353];
+  assign \meta__payload$73.vni  = meta__payload[392:369];
+  assign \meta__payload$73.hash  = meta__payload[424:393];
+  assign \meta__payload$73.hash_type  = meta__payload[427:425];
+  assign \meta__payload$73.rule  = meta__payload[435:428];
+  assign \meta__payload$73.instance  = meta__payload[439:436];
+  assign \meta__payload$73.reta_offset  = meta__payload[450:440];
+  assign \meta__payload$73.reta_size_log2  = meta__payload[454:451];
+  assign \meta__payload$73.drop  = meta__payload[458:455];
+  assign \meta__payload$73.queue  = meta__payload[466:459];
+  assign \meta__payload$73.generation  = meta__payload[482:467];
   assign \tx_mac__payload.data  = tx_mac__payload[63:0];
   assign \tx_mac__payload.keep  = tx_mac__payload[71:64];
   assign \tx_mac__payload.last  = tx_mac__payload[72];

@@ -54,13 +54,13 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   wire m_axis_tuser;
   output m_axis_tvalid;
   wire m_axis_tvalid;
-  output [457:0] m_meta_tdata;
-  wire [457:0] m_meta_tdata;
+  output [482:0] m_meta_tdata;
+  wire [482:0] m_meta_tdata;
   input m_meta_tready;
   wire m_meta_tready;
   output m_meta_tvalid;
   wire m_meta_tvalid;
-  wire [457:0] meta__payload;
+  wire [482:0] meta__payload;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -86,7 +86,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \meta__payload.error ;
   wire [15:0] \meta__payload.ethertype ;
-  wire [9:0] \meta__payload.flags ;
+  wire [10:0] \meta__payload.flags ;
   wire \meta__payload.flags.direct ;
   wire \meta__payload.flags.fragment ;
   wire \meta__payload.flags.ip_options ;
@@ -97,6 +97,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   wire \meta__payload.flags.udp ;
   wire \meta__payload.flags.vlan ;
   wire \meta__payload.flags.vlan2 ;
+  wire \meta__payload.flags.vni ;
   wire [15:0] \meta__payload.generation ;
   wire [31:0] \meta__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -119,6 +120,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   wire [15:0] \meta__payload.src_port ;
   wire [7:0] \meta__payload.tcp_flags ;
   wire [11:0] \meta__payload.vlan_id ;
+  wire [23:0] \meta__payload.vni ;
   wire meta__ready;
   wire meta__valid;
   input rst;
@@ -272,7 +274,7 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   assign \data__payload.error  = data__payload[73];
   assign \meta__payload.length  = m_meta_tdata[15:0];
   assign \meta__payload.error  = m_meta_tdata[19:16];
-  assign \meta__payload.flags  = m_meta_tdata[29:20];
+  assign \meta__payload.flags  = m_meta_tdata[30:20];
   assign \meta__payload.flags.vlan  = m_meta_tdata[20];
   assign \meta__payload.flags.vlan2  = m_meta_tdata[21];
   assign \meta__payload.flags.ipv4  = m_meta_tdata[22];
@@ -283,24 +285,26 @@ module hetnic_rx_pipeline_w64(s_axis_tkeep, s_axis_tlast, s_axis_tuser, s_axis_t
   assign \meta__payload.flags.tunnel  = m_meta_tdata[27];
   assign \meta__payload.flags.direct  = m_meta_tdata[28];
   assign \meta__payload.flags.ip_options  = m_meta_tdata[29];
-  assign \meta__payload.ethertype  = m_meta_tdata[45:30];
-  assign \meta__payload.vlan_id  = m_meta_tdata[57:46];
-  assign \meta__payload.dscp  = m_meta_tdata[63:58];
-  assign \meta__payload.ip_proto  = m_meta_tdata[71:64];
-  assign \meta__payload.tcp_flags  = m_meta_tdata[79:72];
-  assign \meta__payload.src_addr  = m_meta_tdata[207:80];
-  assign \meta__payload.dst_addr  = m_meta_tdata[335:208];
-  assign \meta__payload.src_port  = m_meta_tdata[351:336];
-  assign \meta__payload.dst_port  = m_meta_tdata[367:352];
-  assign \meta__payload.hash  = m_meta_tdata[399:368];
-  assign \meta__payload.hash_type  = m_meta_tdata[402:400];
-  assign \meta__payload.rule  = m_meta_tdata[410:403];
-  assign \meta__payload.instance  = m_meta_tdata[414:411];
-  assign \meta__payload.reta_offset  = m_meta_tdata[425:415];
-  assign \meta__payload.reta_size_log2  = m_meta_tdata[429:426];
-  assign \meta__payload.drop  = m_meta_tdata[433:430];
-  assign \meta__payload.queue  = m_meta_tdata[441:434];
-  assign \meta__payload.generation  = m_meta_tdata[457:442];
+  assign \meta__payload.flags.vni  = m_meta_tdata[30];
+  assign \meta__payload.ethertype  = m_meta_tdata[46:31];
+  assign \meta__payload.vlan_id  = m_meta_tdata[58:47];
+  assign \meta__payload.dscp  = m_meta_tdata[64:59];
+  assign \meta__payload.ip_proto  = m_meta_tdata[72:65];
+  assign \meta__payload.tcp_flags  = m_meta_tdata[80:73];
+  assign \meta__payload.src_addr  = m_meta_tdata[208:81];
+  assign \meta__payload.dst_addr  = m_meta_tdata[336:209];
+  assign \meta__payload.src_port  = m_meta_tdata[352:337];
+  assign \meta__payload.dst_port  = m_meta_tdata[368:353];
+  assign \meta__payload.vni  = m_meta_tdata[392:369];
+  assign \meta__payload.hash  = m_meta_tdata[424:393];
+  assign \meta__payload.hash_type  = m_meta_tdata[427:425];
+  assign \meta__payload.rule  = m_meta_tdata[435:428];
+  assign \meta__payload.instance  = m_meta_tdata[439:436];
+  assign \meta__payload.reta_offset  = m_meta_tdata[450:440];
+  assign \meta__payload.reta_size_log2  = m_meta_tdata[454:451];
+  assign \meta__payload.drop  = m_meta_tdata[458:455];
+  assign \meta__payload.queue  = m_meta_tdata[466:459];
+  assign \meta__payload.generation  = m_meta_tdata[482:467];
   assign rx__payload[73] = s_axis_tuser;
   assign rx__payload[72] = s_axis_tlast;
   assign rx__payload[71:64] = s_axis_tkeep;

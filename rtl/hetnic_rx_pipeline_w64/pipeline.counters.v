@@ -361,8 +361,8 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   reg \inc_stb$52  = 1'h0;
   reg \inc_stb$55  = 1'h0;
   reg [2:0] mem_sel = 3'h0;
-  input [457:0] meta;
-  wire [457:0] meta;
+  input [482:0] meta;
+  wire [482:0] meta;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -388,7 +388,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \meta.error ;
   wire [15:0] \meta.ethertype ;
-  wire [9:0] \meta.flags ;
+  wire [10:0] \meta.flags ;
   wire \meta.flags.direct ;
   wire \meta.flags.fragment ;
   wire \meta.flags.ip_options ;
@@ -399,6 +399,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire \meta.flags.udp ;
   wire \meta.flags.vlan ;
   wire \meta.flags.vlan2 ;
+  wire \meta.flags.vni ;
   wire [15:0] \meta.generation ;
   wire [31:0] \meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -421,6 +422,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   wire [15:0] \meta.src_port ;
   wire [7:0] \meta.tcp_flags ;
   wire [11:0] \meta.vlan_id ;
+  wire [23:0] \meta.vni ;
   input meta_stb;
   wire meta_stb;
   wire [5:0] rd_addr;
@@ -452,85 +454,85 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   reg [31:0] rule_hits_8 = 32'd0;
   reg [31:0] rule_hits_9 = 32'd0;
   reg [1:0] step = 2'h0;
-  assign \$1  = ! meta[433:430];
+  assign \$1  = ! meta[458:455];
   assign \$2  = meta_stb & \$1 ;
-  assign \$3  = | meta[433:430];
+  assign \$3  = | meta[458:455];
   assign \$4  = meta_stb & \$3 ;
-  assign \$5  = | meta[433:430];
+  assign \$5  = | meta[458:455];
   assign \$6  = meta_stb & \$5 ;
-  assign \$7  = ! meta[433:430];
+  assign \$7  = ! meta[458:455];
   assign \$8  = \$6  & \$7 ;
-  assign \$9  = | meta[433:430];
+  assign \$9  = | meta[458:455];
   assign \$10  = meta_stb & \$9 ;
-  assign \$11  = meta[433:430] == 1'h1;
+  assign \$11  = meta[458:455] == 1'h1;
   assign \$12  = \$10  & \$11 ;
-  assign \$13  = | meta[433:430];
+  assign \$13  = | meta[458:455];
   assign \$14  = meta_stb & \$13 ;
-  assign \$15  = meta[433:430] == 2'h2;
+  assign \$15  = meta[458:455] == 2'h2;
   assign \$16  = \$14  & \$15 ;
-  assign \$17  = | meta[433:430];
+  assign \$17  = | meta[458:455];
   assign \$18  = meta_stb & \$17 ;
-  assign \$19  = meta[433:430] == 2'h3;
+  assign \$19  = meta[458:455] == 2'h3;
   assign \$20  = \$18  & \$19 ;
-  assign \$21  = | meta[433:430];
+  assign \$21  = | meta[458:455];
   assign \$22  = meta_stb & \$21 ;
-  assign \$23  = meta[433:430] == 3'h4;
+  assign \$23  = meta[458:455] == 3'h4;
   assign \$24  = \$22  & \$23 ;
-  assign \$25  = | meta[433:430];
+  assign \$25  = | meta[458:455];
   assign \$26  = meta_stb & \$25 ;
-  assign \$27  = meta[433:430] == 3'h5;
+  assign \$27  = meta[458:455] == 3'h5;
   assign \$28  = \$26  & \$27 ;
-  assign \$29  = | meta[433:430];
+  assign \$29  = | meta[458:455];
   assign \$30  = meta_stb & \$29 ;
-  assign \$31  = meta[433:430] == 3'h6;
+  assign \$31  = meta[458:455] == 3'h6;
   assign \$32  = \$30  & \$31 ;
-  assign \$33  = | meta[433:430];
+  assign \$33  = | meta[458:455];
   assign \$34  = meta_stb & \$33 ;
-  assign \$35  = meta[433:430] == 3'h7;
+  assign \$35  = meta[458:455] == 3'h7;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = | meta[433:430];
+  assign \$37  = | meta[458:455];
   assign \$38  = meta_stb & \$37 ;
-  assign \$39  = meta[433:430] == 4'h8;
+  assign \$39  = meta[458:455] == 4'h8;
   assign \$40  = \$38  & \$39 ;
-  assign \$41  = ! meta[410:403];
+  assign \$41  = ! meta[435:428];
   assign \$42  = meta_stb & \$41 ;
-  assign \$43  = meta[410:403] == 1'h1;
+  assign \$43  = meta[435:428] == 1'h1;
   assign \$44  = meta_stb & \$43 ;
-  assign \$45  = meta[410:403] == 2'h2;
+  assign \$45  = meta[435:428] == 2'h2;
   assign \$46  = meta_stb & \$45 ;
-  assign \$47  = meta[410:403] == 2'h3;
+  assign \$47  = meta[435:428] == 2'h3;
   assign \$48  = meta_stb & \$47 ;
-  assign \$49  = meta[410:403] == 3'h4;
+  assign \$49  = meta[435:428] == 3'h4;
   assign \$50  = meta_stb & \$49 ;
-  assign \$51  = meta[410:403] == 3'h5;
+  assign \$51  = meta[435:428] == 3'h5;
   assign \$52  = meta_stb & \$51 ;
-  assign \$53  = meta[410:403] == 3'h6;
+  assign \$53  = meta[435:428] == 3'h6;
   assign \$54  = meta_stb & \$53 ;
-  assign \$55  = meta[410:403] == 3'h7;
+  assign \$55  = meta[435:428] == 3'h7;
   assign \$56  = meta_stb & \$55 ;
-  assign \$57  = meta[410:403] == 4'h8;
+  assign \$57  = meta[435:428] == 4'h8;
   assign \$58  = meta_stb & \$57 ;
-  assign \$59  = meta[410:403] == 4'h9;
+  assign \$59  = meta[435:428] == 4'h9;
   assign \$60  = meta_stb & \$59 ;
-  assign \$61  = meta[410:403] == 4'ha;
+  assign \$61  = meta[435:428] == 4'ha;
   assign \$62  = meta_stb & \$61 ;
-  assign \$63  = meta[410:403] == 4'hb;
+  assign \$63  = meta[435:428] == 4'hb;
   assign \$64  = meta_stb & \$63 ;
-  assign \$65  = meta[410:403] == 4'hc;
+  assign \$65  = meta[435:428] == 4'hc;
   assign \$66  = meta_stb & \$65 ;
-  assign \$67  = meta[410:403] == 4'hd;
+  assign \$67  = meta[435:428] == 4'hd;
   assign \$68  = meta_stb & \$67 ;
-  assign \$69  = meta[410:403] == 4'he;
+  assign \$69  = meta[435:428] == 4'he;
   assign \$70  = meta_stb & \$69 ;
-  assign \$71  = meta[410:403] == 4'hf;
+  assign \$71  = meta[435:428] == 4'hf;
   assign \$72  = meta_stb & \$71 ;
-  assign \$73  = meta[410:403] == 5'h10;
+  assign \$73  = meta[435:428] == 5'h10;
   assign \$74  = meta_stb & \$73 ;
-  assign \$75  = meta[410:403] == 7'h7f;
+  assign \$75  = meta[435:428] == 7'h7f;
   assign \$76  = meta_stb & \$75 ;
   assign \$77  = meta[22] | meta[23];
   assign \$78  = meta_stb & \$77 ;
-  assign \$79  = meta[410:403] == 7'h7f;
+  assign \$79  = meta[435:428] == 7'h7f;
   assign \$80  = ~ \$79 ;
   assign \$81  = \$78  & \$80 ;
   assign \$82  = frames_in + 1'h1;
@@ -566,13 +568,13 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   assign \$112  = flow_hits + 1'h1;
   assign \$113  = flow_misses + 1'h1;
   assign \$114  = flow_refused + 1'h1;
-  assign \$115  = ! meta[433:430];
+  assign \$115  = ! meta[458:455];
   assign \$116  = meta_stb & \$115 ;
-  assign \$117  = meta[441:434] < 7'h40;
+  assign \$117  = meta[466:459] < 7'h40;
   assign \$118  = \$116  & \$117 ;
-  assign \$119  = ! meta[433:430];
+  assign \$119  = ! meta[458:455];
   assign \$120  = meta_stb & \$119 ;
-  assign \$121  = meta[441:434] < 7'h40;
+  assign \$121  = meta[466:459] < 7'h40;
   assign \$122  = \$120  & \$121 ;
   assign \$123  = csr__r_stb | csr__w_stb;
   assign \$124  = ~ csr__ack;
@@ -1244,7 +1246,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$290  = meta[439:434];
+    \$290  = meta[464:459];
     if (rst) begin
       \$290  = 6'h00;
     end
@@ -1265,7 +1267,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$293  = meta[439:434];
+    \$293  = meta[464:459];
     if (rst) begin
       \$293  = 6'h00;
     end
@@ -1346,7 +1348,7 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   assign \rd_addr$75  = \$246 [10:2];
   assign \meta.length  = meta[15:0];
   assign \meta.error  = meta[19:16];
-  assign \meta.flags  = meta[29:20];
+  assign \meta.flags  = meta[30:20];
   assign \meta.flags.vlan  = meta[20];
   assign \meta.flags.vlan2  = meta[21];
   assign \meta.flags.ipv4  = meta[22];
@@ -1357,24 +1359,26 @@ module \hetnic_rx_pipeline_w64.pipeline.counters (rst, meta_stb, bucket, csr__ac
   assign \meta.flags.tunnel  = meta[27];
   assign \meta.flags.direct  = meta[28];
   assign \meta.flags.ip_options  = meta[29];
-  assign \meta.ethertype  = meta[45:30];
-  assign \meta.vlan_id  = meta[57:46];
-  assign \meta.dscp  = meta[63:58];
-  assign \meta.ip_proto  = meta[71:64];
-  assign \meta.tcp_flags  = meta[79:72];
-  assign \meta.src_addr  = meta[207:80];
-  assign \meta.dst_addr  = meta[335:208];
-  assign \meta.src_port  = meta[351:336];
-  assign \meta.dst_port  = meta[367:352];
-  assign \meta.hash  = meta[399:368];
-  assign \meta.hash_type  = meta[402:400];
-  assign \meta.rule  = meta[410:403];
-  assign \meta.instance  = meta[414:411];
-  assign \meta.reta_offset  = meta[425:415];
-  assign \meta.reta_size_log2  = meta[429:426];
-  assign \meta.drop  = meta[433:430];
-  assign \meta.queue  = meta[441:434];
-  assign \meta.generation  = meta[457:442];
+  assign \meta.flags.vni  = meta[30];
+  assign \meta.ethertype  = meta[46:31];
+  assign \meta.vlan_id  = meta[58:47];
+  assign \meta.dscp  = meta[64:59];
+  assign \meta.ip_proto  = meta[72:65];
+  assign \meta.tcp_flags  = meta[80:73];
+  assign \meta.src_addr  = meta[208:81];
+  assign \meta.dst_addr  = meta[336:209];
+  assign \meta.src_port  = meta[352:337];
+  assign \meta.dst_port  = meta[368:353];
+  assign \meta.vni  = meta[392:369];
+  assign \meta.hash  = meta[424:393];
+  assign \meta.hash_type  = meta[427:425];
+  assign \meta.rule  = meta[435:428];
+  assign \meta.instance  = meta[439:436];
+  assign \meta.reta_offset  = meta[450:440];
+  assign \meta.reta_size_log2  = meta[454:451];
+  assign \meta.drop  = meta[458:455];
+  assign \meta.queue  = meta[466:459];
+  assign \meta.generation  = meta[482:467];
   assign \$162  = \$161 ;
   assign \$238  = \$237 ;
 endmodule

@@ -44,39 +44,39 @@ module \hetnic_rx_pipeline_w64.pipeline.rss.pending (rst, w_en, r_en, w_rdy, r_d
   wire [2:0] level;
   (* init = 2'h0 *)
   wire [1:0] produce;
-  output [457:0] r_data;
-  wire [457:0] r_data;
+  output [482:0] r_data;
+  wire [482:0] r_data;
   input r_en;
   wire r_en;
   wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
-  wire [457:0] r_port__data;
+  wire [482:0] r_port__data;
   wire r_port__en;
   output r_rdy;
   reg r_rdy = 1'h0;
   input rst;
   wire rst;
-  wire [457:0] w_data;
+  wire [482:0] w_data;
   input w_en;
   wire w_en;
   wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
-  input [457:0] w_port__data;
-  wire [457:0] w_port__data;
+  input [482:0] w_port__data;
+  wire [482:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [457:0] storage [2:0];
+  reg [482:0] storage [2:0];
   initial begin
-    storage[0] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[1] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[2] = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[0] = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[1] = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    storage[2] = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
-  reg [457:0] _0_;
+  reg [482:0] _0_;
   always @(posedge clk) begin
     if (r_port__en) begin
       _0_ <= storage[r_port__addr];

@@ -51,12 +51,12 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_101 = "IPV6_TCP" *)
   (* enum_value_110 = "IPV6_UDP" *)
   reg [2:0] hash_type;
-  input [457:0] i__payload;
-  wire [457:0] i__payload;
-  wire [751:0] \i__payload$16 ;
+  input [482:0] i__payload;
+  wire [482:0] i__payload;
+  wire [776:0] \i__payload$16 ;
   wire [287:0] \i__payload$16.data ;
   wire [5:0] \i__payload$16.len ;
-  wire [457:0] \i__payload$16.meta ;
+  wire [482:0] \i__payload$16.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -82,7 +82,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \i__payload$16.meta.error ;
   wire [15:0] \i__payload$16.meta.ethertype ;
-  wire [9:0] \i__payload$16.meta.flags ;
+  wire [10:0] \i__payload$16.meta.flags ;
   wire \i__payload$16.meta.flags.direct ;
   wire \i__payload$16.meta.flags.fragment ;
   wire \i__payload$16.meta.flags.ip_options ;
@@ -93,6 +93,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \i__payload$16.meta.flags.udp ;
   wire \i__payload$16.meta.flags.vlan ;
   wire \i__payload$16.meta.flags.vlan2 ;
+  wire \i__payload$16.meta.flags.vni ;
   wire [15:0] \i__payload$16.meta.generation ;
   wire [31:0] \i__payload$16.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -115,11 +116,12 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \i__payload$16.meta.src_port ;
   wire [7:0] \i__payload$16.meta.tcp_flags ;
   wire [11:0] \i__payload$16.meta.vlan_id ;
+  wire [23:0] \i__payload$16.meta.vni ;
   wire [293:0] \i__payload$22 ;
   wire [287:0] \i__payload$22.data ;
   wire [5:0] \i__payload$22.length ;
-  wire [459:0] \i__payload$7 ;
-  wire [457:0] \i__payload$7.meta ;
+  wire [484:0] \i__payload$7 ;
+  wire [482:0] \i__payload$7.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -145,7 +147,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \i__payload$7.meta.error ;
   wire [15:0] \i__payload$7.meta.ethertype ;
-  wire [9:0] \i__payload$7.meta.flags ;
+  wire [10:0] \i__payload$7.meta.flags ;
   wire \i__payload$7.meta.flags.direct ;
   wire \i__payload$7.meta.flags.fragment ;
   wire \i__payload$7.meta.flags.ip_options ;
@@ -156,6 +158,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \i__payload$7.meta.flags.udp ;
   wire \i__payload$7.meta.flags.vlan ;
   wire \i__payload$7.meta.flags.vlan2 ;
+  wire \i__payload$7.meta.flags.vni ;
   wire [15:0] \i__payload$7.meta.generation ;
   wire [31:0] \i__payload$7.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -178,6 +181,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \i__payload$7.meta.src_port ;
   wire [7:0] \i__payload$7.meta.tcp_flags ;
   wire [11:0] \i__payload$7.meta.vlan_id ;
+  wire [23:0] \i__payload$7.meta.vni ;
   wire \i__payload$7.swap_addr ;
   wire \i__payload$7.swap_port ;
   (* enum_base_type = "DropReason" *)
@@ -205,7 +209,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \i__payload.error ;
   wire [15:0] \i__payload.ethertype ;
-  wire [9:0] \i__payload.flags ;
+  wire [10:0] \i__payload.flags ;
   wire \i__payload.flags.direct ;
   wire \i__payload.flags.fragment ;
   wire \i__payload.flags.ip_options ;
@@ -216,6 +220,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \i__payload.flags.udp ;
   wire \i__payload.flags.vlan ;
   wire \i__payload.flags.vlan2 ;
+  wire \i__payload.flags.vni ;
   wire [15:0] \i__payload.generation ;
   wire [31:0] \i__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -238,6 +243,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \i__payload.src_port ;
   wire [7:0] \i__payload.tcp_flags ;
   wire [11:0] \i__payload.vlan_id ;
+  wire [23:0] \i__payload.vni ;
   output i__ready;
   wire i__ready;
   wire \i__ready$15 ;
@@ -251,11 +257,11 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   input [319:0] key;
   wire [319:0] key;
   wire [319:0] \key$21 ;
-  wire [459:0] o__payload;
-  wire [751:0] \o__payload$23 ;
+  wire [484:0] o__payload;
+  wire [776:0] \o__payload$23 ;
   wire [287:0] \o__payload$23.data ;
   wire [5:0] \o__payload$23.len ;
-  wire [457:0] \o__payload$23.meta ;
+  wire [482:0] \o__payload$23.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -281,7 +287,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload$23.meta.error ;
   wire [15:0] \o__payload$23.meta.ethertype ;
-  wire [9:0] \o__payload$23.meta.flags ;
+  wire [10:0] \o__payload$23.meta.flags ;
   wire \o__payload$23.meta.flags.direct ;
   wire \o__payload$23.meta.flags.fragment ;
   wire \o__payload$23.meta.flags.ip_options ;
@@ -292,6 +298,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \o__payload$23.meta.flags.udp ;
   wire \o__payload$23.meta.flags.vlan ;
   wire \o__payload$23.meta.flags.vlan2 ;
+  wire \o__payload$23.meta.flags.vni ;
   wire [15:0] \o__payload$23.meta.generation ;
   wire [31:0] \o__payload$23.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -314,8 +321,9 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \o__payload$23.meta.src_port ;
   wire [7:0] \o__payload$23.meta.tcp_flags ;
   wire [11:0] \o__payload$23.meta.vlan_id ;
+  wire [23:0] \o__payload$23.meta.vni ;
   wire [31:0] \o__payload$30 ;
-  wire [457:0] \o__payload$31 ;
+  wire [482:0] \o__payload$31 ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -341,7 +349,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload$31.error ;
   wire [15:0] \o__payload$31.ethertype ;
-  wire [9:0] \o__payload$31.flags ;
+  wire [10:0] \o__payload$31.flags ;
   wire \o__payload$31.flags.direct ;
   wire \o__payload$31.flags.fragment ;
   wire \o__payload$31.flags.ip_options ;
@@ -352,6 +360,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \o__payload$31.flags.udp ;
   wire \o__payload$31.flags.vlan ;
   wire \o__payload$31.flags.vlan2 ;
+  wire \o__payload$31.flags.vni ;
   wire [15:0] \o__payload$31.generation ;
   wire [31:0] \o__payload$31.hash ;
   (* enum_base_type = "HashType" *)
@@ -374,7 +383,8 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \o__payload$31.src_port ;
   wire [7:0] \o__payload$31.tcp_flags ;
   wire [11:0] \o__payload$31.vlan_id ;
-  wire [457:0] \o__payload.meta ;
+  wire [23:0] \o__payload$31.vni ;
+  wire [482:0] \o__payload.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -400,7 +410,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.meta.error ;
   wire [15:0] \o__payload.meta.ethertype ;
-  wire [9:0] \o__payload.meta.flags ;
+  wire [10:0] \o__payload.meta.flags ;
   wire \o__payload.meta.flags.direct ;
   wire \o__payload.meta.flags.fragment ;
   wire \o__payload.meta.flags.ip_options ;
@@ -411,6 +421,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \o__payload.meta.flags.udp ;
   wire \o__payload.meta.flags.vlan ;
   wire \o__payload.meta.flags.vlan2 ;
+  wire \o__payload.meta.flags.vni ;
   wire [15:0] \o__payload.meta.generation ;
   wire [31:0] \o__payload.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -433,6 +444,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \o__payload.meta.src_port ;
   wire [7:0] \o__payload.meta.tcp_flags ;
   wire [11:0] \o__payload.meta.vlan_id ;
+  wire [23:0] \o__payload.meta.vni ;
   wire \o__payload.swap_addr ;
   wire \o__payload.swap_port ;
   wire o__ready;
@@ -445,8 +457,8 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   output \o__valid$32 ;
   wire \o__valid$32 ;
   wire \o__valid$34 ;
-  output [457:0] out;
-  wire [457:0] out;
+  output [482:0] out;
+  wire [482:0] out;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -472,7 +484,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \out.error ;
   wire [15:0] \out.ethertype ;
-  wire [9:0] \out.flags ;
+  wire [10:0] \out.flags ;
   wire \out.flags.direct ;
   wire \out.flags.fragment ;
   wire \out.flags.ip_options ;
@@ -483,6 +495,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire \out.flags.udp ;
   wire \out.flags.vlan ;
   wire \out.flags.vlan2 ;
+  wire \out.flags.vni ;
   wire [15:0] \out.generation ;
   wire [31:0] \out.hash ;
   (* enum_base_type = "HashType" *)
@@ -505,7 +518,8 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire [15:0] \out.src_port ;
   wire [7:0] \out.tcp_flags ;
   wire [11:0] \out.vlan_id ;
-  wire [457:0] r_data;
+  wire [23:0] \out.vni ;
+  wire [482:0] r_data;
   wire r_en;
   wire r_rdy;
   input rst;
@@ -514,7 +528,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   wire symmetric;
   reg [287:0] tuple_data;
   reg [5:0] tuple_len;
-  wire [457:0] w_data;
+  wire [482:0] w_data;
   wire w_en;
   wire w_rdy;
   assign \$1  = ! i__payload[19:16];
@@ -522,14 +536,14 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \$3  = i__payload[26] & hash_enable[3];
   assign \$4  = i__payload[25] & hash_enable[5];
   assign \$5  = i__payload[26] & hash_enable[6];
-  assign \$6  = i__payload[207:176] > i__payload[335:304];
-  assign \$7  = i__payload[207:176] == i__payload[335:304];
-  assign \$8  = i__payload[175:144] > i__payload[303:272];
-  assign \$9  = i__payload[175:144] == i__payload[303:272];
-  assign \$10  = i__payload[143:112] > i__payload[271:240];
-  assign \$11  = i__payload[143:112] == i__payload[271:240];
-  assign \$12  = i__payload[111:80] > i__payload[239:208];
-  assign \$13  = i__payload[111:80] == i__payload[239:208];
+  assign \$6  = i__payload[208:177] > i__payload[336:305];
+  assign \$7  = i__payload[208:177] == i__payload[336:305];
+  assign \$8  = i__payload[176:145] > i__payload[304:273];
+  assign \$9  = i__payload[176:145] == i__payload[304:273];
+  assign \$10  = i__payload[144:113] > i__payload[272:241];
+  assign \$11  = i__payload[144:113] == i__payload[272:241];
+  assign \$12  = i__payload[112:81] > i__payload[240:209];
+  assign \$13  = i__payload[112:81] == i__payload[240:209];
   assign \$16  = \$11  & \$15 ;
   assign \$17  = \$10  | \$16 ;
   assign \$18  = \$9  & \$17 ;
@@ -537,20 +551,20 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \$20  = \$7  & \$19 ;
   assign \$21  = \$6  | \$20 ;
   assign \$22  = symmetric & \$21 ;
-  assign \$23  = i__payload[351:336] > i__payload[367:352];
+  assign \$23  = i__payload[352:337] > i__payload[368:353];
   assign \$24  = symmetric & \$23 ;
-  assign \$25  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
-  assign \$26  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
-  assign \$27  = o__payload[459] ? o__payload[351:336] : o__payload[367:352];
-  assign \$28  = o__payload[459] ? o__payload[367:352] : o__payload[351:336];
-  assign \$29  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
-  assign \$30  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
-  assign \$31  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
-  assign \$32  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
-  assign \$33  = o__payload[459] ? o__payload[351:336] : o__payload[367:352];
-  assign \$34  = o__payload[459] ? o__payload[367:352] : o__payload[351:336];
-  assign \$35  = o__payload[458] ? o__payload[207:80] : o__payload[335:208];
-  assign \$36  = o__payload[458] ? o__payload[335:208] : o__payload[207:80];
+  assign \$25  = o__payload[483] ? o__payload[208:81] : o__payload[336:209];
+  assign \$26  = o__payload[483] ? o__payload[336:209] : o__payload[208:81];
+  assign \$27  = o__payload[484] ? o__payload[352:337] : o__payload[368:353];
+  assign \$28  = o__payload[484] ? o__payload[368:353] : o__payload[352:337];
+  assign \$29  = o__payload[483] ? o__payload[208:81] : o__payload[336:209];
+  assign \$30  = o__payload[483] ? o__payload[336:209] : o__payload[208:81];
+  assign \$31  = o__payload[483] ? o__payload[208:81] : o__payload[336:209];
+  assign \$32  = o__payload[483] ? o__payload[336:209] : o__payload[208:81];
+  assign \$33  = o__payload[484] ? o__payload[352:337] : o__payload[368:353];
+  assign \$34  = o__payload[484] ? o__payload[368:353] : o__payload[352:337];
+  assign \$35  = o__payload[483] ? o__payload[208:81] : o__payload[336:209];
+  assign \$36  = o__payload[483] ? o__payload[336:209] : o__payload[208:81];
   assign \o__ready$17  = \i__ready$18  & w_rdy;
   assign \i__valid$24  = \o__valid$25  & w_rdy;
   assign w_en = \o__valid$25  & \i__ready$18 ;
@@ -585,7 +599,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
     .r_rdy(r_rdy),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(\o__payload$23 [457:0]),
+    .w_port__data(\o__payload$23 [482:0]),
     .w_rdy(w_rdy)
   );
   \hetnic_rx_pipeline_w64.pipeline.rss.t_slice  t_slice (
@@ -624,7 +638,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     tuple_data = 288'h000000000000000000000000000000000000000000000000000000000000000000000000;
-    casez (o__payload[402:400])
+    casez (o__payload[427:425])
       3'h1:
           tuple_data = { \$26 [31:0], \$25 [31:0], 224'h00000000000000000000000000000000000000000000000000000000 };
       3'h2, 3'h3:
@@ -638,7 +652,7 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     tuple_len = 6'h00;
-    casez (o__payload[402:400])
+    casez (o__payload[427:425])
       3'h1:
           tuple_len = 6'h08;
       3'h2, 3'h3:
@@ -654,11 +668,11 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign o__valid = \i__valid$12 ;
   assign \i__ready$15  = o__ready;
   assign \key$21  = key;
-  assign w_data = \o__payload$23 [457:0];
+  assign w_data = \o__payload$23 [482:0];
   assign \o__payload$31  = out;
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
-  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags  = i__payload[30:20];
   assign \i__payload.flags.vlan  = i__payload[20];
   assign \i__payload.flags.vlan2  = i__payload[21];
   assign \i__payload.flags.ipv4  = i__payload[22];
@@ -669,28 +683,30 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \i__payload.flags.tunnel  = i__payload[27];
   assign \i__payload.flags.direct  = i__payload[28];
   assign \i__payload.flags.ip_options  = i__payload[29];
-  assign \i__payload.ethertype  = i__payload[45:30];
-  assign \i__payload.vlan_id  = i__payload[57:46];
-  assign \i__payload.dscp  = i__payload[63:58];
-  assign \i__payload.ip_proto  = i__payload[71:64];
-  assign \i__payload.tcp_flags  = i__payload[79:72];
-  assign \i__payload.src_addr  = i__payload[207:80];
-  assign \i__payload.dst_addr  = i__payload[335:208];
-  assign \i__payload.src_port  = i__payload[351:336];
-  assign \i__payload.dst_port  = i__payload[367:352];
-  assign \i__payload.hash  = i__payload[399:368];
-  assign \i__payload.hash_type  = i__payload[402:400];
-  assign \i__payload.rule  = i__payload[410:403];
-  assign \i__payload.instance  = i__payload[414:411];
-  assign \i__payload.reta_offset  = i__payload[425:415];
-  assign \i__payload.reta_size_log2  = i__payload[429:426];
-  assign \i__payload.drop  = i__payload[433:430];
-  assign \i__payload.queue  = i__payload[441:434];
-  assign \i__payload.generation  = i__payload[457:442];
-  assign \i__payload$7.meta  = \i__payload$7 [457:0];
+  assign \i__payload.flags.vni  = i__payload[30];
+  assign \i__payload.ethertype  = i__payload[46:31];
+  assign \i__payload.vlan_id  = i__payload[58:47];
+  assign \i__payload.dscp  = i__payload[64:59];
+  assign \i__payload.ip_proto  = i__payload[72:65];
+  assign \i__payload.tcp_flags  = i__payload[80:73];
+  assign \i__payload.src_addr  = i__payload[208:81];
+  assign \i__payload.dst_addr  = i__payload[336:209];
+  assign \i__payload.src_port  = i__payload[352:337];
+  assign \i__payload.dst_port  = i__payload[368:353];
+  assign \i__payload.vni  = i__payload[392:369];
+  assign \i__payload.hash  = i__payload[424:393];
+  assign \i__payload.hash_type  = i__payload[427:425];
+  assign \i__payload.rule  = i__payload[435:428];
+  assign \i__payload.instance  = i__payload[439:436];
+  assign \i__payload.reta_offset  = i__payload[450:440];
+  assign \i__payload.reta_size_log2  = i__payload[454:451];
+  assign \i__payload.drop  = i__payload[458:455];
+  assign \i__payload.queue  = i__payload[466:459];
+  assign \i__payload.generation  = i__payload[482:467];
+  assign \i__payload$7.meta  = \i__payload$7 [482:0];
   assign \i__payload$7.meta.length  = \i__payload$7 [15:0];
   assign \i__payload$7.meta.error  = \i__payload$7 [19:16];
-  assign \i__payload$7.meta.flags  = \i__payload$7 [29:20];
+  assign \i__payload$7.meta.flags  = \i__payload$7 [30:20];
   assign \i__payload$7.meta.flags.vlan  = \i__payload$7 [20];
   assign \i__payload$7.meta.flags.vlan2  = \i__payload$7 [21];
   assign \i__payload$7.meta.flags.ipv4  = \i__payload$7 [22];
@@ -701,30 +717,32 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \i__payload$7.meta.flags.tunnel  = \i__payload$7 [27];
   assign \i__payload$7.meta.flags.direct  = \i__payload$7 [28];
   assign \i__payload$7.meta.flags.ip_options  = \i__payload$7 [29];
-  assign \i__payload$7.meta.ethertype  = \i__payload$7 [45:30];
-  assign \i__payload$7.meta.vlan_id  = \i__payload$7 [57:46];
-  assign \i__payload$7.meta.dscp  = \i__payload$7 [63:58];
-  assign \i__payload$7.meta.ip_proto  = \i__payload$7 [71:64];
-  assign \i__payload$7.meta.tcp_flags  = \i__payload$7 [79:72];
-  assign \i__payload$7.meta.src_addr  = \i__payload$7 [207:80];
-  assign \i__payload$7.meta.dst_addr  = \i__payload$7 [335:208];
-  assign \i__payload$7.meta.src_port  = \i__payload$7 [351:336];
-  assign \i__payload$7.meta.dst_port  = \i__payload$7 [367:352];
-  assign \i__payload$7.meta.hash  = \i__payload$7 [399:368];
-  assign \i__payload$7.meta.hash_type  = \i__payload$7 [402:400];
-  assign \i__payload$7.meta.rule  = \i__payload$7 [410:403];
-  assign \i__payload$7.meta.instance  = \i__payload$7 [414:411];
-  assign \i__payload$7.meta.reta_offset  = \i__payload$7 [425:415];
-  assign \i__payload$7.meta.reta_size_log2  = \i__payload$7 [429:426];
-  assign \i__payload$7.meta.drop  = \i__payload$7 [433:430];
-  assign \i__payload$7.meta.queue  = \i__payload$7 [441:434];
-  assign \i__payload$7.meta.generation  = \i__payload$7 [457:442];
-  assign \i__payload$7.swap_addr  = \i__payload$7 [458];
-  assign \i__payload$7.swap_port  = \i__payload$7 [459];
-  assign \o__payload.meta  = o__payload[457:0];
+  assign \i__payload$7.meta.flags.vni  = \i__payload$7 [30];
+  assign \i__payload$7.meta.ethertype  = \i__payload$7 [46:31];
+  assign \i__payload$7.meta.vlan_id  = \i__payload$7 [58:47];
+  assign \i__payload$7.meta.dscp  = \i__payload$7 [64:59];
+  assign \i__payload$7.meta.ip_proto  = \i__payload$7 [72:65];
+  assign \i__payload$7.meta.tcp_flags  = \i__payload$7 [80:73];
+  assign \i__payload$7.meta.src_addr  = \i__payload$7 [208:81];
+  assign \i__payload$7.meta.dst_addr  = \i__payload$7 [336:209];
+  assign \i__payload$7.meta.src_port  = \i__payload$7 [352:337];
+  assign \i__payload$7.meta.dst_port  = \i__payload$7 [368:353];
+  assign \i__payload$7.meta.vni  = \i__payload$7 [392:369];
+  assign \i__payload$7.meta.hash  = \i__payload$7 [424:393];
+  assign \i__payload$7.meta.hash_type  = \i__payload$7 [427:425];
+  assign \i__payload$7.meta.rule  = \i__payload$7 [435:428];
+  assign \i__payload$7.meta.instance  = \i__payload$7 [439:436];
+  assign \i__payload$7.meta.reta_offset  = \i__payload$7 [450:440];
+  assign \i__payload$7.meta.reta_size_log2  = \i__payload$7 [454:451];
+  assign \i__payload$7.meta.drop  = \i__payload$7 [458:455];
+  assign \i__payload$7.meta.queue  = \i__payload$7 [466:459];
+  assign \i__payload$7.meta.generation  = \i__payload$7 [482:467];
+  assign \i__payload$7.swap_addr  = \i__payload$7 [483];
+  assign \i__payload$7.swap_port  = \i__payload$7 [484];
+  assign \o__payload.meta  = o__payload[482:0];
   assign \o__payload.meta.length  = o__payload[15:0];
   assign \o__payload.meta.error  = o__payload[19:16];
-  assign \o__payload.meta.flags  = o__payload[29:20];
+  assign \o__payload.meta.flags  = o__payload[30:20];
   assign \o__payload.meta.flags.vlan  = o__payload[20];
   assign \o__payload.meta.flags.vlan2  = o__payload[21];
   assign \o__payload.meta.flags.ipv4  = o__payload[22];
@@ -735,30 +753,32 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \o__payload.meta.flags.tunnel  = o__payload[27];
   assign \o__payload.meta.flags.direct  = o__payload[28];
   assign \o__payload.meta.flags.ip_options  = o__payload[29];
-  assign \o__payload.meta.ethertype  = o__payload[45:30];
-  assign \o__payload.meta.vlan_id  = o__payload[57:46];
-  assign \o__payload.meta.dscp  = o__payload[63:58];
-  assign \o__payload.meta.ip_proto  = o__payload[71:64];
-  assign \o__payload.meta.tcp_flags  = o__payload[79:72];
-  assign \o__payload.meta.src_addr  = o__payload[207:80];
-  assign \o__payload.meta.dst_addr  = o__payload[335:208];
-  assign \o__payload.meta.src_port  = o__payload[351:336];
-  assign \o__payload.meta.dst_port  = o__payload[367:352];
-  assign \o__payload.meta.hash  = o__payload[399:368];
-  assign \o__payload.meta.hash_type  = o__payload[402:400];
-  assign \o__payload.meta.rule  = o__payload[410:403];
-  assign \o__payload.meta.instance  = o__payload[414:411];
-  assign \o__payload.meta.reta_offset  = o__payload[425:415];
-  assign \o__payload.meta.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.meta.drop  = o__payload[433:430];
-  assign \o__payload.meta.queue  = o__payload[441:434];
-  assign \o__payload.meta.generation  = o__payload[457:442];
-  assign \o__payload.swap_addr  = o__payload[458];
-  assign \o__payload.swap_port  = o__payload[459];
-  assign \i__payload$16.meta  = \i__payload$16 [457:0];
+  assign \o__payload.meta.flags.vni  = o__payload[30];
+  assign \o__payload.meta.ethertype  = o__payload[46:31];
+  assign \o__payload.meta.vlan_id  = o__payload[58:47];
+  assign \o__payload.meta.dscp  = o__payload[64:59];
+  assign \o__payload.meta.ip_proto  = o__payload[72:65];
+  assign \o__payload.meta.tcp_flags  = o__payload[80:73];
+  assign \o__payload.meta.src_addr  = o__payload[208:81];
+  assign \o__payload.meta.dst_addr  = o__payload[336:209];
+  assign \o__payload.meta.src_port  = o__payload[352:337];
+  assign \o__payload.meta.dst_port  = o__payload[368:353];
+  assign \o__payload.meta.vni  = o__payload[392:369];
+  assign \o__payload.meta.hash  = o__payload[424:393];
+  assign \o__payload.meta.hash_type  = o__payload[427:425];
+  assign \o__payload.meta.rule  = o__payload[435:428];
+  assign \o__payload.meta.instance  = o__payload[439:436];
+  assign \o__payload.meta.reta_offset  = o__payload[450:440];
+  assign \o__payload.meta.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.meta.drop  = o__payload[458:455];
+  assign \o__payload.meta.queue  = o__payload[466:459];
+  assign \o__payload.meta.generation  = o__payload[482:467];
+  assign \o__payload.swap_addr  = o__payload[483];
+  assign \o__payload.swap_port  = o__payload[484];
+  assign \i__payload$16.meta  = \i__payload$16 [482:0];
   assign \i__payload$16.meta.length  = \i__payload$16 [15:0];
   assign \i__payload$16.meta.error  = \i__payload$16 [19:16];
-  assign \i__payload$16.meta.flags  = \i__payload$16 [29:20];
+  assign \i__payload$16.meta.flags  = \i__payload$16 [30:20];
   assign \i__payload$16.meta.flags.vlan  = \i__payload$16 [20];
   assign \i__payload$16.meta.flags.vlan2  = \i__payload$16 [21];
   assign \i__payload$16.meta.flags.ipv4  = \i__payload$16 [22];
@@ -769,32 +789,34 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \i__payload$16.meta.flags.tunnel  = \i__payload$16 [27];
   assign \i__payload$16.meta.flags.direct  = \i__payload$16 [28];
   assign \i__payload$16.meta.flags.ip_options  = \i__payload$16 [29];
-  assign \i__payload$16.meta.ethertype  = \i__payload$16 [45:30];
-  assign \i__payload$16.meta.vlan_id  = \i__payload$16 [57:46];
-  assign \i__payload$16.meta.dscp  = \i__payload$16 [63:58];
-  assign \i__payload$16.meta.ip_proto  = \i__payload$16 [71:64];
-  assign \i__payload$16.meta.tcp_flags  = \i__payload$16 [79:72];
-  assign \i__payload$16.meta.src_addr  = \i__payload$16 [207:80];
-  assign \i__payload$16.meta.dst_addr  = \i__payload$16 [335:208];
-  assign \i__payload$16.meta.src_port  = \i__payload$16 [351:336];
-  assign \i__payload$16.meta.dst_port  = \i__payload$16 [367:352];
-  assign \i__payload$16.meta.hash  = \i__payload$16 [399:368];
-  assign \i__payload$16.meta.hash_type  = \i__payload$16 [402:400];
-  assign \i__payload$16.meta.rule  = \i__payload$16 [410:403];
-  assign \i__payload$16.meta.instance  = \i__payload$16 [414:411];
-  assign \i__payload$16.meta.reta_offset  = \i__payload$16 [425:415];
-  assign \i__payload$16.meta.reta_size_log2  = \i__payload$16 [429:426];
-  assign \i__payload$16.meta.drop  = \i__payload$16 [433:430];
-  assign \i__payload$16.meta.queue  = \i__payload$16 [441:434];
-  assign \i__payload$16.meta.generation  = \i__payload$16 [457:442];
-  assign \i__payload$16.data  = \i__payload$16 [745:458];
-  assign \i__payload$16.len  = \i__payload$16 [751:746];
+  assign \i__payload$16.meta.flags.vni  = \i__payload$16 [30];
+  assign \i__payload$16.meta.ethertype  = \i__payload$16 [46:31];
+  assign \i__payload$16.meta.vlan_id  = \i__payload$16 [58:47];
+  assign \i__payload$16.meta.dscp  = \i__payload$16 [64:59];
+  assign \i__payload$16.meta.ip_proto  = \i__payload$16 [72:65];
+  assign \i__payload$16.meta.tcp_flags  = \i__payload$16 [80:73];
+  assign \i__payload$16.meta.src_addr  = \i__payload$16 [208:81];
+  assign \i__payload$16.meta.dst_addr  = \i__payload$16 [336:209];
+  assign \i__payload$16.meta.src_port  = \i__payload$16 [352:337];
+  assign \i__payload$16.meta.dst_port  = \i__payload$16 [368:353];
+  assign \i__payload$16.meta.vni  = \i__payload$16 [392:369];
+  assign \i__payload$16.meta.hash  = \i__payload$16 [424:393];
+  assign \i__payload$16.meta.hash_type  = \i__payload$16 [427:425];
+  assign \i__payload$16.meta.rule  = \i__payload$16 [435:428];
+  assign \i__payload$16.meta.instance  = \i__payload$16 [439:436];
+  assign \i__payload$16.meta.reta_offset  = \i__payload$16 [450:440];
+  assign \i__payload$16.meta.reta_size_log2  = \i__payload$16 [454:451];
+  assign \i__payload$16.meta.drop  = \i__payload$16 [458:455];
+  assign \i__payload$16.meta.queue  = \i__payload$16 [466:459];
+  assign \i__payload$16.meta.generation  = \i__payload$16 [482:467];
+  assign \i__payload$16.data  = \i__payload$16 [770:483];
+  assign \i__payload$16.len  = \i__payload$16 [776:771];
   assign \i__payload$22.data  = \i__payload$22 [287:0];
   assign \i__payload$22.length  = \i__payload$22 [293:288];
-  assign \o__payload$23.meta  = \o__payload$23 [457:0];
+  assign \o__payload$23.meta  = \o__payload$23 [482:0];
   assign \o__payload$23.meta.length  = \o__payload$23 [15:0];
   assign \o__payload$23.meta.error  = \o__payload$23 [19:16];
-  assign \o__payload$23.meta.flags  = \o__payload$23 [29:20];
+  assign \o__payload$23.meta.flags  = \o__payload$23 [30:20];
   assign \o__payload$23.meta.flags.vlan  = \o__payload$23 [20];
   assign \o__payload$23.meta.flags.vlan2  = \o__payload$23 [21];
   assign \o__payload$23.meta.flags.ipv4  = \o__payload$23 [22];
@@ -805,29 +827,31 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \o__payload$23.meta.flags.tunnel  = \o__payload$23 [27];
   assign \o__payload$23.meta.flags.direct  = \o__payload$23 [28];
   assign \o__payload$23.meta.flags.ip_options  = \o__payload$23 [29];
-  assign \o__payload$23.meta.ethertype  = \o__payload$23 [45:30];
-  assign \o__payload$23.meta.vlan_id  = \o__payload$23 [57:46];
-  assign \o__payload$23.meta.dscp  = \o__payload$23 [63:58];
-  assign \o__payload$23.meta.ip_proto  = \o__payload$23 [71:64];
-  assign \o__payload$23.meta.tcp_flags  = \o__payload$23 [79:72];
-  assign \o__payload$23.meta.src_addr  = \o__payload$23 [207:80];
-  assign \o__payload$23.meta.dst_addr  = \o__payload$23 [335:208];
-  assign \o__payload$23.meta.src_port  = \o__payload$23 [351:336];
-  assign \o__payload$23.meta.dst_port  = \o__payload$23 [367:352];
-  assign \o__payload$23.meta.hash  = \o__payload$23 [399:368];
-  assign \o__payload$23.meta.hash_type  = \o__payload$23 [402:400];
-  assign \o__payload$23.meta.rule  = \o__payload$23 [410:403];
-  assign \o__payload$23.meta.instance  = \o__payload$23 [414:411];
-  assign \o__payload$23.meta.reta_offset  = \o__payload$23 [425:415];
-  assign \o__payload$23.meta.reta_size_log2  = \o__payload$23 [429:426];
-  assign \o__payload$23.meta.drop  = \o__payload$23 [433:430];
-  assign \o__payload$23.meta.queue  = \o__payload$23 [441:434];
-  assign \o__payload$23.meta.generation  = \o__payload$23 [457:442];
-  assign \o__payload$23.data  = \o__payload$23 [745:458];
-  assign \o__payload$23.len  = \o__payload$23 [751:746];
+  assign \o__payload$23.meta.flags.vni  = \o__payload$23 [30];
+  assign \o__payload$23.meta.ethertype  = \o__payload$23 [46:31];
+  assign \o__payload$23.meta.vlan_id  = \o__payload$23 [58:47];
+  assign \o__payload$23.meta.dscp  = \o__payload$23 [64:59];
+  assign \o__payload$23.meta.ip_proto  = \o__payload$23 [72:65];
+  assign \o__payload$23.meta.tcp_flags  = \o__payload$23 [80:73];
+  assign \o__payload$23.meta.src_addr  = \o__payload$23 [208:81];
+  assign \o__payload$23.meta.dst_addr  = \o__payload$23 [336:209];
+  assign \o__payload$23.meta.src_port  = \o__payload$23 [352:337];
+  assign \o__payload$23.meta.dst_port  = \o__payload$23 [368:353];
+  assign \o__payload$23.meta.vni  = \o__payload$23 [392:369];
+  assign \o__payload$23.meta.hash  = \o__payload$23 [424:393];
+  assign \o__payload$23.meta.hash_type  = \o__payload$23 [427:425];
+  assign \o__payload$23.meta.rule  = \o__payload$23 [435:428];
+  assign \o__payload$23.meta.instance  = \o__payload$23 [439:436];
+  assign \o__payload$23.meta.reta_offset  = \o__payload$23 [450:440];
+  assign \o__payload$23.meta.reta_size_log2  = \o__payload$23 [454:451];
+  assign \o__payload$23.meta.drop  = \o__payload$23 [458:455];
+  assign \o__payload$23.meta.queue  = \o__payload$23 [466:459];
+  assign \o__payload$23.meta.generation  = \o__payload$23 [482:467];
+  assign \o__payload$23.data  = \o__payload$23 [770:483];
+  assign \o__payload$23.len  = \o__payload$23 [776:771];
   assign \out.length  = out[15:0];
   assign \out.error  = out[19:16];
-  assign \out.flags  = out[29:20];
+  assign \out.flags  = out[30:20];
   assign \out.flags.vlan  = out[20];
   assign \out.flags.vlan2  = out[21];
   assign \out.flags.ipv4  = out[22];
@@ -838,27 +862,29 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \out.flags.tunnel  = out[27];
   assign \out.flags.direct  = out[28];
   assign \out.flags.ip_options  = out[29];
-  assign \out.ethertype  = out[45:30];
-  assign \out.vlan_id  = out[57:46];
-  assign \out.dscp  = out[63:58];
-  assign \out.ip_proto  = out[71:64];
-  assign \out.tcp_flags  = out[79:72];
-  assign \out.src_addr  = out[207:80];
-  assign \out.dst_addr  = out[335:208];
-  assign \out.src_port  = out[351:336];
-  assign \out.dst_port  = out[367:352];
-  assign \out.hash  = out[399:368];
-  assign \out.hash_type  = out[402:400];
-  assign \out.rule  = out[410:403];
-  assign \out.instance  = out[414:411];
-  assign \out.reta_offset  = out[425:415];
-  assign \out.reta_size_log2  = out[429:426];
-  assign \out.drop  = out[433:430];
-  assign \out.queue  = out[441:434];
-  assign \out.generation  = out[457:442];
+  assign \out.flags.vni  = out[30];
+  assign \out.ethertype  = out[46:31];
+  assign \out.vlan_id  = out[58:47];
+  assign \out.dscp  = out[64:59];
+  assign \out.ip_proto  = out[72:65];
+  assign \out.tcp_flags  = out[80:73];
+  assign \out.src_addr  = out[208:81];
+  assign \out.dst_addr  = out[336:209];
+  assign \out.src_port  = out[352:337];
+  assign \out.dst_port  = out[368:353];
+  assign \out.vni  = out[392:369];
+  assign \out.hash  = out[424:393];
+  assign \out.hash_type  = out[427:425];
+  assign \out.rule  = out[435:428];
+  assign \out.instance  = out[439:436];
+  assign \out.reta_offset  = out[450:440];
+  assign \out.reta_size_log2  = out[454:451];
+  assign \out.drop  = out[458:455];
+  assign \out.queue  = out[466:459];
+  assign \out.generation  = out[482:467];
   assign \o__payload$31.length  = out[15:0];
   assign \o__payload$31.error  = out[19:16];
-  assign \o__payload$31.flags  = out[29:20];
+  assign \o__payload$31.flags  = out[30:20];
   assign \o__payload$31.flags.vlan  = out[20];
   assign \o__payload$31.flags.vlan2  = out[21];
   assign \o__payload$31.flags.ipv4  = out[22];
@@ -869,36 +895,38 @@ module \hetnic_rx_pipeline_w64.pipeline.rss (rst, \o__valid$32 , i__ready, \o__r
   assign \o__payload$31.flags.tunnel  = out[27];
   assign \o__payload$31.flags.direct  = out[28];
   assign \o__payload$31.flags.ip_options  = out[29];
-  assign \o__payload$31.ethertype  = out[45:30];
-  assign \o__payload$31.vlan_id  = out[57:46];
-  assign \o__payload$31.dscp  = out[63:58];
-  assign \o__payload$31.ip_proto  = out[71:64];
-  assign \o__payload$31.tcp_flags  = out[79:72];
-  assign \o__payload$31.src_addr  = out[207:80];
-  assign \o__payload$31.dst_addr  = out[335:208];
-  assign \o__payload$31.src_port  = out[351:336];
-  assign \o__payload$31.dst_port  = out[367:352];
-  assign \o__payload$31.hash  = out[399:368];
-  assign \o__payload$31.hash_type  = out[402:400];
-  assign \o__payload$31.rule  = out[410:403];
-  assign \o__payload$31.instance  = out[414:411];
-  assign \o__payload$31.reta_offset  = out[425:415];
-  assign \o__payload$31.reta_size_log2  = out[429:426];
-  assign \o__payload$31.drop  = out[433:430];
-  assign \o__payload$31.queue  = out[441:434];
-  assign \o__payload$31.generation  = out[457:442];
-  assign out[399:368] = \o__payload$30 ;
-  assign { out[457:400], out[367:0] } = { r_data[457:400], r_data[367:0] };
-  assign \i__payload$22 [293:288] = \o__payload$23 [751:746];
-  assign \i__payload$22 [287:0] = \o__payload$23 [745:458];
-  assign \i__payload$16 [751:746] = tuple_len;
-  assign \i__payload$16 [745:458] = tuple_data;
-  assign \i__payload$16 [457:0] = o__payload[457:0];
-  assign \i__payload$7 [459] = \$24 ;
-  assign \i__payload$7 [458] = \$22 ;
-  assign \i__payload$7 [399:368] = 32'd0;
-  assign \i__payload$7 [402:400] = hash_type;
-  assign { \i__payload$7 [457:403], \i__payload$7 [367:0] } = { i__payload[457:403], i__payload[367:0] };
+  assign \o__payload$31.flags.vni  = out[30];
+  assign \o__payload$31.ethertype  = out[46:31];
+  assign \o__payload$31.vlan_id  = out[58:47];
+  assign \o__payload$31.dscp  = out[64:59];
+  assign \o__payload$31.ip_proto  = out[72:65];
+  assign \o__payload$31.tcp_flags  = out[80:73];
+  assign \o__payload$31.src_addr  = out[208:81];
+  assign \o__payload$31.dst_addr  = out[336:209];
+  assign \o__payload$31.src_port  = out[352:337];
+  assign \o__payload$31.dst_port  = out[368:353];
+  assign \o__payload$31.vni  = out[392:369];
+  assign \o__payload$31.hash  = out[424:393];
+  assign \o__payload$31.hash_type  = out[427:425];
+  assign \o__payload$31.rule  = out[435:428];
+  assign \o__payload$31.instance  = out[439:436];
+  assign \o__payload$31.reta_offset  = out[450:440];
+  assign \o__payload$31.reta_size_log2  = out[454:451];
+  assign \o__payload$31.drop  = out[458:455];
+  assign \o__payload$31.queue  = out[466:459];
+  assign \o__payload$31.generation  = out[482:467];
+  assign out[424:393] = \o__payload$30 ;
+  assign { out[482:425], out[392:0] } = { r_data[482:425], r_data[392:0] };
+  assign \i__payload$22 [293:288] = \o__payload$23 [776:771];
+  assign \i__payload$22 [287:0] = \o__payload$23 [770:483];
+  assign \i__payload$16 [776:771] = tuple_len;
+  assign \i__payload$16 [770:483] = tuple_data;
+  assign \i__payload$16 [482:0] = o__payload[482:0];
+  assign \i__payload$7 [484] = \$24 ;
+  assign \i__payload$7 [483] = \$22 ;
+  assign \i__payload$7 [424:393] = 32'd0;
+  assign \i__payload$7 [427:425] = hash_type;
+  assign { \i__payload$7 [482:428], \i__payload$7 [392:0] } = { i__payload[482:428], i__payload[392:0] };
   assign \$14  = 1'h0;
   assign \$15  = \$12 ;
 endmodule

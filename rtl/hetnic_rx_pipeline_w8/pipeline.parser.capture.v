@@ -34,40 +34,40 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire [8:0] \$128 ;
-  wire [12:0] \$129 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [12:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [8:0] \$133 ;
-  wire [12:0] \$134 ;
-  wire [12:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire [8:0] \$138 ;
-  wire [12:0] \$139 ;
+  wire \$130 ;
+  wire [8:0] \$131 ;
+  wire [12:0] \$132 ;
+  wire [12:0] \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [8:0] \$136 ;
+  wire [12:0] \$137 ;
+  wire [12:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [12:0] \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire [8:0] \$143 ;
-  wire [12:0] \$144 ;
-  wire [12:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire [8:0] \$148 ;
-  wire [12:0] \$149 ;
+  wire \$140 ;
+  wire [8:0] \$141 ;
+  wire [12:0] \$142 ;
+  wire [12:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [8:0] \$146 ;
+  wire [12:0] \$147 ;
+  wire [12:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [12:0] \$150 ;
-  wire \$151 ;
-  wire [8:0] \$152 ;
+  wire \$150 ;
+  wire [8:0] \$151 ;
+  wire [12:0] \$152 ;
   wire [12:0] \$153 ;
-  wire [12:0] \$154 ;
-  wire [13:0] \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
+  wire \$154 ;
+  wire [8:0] \$155 ;
+  wire [12:0] \$156 ;
+  wire [12:0] \$157 ;
+  wire [13:0] \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
@@ -79,85 +79,90 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [3:0] \$169 ;
+  wire \$169 ;
   wire [4:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire \$172 ;
+  wire [3:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [16:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
-  wire [16:0] \$177 ;
+  wire \$177 ;
   wire [16:0] \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire [16:0] \$180 ;
-  wire \$181 ;
-  wire [16:0] \$182 ;
+  wire [16:0] \$181 ;
+  wire \$182 ;
   wire [16:0] \$183 ;
   wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  reg \$187 ;
-  reg [10:0] \$188 ;
-  reg [4:0] \$189 ;
+  wire [16:0] \$185 ;
+  wire [16:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
   reg \$190 ;
-  reg [15:0] \$191 ;
-  reg \$192 ;
+  reg [10:0] \$191 ;
+  reg [4:0] \$192 ;
   reg \$193 ;
-  reg [7:0] \$194 ;
-  reg [15:0] \$195 ;
+  reg [15:0] \$194 ;
+  reg \$195 ;
   reg \$196 ;
-  reg [15:0] \$197 ;
-  reg [95:0] \$198 ;
-  reg [4:0] \$199 ;
+  reg [7:0] \$197 ;
+  reg [15:0] \$198 ;
+  reg \$199 ;
   wire \$2 ;
   wire [8:0] \$20 ;
-  reg [319:0] \$200 ;
-  reg \$201 ;
-  reg [2:0] \$202 ;
-  reg [7:0] \$203 ;
+  reg [15:0] \$200 ;
+  reg [95:0] \$201 ;
+  reg [4:0] \$202 ;
+  reg [319:0] \$203 ;
   reg \$204 ;
-  reg [111:0] \$205 ;
-  reg [111:0] \$206 ;
-  reg [111:0] \$207 ;
-  reg [111:0] \$208 ;
+  reg [2:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg \$207 ;
+  reg [23:0] \$208 ;
   reg [111:0] \$209 ;
   wire [16:0] \$21 ;
-  reg [11:0] \$210 ;
-  reg [11:0] \$211 ;
-  reg [11:0] \$212 ;
-  reg [11:0] \$213 ;
+  reg [111:0] \$210 ;
+  reg [111:0] \$211 ;
+  reg [111:0] \$212 ;
+  reg [111:0] \$213 ;
   reg [11:0] \$214 ;
-  reg [15:0] \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg [15:0] \$218 ;
-  reg \$219 ;
+  reg [11:0] \$215 ;
+  reg [11:0] \$216 ;
+  reg [11:0] \$217 ;
+  reg [11:0] \$218 ;
+  reg [15:0] \$219 ;
   wire \$22 ;
-  reg [15:0] \$220 ;
+  reg \$220 ;
   reg \$221 ;
-  reg \$222 ;
-  reg [95:0] \$223 ;
-  reg [319:0] \$224 ;
-  reg [15:0] \$225 ;
+  reg [15:0] \$222 ;
+  reg \$223 ;
+  reg [15:0] \$224 ;
+  reg \$225 ;
   reg \$226 ;
-  reg [111:0] \$227 ;
-  reg [111:0] \$228 ;
-  reg [111:0] \$229 ;
+  reg [95:0] \$227 ;
+  reg [319:0] \$228 ;
+  reg [15:0] \$229 ;
   wire \$23 ;
-  reg [111:0] \$230 ;
-  reg [111:0] \$231 ;
-  reg [11:0] \$232 ;
-  reg [11:0] \$233 ;
-  reg [11:0] \$234 ;
-  reg [11:0] \$235 ;
-  reg [11:0] \$236 ;
-  reg [111:0] \$237 ;
+  reg \$230 ;
+  reg [23:0] \$231 ;
+  reg [111:0] \$232 ;
+  reg [111:0] \$233 ;
+  reg [111:0] \$234 ;
+  reg [111:0] \$235 ;
+  reg [111:0] \$236 ;
+  reg [11:0] \$237 ;
   reg [11:0] \$238 ;
+  reg [11:0] \$239 ;
   wire \$24 ;
+  reg [11:0] \$240 ;
+  reg [11:0] \$241 ;
+  reg [119:0] \$242 ;
+  reg [11:0] \$243 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
@@ -265,6 +270,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   wire e_mac_error;
   (* init = 16'h0000 *)
   wire [15:0] e_n;
+  reg [23:0] e_tail = 24'h000000;
   reg [111:0] e_window0 = 112'h0000000000000000000000000000;
   reg [111:0] e_window1 = 112'h0000000000000000000000000000;
   reg [111:0] e_window2 = 112'h0000000000000000000000000000;
@@ -292,8 +298,8 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   reg [15:0] frame__n = 16'h0000;
   input frame__release;
   wire frame__release;
-  output [111:0] frame__window;
-  reg [111:0] frame__window = 112'h0000000000000000000000000000;
+  output [119:0] frame__window;
+  reg [119:0] frame__window = 120'h000000000000000000000000000000;
   reg frame_mac_error = 1'h0;
   reg ge0_next;
   reg [319:0] hdr = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -312,7 +318,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   reg [95:0] l2 = 96'h000000000000000000000000;
   reg [4:0] l3 = 5'h0e;
   reg [15:0] length = 16'h0000;
-  reg lt14_next;
+  reg lt15_next;
   reg mac_error = 1'h0;
   reg [15:0] n = 16'h0000;
   reg [4:0] neg_ihl = 5'h00;
@@ -321,10 +327,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   reg [15:0] rel = 16'h0000;
   reg rel_ge0 = 1'h1;
   reg [15:0] rel_l3 = 16'hfff2;
-  reg rel_lt14 = 1'h1;
+  reg rel_lt15 = 1'h1;
   reg [15:0] rel_next;
   input rst;
   wire rst;
+  reg [23:0] tail = 24'h000000;
   reg take = 1'h0;
   reg [2:0] win = 3'h0;
   reg win_live = 1'h0;
@@ -341,15 +348,15 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   assign \$4  = take & beat[8];
   assign \$5  = $signed(rel) + $signed(2'h1);
   assign \$6  = $signed(rel) >= $signed(1'h1);
-  assign \$7  = $signed(rel) < $signed(5'h0d);
+  assign \$7  = $signed(rel) < $signed(5'h0e);
   assign \$8  = ! rel_l3;
   assign \$9  = prev == 12'h800;
   assign \$10  = win_live & rel_ge0;
-  assign \$11  = \$10  & rel_lt14;
+  assign \$11  = \$10  & rel_lt15;
   assign \$12  = rel == 2'h3;
   assign \$13  = \$12  & chain;
   assign \$14  = $signed(next_rel) >= $signed(1'h0);
-  assign \$15  = $signed(next_rel) < $signed(5'h0e);
+  assign \$15  = $signed(next_rel) < $signed(5'h0f);
   assign \$16  = i__valid & i__ready;
   assign \$17  = - i__payload[3:0];
   assign \$18  = ! i__payload[3:0];
@@ -428,209 +435,216 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   assign \$91  = rel_l3 == 3'h6;
   assign \$92  = \$90  & \$91 ;
   assign \$93  = win_live & rel_ge0;
-  assign \$94  = \$93  & rel_lt14;
-  assign \$95  = ! win;
-  assign \$96  = ! rel;
-  assign \$97  = rel == 1'h1;
-  assign \$98  = rel == 2'h2;
-  assign \$99  = rel == 2'h3;
-  assign \$100  = rel == 4'hd;
-  assign \$101  = win == 1'h1;
-  assign \$102  = ! rel;
-  assign \$103  = rel == 1'h1;
-  assign \$104  = rel == 2'h2;
-  assign \$105  = rel == 2'h3;
-  assign \$106  = rel == 4'hd;
-  assign \$107  = win == 2'h2;
-  assign \$108  = ! rel;
-  assign \$109  = rel == 1'h1;
-  assign \$110  = rel == 2'h2;
-  assign \$111  = rel == 2'h3;
-  assign \$112  = rel == 4'hd;
-  assign \$113  = win == 2'h3;
-  assign \$114  = ! rel;
-  assign \$115  = rel == 1'h1;
-  assign \$116  = rel == 2'h2;
-  assign \$117  = rel == 2'h3;
-  assign \$118  = rel == 4'hd;
-  assign \$119  = win == 3'h4;
-  assign \$120  = ! rel;
-  assign \$121  = rel == 1'h1;
-  assign \$122  = rel == 2'h2;
-  assign \$123  = rel == 2'h3;
-  assign \$124  = rel == 4'hd;
-  assign \$125  = rel == 1'h1;
-  assign \$126  = ! win;
-  assign \$127  = win_type == 6'h2c;
-  assign \$128  = beat[7:0] + 1'h1;
-  assign \$129  = \$128  * 4'h8;
-  assign \$130  = \$127  ? 13'h0008 : \$129 ;
-  assign \$131  = win == 1'h1;
-  assign \$132  = win_type == 6'h2c;
-  assign \$133  = beat[7:0] + 1'h1;
-  assign \$134  = \$133  * 4'h8;
-  assign \$135  = \$132  ? 13'h0008 : \$134 ;
-  assign \$136  = win == 2'h2;
-  assign \$137  = win_type == 6'h2c;
-  assign \$138  = beat[7:0] + 1'h1;
-  assign \$139  = \$138  * 4'h8;
-  assign \$140  = \$137  ? 13'h0008 : \$139 ;
-  assign \$141  = win == 2'h3;
-  assign \$142  = win_type == 6'h2c;
-  assign \$143  = beat[7:0] + 1'h1;
-  assign \$144  = \$143  * 4'h8;
-  assign \$145  = \$142  ? 13'h0008 : \$144 ;
-  assign \$146  = win == 3'h4;
-  assign \$147  = win_type == 6'h2c;
-  assign \$148  = beat[7:0] + 1'h1;
-  assign \$149  = \$148  * 4'h8;
-  assign \$150  = \$147  ? 13'h0008 : \$149 ;
-  assign \$151  = win_type == 6'h2c;
-  assign \$152  = beat[7:0] + 1'h1;
-  assign \$153  = \$152  * 4'h8;
-  assign \$154  = \$151  ? 13'h0008 : \$153 ;
-  assign \$155  = 3'h4 - \$154 ;
-  assign \$156  = ~ ipv4;
-  assign \$157  = ! win_type;
-  assign \$158  = win_type == 6'h2b;
-  assign \$159  = \$157  | \$158 ;
-  assign \$160  = win_type == 6'h2c;
-  assign \$161  = \$159  | \$160 ;
-  assign \$162  = win_type == 6'h3c;
-  assign \$163  = \$161  | \$162 ;
-  assign \$164  = \$156  & \$163 ;
-  assign \$165  = win != 3'h4;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = rel == 2'h3;
-  assign \$168  = \$167  & chain;
-  assign \$169  = win + 1'h1;
-  assign \$170  = ! win;
-  assign \$171  = win == 1'h1;
-  assign \$172  = win == 2'h2;
-  assign \$173  = win == 2'h3;
-  assign \$174  = win == 3'h4;
-  assign \$175  = length + beat[8];
-  assign \$176  = \$175  > 16'hffff;
-  assign \$177  = length + beat[8];
-  assign \$178  = \$176  ? 17'h0ffff : \$177 ;
-  assign \$179  = mac_error | beat[10];
+  assign \$94  = \$93  & rel_lt15;
+  assign \$95  = rel == 4'h8;
+  assign \$96  = rel == 4'hc;
+  assign \$97  = rel == 4'he;
+  assign \$98  = ! win;
+  assign \$99  = ! rel;
+  assign \$100  = rel == 1'h1;
+  assign \$101  = rel == 2'h2;
+  assign \$102  = rel == 2'h3;
+  assign \$103  = rel == 4'hd;
+  assign \$104  = win == 1'h1;
+  assign \$105  = ! rel;
+  assign \$106  = rel == 1'h1;
+  assign \$107  = rel == 2'h2;
+  assign \$108  = rel == 2'h3;
+  assign \$109  = rel == 4'hd;
+  assign \$110  = win == 2'h2;
+  assign \$111  = ! rel;
+  assign \$112  = rel == 1'h1;
+  assign \$113  = rel == 2'h2;
+  assign \$114  = rel == 2'h3;
+  assign \$115  = rel == 4'hd;
+  assign \$116  = win == 2'h3;
+  assign \$117  = ! rel;
+  assign \$118  = rel == 1'h1;
+  assign \$119  = rel == 2'h2;
+  assign \$120  = rel == 2'h3;
+  assign \$121  = rel == 4'hd;
+  assign \$122  = win == 3'h4;
+  assign \$123  = ! rel;
+  assign \$124  = rel == 1'h1;
+  assign \$125  = rel == 2'h2;
+  assign \$126  = rel == 2'h3;
+  assign \$127  = rel == 4'hd;
+  assign \$128  = rel == 1'h1;
+  assign \$129  = ! win;
+  assign \$130  = win_type == 6'h2c;
+  assign \$131  = beat[7:0] + 1'h1;
+  assign \$132  = \$131  * 4'h8;
+  assign \$133  = \$130  ? 13'h0008 : \$132 ;
+  assign \$134  = win == 1'h1;
+  assign \$135  = win_type == 6'h2c;
+  assign \$136  = beat[7:0] + 1'h1;
+  assign \$137  = \$136  * 4'h8;
+  assign \$138  = \$135  ? 13'h0008 : \$137 ;
+  assign \$139  = win == 2'h2;
+  assign \$140  = win_type == 6'h2c;
+  assign \$141  = beat[7:0] + 1'h1;
+  assign \$142  = \$141  * 4'h8;
+  assign \$143  = \$140  ? 13'h0008 : \$142 ;
+  assign \$144  = win == 2'h3;
+  assign \$145  = win_type == 6'h2c;
+  assign \$146  = beat[7:0] + 1'h1;
+  assign \$147  = \$146  * 4'h8;
+  assign \$148  = \$145  ? 13'h0008 : \$147 ;
+  assign \$149  = win == 3'h4;
+  assign \$150  = win_type == 6'h2c;
+  assign \$151  = beat[7:0] + 1'h1;
+  assign \$152  = \$151  * 4'h8;
+  assign \$153  = \$150  ? 13'h0008 : \$152 ;
+  assign \$154  = win_type == 6'h2c;
+  assign \$155  = beat[7:0] + 1'h1;
+  assign \$156  = \$155  * 4'h8;
+  assign \$157  = \$154  ? 13'h0008 : \$156 ;
+  assign \$158  = 3'h4 - \$157 ;
+  assign \$159  = ~ ipv4;
+  assign \$160  = ! win_type;
+  assign \$161  = win_type == 6'h2b;
+  assign \$162  = \$160  | \$161 ;
+  assign \$163  = win_type == 6'h2c;
+  assign \$164  = \$162  | \$163 ;
+  assign \$165  = win_type == 6'h3c;
+  assign \$166  = \$164  | \$165 ;
+  assign \$167  = \$159  & \$166 ;
+  assign \$168  = win != 3'h4;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = rel == 2'h3;
+  assign \$171  = \$170  & chain;
+  assign \$172  = win + 1'h1;
+  assign \$173  = ! win;
+  assign \$174  = win == 1'h1;
+  assign \$175  = win == 2'h2;
+  assign \$176  = win == 2'h3;
+  assign \$177  = win == 3'h4;
+  assign \$178  = length + beat[8];
+  assign \$179  = \$178  > 16'hffff;
   assign \$180  = length + beat[8];
-  assign \$181  = \$180  > 16'hffff;
-  assign \$182  = length + beat[8];
-  assign \$183  = \$181  ? 17'h0ffff : \$182 ;
-  assign \$184  = mac_error | beat[10];
-  assign \$185  = ~ frame__active;
-  assign \$186  = finished & \$185 ;
+  assign \$181  = \$179  ? 17'h0ffff : \$180 ;
+  assign \$182  = mac_error | beat[10];
+  assign \$183  = length + beat[8];
+  assign \$184  = \$183  > 16'hffff;
+  assign \$185  = length + beat[8];
+  assign \$186  = \$184  ? 17'h0ffff : \$185 ;
+  assign \$187  = mac_error | beat[10];
+  assign \$188  = ~ frame__active;
+  assign \$189  = finished & \$188 ;
   always @(posedge clk)
-    take <= \$187 ;
+    take <= \$190 ;
   always @(posedge clk)
-    beat <= \$188 ;
+    beat <= \$191 ;
   always @(posedge clk)
-    neg_ihl <= \$189 ;
+    neg_ihl <= \$192 ;
   always @(posedge clk)
-    ihl_zero <= \$190 ;
+    ihl_zero <= \$193 ;
   always @(posedge clk)
-    rel <= \$191 ;
+    rel <= \$194 ;
   always @(posedge clk)
-    rel_ge0 <= \$192 ;
+    rel_ge0 <= \$195 ;
   always @(posedge clk)
-    rel_lt14 <= \$193 ;
+    rel_lt15 <= \$196 ;
   always @(posedge clk)
-    count <= \$194 ;
+    count <= \$197 ;
   always @(posedge clk)
-    rel_l3 <= \$195 ;
+    rel_l3 <= \$198 ;
   always @(posedge clk)
-    counting <= \$196 ;
+    counting <= \$199 ;
   always @(posedge clk)
-    prev <= \$197 ;
+    prev <= \$200 ;
   always @(posedge clk)
-    l2 <= \$198 ;
+    l2 <= \$201 ;
   always @(posedge clk)
-    l3 <= \$199 ;
+    l3 <= \$202 ;
   always @(posedge clk)
-    hdr <= \$200 ;
+    hdr <= \$203 ;
   always @(posedge clk)
-    ipv4 <= \$201 ;
+    ipv4 <= \$204 ;
   always @(posedge clk)
-    win <= \$202 ;
+    win <= \$205 ;
   always @(posedge clk)
-    win_type <= \$203 ;
+    win_type <= \$206 ;
   always @(posedge clk)
-    win_live <= \$204 ;
+    win_live <= \$207 ;
   always @(posedge clk)
-    window0 <= \$205 ;
+    tail <= \$208 ;
   always @(posedge clk)
-    window1 <= \$206 ;
+    window0 <= \$209 ;
   always @(posedge clk)
-    window2 <= \$207 ;
+    window1 <= \$210 ;
   always @(posedge clk)
-    window3 <= \$208 ;
+    window2 <= \$211 ;
   always @(posedge clk)
-    window4 <= \$209 ;
+    window3 <= \$212 ;
   always @(posedge clk)
-    ext_len0 <= \$210 ;
+    window4 <= \$213 ;
   always @(posedge clk)
-    ext_len1 <= \$211 ;
+    ext_len0 <= \$214 ;
   always @(posedge clk)
-    ext_len2 <= \$212 ;
+    ext_len1 <= \$215 ;
   always @(posedge clk)
-    ext_len3 <= \$213 ;
+    ext_len2 <= \$216 ;
   always @(posedge clk)
-    ext_len4 <= \$214 ;
+    ext_len3 <= \$217 ;
   always @(posedge clk)
-    next_rel <= \$215 ;
+    ext_len4 <= \$218 ;
   always @(posedge clk)
-    chain <= \$216 ;
+    next_rel <= \$219 ;
   always @(posedge clk)
-    finished <= \$217 ;
+    chain <= \$220 ;
   always @(posedge clk)
-    n <= \$218 ;
+    finished <= \$221 ;
   always @(posedge clk)
-    frame_mac_error <= \$219 ;
+    n <= \$222 ;
   always @(posedge clk)
-    length <= \$220 ;
+    frame_mac_error <= \$223 ;
   always @(posedge clk)
-    mac_error <= \$221 ;
+    length <= \$224 ;
   always @(posedge clk)
-    frame__active <= \$222 ;
+    mac_error <= \$225 ;
   always @(posedge clk)
-    frame__l2 <= \$223 ;
+    frame__active <= \$226 ;
   always @(posedge clk)
-    frame__hdr <= \$224 ;
+    frame__l2 <= \$227 ;
   always @(posedge clk)
-    frame__n <= \$225 ;
+    frame__hdr <= \$228 ;
   always @(posedge clk)
-    frame__mac_error <= \$226 ;
+    frame__n <= \$229 ;
   always @(posedge clk)
-    e_window0 <= \$227 ;
+    frame__mac_error <= \$230 ;
   always @(posedge clk)
-    e_window1 <= \$228 ;
+    e_tail <= \$231 ;
   always @(posedge clk)
-    e_window2 <= \$229 ;
+    e_window0 <= \$232 ;
   always @(posedge clk)
-    e_window3 <= \$230 ;
+    e_window1 <= \$233 ;
   always @(posedge clk)
-    e_window4 <= \$231 ;
+    e_window2 <= \$234 ;
   always @(posedge clk)
-    e_ext_len0 <= \$232 ;
+    e_window3 <= \$235 ;
   always @(posedge clk)
-    e_ext_len1 <= \$233 ;
+    e_window4 <= \$236 ;
   always @(posedge clk)
-    e_ext_len2 <= \$234 ;
+    e_ext_len0 <= \$237 ;
   always @(posedge clk)
-    e_ext_len3 <= \$235 ;
+    e_ext_len1 <= \$238 ;
   always @(posedge clk)
-    e_ext_len4 <= \$236 ;
+    e_ext_len2 <= \$239 ;
   always @(posedge clk)
-    frame__window <= \$237 ;
+    e_ext_len3 <= \$240 ;
   always @(posedge clk)
-    frame__ext_len <= \$238 ;
+    e_ext_len4 <= \$241 ;
+  always @(posedge clk)
+    frame__window <= \$242 ;
+  always @(posedge clk)
+    frame__ext_len <= \$243 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     rel_next = rel;
     if (\$4 ) begin
       if (counting) begin
-        if (rel_lt14) begin
+        if (rel_lt15) begin
           rel_next = \$5 [15:0];
         end
       end
@@ -654,7 +668,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
     ge0_next = rel_ge0;
     if (\$4 ) begin
       if (counting) begin
-        if (rel_lt14) begin
+        if (rel_lt15) begin
           ge0_next = \$6 ;
         end
       end
@@ -675,413 +689,338 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    lt14_next = rel_lt14;
+    lt15_next = rel_lt15;
     if (\$4 ) begin
       if (counting) begin
-        if (rel_lt14) begin
-          lt14_next = \$7 ;
+        if (rel_lt15) begin
+          lt15_next = \$7 ;
         end
       end
       if (\$8 ) begin
         (* full_case = 32'd1 *)
         if (\$9 ) begin
-          lt14_next = 1'h1;
+          lt15_next = 1'h1;
         end else begin
-          lt14_next = 1'h1;
+          lt15_next = 1'h1;
         end
       end
       if (\$11 ) begin
         if (\$13 ) begin
-          lt14_next = \$15 ;
+          lt15_next = \$15 ;
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$187  = \$16 ;
-    if (rst) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$188  = i__payload;
-    if (rst) begin
-      \$188  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$189  = \$17 ;
-    if (rst) begin
-      \$189  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$190  = \$18 ;
+    \$190  = \$16 ;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$191  = rel_next;
+    \$191  = i__payload;
     if (rst) begin
-      \$191  = 16'h0000;
+      \$191  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$192  = ge0_next;
+    \$192  = \$17 ;
     if (rst) begin
-      \$192  = 1'h1;
+      \$192  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$193  = lt14_next;
+    \$193  = \$18 ;
     if (rst) begin
-      \$193  = 1'h1;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$194  = count;
-    if (\$19 ) begin
-      if (counting) begin
-        \$194  = \$20 [7:0];
-      end
-    end
-    if (take) begin
-      if (beat[9]) begin
-        \$194  = 8'h00;
-      end
-    end
+    \$194  = rel_next;
     if (rst) begin
-      \$194  = 8'h00;
+      \$194  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$195  = rel_l3;
-    if (\$19 ) begin
-      if (counting) begin
-        \$195  = \$21 [15:0];
-      end
-      if (\$43 ) begin
-        \$195  = \$46 [15:0];
-      end
-    end
-    if (take) begin
-      if (beat[9]) begin
-        \$195  = 16'hfff2;
-      end
-    end
+    \$195  = ge0_next;
     if (rst) begin
-      \$195  = 16'hfff2;
+      \$195  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$196  = counting;
-    if (\$19 ) begin
-      if (counting) begin
-        \$196  = \$22 ;
-      end
-    end
-    if (take) begin
-      if (beat[9]) begin
-        \$196  = 1'h1;
-      end
-    end
+    \$196  = lt15_next;
     if (rst) begin
       \$196  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$197  = prev;
+    \$197  = count;
     if (\$19 ) begin
-      \$197  = { prev[7:0], beat[7:0] };
+      if (counting) begin
+        \$197  = \$20 [7:0];
+      end
+    end
+    if (take) begin
+      if (beat[9]) begin
+        \$197  = 8'h00;
+      end
     end
     if (rst) begin
-      \$197  = 16'h0000;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$198  = l2;
+    \$198  = rel_l3;
+    if (\$19 ) begin
+      if (counting) begin
+        \$198  = \$21 [15:0];
+      end
+      if (\$43 ) begin
+        \$198  = \$46 [15:0];
+      end
+    end
+    if (take) begin
+      if (beat[9]) begin
+        \$198  = 16'hfff2;
+      end
+    end
+    if (rst) begin
+      \$198  = 16'hfff2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$199  = counting;
+    if (\$19 ) begin
+      if (counting) begin
+        \$199  = \$22 ;
+      end
+    end
+    if (take) begin
+      if (beat[9]) begin
+        \$199  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$199  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$200  = prev;
+    if (\$19 ) begin
+      \$200  = { prev[7:0], beat[7:0] };
+    end
+    if (rst) begin
+      \$200  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$201  = l2;
     if (\$19 ) begin
       if (\$23 ) begin
-        \$198 [7:0] = beat[7:0];
+        \$201 [7:0] = beat[7:0];
       end
       if (\$24 ) begin
-        \$198 [15:8] = beat[7:0];
+        \$201 [15:8] = beat[7:0];
       end
       if (\$25 ) begin
-        \$198 [23:16] = beat[7:0];
+        \$201 [23:16] = beat[7:0];
       end
       if (\$26 ) begin
-        \$198 [31:24] = beat[7:0];
+        \$201 [31:24] = beat[7:0];
       end
       if (\$27 ) begin
-        \$198 [39:32] = beat[7:0];
+        \$201 [39:32] = beat[7:0];
       end
       if (\$28 ) begin
-        \$198 [47:40] = beat[7:0];
+        \$201 [47:40] = beat[7:0];
       end
       if (\$29 ) begin
-        \$198 [55:48] = beat[7:0];
+        \$201 [55:48] = beat[7:0];
       end
       if (\$30 ) begin
-        \$198 [63:56] = beat[7:0];
+        \$201 [63:56] = beat[7:0];
       end
       if (\$31 ) begin
-        \$198 [71:64] = beat[7:0];
+        \$201 [71:64] = beat[7:0];
       end
       if (\$32 ) begin
-        \$198 [79:72] = beat[7:0];
+        \$201 [79:72] = beat[7:0];
       end
       if (\$33 ) begin
-        \$198 [87:80] = beat[7:0];
+        \$201 [87:80] = beat[7:0];
       end
       if (\$34 ) begin
-        \$198 [95:88] = beat[7:0];
+        \$201 [95:88] = beat[7:0];
       end
     end
     if (rst) begin
-      \$198  = 96'h000000000000000000000000;
+      \$201  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$199  = l3;
+    \$202  = l3;
     if (\$19 ) begin
       if (\$43 ) begin
-        \$199  = \$44 [4:0];
+        \$202  = \$44 [4:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$199  = 5'h0e;
+        \$202  = 5'h0e;
       end
     end
     if (rst) begin
-      \$199  = 5'h0e;
+      \$202  = 5'h0e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$200  = hdr;
+    \$203  = hdr;
     if (\$19 ) begin
       if (\$47 ) begin
-        \$200 [7:0] = beat[7:0];
+        \$203 [7:0] = beat[7:0];
       end
       if (\$48 ) begin
-        \$200 [15:8] = beat[7:0];
+        \$203 [15:8] = beat[7:0];
       end
       if (\$49 ) begin
-        \$200 [23:16] = beat[7:0];
+        \$203 [23:16] = beat[7:0];
       end
       if (\$50 ) begin
-        \$200 [31:24] = beat[7:0];
+        \$203 [31:24] = beat[7:0];
       end
       if (\$51 ) begin
-        \$200 [39:32] = beat[7:0];
+        \$203 [39:32] = beat[7:0];
       end
       if (\$52 ) begin
-        \$200 [47:40] = beat[7:0];
+        \$203 [47:40] = beat[7:0];
       end
       if (\$53 ) begin
-        \$200 [55:48] = beat[7:0];
+        \$203 [55:48] = beat[7:0];
       end
       if (\$54 ) begin
-        \$200 [63:56] = beat[7:0];
+        \$203 [63:56] = beat[7:0];
       end
       if (\$55 ) begin
-        \$200 [71:64] = beat[7:0];
+        \$203 [71:64] = beat[7:0];
       end
       if (\$56 ) begin
-        \$200 [79:72] = beat[7:0];
+        \$203 [79:72] = beat[7:0];
       end
       if (\$57 ) begin
-        \$200 [87:80] = beat[7:0];
+        \$203 [87:80] = beat[7:0];
       end
       if (\$58 ) begin
-        \$200 [95:88] = beat[7:0];
+        \$203 [95:88] = beat[7:0];
       end
       if (\$59 ) begin
-        \$200 [103:96] = beat[7:0];
+        \$203 [103:96] = beat[7:0];
       end
       if (\$60 ) begin
-        \$200 [111:104] = beat[7:0];
+        \$203 [111:104] = beat[7:0];
       end
       if (\$61 ) begin
-        \$200 [119:112] = beat[7:0];
+        \$203 [119:112] = beat[7:0];
       end
       if (\$62 ) begin
-        \$200 [127:120] = beat[7:0];
+        \$203 [127:120] = beat[7:0];
       end
       if (\$63 ) begin
-        \$200 [135:128] = beat[7:0];
+        \$203 [135:128] = beat[7:0];
       end
       if (\$64 ) begin
-        \$200 [143:136] = beat[7:0];
+        \$203 [143:136] = beat[7:0];
       end
       if (\$65 ) begin
-        \$200 [151:144] = beat[7:0];
+        \$203 [151:144] = beat[7:0];
       end
       if (\$66 ) begin
-        \$200 [159:152] = beat[7:0];
+        \$203 [159:152] = beat[7:0];
       end
       if (\$67 ) begin
-        \$200 [167:160] = beat[7:0];
+        \$203 [167:160] = beat[7:0];
       end
       if (\$68 ) begin
-        \$200 [175:168] = beat[7:0];
+        \$203 [175:168] = beat[7:0];
       end
       if (\$69 ) begin
-        \$200 [183:176] = beat[7:0];
+        \$203 [183:176] = beat[7:0];
       end
       if (\$70 ) begin
-        \$200 [191:184] = beat[7:0];
+        \$203 [191:184] = beat[7:0];
       end
       if (\$71 ) begin
-        \$200 [199:192] = beat[7:0];
+        \$203 [199:192] = beat[7:0];
       end
       if (\$72 ) begin
-        \$200 [207:200] = beat[7:0];
+        \$203 [207:200] = beat[7:0];
       end
       if (\$73 ) begin
-        \$200 [215:208] = beat[7:0];
+        \$203 [215:208] = beat[7:0];
       end
       if (\$74 ) begin
-        \$200 [223:216] = beat[7:0];
+        \$203 [223:216] = beat[7:0];
       end
       if (\$75 ) begin
-        \$200 [231:224] = beat[7:0];
+        \$203 [231:224] = beat[7:0];
       end
       if (\$76 ) begin
-        \$200 [239:232] = beat[7:0];
+        \$203 [239:232] = beat[7:0];
       end
       if (\$77 ) begin
-        \$200 [247:240] = beat[7:0];
+        \$203 [247:240] = beat[7:0];
       end
       if (\$78 ) begin
-        \$200 [255:248] = beat[7:0];
+        \$203 [255:248] = beat[7:0];
       end
       if (\$79 ) begin
-        \$200 [263:256] = beat[7:0];
+        \$203 [263:256] = beat[7:0];
       end
       if (\$80 ) begin
-        \$200 [271:264] = beat[7:0];
+        \$203 [271:264] = beat[7:0];
       end
       if (\$81 ) begin
-        \$200 [279:272] = beat[7:0];
+        \$203 [279:272] = beat[7:0];
       end
       if (\$82 ) begin
-        \$200 [287:280] = beat[7:0];
+        \$203 [287:280] = beat[7:0];
       end
       if (\$83 ) begin
-        \$200 [295:288] = beat[7:0];
+        \$203 [295:288] = beat[7:0];
       end
       if (\$84 ) begin
-        \$200 [303:296] = beat[7:0];
+        \$203 [303:296] = beat[7:0];
       end
       if (\$85 ) begin
-        \$200 [311:304] = beat[7:0];
+        \$203 [311:304] = beat[7:0];
       end
       if (\$86 ) begin
-        \$200 [319:312] = beat[7:0];
+        \$203 [319:312] = beat[7:0];
       end
     end
     if (rst) begin
-      \$200  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$203  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$201  = ipv4;
+    \$204  = ipv4;
     if (\$19 ) begin
       if (\$87 ) begin
-        \$201  = \$88 ;
-      end
-    end
-    if (take) begin
-      if (beat[9]) begin
-        \$201  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$202  = win;
-    if (\$19 ) begin
-      if (\$87 ) begin
-        \$202  = 3'h0;
-      end
-      if (\$94 ) begin
-        if (\$168 ) begin
-          \$202  = \$169 [2:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$202  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$203  = win_type;
-    if (\$19 ) begin
-      if (\$87 ) begin
-        if (\$89 ) begin
-          \$203  = 8'h00;
-        end
-      end
-      if (\$92 ) begin
-        \$203  = beat[7:0];
-      end
-      if (\$94 ) begin
-        if (\$168 ) begin
-          if (\$170 ) begin
-            \$203  = window0[7:0];
-          end
-          if (\$171 ) begin
-            \$203  = window1[7:0];
-          end
-          if (\$172 ) begin
-            \$203  = window2[7:0];
-          end
-          if (\$173 ) begin
-            \$203  = window3[7:0];
-          end
-          if (\$174 ) begin
-            \$203  = window4[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$203  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$204  = win_live;
-    if (\$19 ) begin
-      if (\$87 ) begin
-        if (\$89 ) begin
-          \$204  = 1'h1;
-        end
-      end
-      if (\$92 ) begin
-        \$204  = 1'h1;
+        \$204  = \$88 ;
       end
     end
     if (take) begin
@@ -1095,135 +1034,118 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$205  = window0;
+    \$205  = win;
+    if (\$19 ) begin
+      if (\$87 ) begin
+        \$205  = 3'h0;
+      end
+      if (\$94 ) begin
+        if (\$171 ) begin
+          \$205  = \$172 [2:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$205  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$206  = win_type;
+    if (\$19 ) begin
+      if (\$87 ) begin
+        if (\$89 ) begin
+          \$206  = 8'h00;
+        end
+      end
+      if (\$92 ) begin
+        \$206  = beat[7:0];
+      end
+      if (\$94 ) begin
+        if (\$171 ) begin
+          if (\$173 ) begin
+            \$206  = window0[7:0];
+          end
+          if (\$174 ) begin
+            \$206  = window1[7:0];
+          end
+          if (\$175 ) begin
+            \$206  = window2[7:0];
+          end
+          if (\$176 ) begin
+            \$206  = window3[7:0];
+          end
+          if (\$177 ) begin
+            \$206  = window4[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$207  = win_live;
+    if (\$19 ) begin
+      if (\$87 ) begin
+        if (\$89 ) begin
+          \$207  = 1'h1;
+        end
+      end
+      if (\$92 ) begin
+        \$207  = 1'h1;
+      end
+    end
+    if (take) begin
+      if (beat[9]) begin
+        \$207  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$208  = tail;
     if (\$19 ) begin
       if (\$94 ) begin
         if (\$95 ) begin
-          if (\$96 ) begin
-            \$205 [7:0] = beat[7:0];
-          end
-          if (\$97 ) begin
-            \$205 [15:8] = beat[7:0];
-          end
-          if (\$98 ) begin
-            \$205 [23:16] = beat[7:0];
-          end
+          \$208 [7:0] = beat[7:0];
+        end
+        if (\$96 ) begin
+          \$208 [15:8] = beat[7:0];
+        end
+        if (\$97 ) begin
+          \$208 [23:16] = beat[7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$208  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$209  = window0;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$98 ) begin
           if (\$99 ) begin
-            \$205 [31:24] = beat[7:0];
-          end
-          if (\$100 ) begin
-            \$205 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$205  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$206  = window1;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$101 ) begin
-          if (\$102 ) begin
-            \$206 [7:0] = beat[7:0];
-          end
-          if (\$103 ) begin
-            \$206 [15:8] = beat[7:0];
-          end
-          if (\$104 ) begin
-            \$206 [23:16] = beat[7:0];
-          end
-          if (\$105 ) begin
-            \$206 [31:24] = beat[7:0];
-          end
-          if (\$106 ) begin
-            \$206 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$206  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$207  = window2;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$107 ) begin
-          if (\$108 ) begin
-            \$207 [7:0] = beat[7:0];
-          end
-          if (\$109 ) begin
-            \$207 [15:8] = beat[7:0];
-          end
-          if (\$110 ) begin
-            \$207 [23:16] = beat[7:0];
-          end
-          if (\$111 ) begin
-            \$207 [31:24] = beat[7:0];
-          end
-          if (\$112 ) begin
-            \$207 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$207  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$208  = window3;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$113 ) begin
-          if (\$114 ) begin
-            \$208 [7:0] = beat[7:0];
-          end
-          if (\$115 ) begin
-            \$208 [15:8] = beat[7:0];
-          end
-          if (\$116 ) begin
-            \$208 [23:16] = beat[7:0];
-          end
-          if (\$117 ) begin
-            \$208 [31:24] = beat[7:0];
-          end
-          if (\$118 ) begin
-            \$208 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$208  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$209  = window4;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$119 ) begin
-          if (\$120 ) begin
             \$209 [7:0] = beat[7:0];
           end
-          if (\$121 ) begin
+          if (\$100 ) begin
             \$209 [15:8] = beat[7:0];
           end
-          if (\$122 ) begin
+          if (\$101 ) begin
             \$209 [23:16] = beat[7:0];
           end
-          if (\$123 ) begin
+          if (\$102 ) begin
             \$209 [31:24] = beat[7:0];
           end
-          if (\$124 ) begin
+          if (\$103 ) begin
             \$209 [111:104] = beat[7:0];
           end
         end
@@ -1235,76 +1157,124 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$210  = ext_len0;
+    \$210  = window1;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$125 ) begin
+        if (\$104 ) begin
+          if (\$105 ) begin
+            \$210 [7:0] = beat[7:0];
+          end
+          if (\$106 ) begin
+            \$210 [15:8] = beat[7:0];
+          end
+          if (\$107 ) begin
+            \$210 [23:16] = beat[7:0];
+          end
+          if (\$108 ) begin
+            \$210 [31:24] = beat[7:0];
+          end
+          if (\$109 ) begin
+            \$210 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$210  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$211  = window2;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$110 ) begin
+          if (\$111 ) begin
+            \$211 [7:0] = beat[7:0];
+          end
+          if (\$112 ) begin
+            \$211 [15:8] = beat[7:0];
+          end
+          if (\$113 ) begin
+            \$211 [23:16] = beat[7:0];
+          end
+          if (\$114 ) begin
+            \$211 [31:24] = beat[7:0];
+          end
+          if (\$115 ) begin
+            \$211 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$211  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$212  = window3;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$116 ) begin
+          if (\$117 ) begin
+            \$212 [7:0] = beat[7:0];
+          end
+          if (\$118 ) begin
+            \$212 [15:8] = beat[7:0];
+          end
+          if (\$119 ) begin
+            \$212 [23:16] = beat[7:0];
+          end
+          if (\$120 ) begin
+            \$212 [31:24] = beat[7:0];
+          end
+          if (\$121 ) begin
+            \$212 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$212  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$213  = window4;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$122 ) begin
+          if (\$123 ) begin
+            \$213 [7:0] = beat[7:0];
+          end
+          if (\$124 ) begin
+            \$213 [15:8] = beat[7:0];
+          end
+          if (\$125 ) begin
+            \$213 [23:16] = beat[7:0];
+          end
           if (\$126 ) begin
-            \$210  = \$130 [11:0];
+            \$213 [31:24] = beat[7:0];
+          end
+          if (\$127 ) begin
+            \$213 [111:104] = beat[7:0];
           end
         end
       end
     end
     if (rst) begin
-      \$210  = 12'h000;
+      \$213  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$211  = ext_len1;
+    \$214  = ext_len0;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$125 ) begin
-          if (\$131 ) begin
-            \$211  = \$135 [11:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$211  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$212  = ext_len2;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$125 ) begin
-          if (\$136 ) begin
-            \$212  = \$140 [11:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$212  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$213  = ext_len3;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$125 ) begin
-          if (\$141 ) begin
-            \$213  = \$145 [11:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$213  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$214  = ext_len4;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$125 ) begin
-          if (\$146 ) begin
-            \$214  = \$150 [11:0];
+        if (\$128 ) begin
+          if (\$129 ) begin
+            \$214  = \$133 [11:0];
           end
         end
       end
@@ -1315,104 +1285,114 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$215  = next_rel;
+    \$215  = ext_len1;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$125 ) begin
-          \$215  = { \$155 [13], \$155 [13], \$155  };
+        if (\$128 ) begin
+          if (\$134 ) begin
+            \$215  = \$138 [11:0];
+          end
         end
       end
     end
     if (rst) begin
-      \$215  = 16'h0000;
+      \$215  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$216  = chain;
+    \$216  = ext_len2;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$125 ) begin
-          \$216  = \$166 ;
+        if (\$128 ) begin
+          if (\$139 ) begin
+            \$216  = \$143 [11:0];
+          end
         end
-        if (\$168 ) begin
-          \$216  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$216  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$217  = ext_len3;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$128 ) begin
+          if (\$144 ) begin
+            \$217  = \$148 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$217  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$218  = ext_len4;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$128 ) begin
+          if (\$149 ) begin
+            \$218  = \$153 [11:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$218  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$219  = next_rel;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$128 ) begin
+          \$219  = { \$158 [13], \$158 [13], \$158  };
+        end
+      end
+    end
+    if (rst) begin
+      \$219  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$220  = chain;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$128 ) begin
+          \$220  = \$169 ;
+        end
+        if (\$171 ) begin
+          \$220  = 1'h0;
         end
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$216  = 1'h0;
+        \$220  = 1'h0;
       end
     end
     if (rst) begin
-      \$216  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$217  = finished;
+    \$221  = finished;
     if (take) begin
       if (beat[9]) begin
-        \$217  = 1'h1;
+        \$221  = 1'h1;
       end
     end
-    if (\$186 ) begin
-      \$217  = 1'h0;
-    end
-    if (rst) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$218  = n;
-    if (take) begin
-      if (beat[9]) begin
-        \$218  = \$178 [15:0];
-      end
-    end
-    if (rst) begin
-      \$218  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$219  = frame_mac_error;
-    if (take) begin
-      if (beat[9]) begin
-        \$219  = \$179 ;
-      end
-    end
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$220  = length;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (beat[9]) begin
-        \$220  = 16'h0000;
-      end else begin
-        \$220  = \$183 [15:0];
-      end
-    end
-    if (rst) begin
-      \$220  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$221  = mac_error;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (beat[9]) begin
-        \$221  = 1'h0;
-      end else begin
-        \$221  = \$184 ;
-      end
+    if (\$189 ) begin
+      \$221  = 1'h0;
     end
     if (rst) begin
       \$221  = 1'h0;
@@ -1420,52 +1400,66 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$222  = frame__active;
+    \$222  = n;
+    if (take) begin
+      if (beat[9]) begin
+        \$222  = \$181 [15:0];
+      end
+    end
+    if (rst) begin
+      \$222  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$223  = frame_mac_error;
+    if (take) begin
+      if (beat[9]) begin
+        \$223  = \$182 ;
+      end
+    end
+    if (rst) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$224  = length;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (beat[9]) begin
+        \$224  = 16'h0000;
+      end else begin
+        \$224  = \$186 [15:0];
+      end
+    end
+    if (rst) begin
+      \$224  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$225  = mac_error;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (beat[9]) begin
+        \$225  = 1'h0;
+      end else begin
+        \$225  = \$187 ;
+      end
+    end
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$226  = frame__active;
     if (frame__release) begin
-      \$222  = 1'h0;
+      \$226  = 1'h0;
     end
-    if (\$186 ) begin
-      \$222  = 1'h1;
-    end
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$223  = frame__l2;
-    if (\$186 ) begin
-      \$223  = l2;
-    end
-    if (rst) begin
-      \$223  = 96'h000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$224  = frame__hdr;
-    if (\$186 ) begin
-      \$224  = hdr;
-    end
-    if (rst) begin
-      \$224  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$225  = frame__n;
-    if (\$186 ) begin
-      \$225  = n;
-    end
-    if (rst) begin
-      \$225  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$226  = frame__mac_error;
-    if (\$186 ) begin
-      \$226  = frame_mac_error;
+    if (\$189 ) begin
+      \$226  = 1'h1;
     end
     if (rst) begin
       \$226  = 1'h0;
@@ -1473,140 +1467,215 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$227  = e_window0;
-    if (\$186 ) begin
-      \$227  = window0;
+    \$227  = frame__l2;
+    if (\$189 ) begin
+      \$227  = l2;
     end
     if (rst) begin
-      \$227  = 112'h0000000000000000000000000000;
+      \$227  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$228  = e_window1;
-    if (\$186 ) begin
-      \$228  = window1;
+    \$228  = frame__hdr;
+    if (\$189 ) begin
+      \$228  = hdr;
     end
     if (rst) begin
-      \$228  = 112'h0000000000000000000000000000;
+      \$228  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$229  = e_window2;
-    if (\$186 ) begin
-      \$229  = window2;
+    \$229  = frame__n;
+    if (\$189 ) begin
+      \$229  = n;
     end
     if (rst) begin
-      \$229  = 112'h0000000000000000000000000000;
+      \$229  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$230  = e_window3;
-    if (\$186 ) begin
-      \$230  = window3;
+    \$230  = frame__mac_error;
+    if (\$189 ) begin
+      \$230  = frame_mac_error;
     end
     if (rst) begin
-      \$230  = 112'h0000000000000000000000000000;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$231  = e_window4;
-    if (\$186 ) begin
-      \$231  = window4;
+    \$231  = e_tail;
+    if (\$189 ) begin
+      \$231  = tail;
     end
     if (rst) begin
-      \$231  = 112'h0000000000000000000000000000;
+      \$231  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$232  = e_ext_len0;
-    if (\$186 ) begin
-      \$232  = ext_len0;
+    \$232  = e_window0;
+    if (\$189 ) begin
+      \$232  = window0;
     end
     if (rst) begin
-      \$232  = 12'h000;
+      \$232  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$233  = e_ext_len1;
-    if (\$186 ) begin
-      \$233  = ext_len1;
+    \$233  = e_window1;
+    if (\$189 ) begin
+      \$233  = window1;
     end
     if (rst) begin
-      \$233  = 12'h000;
+      \$233  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$234  = e_ext_len2;
-    if (\$186 ) begin
-      \$234  = ext_len2;
+    \$234  = e_window2;
+    if (\$189 ) begin
+      \$234  = window2;
     end
     if (rst) begin
-      \$234  = 12'h000;
+      \$234  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$235  = e_ext_len3;
-    if (\$186 ) begin
-      \$235  = ext_len3;
+    \$235  = e_window3;
+    if (\$189 ) begin
+      \$235  = window3;
     end
     if (rst) begin
-      \$235  = 12'h000;
+      \$235  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$236  = e_ext_len4;
-    if (\$186 ) begin
-      \$236  = ext_len4;
+    \$236  = e_window4;
+    if (\$189 ) begin
+      \$236  = window4;
     end
     if (rst) begin
-      \$236  = 12'h000;
+      \$236  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$237  = frame__window;
-    casez (frame__ext_count)
-      3'h0:
-          \$237  = e_window0;
-      3'h1:
-          \$237  = e_window1;
-      3'h2:
-          \$237  = e_window2;
-      3'h3:
-          \$237  = e_window3;
-      3'h4:
-          \$237  = e_window4;
-    endcase
+    \$237  = e_ext_len0;
+    if (\$189 ) begin
+      \$237  = ext_len0;
+    end
     if (rst) begin
-      \$237  = 112'h0000000000000000000000000000;
+      \$237  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$238  = frame__ext_len;
-    casez (frame__ext_count)
-      3'h0:
-          \$238  = e_ext_len0;
-      3'h1:
-          \$238  = e_ext_len1;
-      3'h2:
-          \$238  = e_ext_len2;
-      3'h3:
-          \$238  = e_ext_len3;
-      3'h4:
-          \$238  = e_ext_len4;
-    endcase
+    \$238  = e_ext_len1;
+    if (\$189 ) begin
+      \$238  = ext_len1;
+    end
     if (rst) begin
       \$238  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$239  = e_ext_len2;
+    if (\$189 ) begin
+      \$239  = ext_len2;
+    end
+    if (rst) begin
+      \$239  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$240  = e_ext_len3;
+    if (\$189 ) begin
+      \$240  = ext_len3;
+    end
+    if (rst) begin
+      \$240  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$241  = e_ext_len4;
+    if (\$189 ) begin
+      \$241  = ext_len4;
+    end
+    if (rst) begin
+      \$241  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$242  = frame__window;
+    casez (frame__ext_count)
+      3'h0:
+        begin
+          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window0[111:104], e_window0[95:72], e_window0[63:0] };
+          \$242 [71:64] = e_tail[7:0];
+          \$242 [103:96] = e_tail[15:8];
+          \$242 [119:112] = e_tail[23:16];
+        end
+      3'h1:
+        begin
+          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window1[111:104], e_window1[95:72], e_window1[63:0] };
+          \$242 [71:64] = e_tail[7:0];
+          \$242 [103:96] = e_tail[15:8];
+          \$242 [119:112] = e_tail[23:16];
+        end
+      3'h2:
+        begin
+          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window2[111:104], e_window2[95:72], e_window2[63:0] };
+          \$242 [71:64] = e_tail[7:0];
+          \$242 [103:96] = e_tail[15:8];
+          \$242 [119:112] = e_tail[23:16];
+        end
+      3'h3:
+        begin
+          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window3[111:104], e_window3[95:72], e_window3[63:0] };
+          \$242 [71:64] = e_tail[7:0];
+          \$242 [103:96] = e_tail[15:8];
+          \$242 [119:112] = e_tail[23:16];
+        end
+      3'h4:
+        begin
+          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window4[111:104], e_window4[95:72], e_window4[63:0] };
+          \$242 [71:64] = e_tail[7:0];
+          \$242 [103:96] = e_tail[15:8];
+          \$242 [119:112] = e_tail[23:16];
+        end
+    endcase
+    if (rst) begin
+      \$242  = 120'h000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$243  = frame__ext_len;
+    casez (frame__ext_count)
+      3'h0:
+          \$243  = e_ext_len0;
+      3'h1:
+          \$243  = e_ext_len1;
+      3'h2:
+          \$243  = e_ext_len2;
+      3'h3:
+          \$243  = e_ext_len3;
+      3'h4:
+          \$243  = e_ext_len4;
+    endcase
+    if (rst) begin
+      \$243  = 12'h000;
     end
   end
   assign e_full = frame__active;

@@ -18,11 +18,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [15:0] \$113 ;
-  wire [15:0] \$114 ;
+  wire \$113 ;
+  wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
+  wire [15:0] \$116 ;
+  wire [15:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
@@ -34,12 +34,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire [15:0] \$128 ;
-  wire [15:0] \$129 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
+  wire [15:0] \$131 ;
+  wire [15:0] \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
@@ -49,11 +49,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [15:0] \$141 ;
-  wire [15:0] \$142 ;
+  wire \$141 ;
+  wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [15:0] \$144 ;
+  wire [15:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
@@ -66,26 +66,26 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire [1:0] \$157 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [1:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [6:0] \$163 ;
-  wire [7:0] \$164 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
   wire [6:0] \$166 ;
   wire [7:0] \$167 ;
   wire \$168 ;
   wire [6:0] \$169 ;
   wire [15:0] \$17 ;
-  wire \$170 ;
-  wire [16:0] \$171 ;
-  wire \$172 ;
+  wire [7:0] \$170 ;
+  wire \$171 ;
+  wire [6:0] \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [16:0] \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
@@ -93,19 +93,19 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$179 ;
   wire [15:0] \$18 ;
   wire \$180 ;
-  wire [6:0] \$181 ;
-  wire [7:0] \$182 ;
-  wire [16:0] \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [6:0] \$186 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire [6:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire [16:0] \$186 ;
   wire \$187 ;
-  wire [6:0] \$188 ;
-  wire [16:0] \$189 ;
+  wire \$188 ;
+  wire [6:0] \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
+  wire [6:0] \$191 ;
+  wire [16:0] \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
@@ -118,31 +118,31 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire [6:0] \$203 ;
-  wire [6:0] \$204 ;
-  wire [16:0] \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [6:0] \$206 ;
+  wire [6:0] \$207 ;
+  wire [16:0] \$208 ;
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire [13:0] \$213 ;
+  wire \$213 ;
   wire \$214 ;
-  wire [13:0] \$215 ;
-  wire \$216 ;
-  wire [13:0] \$217 ;
-  wire \$218 ;
-  wire [13:0] \$219 ;
+  wire \$215 ;
+  wire [13:0] \$216 ;
+  wire \$217 ;
+  wire [13:0] \$218 ;
+  wire \$219 ;
   wire [11:0] \$22 ;
-  wire \$220 ;
+  wire [13:0] \$220 ;
   wire \$221 ;
-  wire [15:0] \$222 ;
+  wire [13:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
-  wire \$225 ;
+  wire [15:0] \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
@@ -155,11 +155,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire [15:0] \$237 ;
+  wire \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [15:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
@@ -173,11 +173,11 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
-  wire [13:0] \$253 ;
-  wire [3:0] \$254 ;
+  wire \$253 ;
+  wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
+  wire [13:0] \$256 ;
+  wire [3:0] \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire \$26 ;
@@ -185,40 +185,40 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$261 ;
   wire \$262 ;
   wire \$263 ;
-  wire [4:0] \$264 ;
-  wire [13:0] \$265 ;
+  wire \$264 ;
+  wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire [4:0] \$268 ;
-  wire [13:0] \$269 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
   wire \$270 ;
   wire \$271 ;
-  reg [1:0] \$272 ;
-  reg \$273 ;
-  reg [3:0] \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
-  reg \$279 ;
+  wire [13:0] \$272 ;
+  wire [14:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [13:0] \$276 ;
+  wire [14:0] \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  reg \$280 ;
-  reg [1:0] \$281 ;
-  reg [1:0] \$282 ;
-  reg [457:0] \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
+  wire [7:0] \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire [4:0] \$284 ;
+  wire [13:0] \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire [4:0] \$288 ;
+  wire [13:0] \$289 ;
   wire \$29 ;
-  reg \$290 ;
-  reg [12:0] \$291 ;
-  reg [16:0] \$292 ;
-  reg [2:0] \$293 ;
-  reg \$294 ;
+  wire \$290 ;
+  wire \$291 ;
+  reg [1:0] \$292 ;
+  reg \$293 ;
+  reg [3:0] \$294 ;
   reg \$295 ;
   reg \$296 ;
   reg \$297 ;
@@ -227,16 +227,37 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$3 ;
   wire \$30 ;
   reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
+  reg [1:0] \$301 ;
+  reg [1:0] \$302 ;
+  reg [482:0] \$303 ;
   reg \$304 ;
   reg \$305 ;
   reg \$306 ;
   reg \$307 ;
-  reg [457:0] \$308 ;
+  reg \$308 ;
+  reg \$309 ;
   wire \$31 ;
+  reg \$310 ;
+  reg [12:0] \$311 ;
+  reg [16:0] \$312 ;
+  reg [2:0] \$313 ;
+  reg \$314 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg \$317 ;
+  reg \$318 ;
+  reg \$319 ;
   wire \$32 ;
+  reg \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg \$323 ;
+  reg \$324 ;
+  reg \$325 ;
+  reg \$326 ;
+  reg \$327 ;
+  reg \$328 ;
+  reg [482:0] \$329 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -289,14 +310,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
+  wire [23:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
+  wire \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
+  wire [2:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
@@ -317,7 +338,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   reg check_bad_length_3 = 1'h0;
   reg check_bad_length_4 = 1'h0;
   reg check_header_limit_1 = 1'h0;
-  reg \check_header_limit_1$45  = 1'h0;
+  reg \check_header_limit_1$46  = 1'h0;
   reg check_header_limit_3 = 1'h0;
   reg \check_header_limit_3$41  = 1'h0;
   reg check_header_limit_4 = 1'h0;
@@ -327,7 +348,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   reg check_truncated_0 = 1'h0;
   reg \check_truncated_0$32  = 1'h0;
   reg \check_truncated_0$38  = 1'h0;
-  reg \check_truncated_0$44  = 1'h0;
+  reg \check_truncated_0$45  = 1'h0;
   reg check_truncated_2 = 1'h0;
   reg \check_truncated_2$34  = 1'h0;
   reg \check_truncated_2$40  = 1'h0;
@@ -357,7 +378,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   (* enum_value_0101 = "BAD_IHL" *)
   (* enum_value_0110 = "BAD_LENGTH" *)
   (* enum_value_0111 = "HEADER_LIMIT" *)
-  reg [3:0] \error$48  = 4'h0;
+  reg [3:0] \error$49  = 4'h0;
   input frame__active;
   wire frame__active;
   output [2:0] frame__ext_count;
@@ -380,15 +401,15 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire frame__release;
   output [1:0] frame__tags;
   reg [1:0] frame__tags = 2'h0;
-  input [111:0] frame__window;
-  wire [111:0] frame__window;
+  input [119:0] frame__window;
+  wire [119:0] frame__window;
   reg [16:0] ip_end = 17'h00000;
   reg [4:0] l3;
   reg l3_ipv4 = 1'h0;
   input [15:0] max_frame;
   wire [15:0] max_frame;
-  output [457:0] o__payload;
-  reg [457:0] o__payload = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [482:0] o__payload;
+  reg [482:0] o__payload = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -414,7 +435,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.error ;
   wire [15:0] \o__payload.ethertype ;
-  wire [9:0] \o__payload.flags ;
+  wire [10:0] \o__payload.flags ;
   wire \o__payload.flags.direct ;
   wire \o__payload.flags.fragment ;
   wire \o__payload.flags.ip_options ;
@@ -425,6 +446,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \o__payload.flags.udp ;
   wire \o__payload.flags.vlan ;
   wire \o__payload.flags.vlan2 ;
+  wire \o__payload.flags.vni ;
   wire [15:0] \o__payload.generation ;
   wire [31:0] \o__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -447,12 +469,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire [15:0] \o__payload.src_port ;
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
+  wire [23:0] \o__payload.vni ;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
   reg [1:0] phase = 2'h0;
-  reg [457:0] rec = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [482:0] rec = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -478,7 +501,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \rec.error ;
   wire [15:0] \rec.ethertype ;
-  wire [9:0] \rec.flags ;
+  wire [10:0] \rec.flags ;
   wire \rec.flags.direct ;
   wire \rec.flags.fragment ;
   wire \rec.flags.ip_options ;
@@ -489,6 +512,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \rec.flags.udp ;
   wire \rec.flags.vlan ;
   wire \rec.flags.vlan2 ;
+  wire \rec.flags.vni ;
   wire [15:0] \rec.generation ;
   wire [31:0] \rec.hash ;
   (* enum_base_type = "HashType" *)
@@ -511,7 +535,8 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire [15:0] \rec.src_port ;
   wire [7:0] \rec.tcp_flags ;
   wire [11:0] \rec.vlan_id ;
-  reg [457:0] rec_next;
+  wire [23:0] \rec.vni ;
+  reg [482:0] rec_next;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -537,7 +562,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \rec_next.error ;
   wire [15:0] \rec_next.ethertype ;
-  wire [9:0] \rec_next.flags ;
+  wire [10:0] \rec_next.flags ;
   wire \rec_next.flags.direct ;
   wire \rec_next.flags.fragment ;
   wire \rec_next.flags.ip_options ;
@@ -548,6 +573,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \rec_next.flags.udp ;
   wire \rec_next.flags.vlan ;
   wire \rec_next.flags.vlan2 ;
+  wire \rec_next.flags.vni ;
   wire [15:0] \rec_next.generation ;
   wire [31:0] \rec_next.hash ;
   (* enum_base_type = "HashType" *)
@@ -570,6 +596,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire [15:0] \rec_next.src_port ;
   wire [7:0] \rec_next.tcp_flags ;
   wire [11:0] \rec_next.vlan_id ;
+  wire [23:0] \rec_next.vni ;
   input rst;
   wire rst;
   reg [1:0] step_state = 2'h0;
@@ -577,6 +604,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   reg \stop$31  = 1'h0;
   reg \stop$36  = 1'h0;
   reg \stop$43  = 1'h0;
+  reg vni_found = 1'h0;
   assign \$1  = phase == 2'h3;
   assign \$2  = frame__active & \$1 ;
   assign \$3  = ~ \$signal ;
@@ -639,298 +667,318 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   assign \$60  = frame__hdr[55:48] == 6'h2f;
   assign \$61  = | error;
   assign \$62  = \$61  | \stop$36 ;
-  assign \$63  = rec[71:64] == 6'h2c;
+  assign \$63  = rec[72:65] == 6'h2c;
   assign \$64  = rec[24] | \$63 ;
   assign \$65  = frame__window[7:0] == 6'h2f;
   assign \$66  = | error;
   assign \$67  = \$66  | \stop$43 ;
-  assign \$68  = rec[71:64] == 3'h6;
-  assign \$69  = rec[71:64] == 3'h6;
+  assign \$68  = rec[72:65] == 3'h6;
+  assign \$69  = rec[72:65] == 3'h6;
   assign \$70  = ~ \$69 ;
-  assign \$71  = rec[71:64] == 3'h6;
+  assign \$71  = rec[72:65] == 3'h6;
   assign \$72  = \$71  ? frame__window[111:104] : 8'h00;
-  assign \$73  = rec[71:64] == 3'h6;
+  assign \$73  = rec[72:65] == 3'h6;
   assign \$74  = ~ \$73 ;
   assign \$75  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = rec[27] | \$76 ;
-  assign \$78  = ! step_state;
-  assign \$79  = step_state == 1'h1;
-  assign \$80  = step_state == 2'h2;
-  assign \$81  = step_state == 2'h3;
-  assign \$82  = phase != 2'h3;
-  assign \$83  = frame__active & \$82 ;
-  assign \$84  = phase + 1'h1;
-  assign \$85  = phase == 2'h2;
-  assign \$86  = frame__n < 4'he;
-  assign \$87  = frame__n > max_frame;
-  assign \$88  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$89  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$90  = \$88  | \$89 ;
-  assign \$91  = frame__n < 5'h12;
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$94  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$95  = \$93  | \$94 ;
-  assign \$96  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$97  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$76  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
+  assign \$77  = \$75  | \$76 ;
+  assign \$78  = \$74  & \$77 ;
+  assign \$79  = rec[27] | \$78 ;
+  assign \$80  = vni_found ? { frame__window[103:96], frame__window[111:104], frame__window[119:112] } : 24'h000000;
+  assign \$81  = ! step_state;
+  assign \$82  = step_state == 1'h1;
+  assign \$83  = step_state == 2'h2;
+  assign \$84  = step_state == 2'h3;
+  assign \$85  = phase != 2'h3;
+  assign \$86  = frame__active & \$85 ;
+  assign \$87  = phase + 1'h1;
+  assign \$88  = phase == 2'h2;
+  assign \$89  = frame__n < 4'he;
+  assign \$90  = frame__n > max_frame;
+  assign \$91  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$92  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$93  = \$91  | \$92 ;
+  assign \$94  = frame__n < 5'h12;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$97  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
   assign \$98  = \$96  | \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign \$100  = frame__n < 5'h16;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = | direct_ethertype;
-  assign \$103  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$104  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$105  = \$103  | \$104 ;
-  assign \$106  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$107  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$99  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$100  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$101  = \$99  | \$100 ;
+  assign \$102  = \$98  & \$101 ;
+  assign \$103  = frame__n < 5'h16;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = | direct_ethertype;
+  assign \$106  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$107  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
   assign \$108  = \$106  | \$107 ;
-  assign \$109  = \$105  & \$108 ;
-  assign \$110  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$111  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$112  = \$110  | \$111 ;
-  assign \$113  = \$112  ? { frame__l2[39:32], frame__l2[47:40] } : { frame__l2[7:0], frame__l2[15:8] };
-  assign \$114  = \$109  ? { frame__l2[71:64], frame__l2[79:72] } : \$113 ;
-  assign \$115  = \$114  == direct_ethertype;
-  assign \$116  = \$102  & \$115 ;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$119  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$120  = \$118  | \$119 ;
-  assign \$121  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$122  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$109  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$110  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$111  = \$109  | \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$114  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = \$115  ? { frame__l2[39:32], frame__l2[47:40] } : { frame__l2[7:0], frame__l2[15:8] };
+  assign \$117  = \$112  ? { frame__l2[71:64], frame__l2[79:72] } : \$116 ;
+  assign \$118  = \$117  == direct_ethertype;
+  assign \$119  = \$105  & \$118 ;
+  assign \$120  = ~ \$119 ;
+  assign \$121  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$122  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
   assign \$123  = \$121  | \$122 ;
-  assign \$124  = \$120  & \$123 ;
-  assign \$125  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$126  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$127  = \$125  | \$126 ;
-  assign \$128  = \$127  ? { frame__l2[39:32], frame__l2[47:40] } : { frame__l2[7:0], frame__l2[15:8] };
-  assign \$129  = \$124  ? { frame__l2[71:64], frame__l2[79:72] } : \$128 ;
-  assign \$130  = \$129  == 12'h800;
-  assign \$131  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$132  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$135  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$124  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$125  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$126  = \$124  | \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$129  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$130  = \$128  | \$129 ;
+  assign \$131  = \$130  ? { frame__l2[39:32], frame__l2[47:40] } : { frame__l2[7:0], frame__l2[15:8] };
+  assign \$132  = \$127  ? { frame__l2[71:64], frame__l2[79:72] } : \$131 ;
+  assign \$133  = \$132  == 12'h800;
+  assign \$134  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$135  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
   assign \$136  = \$134  | \$135 ;
-  assign \$137  = \$133  & \$136 ;
-  assign \$138  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$139  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$140  = \$138  | \$139 ;
-  assign \$141  = \$140  ? { frame__l2[39:32], frame__l2[47:40] } : { frame__l2[7:0], frame__l2[15:8] };
-  assign \$142  = \$137  ? { frame__l2[71:64], frame__l2[79:72] } : \$141 ;
-  assign \$143  = \$142  == 16'h86dd;
-  assign \$144  = \$130  | \$143 ;
-  assign \$145  = \$117  & \$144 ;
-  assign \$146  = ~ \$145 ;
-  assign \$147  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$148  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$149  = \$147  | \$148 ;
+  assign \$137  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$138  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$139  = \$137  | \$138 ;
+  assign \$140  = \$136  & \$139 ;
+  assign \$141  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$142  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = \$143  ? { frame__l2[39:32], frame__l2[47:40] } : { frame__l2[7:0], frame__l2[15:8] };
+  assign \$145  = \$140  ? { frame__l2[71:64], frame__l2[79:72] } : \$144 ;
+  assign \$146  = \$145  == 16'h86dd;
+  assign \$147  = \$133  | \$146 ;
+  assign \$148  = \$120  & \$147 ;
+  assign \$149  = ~ \$148 ;
   assign \$150  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
   assign \$151  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
   assign \$152  = \$150  | \$151 ;
-  assign \$153  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$154  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$153  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$154  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
   assign \$155  = \$153  | \$154 ;
-  assign \$156  = \$152  & \$155 ;
-  assign \$157  = \$149  + \$156 ;
-  assign \$158  = rec[45:30] == 12'h800;
-  assign \$159  = frame__n <= l3;
-  assign \$160  = frame__hdr[7:4] != 3'h4;
-  assign \$161  = frame__hdr[3:0] < 3'h5;
-  assign \$162  = \$160  | \$161 ;
-  assign \$163  = frame__hdr[3:0] * 3'h4;
-  assign \$164  = l3 + \$163 ;
-  assign \$165  = \$164  > frame__n;
+  assign \$156  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$157  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$158  = \$156  | \$157 ;
+  assign \$159  = \$155  & \$158 ;
+  assign \$160  = \$152  + \$159 ;
+  assign \$161  = rec[46:31] == 12'h800;
+  assign \$162  = frame__n <= l3;
+  assign \$163  = frame__hdr[7:4] != 3'h4;
+  assign \$164  = frame__hdr[3:0] < 3'h5;
+  assign \$165  = \$163  | \$164 ;
   assign \$166  = frame__hdr[3:0] * 3'h4;
   assign \$167  = l3 + \$166 ;
-  assign \$168  = \$167  > 8'h80;
+  assign \$168  = \$167  > frame__n;
   assign \$169  = frame__hdr[3:0] * 3'h4;
-  assign \$170  = { frame__hdr[23:16], frame__hdr[31:24] } < \$169 ;
-  assign \$171  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
-  assign \$172  = \$171  > frame__n;
-  assign \$173  = \$170  | \$172 ;
-  assign \$174  = | { frame__hdr[52:48], frame__hdr[63:56] };
-  assign \$175  = frame__hdr[53] | \$174 ;
-  assign \$176  = frame__hdr[79:72] == 3'h6;
-  assign \$177  = frame__hdr[79:72] == 5'h11;
-  assign \$178  = \$176  | \$177 ;
-  assign \$179  = ~ \$178 ;
-  assign \$180  = \$175  | \$179 ;
-  assign \$181  = frame__hdr[3:0] * 3'h4;
-  assign \$182  = l3 + \$181 ;
-  assign \$183  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
-  assign \$184  = frame__n <= l3;
-  assign \$185  = frame__hdr[7:4] != 3'h6;
-  assign \$186  = l3 + 6'h28;
-  assign \$187  = \$186  > frame__n;
-  assign \$188  = l3 + 6'h28;
-  assign \$189  = \$188  + { frame__hdr[39:32], frame__hdr[47:40] };
+  assign \$170  = l3 + \$169 ;
+  assign \$171  = \$170  > 8'h80;
+  assign \$172  = frame__hdr[3:0] * 3'h4;
+  assign \$173  = { frame__hdr[23:16], frame__hdr[31:24] } < \$172 ;
+  assign \$174  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
+  assign \$175  = \$174  > frame__n;
+  assign \$176  = \$173  | \$175 ;
+  assign \$177  = | { frame__hdr[52:48], frame__hdr[63:56] };
+  assign \$178  = frame__hdr[53] | \$177 ;
+  assign \$179  = frame__hdr[79:72] == 3'h6;
+  assign \$180  = frame__hdr[79:72] == 5'h11;
+  assign \$181  = \$179  | \$180 ;
+  assign \$182  = ~ \$181 ;
+  assign \$183  = \$178  | \$182 ;
+  assign \$184  = frame__hdr[3:0] * 3'h4;
+  assign \$185  = l3 + \$184 ;
+  assign \$186  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
+  assign \$187  = frame__n <= l3;
+  assign \$188  = frame__hdr[7:4] != 3'h6;
+  assign \$189  = l3 + 6'h28;
   assign \$190  = \$189  > frame__n;
-  assign \$191  = ! frame__hdr[55:48];
-  assign \$192  = frame__hdr[55:48] == 6'h2b;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = frame__hdr[55:48] == 6'h2c;
-  assign \$195  = \$193  | \$194 ;
-  assign \$196  = frame__hdr[55:48] == 6'h3c;
-  assign \$197  = \$195  | \$196 ;
-  assign \$198  = frame__hdr[55:48] == 3'h6;
-  assign \$199  = frame__hdr[55:48] == 5'h11;
+  assign \$191  = l3 + 6'h28;
+  assign \$192  = \$191  + { frame__hdr[39:32], frame__hdr[47:40] };
+  assign \$193  = \$192  > frame__n;
+  assign \$194  = ! frame__hdr[55:48];
+  assign \$195  = frame__hdr[55:48] == 6'h2b;
+  assign \$196  = \$194  | \$195 ;
+  assign \$197  = frame__hdr[55:48] == 6'h2c;
+  assign \$198  = \$196  | \$197 ;
+  assign \$199  = frame__hdr[55:48] == 6'h3c;
   assign \$200  = \$198  | \$199 ;
-  assign \$201  = \$197  | \$200 ;
-  assign \$202  = ~ \$201 ;
-  assign \$203  = l3 + 6'h28;
-  assign \$204  = l3 + 6'h28;
-  assign \$205  = \$204  + { frame__hdr[39:32], frame__hdr[47:40] };
-  assign \$206  = ! frame__hdr[55:48];
-  assign \$207  = frame__hdr[55:48] == 6'h2b;
-  assign \$208  = \$206  | \$207 ;
-  assign \$209  = frame__hdr[55:48] == 6'h2c;
-  assign \$210  = \$208  | \$209 ;
-  assign \$211  = frame__hdr[55:48] == 6'h3c;
-  assign \$212  = \$210  | \$211 ;
-  assign \$213  = frame__offset + 4'h8;
-  assign \$214  = \$213  > ip_end;
-  assign \$215  = frame__offset + 4'h8;
-  assign \$216  = \$215  > 8'h80;
-  assign \$217  = frame__offset + frame__ext_len;
-  assign \$218  = \$217  > ip_end;
-  assign \$219  = frame__offset + frame__ext_len;
-  assign \$220  = \$219  > 8'h80;
-  assign \$221  = rec[71:64] == 6'h2c;
-  assign \$223  = | \$222 ;
-  assign \$224  = \$221  & \$223 ;
-  assign \$225  = ~ \$224 ;
-  assign \$226  = ! frame__window[7:0];
-  assign \$227  = frame__window[7:0] == 6'h2b;
-  assign \$228  = \$226  | \$227 ;
-  assign \$229  = frame__window[7:0] == 6'h2c;
-  assign \$230  = \$228  | \$229 ;
-  assign \$231  = frame__window[7:0] == 6'h3c;
-  assign \$232  = \$230  | \$231 ;
-  assign \$233  = \$225  & \$232 ;
-  assign \$234  = frame__ext_count == 2'h3;
-  assign \$235  = \$233  & \$234 ;
-  assign \$236  = rec[71:64] == 6'h2c;
-  assign \$238  = | \$237 ;
-  assign \$239  = \$236  & \$238 ;
-  assign \$240  = ! frame__window[7:0];
-  assign \$241  = frame__window[7:0] == 6'h2b;
-  assign \$242  = \$240  | \$241 ;
-  assign \$243  = frame__window[7:0] == 6'h2c;
-  assign \$244  = \$242  | \$243 ;
-  assign \$245  = frame__window[7:0] == 6'h3c;
-  assign \$246  = \$244  | \$245 ;
-  assign \$247  = frame__window[7:0] == 3'h6;
-  assign \$248  = frame__window[7:0] == 5'h11;
+  assign \$201  = frame__hdr[55:48] == 3'h6;
+  assign \$202  = frame__hdr[55:48] == 5'h11;
+  assign \$203  = \$201  | \$202 ;
+  assign \$204  = \$200  | \$203 ;
+  assign \$205  = ~ \$204 ;
+  assign \$206  = l3 + 6'h28;
+  assign \$207  = l3 + 6'h28;
+  assign \$208  = \$207  + { frame__hdr[39:32], frame__hdr[47:40] };
+  assign \$209  = ! frame__hdr[55:48];
+  assign \$210  = frame__hdr[55:48] == 6'h2b;
+  assign \$211  = \$209  | \$210 ;
+  assign \$212  = frame__hdr[55:48] == 6'h2c;
+  assign \$213  = \$211  | \$212 ;
+  assign \$214  = frame__hdr[55:48] == 6'h3c;
+  assign \$215  = \$213  | \$214 ;
+  assign \$216  = frame__offset + 4'h8;
+  assign \$217  = \$216  > ip_end;
+  assign \$218  = frame__offset + 4'h8;
+  assign \$219  = \$218  > 8'h80;
+  assign \$220  = frame__offset + frame__ext_len;
+  assign \$221  = \$220  > ip_end;
+  assign \$222  = frame__offset + frame__ext_len;
+  assign \$223  = \$222  > 8'h80;
+  assign \$224  = rec[72:65] == 6'h2c;
+  assign \$226  = | \$225 ;
+  assign \$227  = \$224  & \$226 ;
+  assign \$228  = ~ \$227 ;
+  assign \$229  = ! frame__window[7:0];
+  assign \$230  = frame__window[7:0] == 6'h2b;
+  assign \$231  = \$229  | \$230 ;
+  assign \$232  = frame__window[7:0] == 6'h2c;
+  assign \$233  = \$231  | \$232 ;
+  assign \$234  = frame__window[7:0] == 6'h3c;
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = \$228  & \$235 ;
+  assign \$237  = frame__ext_count == 2'h3;
+  assign \$238  = \$236  & \$237 ;
+  assign \$239  = rec[72:65] == 6'h2c;
+  assign \$241  = | \$240 ;
+  assign \$242  = \$239  & \$241 ;
+  assign \$243  = ! frame__window[7:0];
+  assign \$244  = frame__window[7:0] == 6'h2b;
+  assign \$245  = \$243  | \$244 ;
+  assign \$246  = frame__window[7:0] == 6'h2c;
+  assign \$247  = \$245  | \$246 ;
+  assign \$248  = frame__window[7:0] == 6'h3c;
   assign \$249  = \$247  | \$248 ;
-  assign \$250  = \$246  | \$249 ;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = \$239  | \$251 ;
-  assign \$253  = frame__offset + frame__ext_len;
-  assign \$254  = frame__ext_count + 1'h1;
-  assign \$255  = ! frame__window[7:0];
-  assign \$256  = frame__window[7:0] == 6'h2b;
-  assign \$257  = \$255  | \$256 ;
-  assign \$258  = frame__window[7:0] == 6'h2c;
-  assign \$259  = \$257  | \$258 ;
-  assign \$260  = frame__window[7:0] == 6'h3c;
-  assign \$261  = \$259  | \$260 ;
-  assign \$262  = ~ \$261 ;
-  assign \$263  = rec[71:64] == 3'h6;
-  assign \$264  = \$263  ? 5'h14 : 5'h08;
-  assign \$265  = frame__offset + \$264 ;
-  assign \$266  = \$265  > ip_end;
-  assign \$267  = rec[71:64] == 3'h6;
-  assign \$268  = \$267  ? 5'h14 : 5'h08;
-  assign \$269  = frame__offset + \$268 ;
-  assign \$270  = \$269  > 8'h80;
-  assign \$271  = ! \error$48 ;
+  assign \$250  = frame__window[7:0] == 3'h6;
+  assign \$251  = frame__window[7:0] == 5'h11;
+  assign \$252  = \$250  | \$251 ;
+  assign \$253  = \$249  | \$252 ;
+  assign \$254  = ~ \$253 ;
+  assign \$255  = \$242  | \$254 ;
+  assign \$256  = frame__offset + frame__ext_len;
+  assign \$257  = frame__ext_count + 1'h1;
+  assign \$258  = ! frame__window[7:0];
+  assign \$259  = frame__window[7:0] == 6'h2b;
+  assign \$260  = \$258  | \$259 ;
+  assign \$261  = frame__window[7:0] == 6'h2c;
+  assign \$262  = \$260  | \$261 ;
+  assign \$263  = frame__window[7:0] == 6'h3c;
+  assign \$264  = \$262  | \$263 ;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = rec[72:65] == 3'h6;
+  assign \$267  = ~ \$266 ;
+  assign \$268  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
+  assign \$269  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
+  assign \$270  = \$268  | \$269 ;
+  assign \$271  = \$267  & \$270 ;
+  assign \$272  = frame__offset + 4'h8;
+  assign \$273  = \$272  + 4'h8;
+  assign \$274  = \$273  <= ip_end;
+  assign \$275  = \$271  & \$274 ;
+  assign \$276  = frame__offset + 4'h8;
+  assign \$277  = \$276  + 4'h8;
+  assign \$278  = \$277  <= 8'h80;
+  assign \$279  = \$275  & \$278 ;
+  assign \$282  = \$279  & \$281 ;
+  assign \$283  = rec[72:65] == 3'h6;
+  assign \$284  = \$283  ? 5'h14 : 5'h08;
+  assign \$285  = frame__offset + \$284 ;
+  assign \$286  = \$285  > ip_end;
+  assign \$287  = rec[72:65] == 3'h6;
+  assign \$288  = \$287  ? 5'h14 : 5'h08;
+  assign \$289  = frame__offset + \$288 ;
+  assign \$290  = \$289  > 8'h80;
+  assign \$291  = ! \error$49 ;
   always @(posedge clk)
-    phase <= \$272 ;
+    phase <= \$292 ;
   always @(posedge clk)
-    \$signal  <= \$273 ;
+    \$signal  <= \$293 ;
   always @(posedge clk)
-    \error$48  <= \$274 ;
+    \error$49  <= \$294 ;
   always @(posedge clk)
-    check_mac_error_0 <= \$275 ;
+    check_mac_error_0 <= \$295 ;
   always @(posedge clk)
-    check_runt_1 <= \$276 ;
+    check_runt_1 <= \$296 ;
   always @(posedge clk)
-    check_oversize_2 <= \$277 ;
+    check_oversize_2 <= \$297 ;
   always @(posedge clk)
-    check_truncated_3 <= \$278 ;
+    check_truncated_3 <= \$298 ;
   always @(posedge clk)
-    check_truncated_4 <= \$279 ;
+    check_truncated_4 <= \$299 ;
   always @(posedge clk)
-    stop <= \$280 ;
+    stop <= \$300 ;
   always @(posedge clk)
-    frame__tags <= \$281 ;
+    frame__tags <= \$301 ;
   always @(posedge clk)
-    step_state <= \$282 ;
+    step_state <= \$302 ;
   always @(posedge clk)
-    rec <= \$283 ;
+    rec <= \$303 ;
   always @(posedge clk)
-    l3_ipv4 <= \$284 ;
+    l3_ipv4 <= \$304 ;
   always @(posedge clk)
-    check_truncated_0 <= \$285 ;
+    check_truncated_0 <= \$305 ;
   always @(posedge clk)
-    check_bad_ihl_1 <= \$286 ;
+    check_bad_ihl_1 <= \$306 ;
   always @(posedge clk)
-    check_truncated_2 <= \$287 ;
+    check_truncated_2 <= \$307 ;
   always @(posedge clk)
-    check_header_limit_3 <= \$288 ;
+    check_header_limit_3 <= \$308 ;
   always @(posedge clk)
-    check_bad_length_4 <= \$289 ;
+    check_bad_length_4 <= \$309 ;
   always @(posedge clk)
-    \stop$31  <= \$290 ;
+    \stop$31  <= \$310 ;
   always @(posedge clk)
-    frame__offset <= \$291 ;
+    frame__offset <= \$311 ;
   always @(posedge clk)
-    ip_end <= \$292 ;
+    ip_end <= \$312 ;
   always @(posedge clk)
-    frame__ext_count <= \$293 ;
+    frame__ext_count <= \$313 ;
   always @(posedge clk)
-    \check_truncated_0$32  <= \$294 ;
+    \check_truncated_0$32  <= \$314 ;
   always @(posedge clk)
-    \check_bad_ihl_1$33  <= \$295 ;
+    \check_bad_ihl_1$33  <= \$315 ;
   always @(posedge clk)
-    \check_truncated_2$34  <= \$296 ;
+    \check_truncated_2$34  <= \$316 ;
   always @(posedge clk)
-    check_bad_length_3 <= \$297 ;
+    check_bad_length_3 <= \$317 ;
   always @(posedge clk)
-    \stop$36  <= \$298 ;
+    \stop$36  <= \$318 ;
   always @(posedge clk)
-    \check_truncated_0$38  <= \$299 ;
+    \check_truncated_0$38  <= \$319 ;
   always @(posedge clk)
-    check_header_limit_1 <= \$300 ;
+    check_header_limit_1 <= \$320 ;
   always @(posedge clk)
-    \check_truncated_2$40  <= \$301 ;
+    \check_truncated_2$40  <= \$321 ;
   always @(posedge clk)
-    \check_header_limit_3$41  <= \$302 ;
+    \check_header_limit_3$41  <= \$322 ;
   always @(posedge clk)
-    check_header_limit_4 <= \$303 ;
+    check_header_limit_4 <= \$323 ;
   always @(posedge clk)
-    \stop$43  <= \$304 ;
+    \stop$43  <= \$324 ;
   always @(posedge clk)
-    \check_truncated_0$44  <= \$305 ;
+    vni_found <= \$325 ;
   always @(posedge clk)
-    \check_header_limit_1$45  <= \$306 ;
+    \check_truncated_0$45  <= \$326 ;
   always @(posedge clk)
-    o__valid <= \$307 ;
+    \check_header_limit_1$46  <= \$327 ;
   always @(posedge clk)
-    o__payload <= \$308 ;
+    o__valid <= \$328 ;
+  always @(posedge clk)
+    o__payload <= \$329 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    { rec_next[457:28], rec_next[26:0] } = { rec[457:28], rec[26:0] };
+    { rec_next[482:28], rec_next[26:0] } = { rec[482:28], rec[26:0] };
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
-          { rec_next[457:58], rec_next[29], rec_next[27:22], rec_next[19:16] } = 411'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+          { rec_next[482:59], rec_next[30:29], rec_next[27:22], rec_next[19:16] } = 436'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
           rec_next[15:0] = frame__n;
-          rec_next[45:30] = \$18 ;
-          rec_next[57:46] = \$22 ;
+          rec_next[46:31] = \$18 ;
+          rec_next[58:47] = \$22 ;
           rec_next[20] = \$25 ;
           rec_next[21] = \$32 ;
           rec_next[28] = \$47 ;
@@ -941,34 +989,36 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
             rec_next[22] = 1'h1;
             rec_next[29] = \$52 ;
             rec_next[24] = \$54 ;
-            rec_next[63:58] = frame__hdr[15:10];
-            rec_next[71:64] = frame__hdr[79:72];
+            rec_next[64:59] = frame__hdr[15:10];
+            rec_next[72:65] = frame__hdr[79:72];
             rec_next[27] = \$55 ;
-            rec_next[207:80] = { 80'h00000000000000000000, \$56  };
-            rec_next[335:208] = { 80'h00000000000000000000, \$57  };
+            rec_next[208:81] = { 80'h00000000000000000000, \$56  };
+            rec_next[336:209] = { 80'h00000000000000000000, \$57  };
           end else begin
             rec_next[23] = 1'h1;
-            rec_next[63:58] = { frame__hdr[3:0], frame__hdr[15:14] };
-            rec_next[71:64] = frame__hdr[55:48];
+            rec_next[64:59] = { frame__hdr[3:0], frame__hdr[15:14] };
+            rec_next[72:65] = frame__hdr[55:48];
             rec_next[27] = \$60 ;
-            rec_next[207:80] = { frame__hdr[71:64], frame__hdr[79:72], frame__hdr[87:80], frame__hdr[95:88], frame__hdr[103:96], frame__hdr[111:104], frame__hdr[119:112], frame__hdr[127:120], frame__hdr[135:128], frame__hdr[143:136], frame__hdr[151:144], frame__hdr[159:152], frame__hdr[167:160], frame__hdr[175:168], frame__hdr[183:176], frame__hdr[191:184] };
-            rec_next[335:208] = { frame__hdr[199:192], frame__hdr[207:200], frame__hdr[215:208], frame__hdr[223:216], frame__hdr[231:224], frame__hdr[239:232], frame__hdr[247:240], frame__hdr[255:248], frame__hdr[263:256], frame__hdr[271:264], frame__hdr[279:272], frame__hdr[287:280], frame__hdr[295:288], frame__hdr[303:296], frame__hdr[311:304], frame__hdr[319:312] };
+            rec_next[208:81] = { frame__hdr[71:64], frame__hdr[79:72], frame__hdr[87:80], frame__hdr[95:88], frame__hdr[103:96], frame__hdr[111:104], frame__hdr[119:112], frame__hdr[127:120], frame__hdr[135:128], frame__hdr[143:136], frame__hdr[151:144], frame__hdr[159:152], frame__hdr[167:160], frame__hdr[175:168], frame__hdr[183:176], frame__hdr[191:184] };
+            rec_next[336:209] = { frame__hdr[199:192], frame__hdr[207:200], frame__hdr[215:208], frame__hdr[223:216], frame__hdr[231:224], frame__hdr[239:232], frame__hdr[247:240], frame__hdr[255:248], frame__hdr[263:256], frame__hdr[271:264], frame__hdr[279:272], frame__hdr[287:280], frame__hdr[295:288], frame__hdr[303:296], frame__hdr[311:304], frame__hdr[319:312] };
           end
       2'h3:
         begin
           rec_next[29] = 1'h1;
           rec_next[24] = \$64 ;
-          rec_next[71:64] = frame__window[7:0];
+          rec_next[72:65] = frame__window[7:0];
           rec_next[27] = \$65 ;
         end
       2'h2:
         begin
           rec_next[25] = \$68 ;
           rec_next[26] = \$70 ;
-          rec_next[351:336] = { frame__window[7:0], frame__window[15:8] };
-          rec_next[367:352] = { frame__window[23:16], frame__window[31:24] };
-          rec_next[79:72] = \$72 ;
-          rec_next[27] = \$77 ;
+          rec_next[352:337] = { frame__window[7:0], frame__window[15:8] };
+          rec_next[368:353] = { frame__window[23:16], frame__window[31:24] };
+          rec_next[80:73] = \$72 ;
+          rec_next[27] = \$79 ;
+          rec_next[30] = vni_found;
+          rec_next[392:369] = \$80 ;
         end
     endcase
   end
@@ -1027,9 +1077,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
             error = 4'h7;
           end
       2'h2:
-          if (\check_truncated_0$44 ) begin
+          if (\check_truncated_0$45 ) begin
             error = 4'h4;
-          end else if (\check_header_limit_1$45 ) begin
+          end else if (\check_header_limit_1$46 ) begin
             error = 4'h7;
           end
     endcase
@@ -1065,411 +1115,43 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$272  = phase;
-    if (\$83 ) begin
-      \$272  = \$84 [1:0];
+    \$292  = phase;
+    if (\$86 ) begin
+      \$292  = \$87 [1:0];
     end
     if (advance) begin
-      \$272  = 2'h0;
+      \$292  = 2'h0;
     end
     if (rst) begin
-      \$272  = 2'h0;
+      \$292  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$273  = \$signal ;
-    if (\$85 ) begin
-      \$273  = done;
+    \$293  = \$signal ;
+    if (\$88 ) begin
+      \$293  = done;
     end
     if (rst) begin
-      \$273  = 1'h0;
+      \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$274  = \error$48 ;
-    if (\$85 ) begin
-      \$274  = error;
+    \$294  = \error$49 ;
+    if (\$88 ) begin
+      \$294  = error;
     end
     if (rst) begin
-      \$274  = 4'h0;
+      \$294  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$275  = check_mac_error_0;
+    \$295  = check_mac_error_0;
     casez (step_state)
       2'h0:
-          \$275  = frame__mac_error;
-    endcase
-    if (rst) begin
-      \$275  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$276  = check_runt_1;
-    casez (step_state)
-      2'h0:
-          \$276  = \$86 ;
-    endcase
-    if (rst) begin
-      \$276  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$277  = check_oversize_2;
-    casez (step_state)
-      2'h0:
-          \$277  = \$87 ;
-    endcase
-    if (rst) begin
-      \$277  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$278  = check_truncated_3;
-    casez (step_state)
-      2'h0:
-          \$278  = \$92 ;
-    endcase
-    if (rst) begin
-      \$278  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$279  = check_truncated_4;
-    casez (step_state)
-      2'h0:
-          \$279  = \$101 ;
-    endcase
-    if (rst) begin
-      \$279  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$280  = stop;
-    casez (step_state)
-      2'h0:
-          \$280  = \$146 ;
-    endcase
-    if (rst) begin
-      \$280  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$281  = frame__tags;
-    casez (step_state)
-      2'h0:
-          if (advance) begin
-            \$281  = \$157 ;
-          end
-    endcase
-    if (rst) begin
-      \$281  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$282  = step_state;
-    (* full_case = 32'd1 *)
-    casez (step_state)
-      2'h0:
-        begin
-          if (advance) begin
-            \$282  = 2'h1;
-          end
-          if (advance) begin
-            if (\$signal ) begin
-              \$282  = 2'h0;
-            end
-          end
-        end
-      2'h1:
-        begin
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-            if (advance) begin
-              \$282  = 2'h2;
-            end
-          end else begin
-            if (advance) begin
-              (* full_case = 32'd1 *)
-              if (\$212 ) begin
-                \$282  = 2'h3;
-              end else begin
-                \$282  = 2'h2;
-              end
-            end
-          end
-          if (advance) begin
-            if (\$signal ) begin
-              \$282  = 2'h0;
-            end
-          end
-        end
-      2'h3:
-        begin
-          if (advance) begin
-            if (\$262 ) begin
-              \$282  = 2'h2;
-            end
-          end
-          if (advance) begin
-            if (\$signal ) begin
-              \$282  = 2'h0;
-            end
-          end
-        end
-      2'h2:
-          if (advance) begin
-            if (\$signal ) begin
-              \$282  = 2'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$282  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$283  = rec;
-    (* full_case = 32'd1 *)
-    casez (step_state)
-      2'h0:
-          if (advance) begin
-            \$283  = rec_next;
-          end
-      2'h1:
-          if (advance) begin
-            \$283  = rec_next;
-          end
-      2'h3:
-          if (advance) begin
-            \$283  = rec_next;
-          end
-      2'h2:
-          if (advance) begin
-            \$283  = rec_next;
-          end
-    endcase
-    if (rst) begin
-      \$283  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$284  = l3_ipv4;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$284  = \$158 ;
-    endcase
-    if (rst) begin
-      \$284  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$285  = check_truncated_0;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$285  = \$159 ;
-          end
-    endcase
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$286  = check_bad_ihl_1;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$286  = \$162 ;
-          end
-    endcase
-    if (rst) begin
-      \$286  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$287  = check_truncated_2;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$287  = \$165 ;
-          end
-    endcase
-    if (rst) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$288  = check_header_limit_3;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$288  = \$168 ;
-          end
-    endcase
-    if (rst) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$289  = check_bad_length_4;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$289  = \$173 ;
-          end
-    endcase
-    if (rst) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$290  = \stop$31 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$290  = \$180 ;
-          end
-    endcase
-    if (rst) begin
-      \$290  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$291  = frame__offset;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-            if (advance) begin
-              \$291  = { 5'h00, \$182  };
-            end
-          end else begin
-            if (advance) begin
-              \$291  = { 6'h00, \$203  };
-            end
-          end
-      2'h3:
-          if (advance) begin
-            \$291  = \$253 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$291  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$292  = ip_end;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-            if (advance) begin
-              \$292  = \$183 ;
-            end
-          end else begin
-            if (advance) begin
-              \$292  = \$205 ;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$292  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$293  = frame__ext_count;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-            if (advance) begin
-              \$293  = 3'h0;
-            end
-          end else begin
-            if (advance) begin
-              \$293  = 3'h0;
-            end
-          end
-      2'h3:
-          if (advance) begin
-            \$293  = \$254 [2:0];
-          end
-    endcase
-    if (rst) begin
-      \$293  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$294  = \check_truncated_0$32 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$294  = \$184 ;
-          end
-    endcase
-    if (rst) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$295  = \check_bad_ihl_1$33 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$295  = \$185 ;
-          end
+          \$295  = frame__mac_error;
     endcase
     if (rst) begin
       \$295  = 1'h0;
@@ -1477,16 +1159,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$296  = \check_truncated_2$34 ;
+    \$296  = check_runt_1;
     casez (step_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$296  = \$187 ;
-          end
+          \$296  = \$89 ;
     endcase
     if (rst) begin
       \$296  = 1'h0;
@@ -1494,16 +1170,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$297  = check_bad_length_3;
+    \$297  = check_oversize_2;
     casez (step_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$297  = \$190 ;
-          end
+          \$297  = \$90 ;
     endcase
     if (rst) begin
       \$297  = 1'h0;
@@ -1511,16 +1181,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$298  = \stop$36 ;
+    \$298  = check_truncated_3;
     casez (step_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$298  = \$202 ;
-          end
+          \$298  = \$95 ;
     endcase
     if (rst) begin
       \$298  = 1'h0;
@@ -1528,14 +1192,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$299  = \check_truncated_0$38 ;
+    \$299  = check_truncated_4;
     casez (step_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h3:
-          \$299  = \$214 ;
+          \$299  = \$104 ;
     endcase
     if (rst) begin
       \$299  = 1'h0;
@@ -1543,14 +1203,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$300  = check_header_limit_1;
+    \$300  = stop;
     casez (step_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h3:
-          \$300  = \$216 ;
+          \$300  = \$149 ;
     endcase
     if (rst) begin
       \$300  = 1'h0;
@@ -1558,59 +1214,114 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$301  = \check_truncated_2$40 ;
+    \$301  = frame__tags;
     casez (step_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h3:
-          \$301  = \$218 ;
+          if (advance) begin
+            \$301  = \$160 ;
+          end
     endcase
     if (rst) begin
-      \$301  = 1'h0;
+      \$301  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$302  = \check_header_limit_3$41 ;
+    \$302  = step_state;
+    (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          /* empty */;
+        begin
+          if (advance) begin
+            \$302  = 2'h1;
+          end
+          if (advance) begin
+            if (\$signal ) begin
+              \$302  = 2'h0;
+            end
+          end
+        end
       2'h1:
-          /* empty */;
+        begin
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+            if (advance) begin
+              \$302  = 2'h2;
+            end
+          end else begin
+            if (advance) begin
+              (* full_case = 32'd1 *)
+              if (\$215 ) begin
+                \$302  = 2'h3;
+              end else begin
+                \$302  = 2'h2;
+              end
+            end
+          end
+          if (advance) begin
+            if (\$signal ) begin
+              \$302  = 2'h0;
+            end
+          end
+        end
       2'h3:
-          \$302  = \$220 ;
+        begin
+          if (advance) begin
+            if (\$265 ) begin
+              \$302  = 2'h2;
+            end
+          end
+          if (advance) begin
+            if (\$signal ) begin
+              \$302  = 2'h0;
+            end
+          end
+        end
+      2'h2:
+          if (advance) begin
+            if (\$signal ) begin
+              \$302  = 2'h0;
+            end
+          end
     endcase
     if (rst) begin
-      \$302  = 1'h0;
+      \$302  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$303  = check_header_limit_4;
+    \$303  = rec;
+    (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
-          /* empty */;
+          if (advance) begin
+            \$303  = rec_next;
+          end
       2'h1:
-          /* empty */;
+          if (advance) begin
+            \$303  = rec_next;
+          end
       2'h3:
-          \$303  = \$235 ;
+          if (advance) begin
+            \$303  = rec_next;
+          end
+      2'h2:
+          if (advance) begin
+            \$303  = rec_next;
+          end
     endcase
     if (rst) begin
-      \$303  = 1'h0;
+      \$303  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$304  = \stop$43 ;
+    \$304  = l3_ipv4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h3:
-          \$304  = \$252 ;
+          \$304  = \$161 ;
     endcase
     if (rst) begin
       \$304  = 1'h0;
@@ -1618,17 +1329,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$305  = \check_truncated_0$44 ;
-    (* full_case = 32'd1 *)
+    \$305  = check_truncated_0;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h3:
-          /* empty */;
-      2'h2:
-          \$305  = \$266 ;
+          if (l3_ipv4) begin
+            \$305  = \$162 ;
+          end
     endcase
     if (rst) begin
       \$305  = 1'h0;
@@ -1636,7 +1344,331 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$306  = \check_header_limit_1$45 ;
+    \$306  = check_bad_ihl_1;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$306  = \$165 ;
+          end
+    endcase
+    if (rst) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$307  = check_truncated_2;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$307  = \$168 ;
+          end
+    endcase
+    if (rst) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$308  = check_header_limit_3;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$308  = \$171 ;
+          end
+    endcase
+    if (rst) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$309  = check_bad_length_4;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$309  = \$176 ;
+          end
+    endcase
+    if (rst) begin
+      \$309  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$310  = \stop$31 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$310  = \$183 ;
+          end
+    endcase
+    if (rst) begin
+      \$310  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$311  = frame__offset;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+            if (advance) begin
+              \$311  = { 5'h00, \$185  };
+            end
+          end else begin
+            if (advance) begin
+              \$311  = { 6'h00, \$206  };
+            end
+          end
+      2'h3:
+          if (advance) begin
+            \$311  = \$256 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$311  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$312  = ip_end;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+            if (advance) begin
+              \$312  = \$186 ;
+            end
+          end else begin
+            if (advance) begin
+              \$312  = \$208 ;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$312  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$313  = frame__ext_count;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+            if (advance) begin
+              \$313  = 3'h0;
+            end
+          end else begin
+            if (advance) begin
+              \$313  = 3'h0;
+            end
+          end
+      2'h3:
+          if (advance) begin
+            \$313  = \$257 [2:0];
+          end
+    endcase
+    if (rst) begin
+      \$313  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$314  = \check_truncated_0$32 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$314  = \$187 ;
+          end
+    endcase
+    if (rst) begin
+      \$314  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$315  = \check_bad_ihl_1$33 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$315  = \$188 ;
+          end
+    endcase
+    if (rst) begin
+      \$315  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$316  = \check_truncated_2$34 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$316  = \$190 ;
+          end
+    endcase
+    if (rst) begin
+      \$316  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$317  = check_bad_length_3;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$317  = \$193 ;
+          end
+    endcase
+    if (rst) begin
+      \$317  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$318  = \stop$36 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$318  = \$205 ;
+          end
+    endcase
+    if (rst) begin
+      \$318  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$319  = \check_truncated_0$38 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$319  = \$217 ;
+    endcase
+    if (rst) begin
+      \$319  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$320  = check_header_limit_1;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$320  = \$219 ;
+    endcase
+    if (rst) begin
+      \$320  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$321  = \check_truncated_2$40 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$321  = \$221 ;
+    endcase
+    if (rst) begin
+      \$321  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$322  = \check_header_limit_3$41 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$322  = \$223 ;
+    endcase
+    if (rst) begin
+      \$322  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$323  = check_header_limit_4;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$323  = \$238 ;
+    endcase
+    if (rst) begin
+      \$323  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$324  = \stop$43 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          \$324  = \$255 ;
+    endcase
+    if (rst) begin
+      \$324  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$325  = vni_found;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -1646,46 +1678,82 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
       2'h3:
           /* empty */;
       2'h2:
-          \$306  = \$270 ;
+          \$325  = \$282 ;
     endcase
     if (rst) begin
-      \$306  = 1'h0;
+      \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$307  = o__valid;
+    \$326  = \check_truncated_0$45 ;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          /* empty */;
+      2'h2:
+          \$326  = \$286 ;
+    endcase
+    if (rst) begin
+      \$326  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$327  = \check_header_limit_1$46 ;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          /* empty */;
+      2'h2:
+          \$327  = \$290 ;
+    endcase
+    if (rst) begin
+      \$327  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$328  = o__valid;
     if (o__ready) begin
-      \$307  = 1'h0;
+      \$328  = 1'h0;
     end
     if (frame__release) begin
-      \$307  = 1'h1;
+      \$328  = 1'h1;
     end
     if (rst) begin
-      \$307  = 1'h0;
+      \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$308  = o__payload;
+    \$329  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
-      if (\$271 ) begin
-        \$308  = rec_next;
+      if (\$291 ) begin
+        \$329  = rec_next;
       end else begin
-        \$308 [457:20] = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$308 [15:0] = rec_next[15:0];
-        \$308 [19:16] = \error$48 ;
+        \$329 [482:20] = 463'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$329 [15:0] = rec_next[15:0];
+        \$329 [19:16] = \error$49 ;
       end
     end
     if (rst) begin
-      \$308  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$329  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign frame__ip_proto = rec[71:64];
+  assign frame__ip_proto = rec[72:65];
   assign \rec.length  = rec[15:0];
   assign \rec.error  = rec[19:16];
-  assign \rec.flags  = rec[29:20];
+  assign \rec.flags  = rec[30:20];
   assign \rec.flags.vlan  = rec[20];
   assign \rec.flags.vlan2  = rec[21];
   assign \rec.flags.ipv4  = rec[22];
@@ -1696,27 +1764,29 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   assign \rec.flags.tunnel  = rec[27];
   assign \rec.flags.direct  = rec[28];
   assign \rec.flags.ip_options  = rec[29];
-  assign \rec.ethertype  = rec[45:30];
-  assign \rec.vlan_id  = rec[57:46];
-  assign \rec.dscp  = rec[63:58];
-  assign \rec.ip_proto  = rec[71:64];
-  assign \rec.tcp_flags  = rec[79:72];
-  assign \rec.src_addr  = rec[207:80];
-  assign \rec.dst_addr  = rec[335:208];
-  assign \rec.src_port  = rec[351:336];
-  assign \rec.dst_port  = rec[367:352];
-  assign \rec.hash  = rec[399:368];
-  assign \rec.hash_type  = rec[402:400];
-  assign \rec.rule  = rec[410:403];
-  assign \rec.instance  = rec[414:411];
-  assign \rec.reta_offset  = rec[425:415];
-  assign \rec.reta_size_log2  = rec[429:426];
-  assign \rec.drop  = rec[433:430];
-  assign \rec.queue  = rec[441:434];
-  assign \rec.generation  = rec[457:442];
+  assign \rec.flags.vni  = rec[30];
+  assign \rec.ethertype  = rec[46:31];
+  assign \rec.vlan_id  = rec[58:47];
+  assign \rec.dscp  = rec[64:59];
+  assign \rec.ip_proto  = rec[72:65];
+  assign \rec.tcp_flags  = rec[80:73];
+  assign \rec.src_addr  = rec[208:81];
+  assign \rec.dst_addr  = rec[336:209];
+  assign \rec.src_port  = rec[352:337];
+  assign \rec.dst_port  = rec[368:353];
+  assign \rec.vni  = rec[392:369];
+  assign \rec.hash  = rec[424:393];
+  assign \rec.hash_type  = rec[427:425];
+  assign \rec.rule  = rec[435:428];
+  assign \rec.instance  = rec[439:436];
+  assign \rec.reta_offset  = rec[450:440];
+  assign \rec.reta_size_log2  = rec[454:451];
+  assign \rec.drop  = rec[458:455];
+  assign \rec.queue  = rec[466:459];
+  assign \rec.generation  = rec[482:467];
   assign \rec_next.length  = rec_next[15:0];
   assign \rec_next.error  = rec_next[19:16];
-  assign \rec_next.flags  = rec_next[29:20];
+  assign \rec_next.flags  = rec_next[30:20];
   assign \rec_next.flags.vlan  = rec_next[20];
   assign \rec_next.flags.vlan2  = rec_next[21];
   assign \rec_next.flags.ipv4  = rec_next[22];
@@ -1727,27 +1797,29 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   assign \rec_next.flags.tunnel  = rec_next[27];
   assign \rec_next.flags.direct  = rec_next[28];
   assign \rec_next.flags.ip_options  = rec_next[29];
-  assign \rec_next.ethertype  = rec_next[45:30];
-  assign \rec_next.vlan_id  = rec_next[57:46];
-  assign \rec_next.dscp  = rec_next[63:58];
-  assign \rec_next.ip_proto  = rec_next[71:64];
-  assign \rec_next.tcp_flags  = rec_next[79:72];
-  assign \rec_next.src_addr  = rec_next[207:80];
-  assign \rec_next.dst_addr  = rec_next[335:208];
-  assign \rec_next.src_port  = rec_next[351:336];
-  assign \rec_next.dst_port  = rec_next[367:352];
-  assign \rec_next.hash  = rec_next[399:368];
-  assign \rec_next.hash_type  = rec_next[402:400];
-  assign \rec_next.rule  = rec_next[410:403];
-  assign \rec_next.instance  = rec_next[414:411];
-  assign \rec_next.reta_offset  = rec_next[425:415];
-  assign \rec_next.reta_size_log2  = rec_next[429:426];
-  assign \rec_next.drop  = rec_next[433:430];
-  assign \rec_next.queue  = rec_next[441:434];
-  assign \rec_next.generation  = rec_next[457:442];
+  assign \rec_next.flags.vni  = rec_next[30];
+  assign \rec_next.ethertype  = rec_next[46:31];
+  assign \rec_next.vlan_id  = rec_next[58:47];
+  assign \rec_next.dscp  = rec_next[64:59];
+  assign \rec_next.ip_proto  = rec_next[72:65];
+  assign \rec_next.tcp_flags  = rec_next[80:73];
+  assign \rec_next.src_addr  = rec_next[208:81];
+  assign \rec_next.dst_addr  = rec_next[336:209];
+  assign \rec_next.src_port  = rec_next[352:337];
+  assign \rec_next.dst_port  = rec_next[368:353];
+  assign \rec_next.vni  = rec_next[392:369];
+  assign \rec_next.hash  = rec_next[424:393];
+  assign \rec_next.hash_type  = rec_next[427:425];
+  assign \rec_next.rule  = rec_next[435:428];
+  assign \rec_next.instance  = rec_next[439:436];
+  assign \rec_next.reta_offset  = rec_next[450:440];
+  assign \rec_next.reta_size_log2  = rec_next[454:451];
+  assign \rec_next.drop  = rec_next[458:455];
+  assign \rec_next.queue  = rec_next[466:459];
+  assign \rec_next.generation  = rec_next[482:467];
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
-  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags  = o__payload[30:20];
   assign \o__payload.flags.vlan  = o__payload[20];
   assign \o__payload.flags.vlan2  = o__payload[21];
   assign \o__payload.flags.ipv4  = o__payload[22];
@@ -1758,30 +1830,35 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   assign \o__payload.flags.tunnel  = o__payload[27];
   assign \o__payload.flags.direct  = o__payload[28];
   assign \o__payload.flags.ip_options  = o__payload[29];
-  assign \o__payload.ethertype  = o__payload[45:30];
-  assign \o__payload.vlan_id  = o__payload[57:46];
-  assign \o__payload.dscp  = o__payload[63:58];
-  assign \o__payload.ip_proto  = o__payload[71:64];
-  assign \o__payload.tcp_flags  = o__payload[79:72];
-  assign \o__payload.src_addr  = o__payload[207:80];
-  assign \o__payload.dst_addr  = o__payload[335:208];
-  assign \o__payload.src_port  = o__payload[351:336];
-  assign \o__payload.dst_port  = o__payload[367:352];
-  assign \o__payload.hash  = o__payload[399:368];
-  assign \o__payload.hash_type  = o__payload[402:400];
-  assign \o__payload.rule  = o__payload[410:403];
-  assign \o__payload.instance  = o__payload[414:411];
-  assign \o__payload.reta_offset  = o__payload[425:415];
-  assign \o__payload.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.drop  = o__payload[433:430];
-  assign \o__payload.queue  = o__payload[441:434];
-  assign \o__payload.generation  = o__payload[457:442];
+  assign \o__payload.flags.vni  = o__payload[30];
+  assign \o__payload.ethertype  = o__payload[46:31];
+  assign \o__payload.vlan_id  = o__payload[58:47];
+  assign \o__payload.dscp  = o__payload[64:59];
+  assign \o__payload.ip_proto  = o__payload[72:65];
+  assign \o__payload.tcp_flags  = o__payload[80:73];
+  assign \o__payload.src_addr  = o__payload[208:81];
+  assign \o__payload.dst_addr  = o__payload[336:209];
+  assign \o__payload.src_port  = o__payload[352:337];
+  assign \o__payload.dst_port  = o__payload[368:353];
+  assign \o__payload.vni  = o__payload[392:369];
+  assign \o__payload.hash  = o__payload[424:393];
+  assign \o__payload.hash_type  = o__payload[427:425];
+  assign \o__payload.rule  = o__payload[435:428];
+  assign \o__payload.instance  = o__payload[439:436];
+  assign \o__payload.reta_offset  = o__payload[450:440];
+  assign \o__payload.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.drop  = o__payload[458:455];
+  assign \o__payload.queue  = o__payload[466:459];
+  assign \o__payload.generation  = o__payload[482:467];
   assign \$56 [31:0] = { frame__hdr[103:96], frame__hdr[111:104], frame__hdr[119:112], frame__hdr[127:120] };
   assign \$56 [47:32] = 16'hffff;
   assign \$57 [31:0] = { frame__hdr[135:128], frame__hdr[143:136], frame__hdr[151:144], frame__hdr[159:152] };
   assign \$57 [47:32] = 16'hffff;
-  assign \$222 [2:1] = 2'h0;
-  assign { \$222 [15:3], \$222 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
-  assign \$237 [2:1] = 2'h0;
-  assign { \$237 [15:3], \$237 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
+  assign \$225 [2:1] = 2'h0;
+  assign { \$225 [15:3], \$225 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
+  assign \$240 [2:1] = 2'h0;
+  assign { \$240 [15:3], \$240 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
+  assign { \$280 [7:4], \$280 [2:0] } = 7'h00;
+  assign \$280 [3] = frame__window[67];
+  assign \$281  = frame__window[67];
 endmodule

@@ -314,19 +314,35 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
-  reg [31:0] \$380 ;
-  reg \$381 ;
-  reg [8:0] \$382 ;
-  reg \$383 ;
-  reg \$384 ;
-  reg [8:0] \$385 ;
-  reg \$386 ;
-  reg \$387 ;
-  reg [8:0] \$388 ;
-  reg [11471:0] \$389 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  reg [31:0] \$396 ;
+  reg \$397 ;
+  reg [8:0] \$398 ;
+  reg \$399 ;
   wire \$4 ;
   wire \$40 ;
+  reg \$400 ;
+  reg [8:0] \$401 ;
+  reg \$402 ;
+  reg \$403 ;
+  reg [8:0] \$404 ;
+  reg [12271:0] \$405 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
@@ -423,9 +439,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [31:0] rule_w__data;
   input rule_w__en;
   wire rule_w__en;
-  output [11471:0] rules;
-  reg [11471:0] rules = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [716:0] \rules[0] ;
+  output [12271:0] rules;
+  reg [12271:0] rules = 12272'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [766:0] \rules[0] ;
   wire [19:0] \rules[0].action ;
   wire \rules[0].action.drop ;
   wire [3:0] \rules[0].action.instance ;
@@ -440,7 +456,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[0].enable ;
   wire [15:0] \rules[0].ethertype ;
   wire [15:0] \rules[0].ethertype_mask ;
-  wire [9:0] \rules[0].flags ;
+  wire [10:0] \rules[0].flags ;
   wire \rules[0].flags.direct ;
   wire \rules[0].flags.fragment ;
   wire \rules[0].flags.ip_options ;
@@ -451,7 +467,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[0].flags.udp ;
   wire \rules[0].flags.vlan ;
   wire \rules[0].flags.vlan2 ;
-  wire [9:0] \rules[0].flags_mask ;
+  wire \rules[0].flags.vni ;
+  wire [10:0] \rules[0].flags_mask ;
   wire \rules[0].flags_mask.direct ;
   wire \rules[0].flags_mask.fragment ;
   wire \rules[0].flags_mask.ip_options ;
@@ -462,6 +479,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[0].flags_mask.udp ;
   wire \rules[0].flags_mask.vlan ;
   wire \rules[0].flags_mask.vlan2 ;
+  wire \rules[0].flags_mask.vni ;
   wire [7:0] \rules[0].ip_proto ;
   wire [7:0] \rules[0].ip_proto_mask ;
   wire [127:0] \rules[0].src_addr ;
@@ -472,7 +490,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[0].tcp_flags_mask ;
   wire [11:0] \rules[0].vlan_id ;
   wire [11:0] \rules[0].vlan_mask ;
-  wire [716:0] \rules[10] ;
+  wire [23:0] \rules[0].vni ;
+  wire [23:0] \rules[0].vni_mask ;
+  wire [766:0] \rules[10] ;
   wire [19:0] \rules[10].action ;
   wire \rules[10].action.drop ;
   wire [3:0] \rules[10].action.instance ;
@@ -487,7 +507,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[10].enable ;
   wire [15:0] \rules[10].ethertype ;
   wire [15:0] \rules[10].ethertype_mask ;
-  wire [9:0] \rules[10].flags ;
+  wire [10:0] \rules[10].flags ;
   wire \rules[10].flags.direct ;
   wire \rules[10].flags.fragment ;
   wire \rules[10].flags.ip_options ;
@@ -498,7 +518,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[10].flags.udp ;
   wire \rules[10].flags.vlan ;
   wire \rules[10].flags.vlan2 ;
-  wire [9:0] \rules[10].flags_mask ;
+  wire \rules[10].flags.vni ;
+  wire [10:0] \rules[10].flags_mask ;
   wire \rules[10].flags_mask.direct ;
   wire \rules[10].flags_mask.fragment ;
   wire \rules[10].flags_mask.ip_options ;
@@ -509,6 +530,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[10].flags_mask.udp ;
   wire \rules[10].flags_mask.vlan ;
   wire \rules[10].flags_mask.vlan2 ;
+  wire \rules[10].flags_mask.vni ;
   wire [7:0] \rules[10].ip_proto ;
   wire [7:0] \rules[10].ip_proto_mask ;
   wire [127:0] \rules[10].src_addr ;
@@ -519,7 +541,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[10].tcp_flags_mask ;
   wire [11:0] \rules[10].vlan_id ;
   wire [11:0] \rules[10].vlan_mask ;
-  wire [716:0] \rules[11] ;
+  wire [23:0] \rules[10].vni ;
+  wire [23:0] \rules[10].vni_mask ;
+  wire [766:0] \rules[11] ;
   wire [19:0] \rules[11].action ;
   wire \rules[11].action.drop ;
   wire [3:0] \rules[11].action.instance ;
@@ -534,7 +558,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[11].enable ;
   wire [15:0] \rules[11].ethertype ;
   wire [15:0] \rules[11].ethertype_mask ;
-  wire [9:0] \rules[11].flags ;
+  wire [10:0] \rules[11].flags ;
   wire \rules[11].flags.direct ;
   wire \rules[11].flags.fragment ;
   wire \rules[11].flags.ip_options ;
@@ -545,7 +569,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[11].flags.udp ;
   wire \rules[11].flags.vlan ;
   wire \rules[11].flags.vlan2 ;
-  wire [9:0] \rules[11].flags_mask ;
+  wire \rules[11].flags.vni ;
+  wire [10:0] \rules[11].flags_mask ;
   wire \rules[11].flags_mask.direct ;
   wire \rules[11].flags_mask.fragment ;
   wire \rules[11].flags_mask.ip_options ;
@@ -556,6 +581,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[11].flags_mask.udp ;
   wire \rules[11].flags_mask.vlan ;
   wire \rules[11].flags_mask.vlan2 ;
+  wire \rules[11].flags_mask.vni ;
   wire [7:0] \rules[11].ip_proto ;
   wire [7:0] \rules[11].ip_proto_mask ;
   wire [127:0] \rules[11].src_addr ;
@@ -566,7 +592,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[11].tcp_flags_mask ;
   wire [11:0] \rules[11].vlan_id ;
   wire [11:0] \rules[11].vlan_mask ;
-  wire [716:0] \rules[12] ;
+  wire [23:0] \rules[11].vni ;
+  wire [23:0] \rules[11].vni_mask ;
+  wire [766:0] \rules[12] ;
   wire [19:0] \rules[12].action ;
   wire \rules[12].action.drop ;
   wire [3:0] \rules[12].action.instance ;
@@ -581,7 +609,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[12].enable ;
   wire [15:0] \rules[12].ethertype ;
   wire [15:0] \rules[12].ethertype_mask ;
-  wire [9:0] \rules[12].flags ;
+  wire [10:0] \rules[12].flags ;
   wire \rules[12].flags.direct ;
   wire \rules[12].flags.fragment ;
   wire \rules[12].flags.ip_options ;
@@ -592,7 +620,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[12].flags.udp ;
   wire \rules[12].flags.vlan ;
   wire \rules[12].flags.vlan2 ;
-  wire [9:0] \rules[12].flags_mask ;
+  wire \rules[12].flags.vni ;
+  wire [10:0] \rules[12].flags_mask ;
   wire \rules[12].flags_mask.direct ;
   wire \rules[12].flags_mask.fragment ;
   wire \rules[12].flags_mask.ip_options ;
@@ -603,6 +632,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[12].flags_mask.udp ;
   wire \rules[12].flags_mask.vlan ;
   wire \rules[12].flags_mask.vlan2 ;
+  wire \rules[12].flags_mask.vni ;
   wire [7:0] \rules[12].ip_proto ;
   wire [7:0] \rules[12].ip_proto_mask ;
   wire [127:0] \rules[12].src_addr ;
@@ -613,7 +643,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[12].tcp_flags_mask ;
   wire [11:0] \rules[12].vlan_id ;
   wire [11:0] \rules[12].vlan_mask ;
-  wire [716:0] \rules[13] ;
+  wire [23:0] \rules[12].vni ;
+  wire [23:0] \rules[12].vni_mask ;
+  wire [766:0] \rules[13] ;
   wire [19:0] \rules[13].action ;
   wire \rules[13].action.drop ;
   wire [3:0] \rules[13].action.instance ;
@@ -628,7 +660,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[13].enable ;
   wire [15:0] \rules[13].ethertype ;
   wire [15:0] \rules[13].ethertype_mask ;
-  wire [9:0] \rules[13].flags ;
+  wire [10:0] \rules[13].flags ;
   wire \rules[13].flags.direct ;
   wire \rules[13].flags.fragment ;
   wire \rules[13].flags.ip_options ;
@@ -639,7 +671,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[13].flags.udp ;
   wire \rules[13].flags.vlan ;
   wire \rules[13].flags.vlan2 ;
-  wire [9:0] \rules[13].flags_mask ;
+  wire \rules[13].flags.vni ;
+  wire [10:0] \rules[13].flags_mask ;
   wire \rules[13].flags_mask.direct ;
   wire \rules[13].flags_mask.fragment ;
   wire \rules[13].flags_mask.ip_options ;
@@ -650,6 +683,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[13].flags_mask.udp ;
   wire \rules[13].flags_mask.vlan ;
   wire \rules[13].flags_mask.vlan2 ;
+  wire \rules[13].flags_mask.vni ;
   wire [7:0] \rules[13].ip_proto ;
   wire [7:0] \rules[13].ip_proto_mask ;
   wire [127:0] \rules[13].src_addr ;
@@ -660,7 +694,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[13].tcp_flags_mask ;
   wire [11:0] \rules[13].vlan_id ;
   wire [11:0] \rules[13].vlan_mask ;
-  wire [716:0] \rules[14] ;
+  wire [23:0] \rules[13].vni ;
+  wire [23:0] \rules[13].vni_mask ;
+  wire [766:0] \rules[14] ;
   wire [19:0] \rules[14].action ;
   wire \rules[14].action.drop ;
   wire [3:0] \rules[14].action.instance ;
@@ -675,7 +711,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[14].enable ;
   wire [15:0] \rules[14].ethertype ;
   wire [15:0] \rules[14].ethertype_mask ;
-  wire [9:0] \rules[14].flags ;
+  wire [10:0] \rules[14].flags ;
   wire \rules[14].flags.direct ;
   wire \rules[14].flags.fragment ;
   wire \rules[14].flags.ip_options ;
@@ -686,7 +722,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[14].flags.udp ;
   wire \rules[14].flags.vlan ;
   wire \rules[14].flags.vlan2 ;
-  wire [9:0] \rules[14].flags_mask ;
+  wire \rules[14].flags.vni ;
+  wire [10:0] \rules[14].flags_mask ;
   wire \rules[14].flags_mask.direct ;
   wire \rules[14].flags_mask.fragment ;
   wire \rules[14].flags_mask.ip_options ;
@@ -697,6 +734,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[14].flags_mask.udp ;
   wire \rules[14].flags_mask.vlan ;
   wire \rules[14].flags_mask.vlan2 ;
+  wire \rules[14].flags_mask.vni ;
   wire [7:0] \rules[14].ip_proto ;
   wire [7:0] \rules[14].ip_proto_mask ;
   wire [127:0] \rules[14].src_addr ;
@@ -707,7 +745,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[14].tcp_flags_mask ;
   wire [11:0] \rules[14].vlan_id ;
   wire [11:0] \rules[14].vlan_mask ;
-  wire [716:0] \rules[15] ;
+  wire [23:0] \rules[14].vni ;
+  wire [23:0] \rules[14].vni_mask ;
+  wire [766:0] \rules[15] ;
   wire [19:0] \rules[15].action ;
   wire \rules[15].action.drop ;
   wire [3:0] \rules[15].action.instance ;
@@ -722,7 +762,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[15].enable ;
   wire [15:0] \rules[15].ethertype ;
   wire [15:0] \rules[15].ethertype_mask ;
-  wire [9:0] \rules[15].flags ;
+  wire [10:0] \rules[15].flags ;
   wire \rules[15].flags.direct ;
   wire \rules[15].flags.fragment ;
   wire \rules[15].flags.ip_options ;
@@ -733,7 +773,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[15].flags.udp ;
   wire \rules[15].flags.vlan ;
   wire \rules[15].flags.vlan2 ;
-  wire [9:0] \rules[15].flags_mask ;
+  wire \rules[15].flags.vni ;
+  wire [10:0] \rules[15].flags_mask ;
   wire \rules[15].flags_mask.direct ;
   wire \rules[15].flags_mask.fragment ;
   wire \rules[15].flags_mask.ip_options ;
@@ -744,6 +785,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[15].flags_mask.udp ;
   wire \rules[15].flags_mask.vlan ;
   wire \rules[15].flags_mask.vlan2 ;
+  wire \rules[15].flags_mask.vni ;
   wire [7:0] \rules[15].ip_proto ;
   wire [7:0] \rules[15].ip_proto_mask ;
   wire [127:0] \rules[15].src_addr ;
@@ -754,7 +796,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[15].tcp_flags_mask ;
   wire [11:0] \rules[15].vlan_id ;
   wire [11:0] \rules[15].vlan_mask ;
-  wire [716:0] \rules[1] ;
+  wire [23:0] \rules[15].vni ;
+  wire [23:0] \rules[15].vni_mask ;
+  wire [766:0] \rules[1] ;
   wire [19:0] \rules[1].action ;
   wire \rules[1].action.drop ;
   wire [3:0] \rules[1].action.instance ;
@@ -769,7 +813,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[1].enable ;
   wire [15:0] \rules[1].ethertype ;
   wire [15:0] \rules[1].ethertype_mask ;
-  wire [9:0] \rules[1].flags ;
+  wire [10:0] \rules[1].flags ;
   wire \rules[1].flags.direct ;
   wire \rules[1].flags.fragment ;
   wire \rules[1].flags.ip_options ;
@@ -780,7 +824,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[1].flags.udp ;
   wire \rules[1].flags.vlan ;
   wire \rules[1].flags.vlan2 ;
-  wire [9:0] \rules[1].flags_mask ;
+  wire \rules[1].flags.vni ;
+  wire [10:0] \rules[1].flags_mask ;
   wire \rules[1].flags_mask.direct ;
   wire \rules[1].flags_mask.fragment ;
   wire \rules[1].flags_mask.ip_options ;
@@ -791,6 +836,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[1].flags_mask.udp ;
   wire \rules[1].flags_mask.vlan ;
   wire \rules[1].flags_mask.vlan2 ;
+  wire \rules[1].flags_mask.vni ;
   wire [7:0] \rules[1].ip_proto ;
   wire [7:0] \rules[1].ip_proto_mask ;
   wire [127:0] \rules[1].src_addr ;
@@ -801,7 +847,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[1].tcp_flags_mask ;
   wire [11:0] \rules[1].vlan_id ;
   wire [11:0] \rules[1].vlan_mask ;
-  wire [716:0] \rules[2] ;
+  wire [23:0] \rules[1].vni ;
+  wire [23:0] \rules[1].vni_mask ;
+  wire [766:0] \rules[2] ;
   wire [19:0] \rules[2].action ;
   wire \rules[2].action.drop ;
   wire [3:0] \rules[2].action.instance ;
@@ -816,7 +864,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[2].enable ;
   wire [15:0] \rules[2].ethertype ;
   wire [15:0] \rules[2].ethertype_mask ;
-  wire [9:0] \rules[2].flags ;
+  wire [10:0] \rules[2].flags ;
   wire \rules[2].flags.direct ;
   wire \rules[2].flags.fragment ;
   wire \rules[2].flags.ip_options ;
@@ -827,7 +875,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[2].flags.udp ;
   wire \rules[2].flags.vlan ;
   wire \rules[2].flags.vlan2 ;
-  wire [9:0] \rules[2].flags_mask ;
+  wire \rules[2].flags.vni ;
+  wire [10:0] \rules[2].flags_mask ;
   wire \rules[2].flags_mask.direct ;
   wire \rules[2].flags_mask.fragment ;
   wire \rules[2].flags_mask.ip_options ;
@@ -838,6 +887,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[2].flags_mask.udp ;
   wire \rules[2].flags_mask.vlan ;
   wire \rules[2].flags_mask.vlan2 ;
+  wire \rules[2].flags_mask.vni ;
   wire [7:0] \rules[2].ip_proto ;
   wire [7:0] \rules[2].ip_proto_mask ;
   wire [127:0] \rules[2].src_addr ;
@@ -848,7 +898,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[2].tcp_flags_mask ;
   wire [11:0] \rules[2].vlan_id ;
   wire [11:0] \rules[2].vlan_mask ;
-  wire [716:0] \rules[3] ;
+  wire [23:0] \rules[2].vni ;
+  wire [23:0] \rules[2].vni_mask ;
+  wire [766:0] \rules[3] ;
   wire [19:0] \rules[3].action ;
   wire \rules[3].action.drop ;
   wire [3:0] \rules[3].action.instance ;
@@ -863,7 +915,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[3].enable ;
   wire [15:0] \rules[3].ethertype ;
   wire [15:0] \rules[3].ethertype_mask ;
-  wire [9:0] \rules[3].flags ;
+  wire [10:0] \rules[3].flags ;
   wire \rules[3].flags.direct ;
   wire \rules[3].flags.fragment ;
   wire \rules[3].flags.ip_options ;
@@ -874,7 +926,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[3].flags.udp ;
   wire \rules[3].flags.vlan ;
   wire \rules[3].flags.vlan2 ;
-  wire [9:0] \rules[3].flags_mask ;
+  wire \rules[3].flags.vni ;
+  wire [10:0] \rules[3].flags_mask ;
   wire \rules[3].flags_mask.direct ;
   wire \rules[3].flags_mask.fragment ;
   wire \rules[3].flags_mask.ip_options ;
@@ -885,6 +938,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[3].flags_mask.udp ;
   wire \rules[3].flags_mask.vlan ;
   wire \rules[3].flags_mask.vlan2 ;
+  wire \rules[3].flags_mask.vni ;
   wire [7:0] \rules[3].ip_proto ;
   wire [7:0] \rules[3].ip_proto_mask ;
   wire [127:0] \rules[3].src_addr ;
@@ -895,7 +949,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[3].tcp_flags_mask ;
   wire [11:0] \rules[3].vlan_id ;
   wire [11:0] \rules[3].vlan_mask ;
-  wire [716:0] \rules[4] ;
+  wire [23:0] \rules[3].vni ;
+  wire [23:0] \rules[3].vni_mask ;
+  wire [766:0] \rules[4] ;
   wire [19:0] \rules[4].action ;
   wire \rules[4].action.drop ;
   wire [3:0] \rules[4].action.instance ;
@@ -910,7 +966,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[4].enable ;
   wire [15:0] \rules[4].ethertype ;
   wire [15:0] \rules[4].ethertype_mask ;
-  wire [9:0] \rules[4].flags ;
+  wire [10:0] \rules[4].flags ;
   wire \rules[4].flags.direct ;
   wire \rules[4].flags.fragment ;
   wire \rules[4].flags.ip_options ;
@@ -921,7 +977,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[4].flags.udp ;
   wire \rules[4].flags.vlan ;
   wire \rules[4].flags.vlan2 ;
-  wire [9:0] \rules[4].flags_mask ;
+  wire \rules[4].flags.vni ;
+  wire [10:0] \rules[4].flags_mask ;
   wire \rules[4].flags_mask.direct ;
   wire \rules[4].flags_mask.fragment ;
   wire \rules[4].flags_mask.ip_options ;
@@ -932,6 +989,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[4].flags_mask.udp ;
   wire \rules[4].flags_mask.vlan ;
   wire \rules[4].flags_mask.vlan2 ;
+  wire \rules[4].flags_mask.vni ;
   wire [7:0] \rules[4].ip_proto ;
   wire [7:0] \rules[4].ip_proto_mask ;
   wire [127:0] \rules[4].src_addr ;
@@ -942,7 +1000,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[4].tcp_flags_mask ;
   wire [11:0] \rules[4].vlan_id ;
   wire [11:0] \rules[4].vlan_mask ;
-  wire [716:0] \rules[5] ;
+  wire [23:0] \rules[4].vni ;
+  wire [23:0] \rules[4].vni_mask ;
+  wire [766:0] \rules[5] ;
   wire [19:0] \rules[5].action ;
   wire \rules[5].action.drop ;
   wire [3:0] \rules[5].action.instance ;
@@ -957,7 +1017,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[5].enable ;
   wire [15:0] \rules[5].ethertype ;
   wire [15:0] \rules[5].ethertype_mask ;
-  wire [9:0] \rules[5].flags ;
+  wire [10:0] \rules[5].flags ;
   wire \rules[5].flags.direct ;
   wire \rules[5].flags.fragment ;
   wire \rules[5].flags.ip_options ;
@@ -968,7 +1028,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[5].flags.udp ;
   wire \rules[5].flags.vlan ;
   wire \rules[5].flags.vlan2 ;
-  wire [9:0] \rules[5].flags_mask ;
+  wire \rules[5].flags.vni ;
+  wire [10:0] \rules[5].flags_mask ;
   wire \rules[5].flags_mask.direct ;
   wire \rules[5].flags_mask.fragment ;
   wire \rules[5].flags_mask.ip_options ;
@@ -979,6 +1040,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[5].flags_mask.udp ;
   wire \rules[5].flags_mask.vlan ;
   wire \rules[5].flags_mask.vlan2 ;
+  wire \rules[5].flags_mask.vni ;
   wire [7:0] \rules[5].ip_proto ;
   wire [7:0] \rules[5].ip_proto_mask ;
   wire [127:0] \rules[5].src_addr ;
@@ -989,7 +1051,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[5].tcp_flags_mask ;
   wire [11:0] \rules[5].vlan_id ;
   wire [11:0] \rules[5].vlan_mask ;
-  wire [716:0] \rules[6] ;
+  wire [23:0] \rules[5].vni ;
+  wire [23:0] \rules[5].vni_mask ;
+  wire [766:0] \rules[6] ;
   wire [19:0] \rules[6].action ;
   wire \rules[6].action.drop ;
   wire [3:0] \rules[6].action.instance ;
@@ -1004,7 +1068,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[6].enable ;
   wire [15:0] \rules[6].ethertype ;
   wire [15:0] \rules[6].ethertype_mask ;
-  wire [9:0] \rules[6].flags ;
+  wire [10:0] \rules[6].flags ;
   wire \rules[6].flags.direct ;
   wire \rules[6].flags.fragment ;
   wire \rules[6].flags.ip_options ;
@@ -1015,7 +1079,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[6].flags.udp ;
   wire \rules[6].flags.vlan ;
   wire \rules[6].flags.vlan2 ;
-  wire [9:0] \rules[6].flags_mask ;
+  wire \rules[6].flags.vni ;
+  wire [10:0] \rules[6].flags_mask ;
   wire \rules[6].flags_mask.direct ;
   wire \rules[6].flags_mask.fragment ;
   wire \rules[6].flags_mask.ip_options ;
@@ -1026,6 +1091,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[6].flags_mask.udp ;
   wire \rules[6].flags_mask.vlan ;
   wire \rules[6].flags_mask.vlan2 ;
+  wire \rules[6].flags_mask.vni ;
   wire [7:0] \rules[6].ip_proto ;
   wire [7:0] \rules[6].ip_proto_mask ;
   wire [127:0] \rules[6].src_addr ;
@@ -1036,7 +1102,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[6].tcp_flags_mask ;
   wire [11:0] \rules[6].vlan_id ;
   wire [11:0] \rules[6].vlan_mask ;
-  wire [716:0] \rules[7] ;
+  wire [23:0] \rules[6].vni ;
+  wire [23:0] \rules[6].vni_mask ;
+  wire [766:0] \rules[7] ;
   wire [19:0] \rules[7].action ;
   wire \rules[7].action.drop ;
   wire [3:0] \rules[7].action.instance ;
@@ -1051,7 +1119,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[7].enable ;
   wire [15:0] \rules[7].ethertype ;
   wire [15:0] \rules[7].ethertype_mask ;
-  wire [9:0] \rules[7].flags ;
+  wire [10:0] \rules[7].flags ;
   wire \rules[7].flags.direct ;
   wire \rules[7].flags.fragment ;
   wire \rules[7].flags.ip_options ;
@@ -1062,7 +1130,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[7].flags.udp ;
   wire \rules[7].flags.vlan ;
   wire \rules[7].flags.vlan2 ;
-  wire [9:0] \rules[7].flags_mask ;
+  wire \rules[7].flags.vni ;
+  wire [10:0] \rules[7].flags_mask ;
   wire \rules[7].flags_mask.direct ;
   wire \rules[7].flags_mask.fragment ;
   wire \rules[7].flags_mask.ip_options ;
@@ -1073,6 +1142,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[7].flags_mask.udp ;
   wire \rules[7].flags_mask.vlan ;
   wire \rules[7].flags_mask.vlan2 ;
+  wire \rules[7].flags_mask.vni ;
   wire [7:0] \rules[7].ip_proto ;
   wire [7:0] \rules[7].ip_proto_mask ;
   wire [127:0] \rules[7].src_addr ;
@@ -1083,7 +1153,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[7].tcp_flags_mask ;
   wire [11:0] \rules[7].vlan_id ;
   wire [11:0] \rules[7].vlan_mask ;
-  wire [716:0] \rules[8] ;
+  wire [23:0] \rules[7].vni ;
+  wire [23:0] \rules[7].vni_mask ;
+  wire [766:0] \rules[8] ;
   wire [19:0] \rules[8].action ;
   wire \rules[8].action.drop ;
   wire [3:0] \rules[8].action.instance ;
@@ -1098,7 +1170,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[8].enable ;
   wire [15:0] \rules[8].ethertype ;
   wire [15:0] \rules[8].ethertype_mask ;
-  wire [9:0] \rules[8].flags ;
+  wire [10:0] \rules[8].flags ;
   wire \rules[8].flags.direct ;
   wire \rules[8].flags.fragment ;
   wire \rules[8].flags.ip_options ;
@@ -1109,7 +1181,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[8].flags.udp ;
   wire \rules[8].flags.vlan ;
   wire \rules[8].flags.vlan2 ;
-  wire [9:0] \rules[8].flags_mask ;
+  wire \rules[8].flags.vni ;
+  wire [10:0] \rules[8].flags_mask ;
   wire \rules[8].flags_mask.direct ;
   wire \rules[8].flags_mask.fragment ;
   wire \rules[8].flags_mask.ip_options ;
@@ -1120,6 +1193,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[8].flags_mask.udp ;
   wire \rules[8].flags_mask.vlan ;
   wire \rules[8].flags_mask.vlan2 ;
+  wire \rules[8].flags_mask.vni ;
   wire [7:0] \rules[8].ip_proto ;
   wire [7:0] \rules[8].ip_proto_mask ;
   wire [127:0] \rules[8].src_addr ;
@@ -1130,7 +1204,9 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[8].tcp_flags_mask ;
   wire [11:0] \rules[8].vlan_id ;
   wire [11:0] \rules[8].vlan_mask ;
-  wire [716:0] \rules[9] ;
+  wire [23:0] \rules[8].vni ;
+  wire [23:0] \rules[8].vni_mask ;
+  wire [766:0] \rules[9] ;
   wire [19:0] \rules[9].action ;
   wire \rules[9].action.drop ;
   wire [3:0] \rules[9].action.instance ;
@@ -1145,7 +1221,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[9].enable ;
   wire [15:0] \rules[9].ethertype ;
   wire [15:0] \rules[9].ethertype_mask ;
-  wire [9:0] \rules[9].flags ;
+  wire [10:0] \rules[9].flags ;
   wire \rules[9].flags.direct ;
   wire \rules[9].flags.fragment ;
   wire \rules[9].flags.ip_options ;
@@ -1156,7 +1232,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[9].flags.udp ;
   wire \rules[9].flags.vlan ;
   wire \rules[9].flags.vlan2 ;
-  wire [9:0] \rules[9].flags_mask ;
+  wire \rules[9].flags.vni ;
+  wire [10:0] \rules[9].flags_mask ;
   wire \rules[9].flags_mask.direct ;
   wire \rules[9].flags_mask.fragment ;
   wire \rules[9].flags_mask.ip_options ;
@@ -1167,6 +1244,7 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire \rules[9].flags_mask.udp ;
   wire \rules[9].flags_mask.vlan ;
   wire \rules[9].flags_mask.vlan2 ;
+  wire \rules[9].flags_mask.vni ;
   wire [7:0] \rules[9].ip_proto ;
   wire [7:0] \rules[9].ip_proto_mask ;
   wire [127:0] \rules[9].src_addr ;
@@ -1177,6 +1255,8 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   wire [7:0] \rules[9].tcp_flags_mask ;
   wire [11:0] \rules[9].vlan_id ;
   wire [11:0] \rules[9].vlan_mask ;
+  wire [23:0] \rules[9].vni ;
+  wire [23:0] \rules[9].vni_mask ;
   reg [31:0] rule_mem [511:0];
   initial begin
     rule_mem[0] = 32'd0;
@@ -1734,1576 +1814,1640 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   assign \$31  = copy_at == 5'h14;
   assign \$32  = copy_at == 5'h15;
   assign \$33  = copy_at == 5'h16;
-  assign \$34  = copy_at == 6'h20;
-  assign \$35  = copy_at == 6'h21;
-  assign \$36  = copy_at == 6'h22;
-  assign \$37  = copy_at == 6'h23;
-  assign \$38  = copy_at == 6'h24;
-  assign \$39  = copy_at == 6'h25;
-  assign \$40  = copy_at == 6'h26;
-  assign \$41  = copy_at == 6'h27;
-  assign \$42  = copy_at == 6'h28;
-  assign \$43  = copy_at == 6'h29;
-  assign \$44  = copy_at == 6'h2a;
-  assign \$45  = copy_at == 6'h2b;
-  assign \$46  = copy_at == 6'h2c;
-  assign \$47  = copy_at == 6'h2d;
-  assign \$48  = copy_at == 6'h2e;
-  assign \$49  = copy_at == 6'h2f;
-  assign \$50  = copy_at == 6'h30;
-  assign \$51  = copy_at == 6'h31;
-  assign \$52  = copy_at == 6'h32;
-  assign \$53  = copy_at == 6'h33;
-  assign \$54  = copy_at == 6'h34;
-  assign \$55  = copy_at == 6'h35;
-  assign \$56  = copy_at == 6'h36;
-  assign \$57  = copy_at == 7'h40;
-  assign \$58  = copy_at == 7'h41;
-  assign \$59  = copy_at == 7'h42;
-  assign \$60  = copy_at == 7'h43;
-  assign \$61  = copy_at == 7'h44;
-  assign \$62  = copy_at == 7'h45;
-  assign \$63  = copy_at == 7'h46;
-  assign \$64  = copy_at == 7'h47;
-  assign \$65  = copy_at == 7'h48;
-  assign \$66  = copy_at == 7'h49;
-  assign \$67  = copy_at == 7'h4a;
-  assign \$68  = copy_at == 7'h4b;
-  assign \$69  = copy_at == 7'h4c;
-  assign \$70  = copy_at == 7'h4d;
-  assign \$71  = copy_at == 7'h4e;
-  assign \$72  = copy_at == 7'h4f;
-  assign \$73  = copy_at == 7'h50;
-  assign \$74  = copy_at == 7'h51;
-  assign \$75  = copy_at == 7'h52;
-  assign \$76  = copy_at == 7'h53;
-  assign \$77  = copy_at == 7'h54;
-  assign \$78  = copy_at == 7'h55;
-  assign \$79  = copy_at == 7'h56;
-  assign \$80  = copy_at == 7'h60;
-  assign \$81  = copy_at == 7'h61;
-  assign \$82  = copy_at == 7'h62;
-  assign \$83  = copy_at == 7'h63;
-  assign \$84  = copy_at == 7'h64;
-  assign \$85  = copy_at == 7'h65;
-  assign \$86  = copy_at == 7'h66;
-  assign \$87  = copy_at == 7'h67;
-  assign \$88  = copy_at == 7'h68;
-  assign \$89  = copy_at == 7'h69;
-  assign \$90  = copy_at == 7'h6a;
-  assign \$91  = copy_at == 7'h6b;
-  assign \$92  = copy_at == 7'h6c;
-  assign \$93  = copy_at == 7'h6d;
-  assign \$94  = copy_at == 7'h6e;
-  assign \$95  = copy_at == 7'h6f;
-  assign \$96  = copy_at == 7'h70;
-  assign \$97  = copy_at == 7'h71;
-  assign \$98  = copy_at == 7'h72;
-  assign \$99  = copy_at == 7'h73;
-  assign \$100  = copy_at == 7'h74;
-  assign \$101  = copy_at == 7'h75;
-  assign \$102  = copy_at == 7'h76;
-  assign \$103  = copy_at == 8'h80;
-  assign \$104  = copy_at == 8'h81;
-  assign \$105  = copy_at == 8'h82;
-  assign \$106  = copy_at == 8'h83;
-  assign \$107  = copy_at == 8'h84;
-  assign \$108  = copy_at == 8'h85;
-  assign \$109  = copy_at == 8'h86;
-  assign \$110  = copy_at == 8'h87;
-  assign \$111  = copy_at == 8'h88;
-  assign \$112  = copy_at == 8'h89;
-  assign \$113  = copy_at == 8'h8a;
-  assign \$114  = copy_at == 8'h8b;
-  assign \$115  = copy_at == 8'h8c;
-  assign \$116  = copy_at == 8'h8d;
-  assign \$117  = copy_at == 8'h8e;
-  assign \$118  = copy_at == 8'h8f;
-  assign \$119  = copy_at == 8'h90;
-  assign \$120  = copy_at == 8'h91;
-  assign \$121  = copy_at == 8'h92;
-  assign \$122  = copy_at == 8'h93;
-  assign \$123  = copy_at == 8'h94;
-  assign \$124  = copy_at == 8'h95;
-  assign \$125  = copy_at == 8'h96;
-  assign \$126  = copy_at == 8'ha0;
-  assign \$127  = copy_at == 8'ha1;
-  assign \$128  = copy_at == 8'ha2;
-  assign \$129  = copy_at == 8'ha3;
-  assign \$130  = copy_at == 8'ha4;
-  assign \$131  = copy_at == 8'ha5;
-  assign \$132  = copy_at == 8'ha6;
-  assign \$133  = copy_at == 8'ha7;
-  assign \$134  = copy_at == 8'ha8;
-  assign \$135  = copy_at == 8'ha9;
-  assign \$136  = copy_at == 8'haa;
-  assign \$137  = copy_at == 8'hab;
-  assign \$138  = copy_at == 8'hac;
-  assign \$139  = copy_at == 8'had;
-  assign \$140  = copy_at == 8'hae;
-  assign \$141  = copy_at == 8'haf;
-  assign \$142  = copy_at == 8'hb0;
-  assign \$143  = copy_at == 8'hb1;
-  assign \$144  = copy_at == 8'hb2;
-  assign \$145  = copy_at == 8'hb3;
-  assign \$146  = copy_at == 8'hb4;
-  assign \$147  = copy_at == 8'hb5;
-  assign \$148  = copy_at == 8'hb6;
-  assign \$149  = copy_at == 8'hc0;
-  assign \$150  = copy_at == 8'hc1;
-  assign \$151  = copy_at == 8'hc2;
-  assign \$152  = copy_at == 8'hc3;
-  assign \$153  = copy_at == 8'hc4;
-  assign \$154  = copy_at == 8'hc5;
-  assign \$155  = copy_at == 8'hc6;
-  assign \$156  = copy_at == 8'hc7;
-  assign \$157  = copy_at == 8'hc8;
-  assign \$158  = copy_at == 8'hc9;
-  assign \$159  = copy_at == 8'hca;
-  assign \$160  = copy_at == 8'hcb;
-  assign \$161  = copy_at == 8'hcc;
-  assign \$162  = copy_at == 8'hcd;
-  assign \$163  = copy_at == 8'hce;
-  assign \$164  = copy_at == 8'hcf;
-  assign \$165  = copy_at == 8'hd0;
-  assign \$166  = copy_at == 8'hd1;
-  assign \$167  = copy_at == 8'hd2;
-  assign \$168  = copy_at == 8'hd3;
-  assign \$169  = copy_at == 8'hd4;
-  assign \$170  = copy_at == 8'hd5;
-  assign \$171  = copy_at == 8'hd6;
-  assign \$172  = copy_at == 8'he0;
-  assign \$173  = copy_at == 8'he1;
-  assign \$174  = copy_at == 8'he2;
-  assign \$175  = copy_at == 8'he3;
-  assign \$176  = copy_at == 8'he4;
-  assign \$177  = copy_at == 8'he5;
-  assign \$178  = copy_at == 8'he6;
-  assign \$179  = copy_at == 8'he7;
-  assign \$180  = copy_at == 8'he8;
-  assign \$181  = copy_at == 8'he9;
-  assign \$182  = copy_at == 8'hea;
-  assign \$183  = copy_at == 8'heb;
-  assign \$184  = copy_at == 8'hec;
-  assign \$185  = copy_at == 8'hed;
-  assign \$186  = copy_at == 8'hee;
-  assign \$187  = copy_at == 8'hef;
-  assign \$188  = copy_at == 8'hf0;
-  assign \$189  = copy_at == 8'hf1;
-  assign \$190  = copy_at == 8'hf2;
-  assign \$191  = copy_at == 8'hf3;
-  assign \$192  = copy_at == 8'hf4;
-  assign \$193  = copy_at == 8'hf5;
-  assign \$194  = copy_at == 8'hf6;
-  assign \$195  = copy_at == 9'h100;
-  assign \$196  = copy_at == 9'h101;
-  assign \$197  = copy_at == 9'h102;
-  assign \$198  = copy_at == 9'h103;
-  assign \$199  = copy_at == 9'h104;
-  assign \$200  = copy_at == 9'h105;
-  assign \$201  = copy_at == 9'h106;
-  assign \$202  = copy_at == 9'h107;
-  assign \$203  = copy_at == 9'h108;
-  assign \$204  = copy_at == 9'h109;
-  assign \$205  = copy_at == 9'h10a;
-  assign \$206  = copy_at == 9'h10b;
-  assign \$207  = copy_at == 9'h10c;
-  assign \$208  = copy_at == 9'h10d;
-  assign \$209  = copy_at == 9'h10e;
-  assign \$210  = copy_at == 9'h10f;
-  assign \$211  = copy_at == 9'h110;
-  assign \$212  = copy_at == 9'h111;
-  assign \$213  = copy_at == 9'h112;
-  assign \$214  = copy_at == 9'h113;
-  assign \$215  = copy_at == 9'h114;
-  assign \$216  = copy_at == 9'h115;
-  assign \$217  = copy_at == 9'h116;
-  assign \$218  = copy_at == 9'h120;
-  assign \$219  = copy_at == 9'h121;
-  assign \$220  = copy_at == 9'h122;
-  assign \$221  = copy_at == 9'h123;
-  assign \$222  = copy_at == 9'h124;
-  assign \$223  = copy_at == 9'h125;
-  assign \$224  = copy_at == 9'h126;
-  assign \$225  = copy_at == 9'h127;
-  assign \$226  = copy_at == 9'h128;
-  assign \$227  = copy_at == 9'h129;
-  assign \$228  = copy_at == 9'h12a;
-  assign \$229  = copy_at == 9'h12b;
-  assign \$230  = copy_at == 9'h12c;
-  assign \$231  = copy_at == 9'h12d;
-  assign \$232  = copy_at == 9'h12e;
-  assign \$233  = copy_at == 9'h12f;
-  assign \$234  = copy_at == 9'h130;
-  assign \$235  = copy_at == 9'h131;
-  assign \$236  = copy_at == 9'h132;
-  assign \$237  = copy_at == 9'h133;
-  assign \$238  = copy_at == 9'h134;
-  assign \$239  = copy_at == 9'h135;
-  assign \$240  = copy_at == 9'h136;
-  assign \$241  = copy_at == 9'h140;
-  assign \$242  = copy_at == 9'h141;
-  assign \$243  = copy_at == 9'h142;
-  assign \$244  = copy_at == 9'h143;
-  assign \$245  = copy_at == 9'h144;
-  assign \$246  = copy_at == 9'h145;
-  assign \$247  = copy_at == 9'h146;
-  assign \$248  = copy_at == 9'h147;
-  assign \$249  = copy_at == 9'h148;
-  assign \$250  = copy_at == 9'h149;
-  assign \$251  = copy_at == 9'h14a;
-  assign \$252  = copy_at == 9'h14b;
-  assign \$253  = copy_at == 9'h14c;
-  assign \$254  = copy_at == 9'h14d;
-  assign \$255  = copy_at == 9'h14e;
-  assign \$256  = copy_at == 9'h14f;
-  assign \$257  = copy_at == 9'h150;
-  assign \$258  = copy_at == 9'h151;
-  assign \$259  = copy_at == 9'h152;
-  assign \$260  = copy_at == 9'h153;
-  assign \$261  = copy_at == 9'h154;
-  assign \$262  = copy_at == 9'h155;
-  assign \$263  = copy_at == 9'h156;
-  assign \$264  = copy_at == 9'h160;
-  assign \$265  = copy_at == 9'h161;
-  assign \$266  = copy_at == 9'h162;
-  assign \$267  = copy_at == 9'h163;
-  assign \$268  = copy_at == 9'h164;
-  assign \$269  = copy_at == 9'h165;
-  assign \$270  = copy_at == 9'h166;
-  assign \$271  = copy_at == 9'h167;
-  assign \$272  = copy_at == 9'h168;
-  assign \$273  = copy_at == 9'h169;
-  assign \$274  = copy_at == 9'h16a;
-  assign \$275  = copy_at == 9'h16b;
-  assign \$276  = copy_at == 9'h16c;
-  assign \$277  = copy_at == 9'h16d;
-  assign \$278  = copy_at == 9'h16e;
-  assign \$279  = copy_at == 9'h16f;
-  assign \$280  = copy_at == 9'h170;
-  assign \$281  = copy_at == 9'h171;
-  assign \$282  = copy_at == 9'h172;
-  assign \$283  = copy_at == 9'h173;
-  assign \$284  = copy_at == 9'h174;
-  assign \$285  = copy_at == 9'h175;
-  assign \$286  = copy_at == 9'h176;
-  assign \$287  = copy_at == 9'h180;
-  assign \$288  = copy_at == 9'h181;
-  assign \$289  = copy_at == 9'h182;
-  assign \$290  = copy_at == 9'h183;
-  assign \$291  = copy_at == 9'h184;
-  assign \$292  = copy_at == 9'h185;
-  assign \$293  = copy_at == 9'h186;
-  assign \$294  = copy_at == 9'h187;
-  assign \$295  = copy_at == 9'h188;
-  assign \$296  = copy_at == 9'h189;
-  assign \$297  = copy_at == 9'h18a;
-  assign \$298  = copy_at == 9'h18b;
-  assign \$299  = copy_at == 9'h18c;
-  assign \$300  = copy_at == 9'h18d;
-  assign \$301  = copy_at == 9'h18e;
-  assign \$302  = copy_at == 9'h18f;
-  assign \$303  = copy_at == 9'h190;
-  assign \$304  = copy_at == 9'h191;
-  assign \$305  = copy_at == 9'h192;
-  assign \$306  = copy_at == 9'h193;
-  assign \$307  = copy_at == 9'h194;
-  assign \$308  = copy_at == 9'h195;
-  assign \$309  = copy_at == 9'h196;
-  assign \$310  = copy_at == 9'h1a0;
-  assign \$311  = copy_at == 9'h1a1;
-  assign \$312  = copy_at == 9'h1a2;
-  assign \$313  = copy_at == 9'h1a3;
-  assign \$314  = copy_at == 9'h1a4;
-  assign \$315  = copy_at == 9'h1a5;
-  assign \$316  = copy_at == 9'h1a6;
-  assign \$317  = copy_at == 9'h1a7;
-  assign \$318  = copy_at == 9'h1a8;
-  assign \$319  = copy_at == 9'h1a9;
-  assign \$320  = copy_at == 9'h1aa;
-  assign \$321  = copy_at == 9'h1ab;
-  assign \$322  = copy_at == 9'h1ac;
-  assign \$323  = copy_at == 9'h1ad;
-  assign \$324  = copy_at == 9'h1ae;
-  assign \$325  = copy_at == 9'h1af;
-  assign \$326  = copy_at == 9'h1b0;
-  assign \$327  = copy_at == 9'h1b1;
-  assign \$328  = copy_at == 9'h1b2;
-  assign \$329  = copy_at == 9'h1b3;
-  assign \$330  = copy_at == 9'h1b4;
-  assign \$331  = copy_at == 9'h1b5;
-  assign \$332  = copy_at == 9'h1b6;
-  assign \$333  = copy_at == 9'h1c0;
-  assign \$334  = copy_at == 9'h1c1;
-  assign \$335  = copy_at == 9'h1c2;
-  assign \$336  = copy_at == 9'h1c3;
-  assign \$337  = copy_at == 9'h1c4;
-  assign \$338  = copy_at == 9'h1c5;
-  assign \$339  = copy_at == 9'h1c6;
-  assign \$340  = copy_at == 9'h1c7;
-  assign \$341  = copy_at == 9'h1c8;
-  assign \$342  = copy_at == 9'h1c9;
-  assign \$343  = copy_at == 9'h1ca;
-  assign \$344  = copy_at == 9'h1cb;
-  assign \$345  = copy_at == 9'h1cc;
-  assign \$346  = copy_at == 9'h1cd;
-  assign \$347  = copy_at == 9'h1ce;
-  assign \$348  = copy_at == 9'h1cf;
-  assign \$349  = copy_at == 9'h1d0;
-  assign \$350  = copy_at == 9'h1d1;
-  assign \$351  = copy_at == 9'h1d2;
-  assign \$352  = copy_at == 9'h1d3;
-  assign \$353  = copy_at == 9'h1d4;
-  assign \$354  = copy_at == 9'h1d5;
-  assign \$355  = copy_at == 9'h1d6;
-  assign \$356  = copy_at == 9'h1e0;
-  assign \$357  = copy_at == 9'h1e1;
-  assign \$358  = copy_at == 9'h1e2;
-  assign \$359  = copy_at == 9'h1e3;
-  assign \$360  = copy_at == 9'h1e4;
-  assign \$361  = copy_at == 9'h1e5;
-  assign \$362  = copy_at == 9'h1e6;
-  assign \$363  = copy_at == 9'h1e7;
-  assign \$364  = copy_at == 9'h1e8;
-  assign \$365  = copy_at == 9'h1e9;
-  assign \$366  = copy_at == 9'h1ea;
-  assign \$367  = copy_at == 9'h1eb;
-  assign \$368  = copy_at == 9'h1ec;
-  assign \$369  = copy_at == 9'h1ed;
-  assign \$370  = copy_at == 9'h1ee;
-  assign \$371  = copy_at == 9'h1ef;
-  assign \$372  = copy_at == 9'h1f0;
-  assign \$373  = copy_at == 9'h1f1;
-  assign \$374  = copy_at == 9'h1f2;
-  assign \$375  = copy_at == 9'h1f3;
-  assign \$376  = copy_at == 9'h1f4;
-  assign \$377  = copy_at == 9'h1f5;
-  assign \$378  = copy_at == 9'h1f6;
-  assign \$379  = copying | \$signal ;
-  assign busy = \$379  | landing;
+  assign \$34  = copy_at == 5'h17;
+  assign \$35  = copy_at == 6'h20;
+  assign \$36  = copy_at == 6'h21;
+  assign \$37  = copy_at == 6'h22;
+  assign \$38  = copy_at == 6'h23;
+  assign \$39  = copy_at == 6'h24;
+  assign \$40  = copy_at == 6'h25;
+  assign \$41  = copy_at == 6'h26;
+  assign \$42  = copy_at == 6'h27;
+  assign \$43  = copy_at == 6'h28;
+  assign \$44  = copy_at == 6'h29;
+  assign \$45  = copy_at == 6'h2a;
+  assign \$46  = copy_at == 6'h2b;
+  assign \$47  = copy_at == 6'h2c;
+  assign \$48  = copy_at == 6'h2d;
+  assign \$49  = copy_at == 6'h2e;
+  assign \$50  = copy_at == 6'h2f;
+  assign \$51  = copy_at == 6'h30;
+  assign \$52  = copy_at == 6'h31;
+  assign \$53  = copy_at == 6'h32;
+  assign \$54  = copy_at == 6'h33;
+  assign \$55  = copy_at == 6'h34;
+  assign \$56  = copy_at == 6'h35;
+  assign \$57  = copy_at == 6'h36;
+  assign \$58  = copy_at == 6'h37;
+  assign \$59  = copy_at == 7'h40;
+  assign \$60  = copy_at == 7'h41;
+  assign \$61  = copy_at == 7'h42;
+  assign \$62  = copy_at == 7'h43;
+  assign \$63  = copy_at == 7'h44;
+  assign \$64  = copy_at == 7'h45;
+  assign \$65  = copy_at == 7'h46;
+  assign \$66  = copy_at == 7'h47;
+  assign \$67  = copy_at == 7'h48;
+  assign \$68  = copy_at == 7'h49;
+  assign \$69  = copy_at == 7'h4a;
+  assign \$70  = copy_at == 7'h4b;
+  assign \$71  = copy_at == 7'h4c;
+  assign \$72  = copy_at == 7'h4d;
+  assign \$73  = copy_at == 7'h4e;
+  assign \$74  = copy_at == 7'h4f;
+  assign \$75  = copy_at == 7'h50;
+  assign \$76  = copy_at == 7'h51;
+  assign \$77  = copy_at == 7'h52;
+  assign \$78  = copy_at == 7'h53;
+  assign \$79  = copy_at == 7'h54;
+  assign \$80  = copy_at == 7'h55;
+  assign \$81  = copy_at == 7'h56;
+  assign \$82  = copy_at == 7'h57;
+  assign \$83  = copy_at == 7'h60;
+  assign \$84  = copy_at == 7'h61;
+  assign \$85  = copy_at == 7'h62;
+  assign \$86  = copy_at == 7'h63;
+  assign \$87  = copy_at == 7'h64;
+  assign \$88  = copy_at == 7'h65;
+  assign \$89  = copy_at == 7'h66;
+  assign \$90  = copy_at == 7'h67;
+  assign \$91  = copy_at == 7'h68;
+  assign \$92  = copy_at == 7'h69;
+  assign \$93  = copy_at == 7'h6a;
+  assign \$94  = copy_at == 7'h6b;
+  assign \$95  = copy_at == 7'h6c;
+  assign \$96  = copy_at == 7'h6d;
+  assign \$97  = copy_at == 7'h6e;
+  assign \$98  = copy_at == 7'h6f;
+  assign \$99  = copy_at == 7'h70;
+  assign \$100  = copy_at == 7'h71;
+  assign \$101  = copy_at == 7'h72;
+  assign \$102  = copy_at == 7'h73;
+  assign \$103  = copy_at == 7'h74;
+  assign \$104  = copy_at == 7'h75;
+  assign \$105  = copy_at == 7'h76;
+  assign \$106  = copy_at == 7'h77;
+  assign \$107  = copy_at == 8'h80;
+  assign \$108  = copy_at == 8'h81;
+  assign \$109  = copy_at == 8'h82;
+  assign \$110  = copy_at == 8'h83;
+  assign \$111  = copy_at == 8'h84;
+  assign \$112  = copy_at == 8'h85;
+  assign \$113  = copy_at == 8'h86;
+  assign \$114  = copy_at == 8'h87;
+  assign \$115  = copy_at == 8'h88;
+  assign \$116  = copy_at == 8'h89;
+  assign \$117  = copy_at == 8'h8a;
+  assign \$118  = copy_at == 8'h8b;
+  assign \$119  = copy_at == 8'h8c;
+  assign \$120  = copy_at == 8'h8d;
+  assign \$121  = copy_at == 8'h8e;
+  assign \$122  = copy_at == 8'h8f;
+  assign \$123  = copy_at == 8'h90;
+  assign \$124  = copy_at == 8'h91;
+  assign \$125  = copy_at == 8'h92;
+  assign \$126  = copy_at == 8'h93;
+  assign \$127  = copy_at == 8'h94;
+  assign \$128  = copy_at == 8'h95;
+  assign \$129  = copy_at == 8'h96;
+  assign \$130  = copy_at == 8'h97;
+  assign \$131  = copy_at == 8'ha0;
+  assign \$132  = copy_at == 8'ha1;
+  assign \$133  = copy_at == 8'ha2;
+  assign \$134  = copy_at == 8'ha3;
+  assign \$135  = copy_at == 8'ha4;
+  assign \$136  = copy_at == 8'ha5;
+  assign \$137  = copy_at == 8'ha6;
+  assign \$138  = copy_at == 8'ha7;
+  assign \$139  = copy_at == 8'ha8;
+  assign \$140  = copy_at == 8'ha9;
+  assign \$141  = copy_at == 8'haa;
+  assign \$142  = copy_at == 8'hab;
+  assign \$143  = copy_at == 8'hac;
+  assign \$144  = copy_at == 8'had;
+  assign \$145  = copy_at == 8'hae;
+  assign \$146  = copy_at == 8'haf;
+  assign \$147  = copy_at == 8'hb0;
+  assign \$148  = copy_at == 8'hb1;
+  assign \$149  = copy_at == 8'hb2;
+  assign \$150  = copy_at == 8'hb3;
+  assign \$151  = copy_at == 8'hb4;
+  assign \$152  = copy_at == 8'hb5;
+  assign \$153  = copy_at == 8'hb6;
+  assign \$154  = copy_at == 8'hb7;
+  assign \$155  = copy_at == 8'hc0;
+  assign \$156  = copy_at == 8'hc1;
+  assign \$157  = copy_at == 8'hc2;
+  assign \$158  = copy_at == 8'hc3;
+  assign \$159  = copy_at == 8'hc4;
+  assign \$160  = copy_at == 8'hc5;
+  assign \$161  = copy_at == 8'hc6;
+  assign \$162  = copy_at == 8'hc7;
+  assign \$163  = copy_at == 8'hc8;
+  assign \$164  = copy_at == 8'hc9;
+  assign \$165  = copy_at == 8'hca;
+  assign \$166  = copy_at == 8'hcb;
+  assign \$167  = copy_at == 8'hcc;
+  assign \$168  = copy_at == 8'hcd;
+  assign \$169  = copy_at == 8'hce;
+  assign \$170  = copy_at == 8'hcf;
+  assign \$171  = copy_at == 8'hd0;
+  assign \$172  = copy_at == 8'hd1;
+  assign \$173  = copy_at == 8'hd2;
+  assign \$174  = copy_at == 8'hd3;
+  assign \$175  = copy_at == 8'hd4;
+  assign \$176  = copy_at == 8'hd5;
+  assign \$177  = copy_at == 8'hd6;
+  assign \$178  = copy_at == 8'hd7;
+  assign \$179  = copy_at == 8'he0;
+  assign \$180  = copy_at == 8'he1;
+  assign \$181  = copy_at == 8'he2;
+  assign \$182  = copy_at == 8'he3;
+  assign \$183  = copy_at == 8'he4;
+  assign \$184  = copy_at == 8'he5;
+  assign \$185  = copy_at == 8'he6;
+  assign \$186  = copy_at == 8'he7;
+  assign \$187  = copy_at == 8'he8;
+  assign \$188  = copy_at == 8'he9;
+  assign \$189  = copy_at == 8'hea;
+  assign \$190  = copy_at == 8'heb;
+  assign \$191  = copy_at == 8'hec;
+  assign \$192  = copy_at == 8'hed;
+  assign \$193  = copy_at == 8'hee;
+  assign \$194  = copy_at == 8'hef;
+  assign \$195  = copy_at == 8'hf0;
+  assign \$196  = copy_at == 8'hf1;
+  assign \$197  = copy_at == 8'hf2;
+  assign \$198  = copy_at == 8'hf3;
+  assign \$199  = copy_at == 8'hf4;
+  assign \$200  = copy_at == 8'hf5;
+  assign \$201  = copy_at == 8'hf6;
+  assign \$202  = copy_at == 8'hf7;
+  assign \$203  = copy_at == 9'h100;
+  assign \$204  = copy_at == 9'h101;
+  assign \$205  = copy_at == 9'h102;
+  assign \$206  = copy_at == 9'h103;
+  assign \$207  = copy_at == 9'h104;
+  assign \$208  = copy_at == 9'h105;
+  assign \$209  = copy_at == 9'h106;
+  assign \$210  = copy_at == 9'h107;
+  assign \$211  = copy_at == 9'h108;
+  assign \$212  = copy_at == 9'h109;
+  assign \$213  = copy_at == 9'h10a;
+  assign \$214  = copy_at == 9'h10b;
+  assign \$215  = copy_at == 9'h10c;
+  assign \$216  = copy_at == 9'h10d;
+  assign \$217  = copy_at == 9'h10e;
+  assign \$218  = copy_at == 9'h10f;
+  assign \$219  = copy_at == 9'h110;
+  assign \$220  = copy_at == 9'h111;
+  assign \$221  = copy_at == 9'h112;
+  assign \$222  = copy_at == 9'h113;
+  assign \$223  = copy_at == 9'h114;
+  assign \$224  = copy_at == 9'h115;
+  assign \$225  = copy_at == 9'h116;
+  assign \$226  = copy_at == 9'h117;
+  assign \$227  = copy_at == 9'h120;
+  assign \$228  = copy_at == 9'h121;
+  assign \$229  = copy_at == 9'h122;
+  assign \$230  = copy_at == 9'h123;
+  assign \$231  = copy_at == 9'h124;
+  assign \$232  = copy_at == 9'h125;
+  assign \$233  = copy_at == 9'h126;
+  assign \$234  = copy_at == 9'h127;
+  assign \$235  = copy_at == 9'h128;
+  assign \$236  = copy_at == 9'h129;
+  assign \$237  = copy_at == 9'h12a;
+  assign \$238  = copy_at == 9'h12b;
+  assign \$239  = copy_at == 9'h12c;
+  assign \$240  = copy_at == 9'h12d;
+  assign \$241  = copy_at == 9'h12e;
+  assign \$242  = copy_at == 9'h12f;
+  assign \$243  = copy_at == 9'h130;
+  assign \$244  = copy_at == 9'h131;
+  assign \$245  = copy_at == 9'h132;
+  assign \$246  = copy_at == 9'h133;
+  assign \$247  = copy_at == 9'h134;
+  assign \$248  = copy_at == 9'h135;
+  assign \$249  = copy_at == 9'h136;
+  assign \$250  = copy_at == 9'h137;
+  assign \$251  = copy_at == 9'h140;
+  assign \$252  = copy_at == 9'h141;
+  assign \$253  = copy_at == 9'h142;
+  assign \$254  = copy_at == 9'h143;
+  assign \$255  = copy_at == 9'h144;
+  assign \$256  = copy_at == 9'h145;
+  assign \$257  = copy_at == 9'h146;
+  assign \$258  = copy_at == 9'h147;
+  assign \$259  = copy_at == 9'h148;
+  assign \$260  = copy_at == 9'h149;
+  assign \$261  = copy_at == 9'h14a;
+  assign \$262  = copy_at == 9'h14b;
+  assign \$263  = copy_at == 9'h14c;
+  assign \$264  = copy_at == 9'h14d;
+  assign \$265  = copy_at == 9'h14e;
+  assign \$266  = copy_at == 9'h14f;
+  assign \$267  = copy_at == 9'h150;
+  assign \$268  = copy_at == 9'h151;
+  assign \$269  = copy_at == 9'h152;
+  assign \$270  = copy_at == 9'h153;
+  assign \$271  = copy_at == 9'h154;
+  assign \$272  = copy_at == 9'h155;
+  assign \$273  = copy_at == 9'h156;
+  assign \$274  = copy_at == 9'h157;
+  assign \$275  = copy_at == 9'h160;
+  assign \$276  = copy_at == 9'h161;
+  assign \$277  = copy_at == 9'h162;
+  assign \$278  = copy_at == 9'h163;
+  assign \$279  = copy_at == 9'h164;
+  assign \$280  = copy_at == 9'h165;
+  assign \$281  = copy_at == 9'h166;
+  assign \$282  = copy_at == 9'h167;
+  assign \$283  = copy_at == 9'h168;
+  assign \$284  = copy_at == 9'h169;
+  assign \$285  = copy_at == 9'h16a;
+  assign \$286  = copy_at == 9'h16b;
+  assign \$287  = copy_at == 9'h16c;
+  assign \$288  = copy_at == 9'h16d;
+  assign \$289  = copy_at == 9'h16e;
+  assign \$290  = copy_at == 9'h16f;
+  assign \$291  = copy_at == 9'h170;
+  assign \$292  = copy_at == 9'h171;
+  assign \$293  = copy_at == 9'h172;
+  assign \$294  = copy_at == 9'h173;
+  assign \$295  = copy_at == 9'h174;
+  assign \$296  = copy_at == 9'h175;
+  assign \$297  = copy_at == 9'h176;
+  assign \$298  = copy_at == 9'h177;
+  assign \$299  = copy_at == 9'h180;
+  assign \$300  = copy_at == 9'h181;
+  assign \$301  = copy_at == 9'h182;
+  assign \$302  = copy_at == 9'h183;
+  assign \$303  = copy_at == 9'h184;
+  assign \$304  = copy_at == 9'h185;
+  assign \$305  = copy_at == 9'h186;
+  assign \$306  = copy_at == 9'h187;
+  assign \$307  = copy_at == 9'h188;
+  assign \$308  = copy_at == 9'h189;
+  assign \$309  = copy_at == 9'h18a;
+  assign \$310  = copy_at == 9'h18b;
+  assign \$311  = copy_at == 9'h18c;
+  assign \$312  = copy_at == 9'h18d;
+  assign \$313  = copy_at == 9'h18e;
+  assign \$314  = copy_at == 9'h18f;
+  assign \$315  = copy_at == 9'h190;
+  assign \$316  = copy_at == 9'h191;
+  assign \$317  = copy_at == 9'h192;
+  assign \$318  = copy_at == 9'h193;
+  assign \$319  = copy_at == 9'h194;
+  assign \$320  = copy_at == 9'h195;
+  assign \$321  = copy_at == 9'h196;
+  assign \$322  = copy_at == 9'h197;
+  assign \$323  = copy_at == 9'h1a0;
+  assign \$324  = copy_at == 9'h1a1;
+  assign \$325  = copy_at == 9'h1a2;
+  assign \$326  = copy_at == 9'h1a3;
+  assign \$327  = copy_at == 9'h1a4;
+  assign \$328  = copy_at == 9'h1a5;
+  assign \$329  = copy_at == 9'h1a6;
+  assign \$330  = copy_at == 9'h1a7;
+  assign \$331  = copy_at == 9'h1a8;
+  assign \$332  = copy_at == 9'h1a9;
+  assign \$333  = copy_at == 9'h1aa;
+  assign \$334  = copy_at == 9'h1ab;
+  assign \$335  = copy_at == 9'h1ac;
+  assign \$336  = copy_at == 9'h1ad;
+  assign \$337  = copy_at == 9'h1ae;
+  assign \$338  = copy_at == 9'h1af;
+  assign \$339  = copy_at == 9'h1b0;
+  assign \$340  = copy_at == 9'h1b1;
+  assign \$341  = copy_at == 9'h1b2;
+  assign \$342  = copy_at == 9'h1b3;
+  assign \$343  = copy_at == 9'h1b4;
+  assign \$344  = copy_at == 9'h1b5;
+  assign \$345  = copy_at == 9'h1b6;
+  assign \$346  = copy_at == 9'h1b7;
+  assign \$347  = copy_at == 9'h1c0;
+  assign \$348  = copy_at == 9'h1c1;
+  assign \$349  = copy_at == 9'h1c2;
+  assign \$350  = copy_at == 9'h1c3;
+  assign \$351  = copy_at == 9'h1c4;
+  assign \$352  = copy_at == 9'h1c5;
+  assign \$353  = copy_at == 9'h1c6;
+  assign \$354  = copy_at == 9'h1c7;
+  assign \$355  = copy_at == 9'h1c8;
+  assign \$356  = copy_at == 9'h1c9;
+  assign \$357  = copy_at == 9'h1ca;
+  assign \$358  = copy_at == 9'h1cb;
+  assign \$359  = copy_at == 9'h1cc;
+  assign \$360  = copy_at == 9'h1cd;
+  assign \$361  = copy_at == 9'h1ce;
+  assign \$362  = copy_at == 9'h1cf;
+  assign \$363  = copy_at == 9'h1d0;
+  assign \$364  = copy_at == 9'h1d1;
+  assign \$365  = copy_at == 9'h1d2;
+  assign \$366  = copy_at == 9'h1d3;
+  assign \$367  = copy_at == 9'h1d4;
+  assign \$368  = copy_at == 9'h1d5;
+  assign \$369  = copy_at == 9'h1d6;
+  assign \$370  = copy_at == 9'h1d7;
+  assign \$371  = copy_at == 9'h1e0;
+  assign \$372  = copy_at == 9'h1e1;
+  assign \$373  = copy_at == 9'h1e2;
+  assign \$374  = copy_at == 9'h1e3;
+  assign \$375  = copy_at == 9'h1e4;
+  assign \$376  = copy_at == 9'h1e5;
+  assign \$377  = copy_at == 9'h1e6;
+  assign \$378  = copy_at == 9'h1e7;
+  assign \$379  = copy_at == 9'h1e8;
+  assign \$380  = copy_at == 9'h1e9;
+  assign \$381  = copy_at == 9'h1ea;
+  assign \$382  = copy_at == 9'h1eb;
+  assign \$383  = copy_at == 9'h1ec;
+  assign \$384  = copy_at == 9'h1ed;
+  assign \$385  = copy_at == 9'h1ee;
+  assign \$386  = copy_at == 9'h1ef;
+  assign \$387  = copy_at == 9'h1f0;
+  assign \$388  = copy_at == 9'h1f1;
+  assign \$389  = copy_at == 9'h1f2;
+  assign \$390  = copy_at == 9'h1f3;
+  assign \$391  = copy_at == 9'h1f4;
+  assign \$392  = copy_at == 9'h1f5;
+  assign \$393  = copy_at == 9'h1f6;
+  assign \$394  = copy_at == 9'h1f7;
+  assign \$395  = copying | \$signal ;
+  assign busy = \$395  | landing;
   assign rule_r__addr = busy ? copy_addr : bus_addr;
   always @(posedge clk)
-    r_data <= \$380 ;
+    r_data <= \$396 ;
   always @(posedge clk)
-    \$signal  <= \$381 ;
+    \$signal  <= \$397 ;
   always @(posedge clk)
-    \$like  <= \$382 ;
+    \$like  <= \$398 ;
   always @(posedge clk)
-    \$signal$8  <= \$383 ;
+    \$signal$8  <= \$399 ;
   always @(posedge clk)
-    landing <= \$384 ;
+    landing <= \$400 ;
   always @(posedge clk)
-    copy_at <= \$385 ;
+    copy_at <= \$401 ;
   always @(posedge clk)
-    landing_last <= \$386 ;
+    landing_last <= \$402 ;
   always @(posedge clk)
-    copying <= \$387 ;
+    copying <= \$403 ;
   always @(posedge clk)
-    copy_addr <= \$388 ;
+    copy_addr <= \$404 ;
   always @(posedge clk)
-    rules <= \$389 ;
+    rules <= \$405 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$380  = rule_r__data;
+    \$396  = rule_r__data;
     if (rst) begin
-      \$380  = 32'd0;
+      \$396  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$381  = copying;
+    \$397  = copying;
     if (rst) begin
-      \$381  = 1'h0;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$382  = copy_addr;
+    \$398  = copy_addr;
     if (rst) begin
-      \$382  = 9'h000;
+      \$398  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$383  = \$2 ;
+    \$399  = \$2 ;
     if (rst) begin
-      \$383  = 1'h0;
+      \$399  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$384  = \$signal ;
+    \$400  = \$signal ;
     if (rst) begin
-      \$384  = 1'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$385  = \$like ;
+    \$401  = \$like ;
     if (rst) begin
-      \$385  = 9'h000;
+      \$401  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$386  = \$signal$8 ;
+    \$402  = \$signal$8 ;
     if (rst) begin
-      \$386  = 1'h0;
+      \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$387  = copying;
+    \$403  = copying;
     if (\$8 ) begin
-      \$387  = 1'h1;
+      \$403  = 1'h1;
     end
     if (copying) begin
       if (\$10 ) begin
-        \$387  = 1'h0;
+        \$403  = 1'h0;
       end
     end
     if (rst) begin
-      \$387  = 1'h0;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$388  = copy_addr;
+    \$404  = copy_addr;
     if (\$8 ) begin
-      \$388  = 9'h000;
+      \$404  = 9'h000;
     end
     if (copying) begin
-      \$388  = \$9 [8:0];
+      \$404  = \$9 [8:0];
     end
     if (rst) begin
-      \$388  = 9'h000;
+      \$404  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
-    \$389  = rules;
+    \$405  = rules;
     if (landing) begin
       if (\$11 ) begin
-        \$389 [31:0] = r_data;
+        \$405 [31:0] = r_data;
       end
       if (\$12 ) begin
-        \$389 [63:32] = r_data;
+        \$405 [63:32] = r_data;
       end
       if (\$13 ) begin
-        \$389 [95:64] = r_data;
+        \$405 [95:64] = r_data;
       end
       if (\$14 ) begin
-        \$389 [127:96] = r_data;
+        \$405 [127:96] = r_data;
       end
       if (\$15 ) begin
-        \$389 [159:128] = r_data;
+        \$405 [159:128] = r_data;
       end
       if (\$16 ) begin
-        \$389 [191:160] = r_data;
+        \$405 [191:160] = r_data;
       end
       if (\$17 ) begin
-        \$389 [223:192] = r_data;
+        \$405 [223:192] = r_data;
       end
       if (\$18 ) begin
-        \$389 [255:224] = r_data;
+        \$405 [255:224] = r_data;
       end
       if (\$19 ) begin
-        \$389 [287:256] = r_data;
+        \$405 [287:256] = r_data;
       end
       if (\$20 ) begin
-        \$389 [319:288] = r_data;
+        \$405 [319:288] = r_data;
       end
       if (\$21 ) begin
-        \$389 [351:320] = r_data;
+        \$405 [351:320] = r_data;
       end
       if (\$22 ) begin
-        \$389 [383:352] = r_data;
+        \$405 [383:352] = r_data;
       end
       if (\$23 ) begin
-        \$389 [415:384] = r_data;
+        \$405 [415:384] = r_data;
       end
       if (\$24 ) begin
-        \$389 [447:416] = r_data;
+        \$405 [447:416] = r_data;
       end
       if (\$25 ) begin
-        \$389 [479:448] = r_data;
+        \$405 [479:448] = r_data;
       end
       if (\$26 ) begin
-        \$389 [511:480] = r_data;
+        \$405 [511:480] = r_data;
       end
       if (\$27 ) begin
-        \$389 [543:512] = r_data;
+        \$405 [543:512] = r_data;
       end
       if (\$28 ) begin
-        \$389 [575:544] = r_data;
+        \$405 [575:544] = r_data;
       end
       if (\$29 ) begin
-        \$389 [607:576] = r_data;
+        \$405 [607:576] = r_data;
       end
       if (\$30 ) begin
-        \$389 [639:608] = r_data;
+        \$405 [639:608] = r_data;
       end
       if (\$31 ) begin
-        \$389 [671:640] = r_data;
+        \$405 [671:640] = r_data;
       end
       if (\$32 ) begin
-        \$389 [703:672] = r_data;
+        \$405 [703:672] = r_data;
       end
       if (\$33 ) begin
-        \$389 [716:704] = r_data[12:0];
+        \$405 [735:704] = r_data;
       end
       if (\$34 ) begin
-        \$389 [748:717] = r_data;
+        \$405 [766:736] = r_data[30:0];
       end
       if (\$35 ) begin
-        \$389 [780:749] = r_data;
+        \$405 [798:767] = r_data;
       end
       if (\$36 ) begin
-        \$389 [812:781] = r_data;
+        \$405 [830:799] = r_data;
       end
       if (\$37 ) begin
-        \$389 [844:813] = r_data;
+        \$405 [862:831] = r_data;
       end
       if (\$38 ) begin
-        \$389 [876:845] = r_data;
+        \$405 [894:863] = r_data;
       end
       if (\$39 ) begin
-        \$389 [908:877] = r_data;
+        \$405 [926:895] = r_data;
       end
       if (\$40 ) begin
-        \$389 [940:909] = r_data;
+        \$405 [958:927] = r_data;
       end
       if (\$41 ) begin
-        \$389 [972:941] = r_data;
+        \$405 [990:959] = r_data;
       end
       if (\$42 ) begin
-        \$389 [1004:973] = r_data;
+        \$405 [1022:991] = r_data;
       end
       if (\$43 ) begin
-        \$389 [1036:1005] = r_data;
+        \$405 [1054:1023] = r_data;
       end
       if (\$44 ) begin
-        \$389 [1068:1037] = r_data;
+        \$405 [1086:1055] = r_data;
       end
       if (\$45 ) begin
-        \$389 [1100:1069] = r_data;
+        \$405 [1118:1087] = r_data;
       end
       if (\$46 ) begin
-        \$389 [1132:1101] = r_data;
+        \$405 [1150:1119] = r_data;
       end
       if (\$47 ) begin
-        \$389 [1164:1133] = r_data;
+        \$405 [1182:1151] = r_data;
       end
       if (\$48 ) begin
-        \$389 [1196:1165] = r_data;
+        \$405 [1214:1183] = r_data;
       end
       if (\$49 ) begin
-        \$389 [1228:1197] = r_data;
+        \$405 [1246:1215] = r_data;
       end
       if (\$50 ) begin
-        \$389 [1260:1229] = r_data;
+        \$405 [1278:1247] = r_data;
       end
       if (\$51 ) begin
-        \$389 [1292:1261] = r_data;
+        \$405 [1310:1279] = r_data;
       end
       if (\$52 ) begin
-        \$389 [1324:1293] = r_data;
+        \$405 [1342:1311] = r_data;
       end
       if (\$53 ) begin
-        \$389 [1356:1325] = r_data;
+        \$405 [1374:1343] = r_data;
       end
       if (\$54 ) begin
-        \$389 [1388:1357] = r_data;
+        \$405 [1406:1375] = r_data;
       end
       if (\$55 ) begin
-        \$389 [1420:1389] = r_data;
+        \$405 [1438:1407] = r_data;
       end
       if (\$56 ) begin
-        \$389 [1433:1421] = r_data[12:0];
+        \$405 [1470:1439] = r_data;
       end
       if (\$57 ) begin
-        \$389 [1465:1434] = r_data;
+        \$405 [1502:1471] = r_data;
       end
       if (\$58 ) begin
-        \$389 [1497:1466] = r_data;
+        \$405 [1533:1503] = r_data[30:0];
       end
       if (\$59 ) begin
-        \$389 [1529:1498] = r_data;
+        \$405 [1565:1534] = r_data;
       end
       if (\$60 ) begin
-        \$389 [1561:1530] = r_data;
+        \$405 [1597:1566] = r_data;
       end
       if (\$61 ) begin
-        \$389 [1593:1562] = r_data;
+        \$405 [1629:1598] = r_data;
       end
       if (\$62 ) begin
-        \$389 [1625:1594] = r_data;
+        \$405 [1661:1630] = r_data;
       end
       if (\$63 ) begin
-        \$389 [1657:1626] = r_data;
+        \$405 [1693:1662] = r_data;
       end
       if (\$64 ) begin
-        \$389 [1689:1658] = r_data;
+        \$405 [1725:1694] = r_data;
       end
       if (\$65 ) begin
-        \$389 [1721:1690] = r_data;
+        \$405 [1757:1726] = r_data;
       end
       if (\$66 ) begin
-        \$389 [1753:1722] = r_data;
+        \$405 [1789:1758] = r_data;
       end
       if (\$67 ) begin
-        \$389 [1785:1754] = r_data;
+        \$405 [1821:1790] = r_data;
       end
       if (\$68 ) begin
-        \$389 [1817:1786] = r_data;
+        \$405 [1853:1822] = r_data;
       end
       if (\$69 ) begin
-        \$389 [1849:1818] = r_data;
+        \$405 [1885:1854] = r_data;
       end
       if (\$70 ) begin
-        \$389 [1881:1850] = r_data;
+        \$405 [1917:1886] = r_data;
       end
       if (\$71 ) begin
-        \$389 [1913:1882] = r_data;
+        \$405 [1949:1918] = r_data;
       end
       if (\$72 ) begin
-        \$389 [1945:1914] = r_data;
+        \$405 [1981:1950] = r_data;
       end
       if (\$73 ) begin
-        \$389 [1977:1946] = r_data;
+        \$405 [2013:1982] = r_data;
       end
       if (\$74 ) begin
-        \$389 [2009:1978] = r_data;
+        \$405 [2045:2014] = r_data;
       end
       if (\$75 ) begin
-        \$389 [2041:2010] = r_data;
+        \$405 [2077:2046] = r_data;
       end
       if (\$76 ) begin
-        \$389 [2073:2042] = r_data;
+        \$405 [2109:2078] = r_data;
       end
       if (\$77 ) begin
-        \$389 [2105:2074] = r_data;
+        \$405 [2141:2110] = r_data;
       end
       if (\$78 ) begin
-        \$389 [2137:2106] = r_data;
+        \$405 [2173:2142] = r_data;
       end
       if (\$79 ) begin
-        \$389 [2150:2138] = r_data[12:0];
+        \$405 [2205:2174] = r_data;
       end
       if (\$80 ) begin
-        \$389 [2182:2151] = r_data;
+        \$405 [2237:2206] = r_data;
       end
       if (\$81 ) begin
-        \$389 [2214:2183] = r_data;
+        \$405 [2269:2238] = r_data;
       end
       if (\$82 ) begin
-        \$389 [2246:2215] = r_data;
+        \$405 [2300:2270] = r_data[30:0];
       end
       if (\$83 ) begin
-        \$389 [2278:2247] = r_data;
+        \$405 [2332:2301] = r_data;
       end
       if (\$84 ) begin
-        \$389 [2310:2279] = r_data;
+        \$405 [2364:2333] = r_data;
       end
       if (\$85 ) begin
-        \$389 [2342:2311] = r_data;
+        \$405 [2396:2365] = r_data;
       end
       if (\$86 ) begin
-        \$389 [2374:2343] = r_data;
+        \$405 [2428:2397] = r_data;
       end
       if (\$87 ) begin
-        \$389 [2406:2375] = r_data;
+        \$405 [2460:2429] = r_data;
       end
       if (\$88 ) begin
-        \$389 [2438:2407] = r_data;
+        \$405 [2492:2461] = r_data;
       end
       if (\$89 ) begin
-        \$389 [2470:2439] = r_data;
+        \$405 [2524:2493] = r_data;
       end
       if (\$90 ) begin
-        \$389 [2502:2471] = r_data;
+        \$405 [2556:2525] = r_data;
       end
       if (\$91 ) begin
-        \$389 [2534:2503] = r_data;
+        \$405 [2588:2557] = r_data;
       end
       if (\$92 ) begin
-        \$389 [2566:2535] = r_data;
+        \$405 [2620:2589] = r_data;
       end
       if (\$93 ) begin
-        \$389 [2598:2567] = r_data;
+        \$405 [2652:2621] = r_data;
       end
       if (\$94 ) begin
-        \$389 [2630:2599] = r_data;
+        \$405 [2684:2653] = r_data;
       end
       if (\$95 ) begin
-        \$389 [2662:2631] = r_data;
+        \$405 [2716:2685] = r_data;
       end
       if (\$96 ) begin
-        \$389 [2694:2663] = r_data;
+        \$405 [2748:2717] = r_data;
       end
       if (\$97 ) begin
-        \$389 [2726:2695] = r_data;
+        \$405 [2780:2749] = r_data;
       end
       if (\$98 ) begin
-        \$389 [2758:2727] = r_data;
+        \$405 [2812:2781] = r_data;
       end
       if (\$99 ) begin
-        \$389 [2790:2759] = r_data;
+        \$405 [2844:2813] = r_data;
       end
       if (\$100 ) begin
-        \$389 [2822:2791] = r_data;
+        \$405 [2876:2845] = r_data;
       end
       if (\$101 ) begin
-        \$389 [2854:2823] = r_data;
+        \$405 [2908:2877] = r_data;
       end
       if (\$102 ) begin
-        \$389 [2867:2855] = r_data[12:0];
+        \$405 [2940:2909] = r_data;
       end
       if (\$103 ) begin
-        \$389 [2899:2868] = r_data;
+        \$405 [2972:2941] = r_data;
       end
       if (\$104 ) begin
-        \$389 [2931:2900] = r_data;
+        \$405 [3004:2973] = r_data;
       end
       if (\$105 ) begin
-        \$389 [2963:2932] = r_data;
+        \$405 [3036:3005] = r_data;
       end
       if (\$106 ) begin
-        \$389 [2995:2964] = r_data;
+        \$405 [3067:3037] = r_data[30:0];
       end
       if (\$107 ) begin
-        \$389 [3027:2996] = r_data;
+        \$405 [3099:3068] = r_data;
       end
       if (\$108 ) begin
-        \$389 [3059:3028] = r_data;
+        \$405 [3131:3100] = r_data;
       end
       if (\$109 ) begin
-        \$389 [3091:3060] = r_data;
+        \$405 [3163:3132] = r_data;
       end
       if (\$110 ) begin
-        \$389 [3123:3092] = r_data;
+        \$405 [3195:3164] = r_data;
       end
       if (\$111 ) begin
-        \$389 [3155:3124] = r_data;
+        \$405 [3227:3196] = r_data;
       end
       if (\$112 ) begin
-        \$389 [3187:3156] = r_data;
+        \$405 [3259:3228] = r_data;
       end
       if (\$113 ) begin
-        \$389 [3219:3188] = r_data;
+        \$405 [3291:3260] = r_data;
       end
       if (\$114 ) begin
-        \$389 [3251:3220] = r_data;
+        \$405 [3323:3292] = r_data;
       end
       if (\$115 ) begin
-        \$389 [3283:3252] = r_data;
+        \$405 [3355:3324] = r_data;
       end
       if (\$116 ) begin
-        \$389 [3315:3284] = r_data;
+        \$405 [3387:3356] = r_data;
       end
       if (\$117 ) begin
-        \$389 [3347:3316] = r_data;
+        \$405 [3419:3388] = r_data;
       end
       if (\$118 ) begin
-        \$389 [3379:3348] = r_data;
+        \$405 [3451:3420] = r_data;
       end
       if (\$119 ) begin
-        \$389 [3411:3380] = r_data;
+        \$405 [3483:3452] = r_data;
       end
       if (\$120 ) begin
-        \$389 [3443:3412] = r_data;
+        \$405 [3515:3484] = r_data;
       end
       if (\$121 ) begin
-        \$389 [3475:3444] = r_data;
+        \$405 [3547:3516] = r_data;
       end
       if (\$122 ) begin
-        \$389 [3507:3476] = r_data;
+        \$405 [3579:3548] = r_data;
       end
       if (\$123 ) begin
-        \$389 [3539:3508] = r_data;
+        \$405 [3611:3580] = r_data;
       end
       if (\$124 ) begin
-        \$389 [3571:3540] = r_data;
+        \$405 [3643:3612] = r_data;
       end
       if (\$125 ) begin
-        \$389 [3584:3572] = r_data[12:0];
+        \$405 [3675:3644] = r_data;
       end
       if (\$126 ) begin
-        \$389 [3616:3585] = r_data;
+        \$405 [3707:3676] = r_data;
       end
       if (\$127 ) begin
-        \$389 [3648:3617] = r_data;
+        \$405 [3739:3708] = r_data;
       end
       if (\$128 ) begin
-        \$389 [3680:3649] = r_data;
+        \$405 [3771:3740] = r_data;
       end
       if (\$129 ) begin
-        \$389 [3712:3681] = r_data;
+        \$405 [3803:3772] = r_data;
       end
       if (\$130 ) begin
-        \$389 [3744:3713] = r_data;
+        \$405 [3834:3804] = r_data[30:0];
       end
       if (\$131 ) begin
-        \$389 [3776:3745] = r_data;
+        \$405 [3866:3835] = r_data;
       end
       if (\$132 ) begin
-        \$389 [3808:3777] = r_data;
+        \$405 [3898:3867] = r_data;
       end
       if (\$133 ) begin
-        \$389 [3840:3809] = r_data;
+        \$405 [3930:3899] = r_data;
       end
       if (\$134 ) begin
-        \$389 [3872:3841] = r_data;
+        \$405 [3962:3931] = r_data;
       end
       if (\$135 ) begin
-        \$389 [3904:3873] = r_data;
+        \$405 [3994:3963] = r_data;
       end
       if (\$136 ) begin
-        \$389 [3936:3905] = r_data;
+        \$405 [4026:3995] = r_data;
       end
       if (\$137 ) begin
-        \$389 [3968:3937] = r_data;
+        \$405 [4058:4027] = r_data;
       end
       if (\$138 ) begin
-        \$389 [4000:3969] = r_data;
+        \$405 [4090:4059] = r_data;
       end
       if (\$139 ) begin
-        \$389 [4032:4001] = r_data;
+        \$405 [4122:4091] = r_data;
       end
       if (\$140 ) begin
-        \$389 [4064:4033] = r_data;
+        \$405 [4154:4123] = r_data;
       end
       if (\$141 ) begin
-        \$389 [4096:4065] = r_data;
+        \$405 [4186:4155] = r_data;
       end
       if (\$142 ) begin
-        \$389 [4128:4097] = r_data;
+        \$405 [4218:4187] = r_data;
       end
       if (\$143 ) begin
-        \$389 [4160:4129] = r_data;
+        \$405 [4250:4219] = r_data;
       end
       if (\$144 ) begin
-        \$389 [4192:4161] = r_data;
+        \$405 [4282:4251] = r_data;
       end
       if (\$145 ) begin
-        \$389 [4224:4193] = r_data;
+        \$405 [4314:4283] = r_data;
       end
       if (\$146 ) begin
-        \$389 [4256:4225] = r_data;
+        \$405 [4346:4315] = r_data;
       end
       if (\$147 ) begin
-        \$389 [4288:4257] = r_data;
+        \$405 [4378:4347] = r_data;
       end
       if (\$148 ) begin
-        \$389 [4301:4289] = r_data[12:0];
+        \$405 [4410:4379] = r_data;
       end
       if (\$149 ) begin
-        \$389 [4333:4302] = r_data;
+        \$405 [4442:4411] = r_data;
       end
       if (\$150 ) begin
-        \$389 [4365:4334] = r_data;
+        \$405 [4474:4443] = r_data;
       end
       if (\$151 ) begin
-        \$389 [4397:4366] = r_data;
+        \$405 [4506:4475] = r_data;
       end
       if (\$152 ) begin
-        \$389 [4429:4398] = r_data;
+        \$405 [4538:4507] = r_data;
       end
       if (\$153 ) begin
-        \$389 [4461:4430] = r_data;
+        \$405 [4570:4539] = r_data;
       end
       if (\$154 ) begin
-        \$389 [4493:4462] = r_data;
+        \$405 [4601:4571] = r_data[30:0];
       end
       if (\$155 ) begin
-        \$389 [4525:4494] = r_data;
+        \$405 [4633:4602] = r_data;
       end
       if (\$156 ) begin
-        \$389 [4557:4526] = r_data;
+        \$405 [4665:4634] = r_data;
       end
       if (\$157 ) begin
-        \$389 [4589:4558] = r_data;
+        \$405 [4697:4666] = r_data;
       end
       if (\$158 ) begin
-        \$389 [4621:4590] = r_data;
+        \$405 [4729:4698] = r_data;
       end
       if (\$159 ) begin
-        \$389 [4653:4622] = r_data;
+        \$405 [4761:4730] = r_data;
       end
       if (\$160 ) begin
-        \$389 [4685:4654] = r_data;
+        \$405 [4793:4762] = r_data;
       end
       if (\$161 ) begin
-        \$389 [4717:4686] = r_data;
+        \$405 [4825:4794] = r_data;
       end
       if (\$162 ) begin
-        \$389 [4749:4718] = r_data;
+        \$405 [4857:4826] = r_data;
       end
       if (\$163 ) begin
-        \$389 [4781:4750] = r_data;
+        \$405 [4889:4858] = r_data;
       end
       if (\$164 ) begin
-        \$389 [4813:4782] = r_data;
+        \$405 [4921:4890] = r_data;
       end
       if (\$165 ) begin
-        \$389 [4845:4814] = r_data;
+        \$405 [4953:4922] = r_data;
       end
       if (\$166 ) begin
-        \$389 [4877:4846] = r_data;
+        \$405 [4985:4954] = r_data;
       end
       if (\$167 ) begin
-        \$389 [4909:4878] = r_data;
+        \$405 [5017:4986] = r_data;
       end
       if (\$168 ) begin
-        \$389 [4941:4910] = r_data;
+        \$405 [5049:5018] = r_data;
       end
       if (\$169 ) begin
-        \$389 [4973:4942] = r_data;
+        \$405 [5081:5050] = r_data;
       end
       if (\$170 ) begin
-        \$389 [5005:4974] = r_data;
+        \$405 [5113:5082] = r_data;
       end
       if (\$171 ) begin
-        \$389 [5018:5006] = r_data[12:0];
+        \$405 [5145:5114] = r_data;
       end
       if (\$172 ) begin
-        \$389 [5050:5019] = r_data;
+        \$405 [5177:5146] = r_data;
       end
       if (\$173 ) begin
-        \$389 [5082:5051] = r_data;
+        \$405 [5209:5178] = r_data;
       end
       if (\$174 ) begin
-        \$389 [5114:5083] = r_data;
+        \$405 [5241:5210] = r_data;
       end
       if (\$175 ) begin
-        \$389 [5146:5115] = r_data;
+        \$405 [5273:5242] = r_data;
       end
       if (\$176 ) begin
-        \$389 [5178:5147] = r_data;
+        \$405 [5305:5274] = r_data;
       end
       if (\$177 ) begin
-        \$389 [5210:5179] = r_data;
+        \$405 [5337:5306] = r_data;
       end
       if (\$178 ) begin
-        \$389 [5242:5211] = r_data;
+        \$405 [5368:5338] = r_data[30:0];
       end
       if (\$179 ) begin
-        \$389 [5274:5243] = r_data;
+        \$405 [5400:5369] = r_data;
       end
       if (\$180 ) begin
-        \$389 [5306:5275] = r_data;
+        \$405 [5432:5401] = r_data;
       end
       if (\$181 ) begin
-        \$389 [5338:5307] = r_data;
+        \$405 [5464:5433] = r_data;
       end
       if (\$182 ) begin
-        \$389 [5370:5339] = r_data;
+        \$405 [5496:5465] = r_data;
       end
       if (\$183 ) begin
-        \$389 [5402:5371] = r_data;
+        \$405 [5528:5497] = r_data;
       end
       if (\$184 ) begin
-        \$389 [5434:5403] = r_data;
+        \$405 [5560:5529] = r_data;
       end
       if (\$185 ) begin
-        \$389 [5466:5435] = r_data;
+        \$405 [5592:5561] = r_data;
       end
       if (\$186 ) begin
-        \$389 [5498:5467] = r_data;
+        \$405 [5624:5593] = r_data;
       end
       if (\$187 ) begin
-        \$389 [5530:5499] = r_data;
+        \$405 [5656:5625] = r_data;
       end
       if (\$188 ) begin
-        \$389 [5562:5531] = r_data;
+        \$405 [5688:5657] = r_data;
       end
       if (\$189 ) begin
-        \$389 [5594:5563] = r_data;
+        \$405 [5720:5689] = r_data;
       end
       if (\$190 ) begin
-        \$389 [5626:5595] = r_data;
+        \$405 [5752:5721] = r_data;
       end
       if (\$191 ) begin
-        \$389 [5658:5627] = r_data;
+        \$405 [5784:5753] = r_data;
       end
       if (\$192 ) begin
-        \$389 [5690:5659] = r_data;
+        \$405 [5816:5785] = r_data;
       end
       if (\$193 ) begin
-        \$389 [5722:5691] = r_data;
+        \$405 [5848:5817] = r_data;
       end
       if (\$194 ) begin
-        \$389 [5735:5723] = r_data[12:0];
+        \$405 [5880:5849] = r_data;
       end
       if (\$195 ) begin
-        \$389 [5767:5736] = r_data;
+        \$405 [5912:5881] = r_data;
       end
       if (\$196 ) begin
-        \$389 [5799:5768] = r_data;
+        \$405 [5944:5913] = r_data;
       end
       if (\$197 ) begin
-        \$389 [5831:5800] = r_data;
+        \$405 [5976:5945] = r_data;
       end
       if (\$198 ) begin
-        \$389 [5863:5832] = r_data;
+        \$405 [6008:5977] = r_data;
       end
       if (\$199 ) begin
-        \$389 [5895:5864] = r_data;
+        \$405 [6040:6009] = r_data;
       end
       if (\$200 ) begin
-        \$389 [5927:5896] = r_data;
+        \$405 [6072:6041] = r_data;
       end
       if (\$201 ) begin
-        \$389 [5959:5928] = r_data;
+        \$405 [6104:6073] = r_data;
       end
       if (\$202 ) begin
-        \$389 [5991:5960] = r_data;
+        \$405 [6135:6105] = r_data[30:0];
       end
       if (\$203 ) begin
-        \$389 [6023:5992] = r_data;
+        \$405 [6167:6136] = r_data;
       end
       if (\$204 ) begin
-        \$389 [6055:6024] = r_data;
+        \$405 [6199:6168] = r_data;
       end
       if (\$205 ) begin
-        \$389 [6087:6056] = r_data;
+        \$405 [6231:6200] = r_data;
       end
       if (\$206 ) begin
-        \$389 [6119:6088] = r_data;
+        \$405 [6263:6232] = r_data;
       end
       if (\$207 ) begin
-        \$389 [6151:6120] = r_data;
+        \$405 [6295:6264] = r_data;
       end
       if (\$208 ) begin
-        \$389 [6183:6152] = r_data;
+        \$405 [6327:6296] = r_data;
       end
       if (\$209 ) begin
-        \$389 [6215:6184] = r_data;
+        \$405 [6359:6328] = r_data;
       end
       if (\$210 ) begin
-        \$389 [6247:6216] = r_data;
+        \$405 [6391:6360] = r_data;
       end
       if (\$211 ) begin
-        \$389 [6279:6248] = r_data;
+        \$405 [6423:6392] = r_data;
       end
       if (\$212 ) begin
-        \$389 [6311:6280] = r_data;
+        \$405 [6455:6424] = r_data;
       end
       if (\$213 ) begin
-        \$389 [6343:6312] = r_data;
+        \$405 [6487:6456] = r_data;
       end
       if (\$214 ) begin
-        \$389 [6375:6344] = r_data;
+        \$405 [6519:6488] = r_data;
       end
       if (\$215 ) begin
-        \$389 [6407:6376] = r_data;
+        \$405 [6551:6520] = r_data;
       end
       if (\$216 ) begin
-        \$389 [6439:6408] = r_data;
+        \$405 [6583:6552] = r_data;
       end
       if (\$217 ) begin
-        \$389 [6452:6440] = r_data[12:0];
+        \$405 [6615:6584] = r_data;
       end
       if (\$218 ) begin
-        \$389 [6484:6453] = r_data;
+        \$405 [6647:6616] = r_data;
       end
       if (\$219 ) begin
-        \$389 [6516:6485] = r_data;
+        \$405 [6679:6648] = r_data;
       end
       if (\$220 ) begin
-        \$389 [6548:6517] = r_data;
+        \$405 [6711:6680] = r_data;
       end
       if (\$221 ) begin
-        \$389 [6580:6549] = r_data;
+        \$405 [6743:6712] = r_data;
       end
       if (\$222 ) begin
-        \$389 [6612:6581] = r_data;
+        \$405 [6775:6744] = r_data;
       end
       if (\$223 ) begin
-        \$389 [6644:6613] = r_data;
+        \$405 [6807:6776] = r_data;
       end
       if (\$224 ) begin
-        \$389 [6676:6645] = r_data;
+        \$405 [6839:6808] = r_data;
       end
       if (\$225 ) begin
-        \$389 [6708:6677] = r_data;
+        \$405 [6871:6840] = r_data;
       end
       if (\$226 ) begin
-        \$389 [6740:6709] = r_data;
+        \$405 [6902:6872] = r_data[30:0];
       end
       if (\$227 ) begin
-        \$389 [6772:6741] = r_data;
+        \$405 [6934:6903] = r_data;
       end
       if (\$228 ) begin
-        \$389 [6804:6773] = r_data;
+        \$405 [6966:6935] = r_data;
       end
       if (\$229 ) begin
-        \$389 [6836:6805] = r_data;
+        \$405 [6998:6967] = r_data;
       end
       if (\$230 ) begin
-        \$389 [6868:6837] = r_data;
+        \$405 [7030:6999] = r_data;
       end
       if (\$231 ) begin
-        \$389 [6900:6869] = r_data;
+        \$405 [7062:7031] = r_data;
       end
       if (\$232 ) begin
-        \$389 [6932:6901] = r_data;
+        \$405 [7094:7063] = r_data;
       end
       if (\$233 ) begin
-        \$389 [6964:6933] = r_data;
+        \$405 [7126:7095] = r_data;
       end
       if (\$234 ) begin
-        \$389 [6996:6965] = r_data;
+        \$405 [7158:7127] = r_data;
       end
       if (\$235 ) begin
-        \$389 [7028:6997] = r_data;
+        \$405 [7190:7159] = r_data;
       end
       if (\$236 ) begin
-        \$389 [7060:7029] = r_data;
+        \$405 [7222:7191] = r_data;
       end
       if (\$237 ) begin
-        \$389 [7092:7061] = r_data;
+        \$405 [7254:7223] = r_data;
       end
       if (\$238 ) begin
-        \$389 [7124:7093] = r_data;
+        \$405 [7286:7255] = r_data;
       end
       if (\$239 ) begin
-        \$389 [7156:7125] = r_data;
+        \$405 [7318:7287] = r_data;
       end
       if (\$240 ) begin
-        \$389 [7169:7157] = r_data[12:0];
+        \$405 [7350:7319] = r_data;
       end
       if (\$241 ) begin
-        \$389 [7201:7170] = r_data;
+        \$405 [7382:7351] = r_data;
       end
       if (\$242 ) begin
-        \$389 [7233:7202] = r_data;
+        \$405 [7414:7383] = r_data;
       end
       if (\$243 ) begin
-        \$389 [7265:7234] = r_data;
+        \$405 [7446:7415] = r_data;
       end
       if (\$244 ) begin
-        \$389 [7297:7266] = r_data;
+        \$405 [7478:7447] = r_data;
       end
       if (\$245 ) begin
-        \$389 [7329:7298] = r_data;
+        \$405 [7510:7479] = r_data;
       end
       if (\$246 ) begin
-        \$389 [7361:7330] = r_data;
+        \$405 [7542:7511] = r_data;
       end
       if (\$247 ) begin
-        \$389 [7393:7362] = r_data;
+        \$405 [7574:7543] = r_data;
       end
       if (\$248 ) begin
-        \$389 [7425:7394] = r_data;
+        \$405 [7606:7575] = r_data;
       end
       if (\$249 ) begin
-        \$389 [7457:7426] = r_data;
+        \$405 [7638:7607] = r_data;
       end
       if (\$250 ) begin
-        \$389 [7489:7458] = r_data;
+        \$405 [7669:7639] = r_data[30:0];
       end
       if (\$251 ) begin
-        \$389 [7521:7490] = r_data;
+        \$405 [7701:7670] = r_data;
       end
       if (\$252 ) begin
-        \$389 [7553:7522] = r_data;
+        \$405 [7733:7702] = r_data;
       end
       if (\$253 ) begin
-        \$389 [7585:7554] = r_data;
+        \$405 [7765:7734] = r_data;
       end
       if (\$254 ) begin
-        \$389 [7617:7586] = r_data;
+        \$405 [7797:7766] = r_data;
       end
       if (\$255 ) begin
-        \$389 [7649:7618] = r_data;
+        \$405 [7829:7798] = r_data;
       end
       if (\$256 ) begin
-        \$389 [7681:7650] = r_data;
+        \$405 [7861:7830] = r_data;
       end
       if (\$257 ) begin
-        \$389 [7713:7682] = r_data;
+        \$405 [7893:7862] = r_data;
       end
       if (\$258 ) begin
-        \$389 [7745:7714] = r_data;
+        \$405 [7925:7894] = r_data;
       end
       if (\$259 ) begin
-        \$389 [7777:7746] = r_data;
+        \$405 [7957:7926] = r_data;
       end
       if (\$260 ) begin
-        \$389 [7809:7778] = r_data;
+        \$405 [7989:7958] = r_data;
       end
       if (\$261 ) begin
-        \$389 [7841:7810] = r_data;
+        \$405 [8021:7990] = r_data;
       end
       if (\$262 ) begin
-        \$389 [7873:7842] = r_data;
+        \$405 [8053:8022] = r_data;
       end
       if (\$263 ) begin
-        \$389 [7886:7874] = r_data[12:0];
+        \$405 [8085:8054] = r_data;
       end
       if (\$264 ) begin
-        \$389 [7918:7887] = r_data;
+        \$405 [8117:8086] = r_data;
       end
       if (\$265 ) begin
-        \$389 [7950:7919] = r_data;
+        \$405 [8149:8118] = r_data;
       end
       if (\$266 ) begin
-        \$389 [7982:7951] = r_data;
+        \$405 [8181:8150] = r_data;
       end
       if (\$267 ) begin
-        \$389 [8014:7983] = r_data;
+        \$405 [8213:8182] = r_data;
       end
       if (\$268 ) begin
-        \$389 [8046:8015] = r_data;
+        \$405 [8245:8214] = r_data;
       end
       if (\$269 ) begin
-        \$389 [8078:8047] = r_data;
+        \$405 [8277:8246] = r_data;
       end
       if (\$270 ) begin
-        \$389 [8110:8079] = r_data;
+        \$405 [8309:8278] = r_data;
       end
       if (\$271 ) begin
-        \$389 [8142:8111] = r_data;
+        \$405 [8341:8310] = r_data;
       end
       if (\$272 ) begin
-        \$389 [8174:8143] = r_data;
+        \$405 [8373:8342] = r_data;
       end
       if (\$273 ) begin
-        \$389 [8206:8175] = r_data;
+        \$405 [8405:8374] = r_data;
       end
       if (\$274 ) begin
-        \$389 [8238:8207] = r_data;
+        \$405 [8436:8406] = r_data[30:0];
       end
       if (\$275 ) begin
-        \$389 [8270:8239] = r_data;
+        \$405 [8468:8437] = r_data;
       end
       if (\$276 ) begin
-        \$389 [8302:8271] = r_data;
+        \$405 [8500:8469] = r_data;
       end
       if (\$277 ) begin
-        \$389 [8334:8303] = r_data;
+        \$405 [8532:8501] = r_data;
       end
       if (\$278 ) begin
-        \$389 [8366:8335] = r_data;
+        \$405 [8564:8533] = r_data;
       end
       if (\$279 ) begin
-        \$389 [8398:8367] = r_data;
+        \$405 [8596:8565] = r_data;
       end
       if (\$280 ) begin
-        \$389 [8430:8399] = r_data;
+        \$405 [8628:8597] = r_data;
       end
       if (\$281 ) begin
-        \$389 [8462:8431] = r_data;
+        \$405 [8660:8629] = r_data;
       end
       if (\$282 ) begin
-        \$389 [8494:8463] = r_data;
+        \$405 [8692:8661] = r_data;
       end
       if (\$283 ) begin
-        \$389 [8526:8495] = r_data;
+        \$405 [8724:8693] = r_data;
       end
       if (\$284 ) begin
-        \$389 [8558:8527] = r_data;
+        \$405 [8756:8725] = r_data;
       end
       if (\$285 ) begin
-        \$389 [8590:8559] = r_data;
+        \$405 [8788:8757] = r_data;
       end
       if (\$286 ) begin
-        \$389 [8603:8591] = r_data[12:0];
+        \$405 [8820:8789] = r_data;
       end
       if (\$287 ) begin
-        \$389 [8635:8604] = r_data;
+        \$405 [8852:8821] = r_data;
       end
       if (\$288 ) begin
-        \$389 [8667:8636] = r_data;
+        \$405 [8884:8853] = r_data;
       end
       if (\$289 ) begin
-        \$389 [8699:8668] = r_data;
+        \$405 [8916:8885] = r_data;
       end
       if (\$290 ) begin
-        \$389 [8731:8700] = r_data;
+        \$405 [8948:8917] = r_data;
       end
       if (\$291 ) begin
-        \$389 [8763:8732] = r_data;
+        \$405 [8980:8949] = r_data;
       end
       if (\$292 ) begin
-        \$389 [8795:8764] = r_data;
+        \$405 [9012:8981] = r_data;
       end
       if (\$293 ) begin
-        \$389 [8827:8796] = r_data;
+        \$405 [9044:9013] = r_data;
       end
       if (\$294 ) begin
-        \$389 [8859:8828] = r_data;
+        \$405 [9076:9045] = r_data;
       end
       if (\$295 ) begin
-        \$389 [8891:8860] = r_data;
+        \$405 [9108:9077] = r_data;
       end
       if (\$296 ) begin
-        \$389 [8923:8892] = r_data;
+        \$405 [9140:9109] = r_data;
       end
       if (\$297 ) begin
-        \$389 [8955:8924] = r_data;
+        \$405 [9172:9141] = r_data;
       end
       if (\$298 ) begin
-        \$389 [8987:8956] = r_data;
+        \$405 [9203:9173] = r_data[30:0];
       end
       if (\$299 ) begin
-        \$389 [9019:8988] = r_data;
+        \$405 [9235:9204] = r_data;
       end
       if (\$300 ) begin
-        \$389 [9051:9020] = r_data;
+        \$405 [9267:9236] = r_data;
       end
       if (\$301 ) begin
-        \$389 [9083:9052] = r_data;
+        \$405 [9299:9268] = r_data;
       end
       if (\$302 ) begin
-        \$389 [9115:9084] = r_data;
+        \$405 [9331:9300] = r_data;
       end
       if (\$303 ) begin
-        \$389 [9147:9116] = r_data;
+        \$405 [9363:9332] = r_data;
       end
       if (\$304 ) begin
-        \$389 [9179:9148] = r_data;
+        \$405 [9395:9364] = r_data;
       end
       if (\$305 ) begin
-        \$389 [9211:9180] = r_data;
+        \$405 [9427:9396] = r_data;
       end
       if (\$306 ) begin
-        \$389 [9243:9212] = r_data;
+        \$405 [9459:9428] = r_data;
       end
       if (\$307 ) begin
-        \$389 [9275:9244] = r_data;
+        \$405 [9491:9460] = r_data;
       end
       if (\$308 ) begin
-        \$389 [9307:9276] = r_data;
+        \$405 [9523:9492] = r_data;
       end
       if (\$309 ) begin
-        \$389 [9320:9308] = r_data[12:0];
+        \$405 [9555:9524] = r_data;
       end
       if (\$310 ) begin
-        \$389 [9352:9321] = r_data;
+        \$405 [9587:9556] = r_data;
       end
       if (\$311 ) begin
-        \$389 [9384:9353] = r_data;
+        \$405 [9619:9588] = r_data;
       end
       if (\$312 ) begin
-        \$389 [9416:9385] = r_data;
+        \$405 [9651:9620] = r_data;
       end
       if (\$313 ) begin
-        \$389 [9448:9417] = r_data;
+        \$405 [9683:9652] = r_data;
       end
       if (\$314 ) begin
-        \$389 [9480:9449] = r_data;
+        \$405 [9715:9684] = r_data;
       end
       if (\$315 ) begin
-        \$389 [9512:9481] = r_data;
+        \$405 [9747:9716] = r_data;
       end
       if (\$316 ) begin
-        \$389 [9544:9513] = r_data;
+        \$405 [9779:9748] = r_data;
       end
       if (\$317 ) begin
-        \$389 [9576:9545] = r_data;
+        \$405 [9811:9780] = r_data;
       end
       if (\$318 ) begin
-        \$389 [9608:9577] = r_data;
+        \$405 [9843:9812] = r_data;
       end
       if (\$319 ) begin
-        \$389 [9640:9609] = r_data;
+        \$405 [9875:9844] = r_data;
       end
       if (\$320 ) begin
-        \$389 [9672:9641] = r_data;
+        \$405 [9907:9876] = r_data;
       end
       if (\$321 ) begin
-        \$389 [9704:9673] = r_data;
+        \$405 [9939:9908] = r_data;
       end
       if (\$322 ) begin
-        \$389 [9736:9705] = r_data;
+        \$405 [9970:9940] = r_data[30:0];
       end
       if (\$323 ) begin
-        \$389 [9768:9737] = r_data;
+        \$405 [10002:9971] = r_data;
       end
       if (\$324 ) begin
-        \$389 [9800:9769] = r_data;
+        \$405 [10034:10003] = r_data;
       end
       if (\$325 ) begin
-        \$389 [9832:9801] = r_data;
+        \$405 [10066:10035] = r_data;
       end
       if (\$326 ) begin
-        \$389 [9864:9833] = r_data;
+        \$405 [10098:10067] = r_data;
       end
       if (\$327 ) begin
-        \$389 [9896:9865] = r_data;
+        \$405 [10130:10099] = r_data;
       end
       if (\$328 ) begin
-        \$389 [9928:9897] = r_data;
+        \$405 [10162:10131] = r_data;
       end
       if (\$329 ) begin
-        \$389 [9960:9929] = r_data;
+        \$405 [10194:10163] = r_data;
       end
       if (\$330 ) begin
-        \$389 [9992:9961] = r_data;
+        \$405 [10226:10195] = r_data;
       end
       if (\$331 ) begin
-        \$389 [10024:9993] = r_data;
+        \$405 [10258:10227] = r_data;
       end
       if (\$332 ) begin
-        \$389 [10037:10025] = r_data[12:0];
+        \$405 [10290:10259] = r_data;
       end
       if (\$333 ) begin
-        \$389 [10069:10038] = r_data;
+        \$405 [10322:10291] = r_data;
       end
       if (\$334 ) begin
-        \$389 [10101:10070] = r_data;
+        \$405 [10354:10323] = r_data;
       end
       if (\$335 ) begin
-        \$389 [10133:10102] = r_data;
+        \$405 [10386:10355] = r_data;
       end
       if (\$336 ) begin
-        \$389 [10165:10134] = r_data;
+        \$405 [10418:10387] = r_data;
       end
       if (\$337 ) begin
-        \$389 [10197:10166] = r_data;
+        \$405 [10450:10419] = r_data;
       end
       if (\$338 ) begin
-        \$389 [10229:10198] = r_data;
+        \$405 [10482:10451] = r_data;
       end
       if (\$339 ) begin
-        \$389 [10261:10230] = r_data;
+        \$405 [10514:10483] = r_data;
       end
       if (\$340 ) begin
-        \$389 [10293:10262] = r_data;
+        \$405 [10546:10515] = r_data;
       end
       if (\$341 ) begin
-        \$389 [10325:10294] = r_data;
+        \$405 [10578:10547] = r_data;
       end
       if (\$342 ) begin
-        \$389 [10357:10326] = r_data;
+        \$405 [10610:10579] = r_data;
       end
       if (\$343 ) begin
-        \$389 [10389:10358] = r_data;
+        \$405 [10642:10611] = r_data;
       end
       if (\$344 ) begin
-        \$389 [10421:10390] = r_data;
+        \$405 [10674:10643] = r_data;
       end
       if (\$345 ) begin
-        \$389 [10453:10422] = r_data;
+        \$405 [10706:10675] = r_data;
       end
       if (\$346 ) begin
-        \$389 [10485:10454] = r_data;
+        \$405 [10737:10707] = r_data[30:0];
       end
       if (\$347 ) begin
-        \$389 [10517:10486] = r_data;
+        \$405 [10769:10738] = r_data;
       end
       if (\$348 ) begin
-        \$389 [10549:10518] = r_data;
+        \$405 [10801:10770] = r_data;
       end
       if (\$349 ) begin
-        \$389 [10581:10550] = r_data;
+        \$405 [10833:10802] = r_data;
       end
       if (\$350 ) begin
-        \$389 [10613:10582] = r_data;
+        \$405 [10865:10834] = r_data;
       end
       if (\$351 ) begin
-        \$389 [10645:10614] = r_data;
+        \$405 [10897:10866] = r_data;
       end
       if (\$352 ) begin
-        \$389 [10677:10646] = r_data;
+        \$405 [10929:10898] = r_data;
       end
       if (\$353 ) begin
-        \$389 [10709:10678] = r_data;
+        \$405 [10961:10930] = r_data;
       end
       if (\$354 ) begin
-        \$389 [10741:10710] = r_data;
+        \$405 [10993:10962] = r_data;
       end
       if (\$355 ) begin
-        \$389 [10754:10742] = r_data[12:0];
+        \$405 [11025:10994] = r_data;
       end
       if (\$356 ) begin
-        \$389 [10786:10755] = r_data;
+        \$405 [11057:11026] = r_data;
       end
       if (\$357 ) begin
-        \$389 [10818:10787] = r_data;
+        \$405 [11089:11058] = r_data;
       end
       if (\$358 ) begin
-        \$389 [10850:10819] = r_data;
+        \$405 [11121:11090] = r_data;
       end
       if (\$359 ) begin
-        \$389 [10882:10851] = r_data;
+        \$405 [11153:11122] = r_data;
       end
       if (\$360 ) begin
-        \$389 [10914:10883] = r_data;
+        \$405 [11185:11154] = r_data;
       end
       if (\$361 ) begin
-        \$389 [10946:10915] = r_data;
+        \$405 [11217:11186] = r_data;
       end
       if (\$362 ) begin
-        \$389 [10978:10947] = r_data;
+        \$405 [11249:11218] = r_data;
       end
       if (\$363 ) begin
-        \$389 [11010:10979] = r_data;
+        \$405 [11281:11250] = r_data;
       end
       if (\$364 ) begin
-        \$389 [11042:11011] = r_data;
+        \$405 [11313:11282] = r_data;
       end
       if (\$365 ) begin
-        \$389 [11074:11043] = r_data;
+        \$405 [11345:11314] = r_data;
       end
       if (\$366 ) begin
-        \$389 [11106:11075] = r_data;
+        \$405 [11377:11346] = r_data;
       end
       if (\$367 ) begin
-        \$389 [11138:11107] = r_data;
+        \$405 [11409:11378] = r_data;
       end
       if (\$368 ) begin
-        \$389 [11170:11139] = r_data;
+        \$405 [11441:11410] = r_data;
       end
       if (\$369 ) begin
-        \$389 [11202:11171] = r_data;
+        \$405 [11473:11442] = r_data;
       end
       if (\$370 ) begin
-        \$389 [11234:11203] = r_data;
+        \$405 [11504:11474] = r_data[30:0];
       end
       if (\$371 ) begin
-        \$389 [11266:11235] = r_data;
+        \$405 [11536:11505] = r_data;
       end
       if (\$372 ) begin
-        \$389 [11298:11267] = r_data;
+        \$405 [11568:11537] = r_data;
       end
       if (\$373 ) begin
-        \$389 [11330:11299] = r_data;
+        \$405 [11600:11569] = r_data;
       end
       if (\$374 ) begin
-        \$389 [11362:11331] = r_data;
+        \$405 [11632:11601] = r_data;
       end
       if (\$375 ) begin
-        \$389 [11394:11363] = r_data;
+        \$405 [11664:11633] = r_data;
       end
       if (\$376 ) begin
-        \$389 [11426:11395] = r_data;
+        \$405 [11696:11665] = r_data;
       end
       if (\$377 ) begin
-        \$389 [11458:11427] = r_data;
+        \$405 [11728:11697] = r_data;
       end
       if (\$378 ) begin
-        \$389 [11471:11459] = r_data[12:0];
+        \$405 [11760:11729] = r_data;
+      end
+      if (\$379 ) begin
+        \$405 [11792:11761] = r_data;
+      end
+      if (\$380 ) begin
+        \$405 [11824:11793] = r_data;
+      end
+      if (\$381 ) begin
+        \$405 [11856:11825] = r_data;
+      end
+      if (\$382 ) begin
+        \$405 [11888:11857] = r_data;
+      end
+      if (\$383 ) begin
+        \$405 [11920:11889] = r_data;
+      end
+      if (\$384 ) begin
+        \$405 [11952:11921] = r_data;
+      end
+      if (\$385 ) begin
+        \$405 [11984:11953] = r_data;
+      end
+      if (\$386 ) begin
+        \$405 [12016:11985] = r_data;
+      end
+      if (\$387 ) begin
+        \$405 [12048:12017] = r_data;
+      end
+      if (\$388 ) begin
+        \$405 [12080:12049] = r_data;
+      end
+      if (\$389 ) begin
+        \$405 [12112:12081] = r_data;
+      end
+      if (\$390 ) begin
+        \$405 [12144:12113] = r_data;
+      end
+      if (\$391 ) begin
+        \$405 [12176:12145] = r_data;
+      end
+      if (\$392 ) begin
+        \$405 [12208:12177] = r_data;
+      end
+      if (\$393 ) begin
+        \$405 [12240:12209] = r_data;
+      end
+      if (\$394 ) begin
+        \$405 [12271:12241] = r_data[30:0];
       end
     end
     if (rst) begin
-      \$389  = 11472'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$405  = 12272'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign copy_done = landing_last;
   assign rule_w__addr = bus_addr;
   assign bus_w_data = rule_w__data;
   assign bus_w_en = rule_w__en;
-  assign \rules[0]  = rules[716:0];
+  assign \rules[0]  = rules[766:0];
   assign \rules[0].enable  = rules[0];
   assign \rules[0].action  = rules[20:1];
   assign \rules[0].action.drop  = rules[1];
   assign \rules[0].action.instance  = rules[5:2];
   assign \rules[0].action.reta_offset  = rules[16:6];
   assign \rules[0].action.reta_size_log2  = rules[20:17];
-  assign \rules[0].flags  = rules[30:21];
+  assign \rules[0].flags  = rules[31:21];
   assign \rules[0].flags.vlan  = rules[21];
   assign \rules[0].flags.vlan2  = rules[22];
   assign \rules[0].flags.ipv4  = rules[23];
@@ -3314,738 +3458,802 @@ module \hetnic_rx_pipeline_w8.pipeline.regs.rules$74 (rst, copy_stb, bus_addr, b
   assign \rules[0].flags.tunnel  = rules[28];
   assign \rules[0].flags.direct  = rules[29];
   assign \rules[0].flags.ip_options  = rules[30];
-  assign \rules[0].flags_mask  = rules[40:31];
-  assign \rules[0].flags_mask.vlan  = rules[31];
-  assign \rules[0].flags_mask.vlan2  = rules[32];
-  assign \rules[0].flags_mask.ipv4  = rules[33];
-  assign \rules[0].flags_mask.ipv6  = rules[34];
-  assign \rules[0].flags_mask.fragment  = rules[35];
-  assign \rules[0].flags_mask.tcp  = rules[36];
-  assign \rules[0].flags_mask.udp  = rules[37];
-  assign \rules[0].flags_mask.tunnel  = rules[38];
-  assign \rules[0].flags_mask.direct  = rules[39];
-  assign \rules[0].flags_mask.ip_options  = rules[40];
-  assign \rules[0].ethertype  = rules[56:41];
-  assign \rules[0].ethertype_mask  = rules[72:57];
-  assign \rules[0].vlan_id  = rules[84:73];
-  assign \rules[0].vlan_mask  = rules[96:85];
-  assign \rules[0].ip_proto  = rules[104:97];
-  assign \rules[0].ip_proto_mask  = rules[112:105];
-  assign \rules[0].dscp  = rules[118:113];
-  assign \rules[0].dscp_mask  = rules[124:119];
-  assign \rules[0].tcp_flags  = rules[132:125];
-  assign \rules[0].tcp_flags_mask  = rules[140:133];
-  assign \rules[0].src_port_lo  = rules[156:141];
-  assign \rules[0].src_port_hi  = rules[172:157];
-  assign \rules[0].dst_port_lo  = rules[188:173];
-  assign \rules[0].dst_port_hi  = rules[204:189];
-  assign \rules[0].src_addr  = rules[332:205];
-  assign \rules[0].src_mask  = rules[460:333];
-  assign \rules[0].dst_addr  = rules[588:461];
-  assign \rules[0].dst_mask  = rules[716:589];
-  assign \rules[1]  = rules[1433:717];
-  assign \rules[1].enable  = rules[717];
-  assign \rules[1].action  = rules[737:718];
-  assign \rules[1].action.drop  = rules[718];
-  assign \rules[1].action.instance  = rules[722:719];
-  assign \rules[1].action.reta_offset  = rules[733:723];
-  assign \rules[1].action.reta_size_log2  = rules[737:734];
-  assign \rules[1].flags  = rules[747:738];
-  assign \rules[1].flags.vlan  = rules[738];
-  assign \rules[1].flags.vlan2  = rules[739];
-  assign \rules[1].flags.ipv4  = rules[740];
-  assign \rules[1].flags.ipv6  = rules[741];
-  assign \rules[1].flags.fragment  = rules[742];
-  assign \rules[1].flags.tcp  = rules[743];
-  assign \rules[1].flags.udp  = rules[744];
-  assign \rules[1].flags.tunnel  = rules[745];
-  assign \rules[1].flags.direct  = rules[746];
-  assign \rules[1].flags.ip_options  = rules[747];
-  assign \rules[1].flags_mask  = rules[757:748];
-  assign \rules[1].flags_mask.vlan  = rules[748];
-  assign \rules[1].flags_mask.vlan2  = rules[749];
-  assign \rules[1].flags_mask.ipv4  = rules[750];
-  assign \rules[1].flags_mask.ipv6  = rules[751];
-  assign \rules[1].flags_mask.fragment  = rules[752];
-  assign \rules[1].flags_mask.tcp  = rules[753];
-  assign \rules[1].flags_mask.udp  = rules[754];
-  assign \rules[1].flags_mask.tunnel  = rules[755];
-  assign \rules[1].flags_mask.direct  = rules[756];
-  assign \rules[1].flags_mask.ip_options  = rules[757];
-  assign \rules[1].ethertype  = rules[773:758];
-  assign \rules[1].ethertype_mask  = rules[789:774];
-  assign \rules[1].vlan_id  = rules[801:790];
-  assign \rules[1].vlan_mask  = rules[813:802];
-  assign \rules[1].ip_proto  = rules[821:814];
-  assign \rules[1].ip_proto_mask  = rules[829:822];
-  assign \rules[1].dscp  = rules[835:830];
-  assign \rules[1].dscp_mask  = rules[841:836];
-  assign \rules[1].tcp_flags  = rules[849:842];
-  assign \rules[1].tcp_flags_mask  = rules[857:850];
-  assign \rules[1].src_port_lo  = rules[873:858];
-  assign \rules[1].src_port_hi  = rules[889:874];
-  assign \rules[1].dst_port_lo  = rules[905:890];
-  assign \rules[1].dst_port_hi  = rules[921:906];
-  assign \rules[1].src_addr  = rules[1049:922];
-  assign \rules[1].src_mask  = rules[1177:1050];
-  assign \rules[1].dst_addr  = rules[1305:1178];
-  assign \rules[1].dst_mask  = rules[1433:1306];
-  assign \rules[2]  = rules[2150:1434];
-  assign \rules[2].enable  = rules[1434];
-  assign \rules[2].action  = rules[1454:1435];
-  assign \rules[2].action.drop  = rules[1435];
-  assign \rules[2].action.instance  = rules[1439:1436];
-  assign \rules[2].action.reta_offset  = rules[1450:1440];
-  assign \rules[2].action.reta_size_log2  = rules[1454:1451];
-  assign \rules[2].flags  = rules[1464:1455];
-  assign \rules[2].flags.vlan  = rules[1455];
-  assign \rules[2].flags.vlan2  = rules[1456];
-  assign \rules[2].flags.ipv4  = rules[1457];
-  assign \rules[2].flags.ipv6  = rules[1458];
-  assign \rules[2].flags.fragment  = rules[1459];
-  assign \rules[2].flags.tcp  = rules[1460];
-  assign \rules[2].flags.udp  = rules[1461];
-  assign \rules[2].flags.tunnel  = rules[1462];
-  assign \rules[2].flags.direct  = rules[1463];
-  assign \rules[2].flags.ip_options  = rules[1464];
-  assign \rules[2].flags_mask  = rules[1474:1465];
-  assign \rules[2].flags_mask.vlan  = rules[1465];
-  assign \rules[2].flags_mask.vlan2  = rules[1466];
-  assign \rules[2].flags_mask.ipv4  = rules[1467];
-  assign \rules[2].flags_mask.ipv6  = rules[1468];
-  assign \rules[2].flags_mask.fragment  = rules[1469];
-  assign \rules[2].flags_mask.tcp  = rules[1470];
-  assign \rules[2].flags_mask.udp  = rules[1471];
-  assign \rules[2].flags_mask.tunnel  = rules[1472];
-  assign \rules[2].flags_mask.direct  = rules[1473];
-  assign \rules[2].flags_mask.ip_options  = rules[1474];
-  assign \rules[2].ethertype  = rules[1490:1475];
-  assign \rules[2].ethertype_mask  = rules[1506:1491];
-  assign \rules[2].vlan_id  = rules[1518:1507];
-  assign \rules[2].vlan_mask  = rules[1530:1519];
-  assign \rules[2].ip_proto  = rules[1538:1531];
-  assign \rules[2].ip_proto_mask  = rules[1546:1539];
-  assign \rules[2].dscp  = rules[1552:1547];
-  assign \rules[2].dscp_mask  = rules[1558:1553];
-  assign \rules[2].tcp_flags  = rules[1566:1559];
-  assign \rules[2].tcp_flags_mask  = rules[1574:1567];
-  assign \rules[2].src_port_lo  = rules[1590:1575];
-  assign \rules[2].src_port_hi  = rules[1606:1591];
-  assign \rules[2].dst_port_lo  = rules[1622:1607];
-  assign \rules[2].dst_port_hi  = rules[1638:1623];
-  assign \rules[2].src_addr  = rules[1766:1639];
-  assign \rules[2].src_mask  = rules[1894:1767];
-  assign \rules[2].dst_addr  = rules[2022:1895];
-  assign \rules[2].dst_mask  = rules[2150:2023];
-  assign \rules[3]  = rules[2867:2151];
-  assign \rules[3].enable  = rules[2151];
-  assign \rules[3].action  = rules[2171:2152];
-  assign \rules[3].action.drop  = rules[2152];
-  assign \rules[3].action.instance  = rules[2156:2153];
-  assign \rules[3].action.reta_offset  = rules[2167:2157];
-  assign \rules[3].action.reta_size_log2  = rules[2171:2168];
-  assign \rules[3].flags  = rules[2181:2172];
-  assign \rules[3].flags.vlan  = rules[2172];
-  assign \rules[3].flags.vlan2  = rules[2173];
-  assign \rules[3].flags.ipv4  = rules[2174];
-  assign \rules[3].flags.ipv6  = rules[2175];
-  assign \rules[3].flags.fragment  = rules[2176];
-  assign \rules[3].flags.tcp  = rules[2177];
-  assign \rules[3].flags.udp  = rules[2178];
-  assign \rules[3].flags.tunnel  = rules[2179];
-  assign \rules[3].flags.direct  = rules[2180];
-  assign \rules[3].flags.ip_options  = rules[2181];
-  assign \rules[3].flags_mask  = rules[2191:2182];
-  assign \rules[3].flags_mask.vlan  = rules[2182];
-  assign \rules[3].flags_mask.vlan2  = rules[2183];
-  assign \rules[3].flags_mask.ipv4  = rules[2184];
-  assign \rules[3].flags_mask.ipv6  = rules[2185];
-  assign \rules[3].flags_mask.fragment  = rules[2186];
-  assign \rules[3].flags_mask.tcp  = rules[2187];
-  assign \rules[3].flags_mask.udp  = rules[2188];
-  assign \rules[3].flags_mask.tunnel  = rules[2189];
-  assign \rules[3].flags_mask.direct  = rules[2190];
-  assign \rules[3].flags_mask.ip_options  = rules[2191];
-  assign \rules[3].ethertype  = rules[2207:2192];
-  assign \rules[3].ethertype_mask  = rules[2223:2208];
-  assign \rules[3].vlan_id  = rules[2235:2224];
-  assign \rules[3].vlan_mask  = rules[2247:2236];
-  assign \rules[3].ip_proto  = rules[2255:2248];
-  assign \rules[3].ip_proto_mask  = rules[2263:2256];
-  assign \rules[3].dscp  = rules[2269:2264];
-  assign \rules[3].dscp_mask  = rules[2275:2270];
-  assign \rules[3].tcp_flags  = rules[2283:2276];
-  assign \rules[3].tcp_flags_mask  = rules[2291:2284];
-  assign \rules[3].src_port_lo  = rules[2307:2292];
-  assign \rules[3].src_port_hi  = rules[2323:2308];
-  assign \rules[3].dst_port_lo  = rules[2339:2324];
-  assign \rules[3].dst_port_hi  = rules[2355:2340];
-  assign \rules[3].src_addr  = rules[2483:2356];
-  assign \rules[3].src_mask  = rules[2611:2484];
-  assign \rules[3].dst_addr  = rules[2739:2612];
-  assign \rules[3].dst_mask  = rules[2867:2740];
-  assign \rules[4]  = rules[3584:2868];
-  assign \rules[4].enable  = rules[2868];
-  assign \rules[4].action  = rules[2888:2869];
-  assign \rules[4].action.drop  = rules[2869];
-  assign \rules[4].action.instance  = rules[2873:2870];
-  assign \rules[4].action.reta_offset  = rules[2884:2874];
-  assign \rules[4].action.reta_size_log2  = rules[2888:2885];
-  assign \rules[4].flags  = rules[2898:2889];
-  assign \rules[4].flags.vlan  = rules[2889];
-  assign \rules[4].flags.vlan2  = rules[2890];
-  assign \rules[4].flags.ipv4  = rules[2891];
-  assign \rules[4].flags.ipv6  = rules[2892];
-  assign \rules[4].flags.fragment  = rules[2893];
-  assign \rules[4].flags.tcp  = rules[2894];
-  assign \rules[4].flags.udp  = rules[2895];
-  assign \rules[4].flags.tunnel  = rules[2896];
-  assign \rules[4].flags.direct  = rules[2897];
-  assign \rules[4].flags.ip_options  = rules[2898];
-  assign \rules[4].flags_mask  = rules[2908:2899];
-  assign \rules[4].flags_mask.vlan  = rules[2899];
-  assign \rules[4].flags_mask.vlan2  = rules[2900];
-  assign \rules[4].flags_mask.ipv4  = rules[2901];
-  assign \rules[4].flags_mask.ipv6  = rules[2902];
-  assign \rules[4].flags_mask.fragment  = rules[2903];
-  assign \rules[4].flags_mask.tcp  = rules[2904];
-  assign \rules[4].flags_mask.udp  = rules[2905];
-  assign \rules[4].flags_mask.tunnel  = rules[2906];
-  assign \rules[4].flags_mask.direct  = rules[2907];
-  assign \rules[4].flags_mask.ip_options  = rules[2908];
-  assign \rules[4].ethertype  = rules[2924:2909];
-  assign \rules[4].ethertype_mask  = rules[2940:2925];
-  assign \rules[4].vlan_id  = rules[2952:2941];
-  assign \rules[4].vlan_mask  = rules[2964:2953];
-  assign \rules[4].ip_proto  = rules[2972:2965];
-  assign \rules[4].ip_proto_mask  = rules[2980:2973];
-  assign \rules[4].dscp  = rules[2986:2981];
-  assign \rules[4].dscp_mask  = rules[2992:2987];
-  assign \rules[4].tcp_flags  = rules[3000:2993];
-  assign \rules[4].tcp_flags_mask  = rules[3008:3001];
-  assign \rules[4].src_port_lo  = rules[3024:3009];
-  assign \rules[4].src_port_hi  = rules[3040:3025];
-  assign \rules[4].dst_port_lo  = rules[3056:3041];
-  assign \rules[4].dst_port_hi  = rules[3072:3057];
-  assign \rules[4].src_addr  = rules[3200:3073];
-  assign \rules[4].src_mask  = rules[3328:3201];
-  assign \rules[4].dst_addr  = rules[3456:3329];
-  assign \rules[4].dst_mask  = rules[3584:3457];
-  assign \rules[5]  = rules[4301:3585];
-  assign \rules[5].enable  = rules[3585];
-  assign \rules[5].action  = rules[3605:3586];
-  assign \rules[5].action.drop  = rules[3586];
-  assign \rules[5].action.instance  = rules[3590:3587];
-  assign \rules[5].action.reta_offset  = rules[3601:3591];
-  assign \rules[5].action.reta_size_log2  = rules[3605:3602];
-  assign \rules[5].flags  = rules[3615:3606];
-  assign \rules[5].flags.vlan  = rules[3606];
-  assign \rules[5].flags.vlan2  = rules[3607];
-  assign \rules[5].flags.ipv4  = rules[3608];
-  assign \rules[5].flags.ipv6  = rules[3609];
-  assign \rules[5].flags.fragment  = rules[3610];
-  assign \rules[5].flags.tcp  = rules[3611];
-  assign \rules[5].flags.udp  = rules[3612];
-  assign \rules[5].flags.tunnel  = rules[3613];
-  assign \rules[5].flags.direct  = rules[3614];
-  assign \rules[5].flags.ip_options  = rules[3615];
-  assign \rules[5].flags_mask  = rules[3625:3616];
-  assign \rules[5].flags_mask.vlan  = rules[3616];
-  assign \rules[5].flags_mask.vlan2  = rules[3617];
-  assign \rules[5].flags_mask.ipv4  = rules[3618];
-  assign \rules[5].flags_mask.ipv6  = rules[3619];
-  assign \rules[5].flags_mask.fragment  = rules[3620];
-  assign \rules[5].flags_mask.tcp  = rules[3621];
-  assign \rules[5].flags_mask.udp  = rules[3622];
-  assign \rules[5].flags_mask.tunnel  = rules[3623];
-  assign \rules[5].flags_mask.direct  = rules[3624];
-  assign \rules[5].flags_mask.ip_options  = rules[3625];
-  assign \rules[5].ethertype  = rules[3641:3626];
-  assign \rules[5].ethertype_mask  = rules[3657:3642];
-  assign \rules[5].vlan_id  = rules[3669:3658];
-  assign \rules[5].vlan_mask  = rules[3681:3670];
-  assign \rules[5].ip_proto  = rules[3689:3682];
-  assign \rules[5].ip_proto_mask  = rules[3697:3690];
-  assign \rules[5].dscp  = rules[3703:3698];
-  assign \rules[5].dscp_mask  = rules[3709:3704];
-  assign \rules[5].tcp_flags  = rules[3717:3710];
-  assign \rules[5].tcp_flags_mask  = rules[3725:3718];
-  assign \rules[5].src_port_lo  = rules[3741:3726];
-  assign \rules[5].src_port_hi  = rules[3757:3742];
-  assign \rules[5].dst_port_lo  = rules[3773:3758];
-  assign \rules[5].dst_port_hi  = rules[3789:3774];
-  assign \rules[5].src_addr  = rules[3917:3790];
-  assign \rules[5].src_mask  = rules[4045:3918];
-  assign \rules[5].dst_addr  = rules[4173:4046];
-  assign \rules[5].dst_mask  = rules[4301:4174];
-  assign \rules[6]  = rules[5018:4302];
-  assign \rules[6].enable  = rules[4302];
-  assign \rules[6].action  = rules[4322:4303];
-  assign \rules[6].action.drop  = rules[4303];
-  assign \rules[6].action.instance  = rules[4307:4304];
-  assign \rules[6].action.reta_offset  = rules[4318:4308];
-  assign \rules[6].action.reta_size_log2  = rules[4322:4319];
-  assign \rules[6].flags  = rules[4332:4323];
-  assign \rules[6].flags.vlan  = rules[4323];
-  assign \rules[6].flags.vlan2  = rules[4324];
-  assign \rules[6].flags.ipv4  = rules[4325];
-  assign \rules[6].flags.ipv6  = rules[4326];
-  assign \rules[6].flags.fragment  = rules[4327];
-  assign \rules[6].flags.tcp  = rules[4328];
-  assign \rules[6].flags.udp  = rules[4329];
-  assign \rules[6].flags.tunnel  = rules[4330];
-  assign \rules[6].flags.direct  = rules[4331];
-  assign \rules[6].flags.ip_options  = rules[4332];
-  assign \rules[6].flags_mask  = rules[4342:4333];
-  assign \rules[6].flags_mask.vlan  = rules[4333];
-  assign \rules[6].flags_mask.vlan2  = rules[4334];
-  assign \rules[6].flags_mask.ipv4  = rules[4335];
-  assign \rules[6].flags_mask.ipv6  = rules[4336];
-  assign \rules[6].flags_mask.fragment  = rules[4337];
-  assign \rules[6].flags_mask.tcp  = rules[4338];
-  assign \rules[6].flags_mask.udp  = rules[4339];
-  assign \rules[6].flags_mask.tunnel  = rules[4340];
-  assign \rules[6].flags_mask.direct  = rules[4341];
-  assign \rules[6].flags_mask.ip_options  = rules[4342];
-  assign \rules[6].ethertype  = rules[4358:4343];
-  assign \rules[6].ethertype_mask  = rules[4374:4359];
-  assign \rules[6].vlan_id  = rules[4386:4375];
-  assign \rules[6].vlan_mask  = rules[4398:4387];
-  assign \rules[6].ip_proto  = rules[4406:4399];
-  assign \rules[6].ip_proto_mask  = rules[4414:4407];
-  assign \rules[6].dscp  = rules[4420:4415];
-  assign \rules[6].dscp_mask  = rules[4426:4421];
-  assign \rules[6].tcp_flags  = rules[4434:4427];
-  assign \rules[6].tcp_flags_mask  = rules[4442:4435];
-  assign \rules[6].src_port_lo  = rules[4458:4443];
-  assign \rules[6].src_port_hi  = rules[4474:4459];
-  assign \rules[6].dst_port_lo  = rules[4490:4475];
-  assign \rules[6].dst_port_hi  = rules[4506:4491];
-  assign \rules[6].src_addr  = rules[4634:4507];
-  assign \rules[6].src_mask  = rules[4762:4635];
-  assign \rules[6].dst_addr  = rules[4890:4763];
-  assign \rules[6].dst_mask  = rules[5018:4891];
-  assign \rules[7]  = rules[5735:5019];
-  assign \rules[7].enable  = rules[5019];
-  assign \rules[7].action  = rules[5039:5020];
-  assign \rules[7].action.drop  = rules[5020];
-  assign \rules[7].action.instance  = rules[5024:5021];
-  assign \rules[7].action.reta_offset  = rules[5035:5025];
-  assign \rules[7].action.reta_size_log2  = rules[5039:5036];
-  assign \rules[7].flags  = rules[5049:5040];
-  assign \rules[7].flags.vlan  = rules[5040];
-  assign \rules[7].flags.vlan2  = rules[5041];
-  assign \rules[7].flags.ipv4  = rules[5042];
-  assign \rules[7].flags.ipv6  = rules[5043];
-  assign \rules[7].flags.fragment  = rules[5044];
-  assign \rules[7].flags.tcp  = rules[5045];
-  assign \rules[7].flags.udp  = rules[5046];
-  assign \rules[7].flags.tunnel  = rules[5047];
-  assign \rules[7].flags.direct  = rules[5048];
-  assign \rules[7].flags.ip_options  = rules[5049];
-  assign \rules[7].flags_mask  = rules[5059:5050];
-  assign \rules[7].flags_mask.vlan  = rules[5050];
-  assign \rules[7].flags_mask.vlan2  = rules[5051];
-  assign \rules[7].flags_mask.ipv4  = rules[5052];
-  assign \rules[7].flags_mask.ipv6  = rules[5053];
-  assign \rules[7].flags_mask.fragment  = rules[5054];
-  assign \rules[7].flags_mask.tcp  = rules[5055];
-  assign \rules[7].flags_mask.udp  = rules[5056];
-  assign \rules[7].flags_mask.tunnel  = rules[5057];
-  assign \rules[7].flags_mask.direct  = rules[5058];
-  assign \rules[7].flags_mask.ip_options  = rules[5059];
-  assign \rules[7].ethertype  = rules[5075:5060];
-  assign \rules[7].ethertype_mask  = rules[5091:5076];
-  assign \rules[7].vlan_id  = rules[5103:5092];
-  assign \rules[7].vlan_mask  = rules[5115:5104];
-  assign \rules[7].ip_proto  = rules[5123:5116];
-  assign \rules[7].ip_proto_mask  = rules[5131:5124];
-  assign \rules[7].dscp  = rules[5137:5132];
-  assign \rules[7].dscp_mask  = rules[5143:5138];
-  assign \rules[7].tcp_flags  = rules[5151:5144];
-  assign \rules[7].tcp_flags_mask  = rules[5159:5152];
-  assign \rules[7].src_port_lo  = rules[5175:5160];
-  assign \rules[7].src_port_hi  = rules[5191:5176];
-  assign \rules[7].dst_port_lo  = rules[5207:5192];
-  assign \rules[7].dst_port_hi  = rules[5223:5208];
-  assign \rules[7].src_addr  = rules[5351:5224];
-  assign \rules[7].src_mask  = rules[5479:5352];
-  assign \rules[7].dst_addr  = rules[5607:5480];
-  assign \rules[7].dst_mask  = rules[5735:5608];
-  assign \rules[8]  = rules[6452:5736];
-  assign \rules[8].enable  = rules[5736];
-  assign \rules[8].action  = rules[5756:5737];
-  assign \rules[8].action.drop  = rules[5737];
-  assign \rules[8].action.instance  = rules[5741:5738];
-  assign \rules[8].action.reta_offset  = rules[5752:5742];
-  assign \rules[8].action.reta_size_log2  = rules[5756:5753];
-  assign \rules[8].flags  = rules[5766:5757];
-  assign \rules[8].flags.vlan  = rules[5757];
-  assign \rules[8].flags.vlan2  = rules[5758];
-  assign \rules[8].flags.ipv4  = rules[5759];
-  assign \rules[8].flags.ipv6  = rules[5760];
-  assign \rules[8].flags.fragment  = rules[5761];
-  assign \rules[8].flags.tcp  = rules[5762];
-  assign \rules[8].flags.udp  = rules[5763];
-  assign \rules[8].flags.tunnel  = rules[5764];
-  assign \rules[8].flags.direct  = rules[5765];
-  assign \rules[8].flags.ip_options  = rules[5766];
-  assign \rules[8].flags_mask  = rules[5776:5767];
-  assign \rules[8].flags_mask.vlan  = rules[5767];
-  assign \rules[8].flags_mask.vlan2  = rules[5768];
-  assign \rules[8].flags_mask.ipv4  = rules[5769];
-  assign \rules[8].flags_mask.ipv6  = rules[5770];
-  assign \rules[8].flags_mask.fragment  = rules[5771];
-  assign \rules[8].flags_mask.tcp  = rules[5772];
-  assign \rules[8].flags_mask.udp  = rules[5773];
-  assign \rules[8].flags_mask.tunnel  = rules[5774];
-  assign \rules[8].flags_mask.direct  = rules[5775];
-  assign \rules[8].flags_mask.ip_options  = rules[5776];
-  assign \rules[8].ethertype  = rules[5792:5777];
-  assign \rules[8].ethertype_mask  = rules[5808:5793];
-  assign \rules[8].vlan_id  = rules[5820:5809];
-  assign \rules[8].vlan_mask  = rules[5832:5821];
-  assign \rules[8].ip_proto  = rules[5840:5833];
-  assign \rules[8].ip_proto_mask  = rules[5848:5841];
-  assign \rules[8].dscp  = rules[5854:5849];
-  assign \rules[8].dscp_mask  = rules[5860:5855];
-  assign \rules[8].tcp_flags  = rules[5868:5861];
-  assign \rules[8].tcp_flags_mask  = rules[5876:5869];
-  assign \rules[8].src_port_lo  = rules[5892:5877];
-  assign \rules[8].src_port_hi  = rules[5908:5893];
-  assign \rules[8].dst_port_lo  = rules[5924:5909];
-  assign \rules[8].dst_port_hi  = rules[5940:5925];
-  assign \rules[8].src_addr  = rules[6068:5941];
-  assign \rules[8].src_mask  = rules[6196:6069];
-  assign \rules[8].dst_addr  = rules[6324:6197];
-  assign \rules[8].dst_mask  = rules[6452:6325];
-  assign \rules[9]  = rules[7169:6453];
-  assign \rules[9].enable  = rules[6453];
-  assign \rules[9].action  = rules[6473:6454];
-  assign \rules[9].action.drop  = rules[6454];
-  assign \rules[9].action.instance  = rules[6458:6455];
-  assign \rules[9].action.reta_offset  = rules[6469:6459];
-  assign \rules[9].action.reta_size_log2  = rules[6473:6470];
-  assign \rules[9].flags  = rules[6483:6474];
-  assign \rules[9].flags.vlan  = rules[6474];
-  assign \rules[9].flags.vlan2  = rules[6475];
-  assign \rules[9].flags.ipv4  = rules[6476];
-  assign \rules[9].flags.ipv6  = rules[6477];
-  assign \rules[9].flags.fragment  = rules[6478];
-  assign \rules[9].flags.tcp  = rules[6479];
-  assign \rules[9].flags.udp  = rules[6480];
-  assign \rules[9].flags.tunnel  = rules[6481];
-  assign \rules[9].flags.direct  = rules[6482];
-  assign \rules[9].flags.ip_options  = rules[6483];
-  assign \rules[9].flags_mask  = rules[6493:6484];
-  assign \rules[9].flags_mask.vlan  = rules[6484];
-  assign \rules[9].flags_mask.vlan2  = rules[6485];
-  assign \rules[9].flags_mask.ipv4  = rules[6486];
-  assign \rules[9].flags_mask.ipv6  = rules[6487];
-  assign \rules[9].flags_mask.fragment  = rules[6488];
-  assign \rules[9].flags_mask.tcp  = rules[6489];
-  assign \rules[9].flags_mask.udp  = rules[6490];
-  assign \rules[9].flags_mask.tunnel  = rules[6491];
-  assign \rules[9].flags_mask.direct  = rules[6492];
-  assign \rules[9].flags_mask.ip_options  = rules[6493];
-  assign \rules[9].ethertype  = rules[6509:6494];
-  assign \rules[9].ethertype_mask  = rules[6525:6510];
-  assign \rules[9].vlan_id  = rules[6537:6526];
-  assign \rules[9].vlan_mask  = rules[6549:6538];
-  assign \rules[9].ip_proto  = rules[6557:6550];
-  assign \rules[9].ip_proto_mask  = rules[6565:6558];
-  assign \rules[9].dscp  = rules[6571:6566];
-  assign \rules[9].dscp_mask  = rules[6577:6572];
-  assign \rules[9].tcp_flags  = rules[6585:6578];
-  assign \rules[9].tcp_flags_mask  = rules[6593:6586];
-  assign \rules[9].src_port_lo  = rules[6609:6594];
-  assign \rules[9].src_port_hi  = rules[6625:6610];
-  assign \rules[9].dst_port_lo  = rules[6641:6626];
-  assign \rules[9].dst_port_hi  = rules[6657:6642];
-  assign \rules[9].src_addr  = rules[6785:6658];
-  assign \rules[9].src_mask  = rules[6913:6786];
-  assign \rules[9].dst_addr  = rules[7041:6914];
-  assign \rules[9].dst_mask  = rules[7169:7042];
-  assign \rules[10]  = rules[7886:7170];
-  assign \rules[10].enable  = rules[7170];
-  assign \rules[10].action  = rules[7190:7171];
-  assign \rules[10].action.drop  = rules[7171];
-  assign \rules[10].action.instance  = rules[7175:7172];
-  assign \rules[10].action.reta_offset  = rules[7186:7176];
-  assign \rules[10].action.reta_size_log2  = rules[7190:7187];
-  assign \rules[10].flags  = rules[7200:7191];
-  assign \rules[10].flags.vlan  = rules[7191];
-  assign \rules[10].flags.vlan2  = rules[7192];
-  assign \rules[10].flags.ipv4  = rules[7193];
-  assign \rules[10].flags.ipv6  = rules[7194];
-  assign \rules[10].flags.fragment  = rules[7195];
-  assign \rules[10].flags.tcp  = rules[7196];
-  assign \rules[10].flags.udp  = rules[7197];
-  assign \rules[10].flags.tunnel  = rules[7198];
-  assign \rules[10].flags.direct  = rules[7199];
-  assign \rules[10].flags.ip_options  = rules[7200];
-  assign \rules[10].flags_mask  = rules[7210:7201];
-  assign \rules[10].flags_mask.vlan  = rules[7201];
-  assign \rules[10].flags_mask.vlan2  = rules[7202];
-  assign \rules[10].flags_mask.ipv4  = rules[7203];
-  assign \rules[10].flags_mask.ipv6  = rules[7204];
-  assign \rules[10].flags_mask.fragment  = rules[7205];
-  assign \rules[10].flags_mask.tcp  = rules[7206];
-  assign \rules[10].flags_mask.udp  = rules[7207];
-  assign \rules[10].flags_mask.tunnel  = rules[7208];
-  assign \rules[10].flags_mask.direct  = rules[7209];
-  assign \rules[10].flags_mask.ip_options  = rules[7210];
-  assign \rules[10].ethertype  = rules[7226:7211];
-  assign \rules[10].ethertype_mask  = rules[7242:7227];
-  assign \rules[10].vlan_id  = rules[7254:7243];
-  assign \rules[10].vlan_mask  = rules[7266:7255];
-  assign \rules[10].ip_proto  = rules[7274:7267];
-  assign \rules[10].ip_proto_mask  = rules[7282:7275];
-  assign \rules[10].dscp  = rules[7288:7283];
-  assign \rules[10].dscp_mask  = rules[7294:7289];
-  assign \rules[10].tcp_flags  = rules[7302:7295];
-  assign \rules[10].tcp_flags_mask  = rules[7310:7303];
-  assign \rules[10].src_port_lo  = rules[7326:7311];
-  assign \rules[10].src_port_hi  = rules[7342:7327];
-  assign \rules[10].dst_port_lo  = rules[7358:7343];
-  assign \rules[10].dst_port_hi  = rules[7374:7359];
-  assign \rules[10].src_addr  = rules[7502:7375];
-  assign \rules[10].src_mask  = rules[7630:7503];
-  assign \rules[10].dst_addr  = rules[7758:7631];
-  assign \rules[10].dst_mask  = rules[7886:7759];
-  assign \rules[11]  = rules[8603:7887];
-  assign \rules[11].enable  = rules[7887];
-  assign \rules[11].action  = rules[7907:7888];
-  assign \rules[11].action.drop  = rules[7888];
-  assign \rules[11].action.instance  = rules[7892:7889];
-  assign \rules[11].action.reta_offset  = rules[7903:7893];
-  assign \rules[11].action.reta_size_log2  = rules[7907:7904];
-  assign \rules[11].flags  = rules[7917:7908];
-  assign \rules[11].flags.vlan  = rules[7908];
-  assign \rules[11].flags.vlan2  = rules[7909];
-  assign \rules[11].flags.ipv4  = rules[7910];
-  assign \rules[11].flags.ipv6  = rules[7911];
-  assign \rules[11].flags.fragment  = rules[7912];
-  assign \rules[11].flags.tcp  = rules[7913];
-  assign \rules[11].flags.udp  = rules[7914];
-  assign \rules[11].flags.tunnel  = rules[7915];
-  assign \rules[11].flags.direct  = rules[7916];
-  assign \rules[11].flags.ip_options  = rules[7917];
-  assign \rules[11].flags_mask  = rules[7927:7918];
-  assign \rules[11].flags_mask.vlan  = rules[7918];
-  assign \rules[11].flags_mask.vlan2  = rules[7919];
-  assign \rules[11].flags_mask.ipv4  = rules[7920];
-  assign \rules[11].flags_mask.ipv6  = rules[7921];
-  assign \rules[11].flags_mask.fragment  = rules[7922];
-  assign \rules[11].flags_mask.tcp  = rules[7923];
-  assign \rules[11].flags_mask.udp  = rules[7924];
-  assign \rules[11].flags_mask.tunnel  = rules[7925];
-  assign \rules[11].flags_mask.direct  = rules[7926];
-  assign \rules[11].flags_mask.ip_options  = rules[7927];
-  assign \rules[11].ethertype  = rules[7943:7928];
-  assign \rules[11].ethertype_mask  = rules[7959:7944];
-  assign \rules[11].vlan_id  = rules[7971:7960];
-  assign \rules[11].vlan_mask  = rules[7983:7972];
-  assign \rules[11].ip_proto  = rules[7991:7984];
-  assign \rules[11].ip_proto_mask  = rules[7999:7992];
-  assign \rules[11].dscp  = rules[8005:8000];
-  assign \rules[11].dscp_mask  = rules[8011:8006];
-  assign \rules[11].tcp_flags  = rules[8019:8012];
-  assign \rules[11].tcp_flags_mask  = rules[8027:8020];
-  assign \rules[11].src_port_lo  = rules[8043:8028];
-  assign \rules[11].src_port_hi  = rules[8059:8044];
-  assign \rules[11].dst_port_lo  = rules[8075:8060];
-  assign \rules[11].dst_port_hi  = rules[8091:8076];
-  assign \rules[11].src_addr  = rules[8219:8092];
-  assign \rules[11].src_mask  = rules[8347:8220];
-  assign \rules[11].dst_addr  = rules[8475:8348];
-  assign \rules[11].dst_mask  = rules[8603:8476];
-  assign \rules[12]  = rules[9320:8604];
-  assign \rules[12].enable  = rules[8604];
-  assign \rules[12].action  = rules[8624:8605];
-  assign \rules[12].action.drop  = rules[8605];
-  assign \rules[12].action.instance  = rules[8609:8606];
-  assign \rules[12].action.reta_offset  = rules[8620:8610];
-  assign \rules[12].action.reta_size_log2  = rules[8624:8621];
-  assign \rules[12].flags  = rules[8634:8625];
-  assign \rules[12].flags.vlan  = rules[8625];
-  assign \rules[12].flags.vlan2  = rules[8626];
-  assign \rules[12].flags.ipv4  = rules[8627];
-  assign \rules[12].flags.ipv6  = rules[8628];
-  assign \rules[12].flags.fragment  = rules[8629];
-  assign \rules[12].flags.tcp  = rules[8630];
-  assign \rules[12].flags.udp  = rules[8631];
-  assign \rules[12].flags.tunnel  = rules[8632];
-  assign \rules[12].flags.direct  = rules[8633];
-  assign \rules[12].flags.ip_options  = rules[8634];
-  assign \rules[12].flags_mask  = rules[8644:8635];
-  assign \rules[12].flags_mask.vlan  = rules[8635];
-  assign \rules[12].flags_mask.vlan2  = rules[8636];
-  assign \rules[12].flags_mask.ipv4  = rules[8637];
-  assign \rules[12].flags_mask.ipv6  = rules[8638];
-  assign \rules[12].flags_mask.fragment  = rules[8639];
-  assign \rules[12].flags_mask.tcp  = rules[8640];
-  assign \rules[12].flags_mask.udp  = rules[8641];
-  assign \rules[12].flags_mask.tunnel  = rules[8642];
-  assign \rules[12].flags_mask.direct  = rules[8643];
-  assign \rules[12].flags_mask.ip_options  = rules[8644];
-  assign \rules[12].ethertype  = rules[8660:8645];
-  assign \rules[12].ethertype_mask  = rules[8676:8661];
-  assign \rules[12].vlan_id  = rules[8688:8677];
-  assign \rules[12].vlan_mask  = rules[8700:8689];
-  assign \rules[12].ip_proto  = rules[8708:8701];
-  assign \rules[12].ip_proto_mask  = rules[8716:8709];
-  assign \rules[12].dscp  = rules[8722:8717];
-  assign \rules[12].dscp_mask  = rules[8728:8723];
-  assign \rules[12].tcp_flags  = rules[8736:8729];
-  assign \rules[12].tcp_flags_mask  = rules[8744:8737];
-  assign \rules[12].src_port_lo  = rules[8760:8745];
-  assign \rules[12].src_port_hi  = rules[8776:8761];
-  assign \rules[12].dst_port_lo  = rules[8792:8777];
-  assign \rules[12].dst_port_hi  = rules[8808:8793];
-  assign \rules[12].src_addr  = rules[8936:8809];
-  assign \rules[12].src_mask  = rules[9064:8937];
-  assign \rules[12].dst_addr  = rules[9192:9065];
-  assign \rules[12].dst_mask  = rules[9320:9193];
-  assign \rules[13]  = rules[10037:9321];
-  assign \rules[13].enable  = rules[9321];
-  assign \rules[13].action  = rules[9341:9322];
-  assign \rules[13].action.drop  = rules[9322];
-  assign \rules[13].action.instance  = rules[9326:9323];
-  assign \rules[13].action.reta_offset  = rules[9337:9327];
-  assign \rules[13].action.reta_size_log2  = rules[9341:9338];
-  assign \rules[13].flags  = rules[9351:9342];
-  assign \rules[13].flags.vlan  = rules[9342];
-  assign \rules[13].flags.vlan2  = rules[9343];
-  assign \rules[13].flags.ipv4  = rules[9344];
-  assign \rules[13].flags.ipv6  = rules[9345];
-  assign \rules[13].flags.fragment  = rules[9346];
-  assign \rules[13].flags.tcp  = rules[9347];
-  assign \rules[13].flags.udp  = rules[9348];
-  assign \rules[13].flags.tunnel  = rules[9349];
-  assign \rules[13].flags.direct  = rules[9350];
-  assign \rules[13].flags.ip_options  = rules[9351];
-  assign \rules[13].flags_mask  = rules[9361:9352];
-  assign \rules[13].flags_mask.vlan  = rules[9352];
-  assign \rules[13].flags_mask.vlan2  = rules[9353];
-  assign \rules[13].flags_mask.ipv4  = rules[9354];
-  assign \rules[13].flags_mask.ipv6  = rules[9355];
-  assign \rules[13].flags_mask.fragment  = rules[9356];
-  assign \rules[13].flags_mask.tcp  = rules[9357];
-  assign \rules[13].flags_mask.udp  = rules[9358];
-  assign \rules[13].flags_mask.tunnel  = rules[9359];
-  assign \rules[13].flags_mask.direct  = rules[9360];
-  assign \rules[13].flags_mask.ip_options  = rules[9361];
-  assign \rules[13].ethertype  = rules[9377:9362];
-  assign \rules[13].ethertype_mask  = rules[9393:9378];
-  assign \rules[13].vlan_id  = rules[9405:9394];
-  assign \rules[13].vlan_mask  = rules[9417:9406];
-  assign \rules[13].ip_proto  = rules[9425:9418];
-  assign \rules[13].ip_proto_mask  = rules[9433:9426];
-  assign \rules[13].dscp  = rules[9439:9434];
-  assign \rules[13].dscp_mask  = rules[9445:9440];
-  assign \rules[13].tcp_flags  = rules[9453:9446];
-  assign \rules[13].tcp_flags_mask  = rules[9461:9454];
-  assign \rules[13].src_port_lo  = rules[9477:9462];
-  assign \rules[13].src_port_hi  = rules[9493:9478];
-  assign \rules[13].dst_port_lo  = rules[9509:9494];
-  assign \rules[13].dst_port_hi  = rules[9525:9510];
-  assign \rules[13].src_addr  = rules[9653:9526];
-  assign \rules[13].src_mask  = rules[9781:9654];
-  assign \rules[13].dst_addr  = rules[9909:9782];
-  assign \rules[13].dst_mask  = rules[10037:9910];
-  assign \rules[14]  = rules[10754:10038];
-  assign \rules[14].enable  = rules[10038];
-  assign \rules[14].action  = rules[10058:10039];
-  assign \rules[14].action.drop  = rules[10039];
-  assign \rules[14].action.instance  = rules[10043:10040];
-  assign \rules[14].action.reta_offset  = rules[10054:10044];
-  assign \rules[14].action.reta_size_log2  = rules[10058:10055];
-  assign \rules[14].flags  = rules[10068:10059];
-  assign \rules[14].flags.vlan  = rules[10059];
-  assign \rules[14].flags.vlan2  = rules[10060];
-  assign \rules[14].flags.ipv4  = rules[10061];
-  assign \rules[14].flags.ipv6  = rules[10062];
-  assign \rules[14].flags.fragment  = rules[10063];
-  assign \rules[14].flags.tcp  = rules[10064];
-  assign \rules[14].flags.udp  = rules[10065];
-  assign \rules[14].flags.tunnel  = rules[10066];
-  assign \rules[14].flags.direct  = rules[10067];
-  assign \rules[14].flags.ip_options  = rules[10068];
-  assign \rules[14].flags_mask  = rules[10078:10069];
-  assign \rules[14].flags_mask.vlan  = rules[10069];
-  assign \rules[14].flags_mask.vlan2  = rules[10070];
-  assign \rules[14].flags_mask.ipv4  = rules[10071];
-  assign \rules[14].flags_mask.ipv6  = rules[10072];
-  assign \rules[14].flags_mask.fragment  = rules[10073];
-  assign \rules[14].flags_mask.tcp  = rules[10074];
-  assign \rules[14].flags_mask.udp  = rules[10075];
-  assign \rules[14].flags_mask.tunnel  = rules[10076];
-  assign \rules[14].flags_mask.direct  = rules[10077];
-  assign \rules[14].flags_mask.ip_options  = rules[10078];
-  assign \rules[14].ethertype  = rules[10094:10079];
-  assign \rules[14].ethertype_mask  = rules[10110:10095];
-  assign \rules[14].vlan_id  = rules[10122:10111];
-  assign \rules[14].vlan_mask  = rules[10134:10123];
-  assign \rules[14].ip_proto  = rules[10142:10135];
-  assign \rules[14].ip_proto_mask  = rules[10150:10143];
-  assign \rules[14].dscp  = rules[10156:10151];
-  assign \rules[14].dscp_mask  = rules[10162:10157];
-  assign \rules[14].tcp_flags  = rules[10170:10163];
-  assign \rules[14].tcp_flags_mask  = rules[10178:10171];
-  assign \rules[14].src_port_lo  = rules[10194:10179];
-  assign \rules[14].src_port_hi  = rules[10210:10195];
-  assign \rules[14].dst_port_lo  = rules[10226:10211];
-  assign \rules[14].dst_port_hi  = rules[10242:10227];
-  assign \rules[14].src_addr  = rules[10370:10243];
-  assign \rules[14].src_mask  = rules[10498:10371];
-  assign \rules[14].dst_addr  = rules[10626:10499];
-  assign \rules[14].dst_mask  = rules[10754:10627];
-  assign \rules[15]  = rules[11471:10755];
-  assign \rules[15].enable  = rules[10755];
-  assign \rules[15].action  = rules[10775:10756];
-  assign \rules[15].action.drop  = rules[10756];
-  assign \rules[15].action.instance  = rules[10760:10757];
-  assign \rules[15].action.reta_offset  = rules[10771:10761];
-  assign \rules[15].action.reta_size_log2  = rules[10775:10772];
-  assign \rules[15].flags  = rules[10785:10776];
-  assign \rules[15].flags.vlan  = rules[10776];
-  assign \rules[15].flags.vlan2  = rules[10777];
-  assign \rules[15].flags.ipv4  = rules[10778];
-  assign \rules[15].flags.ipv6  = rules[10779];
-  assign \rules[15].flags.fragment  = rules[10780];
-  assign \rules[15].flags.tcp  = rules[10781];
-  assign \rules[15].flags.udp  = rules[10782];
-  assign \rules[15].flags.tunnel  = rules[10783];
-  assign \rules[15].flags.direct  = rules[10784];
-  assign \rules[15].flags.ip_options  = rules[10785];
-  assign \rules[15].flags_mask  = rules[10795:10786];
-  assign \rules[15].flags_mask.vlan  = rules[10786];
-  assign \rules[15].flags_mask.vlan2  = rules[10787];
-  assign \rules[15].flags_mask.ipv4  = rules[10788];
-  assign \rules[15].flags_mask.ipv6  = rules[10789];
-  assign \rules[15].flags_mask.fragment  = rules[10790];
-  assign \rules[15].flags_mask.tcp  = rules[10791];
-  assign \rules[15].flags_mask.udp  = rules[10792];
-  assign \rules[15].flags_mask.tunnel  = rules[10793];
-  assign \rules[15].flags_mask.direct  = rules[10794];
-  assign \rules[15].flags_mask.ip_options  = rules[10795];
-  assign \rules[15].ethertype  = rules[10811:10796];
-  assign \rules[15].ethertype_mask  = rules[10827:10812];
-  assign \rules[15].vlan_id  = rules[10839:10828];
-  assign \rules[15].vlan_mask  = rules[10851:10840];
-  assign \rules[15].ip_proto  = rules[10859:10852];
-  assign \rules[15].ip_proto_mask  = rules[10867:10860];
-  assign \rules[15].dscp  = rules[10873:10868];
-  assign \rules[15].dscp_mask  = rules[10879:10874];
-  assign \rules[15].tcp_flags  = rules[10887:10880];
-  assign \rules[15].tcp_flags_mask  = rules[10895:10888];
-  assign \rules[15].src_port_lo  = rules[10911:10896];
-  assign \rules[15].src_port_hi  = rules[10927:10912];
-  assign \rules[15].dst_port_lo  = rules[10943:10928];
-  assign \rules[15].dst_port_hi  = rules[10959:10944];
-  assign \rules[15].src_addr  = rules[11087:10960];
-  assign \rules[15].src_mask  = rules[11215:11088];
-  assign \rules[15].dst_addr  = rules[11343:11216];
-  assign \rules[15].dst_mask  = rules[11471:11344];
+  assign \rules[0].flags.vni  = rules[31];
+  assign \rules[0].flags_mask  = rules[42:32];
+  assign \rules[0].flags_mask.vlan  = rules[32];
+  assign \rules[0].flags_mask.vlan2  = rules[33];
+  assign \rules[0].flags_mask.ipv4  = rules[34];
+  assign \rules[0].flags_mask.ipv6  = rules[35];
+  assign \rules[0].flags_mask.fragment  = rules[36];
+  assign \rules[0].flags_mask.tcp  = rules[37];
+  assign \rules[0].flags_mask.udp  = rules[38];
+  assign \rules[0].flags_mask.tunnel  = rules[39];
+  assign \rules[0].flags_mask.direct  = rules[40];
+  assign \rules[0].flags_mask.ip_options  = rules[41];
+  assign \rules[0].flags_mask.vni  = rules[42];
+  assign \rules[0].ethertype  = rules[58:43];
+  assign \rules[0].ethertype_mask  = rules[74:59];
+  assign \rules[0].vlan_id  = rules[86:75];
+  assign \rules[0].vlan_mask  = rules[98:87];
+  assign \rules[0].ip_proto  = rules[106:99];
+  assign \rules[0].ip_proto_mask  = rules[114:107];
+  assign \rules[0].dscp  = rules[120:115];
+  assign \rules[0].dscp_mask  = rules[126:121];
+  assign \rules[0].tcp_flags  = rules[134:127];
+  assign \rules[0].tcp_flags_mask  = rules[142:135];
+  assign \rules[0].src_port_lo  = rules[158:143];
+  assign \rules[0].src_port_hi  = rules[174:159];
+  assign \rules[0].dst_port_lo  = rules[190:175];
+  assign \rules[0].dst_port_hi  = rules[206:191];
+  assign \rules[0].src_addr  = rules[334:207];
+  assign \rules[0].src_mask  = rules[462:335];
+  assign \rules[0].dst_addr  = rules[590:463];
+  assign \rules[0].dst_mask  = rules[718:591];
+  assign \rules[0].vni  = rules[742:719];
+  assign \rules[0].vni_mask  = rules[766:743];
+  assign \rules[1]  = rules[1533:767];
+  assign \rules[1].enable  = rules[767];
+  assign \rules[1].action  = rules[787:768];
+  assign \rules[1].action.drop  = rules[768];
+  assign \rules[1].action.instance  = rules[772:769];
+  assign \rules[1].action.reta_offset  = rules[783:773];
+  assign \rules[1].action.reta_size_log2  = rules[787:784];
+  assign \rules[1].flags  = rules[798:788];
+  assign \rules[1].flags.vlan  = rules[788];
+  assign \rules[1].flags.vlan2  = rules[789];
+  assign \rules[1].flags.ipv4  = rules[790];
+  assign \rules[1].flags.ipv6  = rules[791];
+  assign \rules[1].flags.fragment  = rules[792];
+  assign \rules[1].flags.tcp  = rules[793];
+  assign \rules[1].flags.udp  = rules[794];
+  assign \rules[1].flags.tunnel  = rules[795];
+  assign \rules[1].flags.direct  = rules[796];
+  assign \rules[1].flags.ip_options  = rules[797];
+  assign \rules[1].flags.vni  = rules[798];
+  assign \rules[1].flags_mask  = rules[809:799];
+  assign \rules[1].flags_mask.vlan  = rules[799];
+  assign \rules[1].flags_mask.vlan2  = rules[800];
+  assign \rules[1].flags_mask.ipv4  = rules[801];
+  assign \rules[1].flags_mask.ipv6  = rules[802];
+  assign \rules[1].flags_mask.fragment  = rules[803];
+  assign \rules[1].flags_mask.tcp  = rules[804];
+  assign \rules[1].flags_mask.udp  = rules[805];
+  assign \rules[1].flags_mask.tunnel  = rules[806];
+  assign \rules[1].flags_mask.direct  = rules[807];
+  assign \rules[1].flags_mask.ip_options  = rules[808];
+  assign \rules[1].flags_mask.vni  = rules[809];
+  assign \rules[1].ethertype  = rules[825:810];
+  assign \rules[1].ethertype_mask  = rules[841:826];
+  assign \rules[1].vlan_id  = rules[853:842];
+  assign \rules[1].vlan_mask  = rules[865:854];
+  assign \rules[1].ip_proto  = rules[873:866];
+  assign \rules[1].ip_proto_mask  = rules[881:874];
+  assign \rules[1].dscp  = rules[887:882];
+  assign \rules[1].dscp_mask  = rules[893:888];
+  assign \rules[1].tcp_flags  = rules[901:894];
+  assign \rules[1].tcp_flags_mask  = rules[909:902];
+  assign \rules[1].src_port_lo  = rules[925:910];
+  assign \rules[1].src_port_hi  = rules[941:926];
+  assign \rules[1].dst_port_lo  = rules[957:942];
+  assign \rules[1].dst_port_hi  = rules[973:958];
+  assign \rules[1].src_addr  = rules[1101:974];
+  assign \rules[1].src_mask  = rules[1229:1102];
+  assign \rules[1].dst_addr  = rules[1357:1230];
+  assign \rules[1].dst_mask  = rules[1485:1358];
+  assign \rules[1].vni  = rules[1509:1486];
+  assign \rules[1].vni_mask  = rules[1533:1510];
+  assign \rules[2]  = rules[2300:1534];
+  assign \rules[2].enable  = rules[1534];
+  assign \rules[2].action  = rules[1554:1535];
+  assign \rules[2].action.drop  = rules[1535];
+  assign \rules[2].action.instance  = rules[1539:1536];
+  assign \rules[2].action.reta_offset  = rules[1550:1540];
+  assign \rules[2].action.reta_size_log2  = rules[1554:1551];
+  assign \rules[2].flags  = rules[1565:1555];
+  assign \rules[2].flags.vlan  = rules[1555];
+  assign \rules[2].flags.vlan2  = rules[1556];
+  assign \rules[2].flags.ipv4  = rules[1557];
+  assign \rules[2].flags.ipv6  = rules[1558];
+  assign \rules[2].flags.fragment  = rules[1559];
+  assign \rules[2].flags.tcp  = rules[1560];
+  assign \rules[2].flags.udp  = rules[1561];
+  assign \rules[2].flags.tunnel  = rules[1562];
+  assign \rules[2].flags.direct  = rules[1563];
+  assign \rules[2].flags.ip_options  = rules[1564];
+  assign \rules[2].flags.vni  = rules[1565];
+  assign \rules[2].flags_mask  = rules[1576:1566];
+  assign \rules[2].flags_mask.vlan  = rules[1566];
+  assign \rules[2].flags_mask.vlan2  = rules[1567];
+  assign \rules[2].flags_mask.ipv4  = rules[1568];
+  assign \rules[2].flags_mask.ipv6  = rules[1569];
+  assign \rules[2].flags_mask.fragment  = rules[1570];
+  assign \rules[2].flags_mask.tcp  = rules[1571];
+  assign \rules[2].flags_mask.udp  = rules[1572];
+  assign \rules[2].flags_mask.tunnel  = rules[1573];
+  assign \rules[2].flags_mask.direct  = rules[1574];
+  assign \rules[2].flags_mask.ip_options  = rules[1575];
+  assign \rules[2].flags_mask.vni  = rules[1576];
+  assign \rules[2].ethertype  = rules[1592:1577];
+  assign \rules[2].ethertype_mask  = rules[1608:1593];
+  assign \rules[2].vlan_id  = rules[1620:1609];
+  assign \rules[2].vlan_mask  = rules[1632:1621];
+  assign \rules[2].ip_proto  = rules[1640:1633];
+  assign \rules[2].ip_proto_mask  = rules[1648:1641];
+  assign \rules[2].dscp  = rules[1654:1649];
+  assign \rules[2].dscp_mask  = rules[1660:1655];
+  assign \rules[2].tcp_flags  = rules[1668:1661];
+  assign \rules[2].tcp_flags_mask  = rules[1676:1669];
+  assign \rules[2].src_port_lo  = rules[1692:1677];
+  assign \rules[2].src_port_hi  = rules[1708:1693];
+  assign \rules[2].dst_port_lo  = rules[1724:1709];
+  assign \rules[2].dst_port_hi  = rules[1740:1725];
+  assign \rules[2].src_addr  = rules[1868:1741];
+  assign \rules[2].src_mask  = rules[1996:1869];
+  assign \rules[2].dst_addr  = rules[2124:1997];
+  assign \rules[2].dst_mask  = rules[2252:2125];
+  assign \rules[2].vni  = rules[2276:2253];
+  assign \rules[2].vni_mask  = rules[2300:2277];
+  assign \rules[3]  = rules[3067:2301];
+  assign \rules[3].enable  = rules[2301];
+  assign \rules[3].action  = rules[2321:2302];
+  assign \rules[3].action.drop  = rules[2302];
+  assign \rules[3].action.instance  = rules[2306:2303];
+  assign \rules[3].action.reta_offset  = rules[2317:2307];
+  assign \rules[3].action.reta_size_log2  = rules[2321:2318];
+  assign \rules[3].flags  = rules[2332:2322];
+  assign \rules[3].flags.vlan  = rules[2322];
+  assign \rules[3].flags.vlan2  = rules[2323];
+  assign \rules[3].flags.ipv4  = rules[2324];
+  assign \rules[3].flags.ipv6  = rules[2325];
+  assign \rules[3].flags.fragment  = rules[2326];
+  assign \rules[3].flags.tcp  = rules[2327];
+  assign \rules[3].flags.udp  = rules[2328];
+  assign \rules[3].flags.tunnel  = rules[2329];
+  assign \rules[3].flags.direct  = rules[2330];
+  assign \rules[3].flags.ip_options  = rules[2331];
+  assign \rules[3].flags.vni  = rules[2332];
+  assign \rules[3].flags_mask  = rules[2343:2333];
+  assign \rules[3].flags_mask.vlan  = rules[2333];
+  assign \rules[3].flags_mask.vlan2  = rules[2334];
+  assign \rules[3].flags_mask.ipv4  = rules[2335];
+  assign \rules[3].flags_mask.ipv6  = rules[2336];
+  assign \rules[3].flags_mask.fragment  = rules[2337];
+  assign \rules[3].flags_mask.tcp  = rules[2338];
+  assign \rules[3].flags_mask.udp  = rules[2339];
+  assign \rules[3].flags_mask.tunnel  = rules[2340];
+  assign \rules[3].flags_mask.direct  = rules[2341];
+  assign \rules[3].flags_mask.ip_options  = rules[2342];
+  assign \rules[3].flags_mask.vni  = rules[2343];
+  assign \rules[3].ethertype  = rules[2359:2344];
+  assign \rules[3].ethertype_mask  = rules[2375:2360];
+  assign \rules[3].vlan_id  = rules[2387:2376];
+  assign \rules[3].vlan_mask  = rules[2399:2388];
+  assign \rules[3].ip_proto  = rules[2407:2400];
+  assign \rules[3].ip_proto_mask  = rules[2415:2408];
+  assign \rules[3].dscp  = rules[2421:2416];
+  assign \rules[3].dscp_mask  = rules[2427:2422];
+  assign \rules[3].tcp_flags  = rules[2435:2428];
+  assign \rules[3].tcp_flags_mask  = rules[2443:2436];
+  assign \rules[3].src_port_lo  = rules[2459:2444];
+  assign \rules[3].src_port_hi  = rules[2475:2460];
+  assign \rules[3].dst_port_lo  = rules[2491:2476];
+  assign \rules[3].dst_port_hi  = rules[2507:2492];
+  assign \rules[3].src_addr  = rules[2635:2508];
+  assign \rules[3].src_mask  = rules[2763:2636];
+  assign \rules[3].dst_addr  = rules[2891:2764];
+  assign \rules[3].dst_mask  = rules[3019:2892];
+  assign \rules[3].vni  = rules[3043:3020];
+  assign \rules[3].vni_mask  = rules[3067:3044];
+  assign \rules[4]  = rules[3834:3068];
+  assign \rules[4].enable  = rules[3068];
+  assign \rules[4].action  = rules[3088:3069];
+  assign \rules[4].action.drop  = rules[3069];
+  assign \rules[4].action.instance  = rules[3073:3070];
+  assign \rules[4].action.reta_offset  = rules[3084:3074];
+  assign \rules[4].action.reta_size_log2  = rules[3088:3085];
+  assign \rules[4].flags  = rules[3099:3089];
+  assign \rules[4].flags.vlan  = rules[3089];
+  assign \rules[4].flags.vlan2  = rules[3090];
+  assign \rules[4].flags.ipv4  = rules[3091];
+  assign \rules[4].flags.ipv6  = rules[3092];
+  assign \rules[4].flags.fragment  = rules[3093];
+  assign \rules[4].flags.tcp  = rules[3094];
+  assign \rules[4].flags.udp  = rules[3095];
+  assign \rules[4].flags.tunnel  = rules[3096];
+  assign \rules[4].flags.direct  = rules[3097];
+  assign \rules[4].flags.ip_options  = rules[3098];
+  assign \rules[4].flags.vni  = rules[3099];
+  assign \rules[4].flags_mask  = rules[3110:3100];
+  assign \rules[4].flags_mask.vlan  = rules[3100];
+  assign \rules[4].flags_mask.vlan2  = rules[3101];
+  assign \rules[4].flags_mask.ipv4  = rules[3102];
+  assign \rules[4].flags_mask.ipv6  = rules[3103];
+  assign \rules[4].flags_mask.fragment  = rules[3104];
+  assign \rules[4].flags_mask.tcp  = rules[3105];
+  assign \rules[4].flags_mask.udp  = rules[3106];
+  assign \rules[4].flags_mask.tunnel  = rules[3107];
+  assign \rules[4].flags_mask.direct  = rules[3108];
+  assign \rules[4].flags_mask.ip_options  = rules[3109];
+  assign \rules[4].flags_mask.vni  = rules[3110];
+  assign \rules[4].ethertype  = rules[3126:3111];
+  assign \rules[4].ethertype_mask  = rules[3142:3127];
+  assign \rules[4].vlan_id  = rules[3154:3143];
+  assign \rules[4].vlan_mask  = rules[3166:3155];
+  assign \rules[4].ip_proto  = rules[3174:3167];
+  assign \rules[4].ip_proto_mask  = rules[3182:3175];
+  assign \rules[4].dscp  = rules[3188:3183];
+  assign \rules[4].dscp_mask  = rules[3194:3189];
+  assign \rules[4].tcp_flags  = rules[3202:3195];
+  assign \rules[4].tcp_flags_mask  = rules[3210:3203];
+  assign \rules[4].src_port_lo  = rules[3226:3211];
+  assign \rules[4].src_port_hi  = rules[3242:3227];
+  assign \rules[4].dst_port_lo  = rules[3258:3243];
+  assign \rules[4].dst_port_hi  = rules[3274:3259];
+  assign \rules[4].src_addr  = rules[3402:3275];
+  assign \rules[4].src_mask  = rules[3530:3403];
+  assign \rules[4].dst_addr  = rules[3658:3531];
+  assign \rules[4].dst_mask  = rules[3786:3659];
+  assign \rules[4].vni  = rules[3810:3787];
+  assign \rules[4].vni_mask  = rules[3834:3811];
+  assign \rules[5]  = rules[4601:3835];
+  assign \rules[5].enable  = rules[3835];
+  assign \rules[5].action  = rules[3855:3836];
+  assign \rules[5].action.drop  = rules[3836];
+  assign \rules[5].action.instance  = rules[3840:3837];
+  assign \rules[5].action.reta_offset  = rules[3851:3841];
+  assign \rules[5].action.reta_size_log2  = rules[3855:3852];
+  assign \rules[5].flags  = rules[3866:3856];
+  assign \rules[5].flags.vlan  = rules[3856];
+  assign \rules[5].flags.vlan2  = rules[3857];
+  assign \rules[5].flags.ipv4  = rules[3858];
+  assign \rules[5].flags.ipv6  = rules[3859];
+  assign \rules[5].flags.fragment  = rules[3860];
+  assign \rules[5].flags.tcp  = rules[3861];
+  assign \rules[5].flags.udp  = rules[3862];
+  assign \rules[5].flags.tunnel  = rules[3863];
+  assign \rules[5].flags.direct  = rules[3864];
+  assign \rules[5].flags.ip_options  = rules[3865];
+  assign \rules[5].flags.vni  = rules[3866];
+  assign \rules[5].flags_mask  = rules[3877:3867];
+  assign \rules[5].flags_mask.vlan  = rules[3867];
+  assign \rules[5].flags_mask.vlan2  = rules[3868];
+  assign \rules[5].flags_mask.ipv4  = rules[3869];
+  assign \rules[5].flags_mask.ipv6  = rules[3870];
+  assign \rules[5].flags_mask.fragment  = rules[3871];
+  assign \rules[5].flags_mask.tcp  = rules[3872];
+  assign \rules[5].flags_mask.udp  = rules[3873];
+  assign \rules[5].flags_mask.tunnel  = rules[3874];
+  assign \rules[5].flags_mask.direct  = rules[3875];
+  assign \rules[5].flags_mask.ip_options  = rules[3876];
+  assign \rules[5].flags_mask.vni  = rules[3877];
+  assign \rules[5].ethertype  = rules[3893:3878];
+  assign \rules[5].ethertype_mask  = rules[3909:3894];
+  assign \rules[5].vlan_id  = rules[3921:3910];
+  assign \rules[5].vlan_mask  = rules[3933:3922];
+  assign \rules[5].ip_proto  = rules[3941:3934];
+  assign \rules[5].ip_proto_mask  = rules[3949:3942];
+  assign \rules[5].dscp  = rules[3955:3950];
+  assign \rules[5].dscp_mask  = rules[3961:3956];
+  assign \rules[5].tcp_flags  = rules[3969:3962];
+  assign \rules[5].tcp_flags_mask  = rules[3977:3970];
+  assign \rules[5].src_port_lo  = rules[3993:3978];
+  assign \rules[5].src_port_hi  = rules[4009:3994];
+  assign \rules[5].dst_port_lo  = rules[4025:4010];
+  assign \rules[5].dst_port_hi  = rules[4041:4026];
+  assign \rules[5].src_addr  = rules[4169:4042];
+  assign \rules[5].src_mask  = rules[4297:4170];
+  assign \rules[5].dst_addr  = rules[4425:4298];
+  assign \rules[5].dst_mask  = rules[4553:4426];
+  assign \rules[5].vni  = rules[4577:4554];
+  assign \rules[5].vni_mask  = rules[4601:4578];
+  assign \rules[6]  = rules[5368:4602];
+  assign \rules[6].enable  = rules[4602];
+  assign \rules[6].action  = rules[4622:4603];
+  assign \rules[6].action.drop  = rules[4603];
+  assign \rules[6].action.instance  = rules[4607:4604];
+  assign \rules[6].action.reta_offset  = rules[4618:4608];
+  assign \rules[6].action.reta_size_log2  = rules[4622:4619];
+  assign \rules[6].flags  = rules[4633:4623];
+  assign \rules[6].flags.vlan  = rules[4623];
+  assign \rules[6].flags.vlan2  = rules[4624];
+  assign \rules[6].flags.ipv4  = rules[4625];
+  assign \rules[6].flags.ipv6  = rules[4626];
+  assign \rules[6].flags.fragment  = rules[4627];
+  assign \rules[6].flags.tcp  = rules[4628];
+  assign \rules[6].flags.udp  = rules[4629];
+  assign \rules[6].flags.tunnel  = rules[4630];
+  assign \rules[6].flags.direct  = rules[4631];
+  assign \rules[6].flags.ip_options  = rules[4632];
+  assign \rules[6].flags.vni  = rules[4633];
+  assign \rules[6].flags_mask  = rules[4644:4634];
+  assign \rules[6].flags_mask.vlan  = rules[4634];
+  assign \rules[6].flags_mask.vlan2  = rules[4635];
+  assign \rules[6].flags_mask.ipv4  = rules[4636];
+  assign \rules[6].flags_mask.ipv6  = rules[4637];
+  assign \rules[6].flags_mask.fragment  = rules[4638];
+  assign \rules[6].flags_mask.tcp  = rules[4639];
+  assign \rules[6].flags_mask.udp  = rules[4640];
+  assign \rules[6].flags_mask.tunnel  = rules[4641];
+  assign \rules[6].flags_mask.direct  = rules[4642];
+  assign \rules[6].flags_mask.ip_options  = rules[4643];
+  assign \rules[6].flags_mask.vni  = rules[4644];
+  assign \rules[6].ethertype  = rules[4660:4645];
+  assign \rules[6].ethertype_mask  = rules[4676:4661];
+  assign \rules[6].vlan_id  = rules[4688:4677];
+  assign \rules[6].vlan_mask  = rules[4700:4689];
+  assign \rules[6].ip_proto  = rules[4708:4701];
+  assign \rules[6].ip_proto_mask  = rules[4716:4709];
+  assign \rules[6].dscp  = rules[4722:4717];
+  assign \rules[6].dscp_mask  = rules[4728:4723];
+  assign \rules[6].tcp_flags  = rules[4736:4729];
+  assign \rules[6].tcp_flags_mask  = rules[4744:4737];
+  assign \rules[6].src_port_lo  = rules[4760:4745];
+  assign \rules[6].src_port_hi  = rules[4776:4761];
+  assign \rules[6].dst_port_lo  = rules[4792:4777];
+  assign \rules[6].dst_port_hi  = rules[4808:4793];
+  assign \rules[6].src_addr  = rules[4936:4809];
+  assign \rules[6].src_mask  = rules[5064:4937];
+  assign \rules[6].dst_addr  = rules[5192:5065];
+  assign \rules[6].dst_mask  = rules[5320:5193];
+  assign \rules[6].vni  = rules[5344:5321];
+  assign \rules[6].vni_mask  = rules[5368:5345];
+  assign \rules[7]  = rules[6135:5369];
+  assign \rules[7].enable  = rules[5369];
+  assign \rules[7].action  = rules[5389:5370];
+  assign \rules[7].action.drop  = rules[5370];
+  assign \rules[7].action.instance  = rules[5374:5371];
+  assign \rules[7].action.reta_offset  = rules[5385:5375];
+  assign \rules[7].action.reta_size_log2  = rules[5389:5386];
+  assign \rules[7].flags  = rules[5400:5390];
+  assign \rules[7].flags.vlan  = rules[5390];
+  assign \rules[7].flags.vlan2  = rules[5391];
+  assign \rules[7].flags.ipv4  = rules[5392];
+  assign \rules[7].flags.ipv6  = rules[5393];
+  assign \rules[7].flags.fragment  = rules[5394];
+  assign \rules[7].flags.tcp  = rules[5395];
+  assign \rules[7].flags.udp  = rules[5396];
+  assign \rules[7].flags.tunnel  = rules[5397];
+  assign \rules[7].flags.direct  = rules[5398];
+  assign \rules[7].flags.ip_options  = rules[5399];
+  assign \rules[7].flags.vni  = rules[5400];
+  assign \rules[7].flags_mask  = rules[5411:5401];
+  assign \rules[7].flags_mask.vlan  = rules[5401];
+  assign \rules[7].flags_mask.vlan2  = rules[5402];
+  assign \rules[7].flags_mask.ipv4  = rules[5403];
+  assign \rules[7].flags_mask.ipv6  = rules[5404];
+  assign \rules[7].flags_mask.fragment  = rules[5405];
+  assign \rules[7].flags_mask.tcp  = rules[5406];
+  assign \rules[7].flags_mask.udp  = rules[5407];
+  assign \rules[7].flags_mask.tunnel  = rules[5408];
+  assign \rules[7].flags_mask.direct  = rules[5409];
+  assign \rules[7].flags_mask.ip_options  = rules[5410];
+  assign \rules[7].flags_mask.vni  = rules[5411];
+  assign \rules[7].ethertype  = rules[5427:5412];
+  assign \rules[7].ethertype_mask  = rules[5443:5428];
+  assign \rules[7].vlan_id  = rules[5455:5444];
+  assign \rules[7].vlan_mask  = rules[5467:5456];
+  assign \rules[7].ip_proto  = rules[5475:5468];
+  assign \rules[7].ip_proto_mask  = rules[5483:5476];
+  assign \rules[7].dscp  = rules[5489:5484];
+  assign \rules[7].dscp_mask  = rules[5495:5490];
+  assign \rules[7].tcp_flags  = rules[5503:5496];
+  assign \rules[7].tcp_flags_mask  = rules[5511:5504];
+  assign \rules[7].src_port_lo  = rules[5527:5512];
+  assign \rules[7].src_port_hi  = rules[5543:5528];
+  assign \rules[7].dst_port_lo  = rules[5559:5544];
+  assign \rules[7].dst_port_hi  = rules[5575:5560];
+  assign \rules[7].src_addr  = rules[5703:5576];
+  assign \rules[7].src_mask  = rules[5831:5704];
+  assign \rules[7].dst_addr  = rules[5959:5832];
+  assign \rules[7].dst_mask  = rules[6087:5960];
+  assign \rules[7].vni  = rules[6111:6088];
+  assign \rules[7].vni_mask  = rules[6135:6112];
+  assign \rules[8]  = rules[6902:6136];
+  assign \rules[8].enable  = rules[6136];
+  assign \rules[8].action  = rules[6156:6137];
+  assign \rules[8].action.drop  = rules[6137];
+  assign \rules[8].action.instance  = rules[6141:6138];
+  assign \rules[8].action.reta_offset  = rules[6152:6142];
+  assign \rules[8].action.reta_size_log2  = rules[6156:6153];
+  assign \rules[8].flags  = rules[6167:6157];
+  assign \rules[8].flags.vlan  = rules[6157];
+  assign \rules[8].flags.vlan2  = rules[6158];
+  assign \rules[8].flags.ipv4  = rules[6159];
+  assign \rules[8].flags.ipv6  = rules[6160];
+  assign \rules[8].flags.fragment  = rules[6161];
+  assign \rules[8].flags.tcp  = rules[6162];
+  assign \rules[8].flags.udp  = rules[6163];
+  assign \rules[8].flags.tunnel  = rules[6164];
+  assign \rules[8].flags.direct  = rules[6165];
+  assign \rules[8].flags.ip_options  = rules[6166];
+  assign \rules[8].flags.vni  = rules[6167];
+  assign \rules[8].flags_mask  = rules[6178:6168];
+  assign \rules[8].flags_mask.vlan  = rules[6168];
+  assign \rules[8].flags_mask.vlan2  = rules[6169];
+  assign \rules[8].flags_mask.ipv4  = rules[6170];
+  assign \rules[8].flags_mask.ipv6  = rules[6171];
+  assign \rules[8].flags_mask.fragment  = rules[6172];
+  assign \rules[8].flags_mask.tcp  = rules[6173];
+  assign \rules[8].flags_mask.udp  = rules[6174];
+  assign \rules[8].flags_mask.tunnel  = rules[6175];
+  assign \rules[8].flags_mask.direct  = rules[6176];
+  assign \rules[8].flags_mask.ip_options  = rules[6177];
+  assign \rules[8].flags_mask.vni  = rules[6178];
+  assign \rules[8].ethertype  = rules[6194:6179];
+  assign \rules[8].ethertype_mask  = rules[6210:6195];
+  assign \rules[8].vlan_id  = rules[6222:6211];
+  assign \rules[8].vlan_mask  = rules[6234:6223];
+  assign \rules[8].ip_proto  = rules[6242:6235];
+  assign \rules[8].ip_proto_mask  = rules[6250:6243];
+  assign \rules[8].dscp  = rules[6256:6251];
+  assign \rules[8].dscp_mask  = rules[6262:6257];
+  assign \rules[8].tcp_flags  = rules[6270:6263];
+  assign \rules[8].tcp_flags_mask  = rules[6278:6271];
+  assign \rules[8].src_port_lo  = rules[6294:6279];
+  assign \rules[8].src_port_hi  = rules[6310:6295];
+  assign \rules[8].dst_port_lo  = rules[6326:6311];
+  assign \rules[8].dst_port_hi  = rules[6342:6327];
+  assign \rules[8].src_addr  = rules[6470:6343];
+  assign \rules[8].src_mask  = rules[6598:6471];
+  assign \rules[8].dst_addr  = rules[6726:6599];
+  assign \rules[8].dst_mask  = rules[6854:6727];
+  assign \rules[8].vni  = rules[6878:6855];
+  assign \rules[8].vni_mask  = rules[6902:6879];
+  assign \rules[9]  = rules[7669:6903];
+  assign \rules[9].enable  = rules[6903];
+  assign \rules[9].action  = rules[6923:6904];
+  assign \rules[9].action.drop  = rules[6904];
+  assign \rules[9].action.instance  = rules[6908:6905];
+  assign \rules[9].action.reta_offset  = rules[6919:6909];
+  assign \rules[9].action.reta_size_log2  = rules[6923:6920];
+  assign \rules[9].flags  = rules[6934:6924];
+  assign \rules[9].flags.vlan  = rules[6924];
+  assign \rules[9].flags.vlan2  = rules[6925];
+  assign \rules[9].flags.ipv4  = rules[6926];
+  assign \rules[9].flags.ipv6  = rules[6927];
+  assign \rules[9].flags.fragment  = rules[6928];
+  assign \rules[9].flags.tcp  = rules[6929];
+  assign \rules[9].flags.udp  = rules[6930];
+  assign \rules[9].flags.tunnel  = rules[6931];
+  assign \rules[9].flags.direct  = rules[6932];
+  assign \rules[9].flags.ip_options  = rules[6933];
+  assign \rules[9].flags.vni  = rules[6934];
+  assign \rules[9].flags_mask  = rules[6945:6935];
+  assign \rules[9].flags_mask.vlan  = rules[6935];
+  assign \rules[9].flags_mask.vlan2  = rules[6936];
+  assign \rules[9].flags_mask.ipv4  = rules[6937];
+  assign \rules[9].flags_mask.ipv6  = rules[6938];
+  assign \rules[9].flags_mask.fragment  = rules[6939];
+  assign \rules[9].flags_mask.tcp  = rules[6940];
+  assign \rules[9].flags_mask.udp  = rules[6941];
+  assign \rules[9].flags_mask.tunnel  = rules[6942];
+  assign \rules[9].flags_mask.direct  = rules[6943];
+  assign \rules[9].flags_mask.ip_options  = rules[6944];
+  assign \rules[9].flags_mask.vni  = rules[6945];
+  assign \rules[9].ethertype  = rules[6961:6946];
+  assign \rules[9].ethertype_mask  = rules[6977:6962];
+  assign \rules[9].vlan_id  = rules[6989:6978];
+  assign \rules[9].vlan_mask  = rules[7001:6990];
+  assign \rules[9].ip_proto  = rules[7009:7002];
+  assign \rules[9].ip_proto_mask  = rules[7017:7010];
+  assign \rules[9].dscp  = rules[7023:7018];
+  assign \rules[9].dscp_mask  = rules[7029:7024];
+  assign \rules[9].tcp_flags  = rules[7037:7030];
+  assign \rules[9].tcp_flags_mask  = rules[7045:7038];
+  assign \rules[9].src_port_lo  = rules[7061:7046];
+  assign \rules[9].src_port_hi  = rules[7077:7062];
+  assign \rules[9].dst_port_lo  = rules[7093:7078];
+  assign \rules[9].dst_port_hi  = rules[7109:7094];
+  assign \rules[9].src_addr  = rules[7237:7110];
+  assign \rules[9].src_mask  = rules[7365:7238];
+  assign \rules[9].dst_addr  = rules[7493:7366];
+  assign \rules[9].dst_mask  = rules[7621:7494];
+  assign \rules[9].vni  = rules[7645:7622];
+  assign \rules[9].vni_mask  = rules[7669:7646];
+  assign \rules[10]  = rules[8436:7670];
+  assign \rules[10].enable  = rules[7670];
+  assign \rules[10].action  = rules[7690:7671];
+  assign \rules[10].action.drop  = rules[7671];
+  assign \rules[10].action.instance  = rules[7675:7672];
+  assign \rules[10].action.reta_offset  = rules[7686:7676];
+  assign \rules[10].action.reta_size_log2  = rules[7690:7687];
+  assign \rules[10].flags  = rules[7701:7691];
+  assign \rules[10].flags.vlan  = rules[7691];
+  assign \rules[10].flags.vlan2  = rules[7692];
+  assign \rules[10].flags.ipv4  = rules[7693];
+  assign \rules[10].flags.ipv6  = rules[7694];
+  assign \rules[10].flags.fragment  = rules[7695];
+  assign \rules[10].flags.tcp  = rules[7696];
+  assign \rules[10].flags.udp  = rules[7697];
+  assign \rules[10].flags.tunnel  = rules[7698];
+  assign \rules[10].flags.direct  = rules[7699];
+  assign \rules[10].flags.ip_options  = rules[7700];
+  assign \rules[10].flags.vni  = rules[7701];
+  assign \rules[10].flags_mask  = rules[7712:7702];
+  assign \rules[10].flags_mask.vlan  = rules[7702];
+  assign \rules[10].flags_mask.vlan2  = rules[7703];
+  assign \rules[10].flags_mask.ipv4  = rules[7704];
+  assign \rules[10].flags_mask.ipv6  = rules[7705];
+  assign \rules[10].flags_mask.fragment  = rules[7706];
+  assign \rules[10].flags_mask.tcp  = rules[7707];
+  assign \rules[10].flags_mask.udp  = rules[7708];
+  assign \rules[10].flags_mask.tunnel  = rules[7709];
+  assign \rules[10].flags_mask.direct  = rules[7710];
+  assign \rules[10].flags_mask.ip_options  = rules[7711];
+  assign \rules[10].flags_mask.vni  = rules[7712];
+  assign \rules[10].ethertype  = rules[7728:7713];
+  assign \rules[10].ethertype_mask  = rules[7744:7729];
+  assign \rules[10].vlan_id  = rules[7756:7745];
+  assign \rules[10].vlan_mask  = rules[7768:7757];
+  assign \rules[10].ip_proto  = rules[7776:7769];
+  assign \rules[10].ip_proto_mask  = rules[7784:7777];
+  assign \rules[10].dscp  = rules[7790:7785];
+  assign \rules[10].dscp_mask  = rules[7796:7791];
+  assign \rules[10].tcp_flags  = rules[7804:7797];
+  assign \rules[10].tcp_flags_mask  = rules[7812:7805];
+  assign \rules[10].src_port_lo  = rules[7828:7813];
+  assign \rules[10].src_port_hi  = rules[7844:7829];
+  assign \rules[10].dst_port_lo  = rules[7860:7845];
+  assign \rules[10].dst_port_hi  = rules[7876:7861];
+  assign \rules[10].src_addr  = rules[8004:7877];
+  assign \rules[10].src_mask  = rules[8132:8005];
+  assign \rules[10].dst_addr  = rules[8260:8133];
+  assign \rules[10].dst_mask  = rules[8388:8261];
+  assign \rules[10].vni  = rules[8412:8389];
+  assign \rules[10].vni_mask  = rules[8436:8413];
+  assign \rules[11]  = rules[9203:8437];
+  assign \rules[11].enable  = rules[8437];
+  assign \rules[11].action  = rules[8457:8438];
+  assign \rules[11].action.drop  = rules[8438];
+  assign \rules[11].action.instance  = rules[8442:8439];
+  assign \rules[11].action.reta_offset  = rules[8453:8443];
+  assign \rules[11].action.reta_size_log2  = rules[8457:8454];
+  assign \rules[11].flags  = rules[8468:8458];
+  assign \rules[11].flags.vlan  = rules[8458];
+  assign \rules[11].flags.vlan2  = rules[8459];
+  assign \rules[11].flags.ipv4  = rules[8460];
+  assign \rules[11].flags.ipv6  = rules[8461];
+  assign \rules[11].flags.fragment  = rules[8462];
+  assign \rules[11].flags.tcp  = rules[8463];
+  assign \rules[11].flags.udp  = rules[8464];
+  assign \rules[11].flags.tunnel  = rules[8465];
+  assign \rules[11].flags.direct  = rules[8466];
+  assign \rules[11].flags.ip_options  = rules[8467];
+  assign \rules[11].flags.vni  = rules[8468];
+  assign \rules[11].flags_mask  = rules[8479:8469];
+  assign \rules[11].flags_mask.vlan  = rules[8469];
+  assign \rules[11].flags_mask.vlan2  = rules[8470];
+  assign \rules[11].flags_mask.ipv4  = rules[8471];
+  assign \rules[11].flags_mask.ipv6  = rules[8472];
+  assign \rules[11].flags_mask.fragment  = rules[8473];
+  assign \rules[11].flags_mask.tcp  = rules[8474];
+  assign \rules[11].flags_mask.udp  = rules[8475];
+  assign \rules[11].flags_mask.tunnel  = rules[8476];
+  assign \rules[11].flags_mask.direct  = rules[8477];
+  assign \rules[11].flags_mask.ip_options  = rules[8478];
+  assign \rules[11].flags_mask.vni  = rules[8479];
+  assign \rules[11].ethertype  = rules[8495:8480];
+  assign \rules[11].ethertype_mask  = rules[8511:8496];
+  assign \rules[11].vlan_id  = rules[8523:8512];
+  assign \rules[11].vlan_mask  = rules[8535:8524];
+  assign \rules[11].ip_proto  = rules[8543:8536];
+  assign \rules[11].ip_proto_mask  = rules[8551:8544];
+  assign \rules[11].dscp  = rules[8557:8552];
+  assign \rules[11].dscp_mask  = rules[8563:8558];
+  assign \rules[11].tcp_flags  = rules[8571:8564];
+  assign \rules[11].tcp_flags_mask  = rules[8579:8572];
+  assign \rules[11].src_port_lo  = rules[8595:8580];
+  assign \rules[11].src_port_hi  = rules[8611:8596];
+  assign \rules[11].dst_port_lo  = rules[8627:8612];
+  assign \rules[11].dst_port_hi  = rules[8643:8628];
+  assign \rules[11].src_addr  = rules[8771:8644];
+  assign \rules[11].src_mask  = rules[8899:8772];
+  assign \rules[11].dst_addr  = rules[9027:8900];
+  assign \rules[11].dst_mask  = rules[9155:9028];
+  assign \rules[11].vni  = rules[9179:9156];
+  assign \rules[11].vni_mask  = rules[9203:9180];
+  assign \rules[12]  = rules[9970:9204];
+  assign \rules[12].enable  = rules[9204];
+  assign \rules[12].action  = rules[9224:9205];
+  assign \rules[12].action.drop  = rules[9205];
+  assign \rules[12].action.instance  = rules[9209:9206];
+  assign \rules[12].action.reta_offset  = rules[9220:9210];
+  assign \rules[12].action.reta_size_log2  = rules[9224:9221];
+  assign \rules[12].flags  = rules[9235:9225];
+  assign \rules[12].flags.vlan  = rules[9225];
+  assign \rules[12].flags.vlan2  = rules[9226];
+  assign \rules[12].flags.ipv4  = rules[9227];
+  assign \rules[12].flags.ipv6  = rules[9228];
+  assign \rules[12].flags.fragment  = rules[9229];
+  assign \rules[12].flags.tcp  = rules[9230];
+  assign \rules[12].flags.udp  = rules[9231];
+  assign \rules[12].flags.tunnel  = rules[9232];
+  assign \rules[12].flags.direct  = rules[9233];
+  assign \rules[12].flags.ip_options  = rules[9234];
+  assign \rules[12].flags.vni  = rules[9235];
+  assign \rules[12].flags_mask  = rules[9246:9236];
+  assign \rules[12].flags_mask.vlan  = rules[9236];
+  assign \rules[12].flags_mask.vlan2  = rules[9237];
+  assign \rules[12].flags_mask.ipv4  = rules[9238];
+  assign \rules[12].flags_mask.ipv6  = rules[9239];
+  assign \rules[12].flags_mask.fragment  = rules[9240];
+  assign \rules[12].flags_mask.tcp  = rules[9241];
+  assign \rules[12].flags_mask.udp  = rules[9242];
+  assign \rules[12].flags_mask.tunnel  = rules[9243];
+  assign \rules[12].flags_mask.direct  = rules[9244];
+  assign \rules[12].flags_mask.ip_options  = rules[9245];
+  assign \rules[12].flags_mask.vni  = rules[9246];
+  assign \rules[12].ethertype  = rules[9262:9247];
+  assign \rules[12].ethertype_mask  = rules[9278:9263];
+  assign \rules[12].vlan_id  = rules[9290:9279];
+  assign \rules[12].vlan_mask  = rules[9302:9291];
+  assign \rules[12].ip_proto  = rules[9310:9303];
+  assign \rules[12].ip_proto_mask  = rules[9318:9311];
+  assign \rules[12].dscp  = rules[9324:9319];
+  assign \rules[12].dscp_mask  = rules[9330:9325];
+  assign \rules[12].tcp_flags  = rules[9338:9331];
+  assign \rules[12].tcp_flags_mask  = rules[9346:9339];
+  assign \rules[12].src_port_lo  = rules[9362:9347];
+  assign \rules[12].src_port_hi  = rules[9378:9363];
+  assign \rules[12].dst_port_lo  = rules[9394:9379];
+  assign \rules[12].dst_port_hi  = rules[9410:9395];
+  assign \rules[12].src_addr  = rules[9538:9411];
+  assign \rules[12].src_mask  = rules[9666:9539];
+  assign \rules[12].dst_addr  = rules[9794:9667];
+  assign \rules[12].dst_mask  = rules[9922:9795];
+  assign \rules[12].vni  = rules[9946:9923];
+  assign \rules[12].vni_mask  = rules[9970:9947];
+  assign \rules[13]  = rules[10737:9971];
+  assign \rules[13].enable  = rules[9971];
+  assign \rules[13].action  = rules[9991:9972];
+  assign \rules[13].action.drop  = rules[9972];
+  assign \rules[13].action.instance  = rules[9976:9973];
+  assign \rules[13].action.reta_offset  = rules[9987:9977];
+  assign \rules[13].action.reta_size_log2  = rules[9991:9988];
+  assign \rules[13].flags  = rules[10002:9992];
+  assign \rules[13].flags.vlan  = rules[9992];
+  assign \rules[13].flags.vlan2  = rules[9993];
+  assign \rules[13].flags.ipv4  = rules[9994];
+  assign \rules[13].flags.ipv6  = rules[9995];
+  assign \rules[13].flags.fragment  = rules[9996];
+  assign \rules[13].flags.tcp  = rules[9997];
+  assign \rules[13].flags.udp  = rules[9998];
+  assign \rules[13].flags.tunnel  = rules[9999];
+  assign \rules[13].flags.direct  = rules[10000];
+  assign \rules[13].flags.ip_options  = rules[10001];
+  assign \rules[13].flags.vni  = rules[10002];
+  assign \rules[13].flags_mask  = rules[10013:10003];
+  assign \rules[13].flags_mask.vlan  = rules[10003];
+  assign \rules[13].flags_mask.vlan2  = rules[10004];
+  assign \rules[13].flags_mask.ipv4  = rules[10005];
+  assign \rules[13].flags_mask.ipv6  = rules[10006];
+  assign \rules[13].flags_mask.fragment  = rules[10007];
+  assign \rules[13].flags_mask.tcp  = rules[10008];
+  assign \rules[13].flags_mask.udp  = rules[10009];
+  assign \rules[13].flags_mask.tunnel  = rules[10010];
+  assign \rules[13].flags_mask.direct  = rules[10011];
+  assign \rules[13].flags_mask.ip_options  = rules[10012];
+  assign \rules[13].flags_mask.vni  = rules[10013];
+  assign \rules[13].ethertype  = rules[10029:10014];
+  assign \rules[13].ethertype_mask  = rules[10045:10030];
+  assign \rules[13].vlan_id  = rules[10057:10046];
+  assign \rules[13].vlan_mask  = rules[10069:10058];
+  assign \rules[13].ip_proto  = rules[10077:10070];
+  assign \rules[13].ip_proto_mask  = rules[10085:10078];
+  assign \rules[13].dscp  = rules[10091:10086];
+  assign \rules[13].dscp_mask  = rules[10097:10092];
+  assign \rules[13].tcp_flags  = rules[10105:10098];
+  assign \rules[13].tcp_flags_mask  = rules[10113:10106];
+  assign \rules[13].src_port_lo  = rules[10129:10114];
+  assign \rules[13].src_port_hi  = rules[10145:10130];
+  assign \rules[13].dst_port_lo  = rules[10161:10146];
+  assign \rules[13].dst_port_hi  = rules[10177:10162];
+  assign \rules[13].src_addr  = rules[10305:10178];
+  assign \rules[13].src_mask  = rules[10433:10306];
+  assign \rules[13].dst_addr  = rules[10561:10434];
+  assign \rules[13].dst_mask  = rules[10689:10562];
+  assign \rules[13].vni  = rules[10713:10690];
+  assign \rules[13].vni_mask  = rules[10737:10714];
+  assign \rules[14]  = rules[11504:10738];
+  assign \rules[14].enable  = rules[10738];
+  assign \rules[14].action  = rules[10758:10739];
+  assign \rules[14].action.drop  = rules[10739];
+  assign \rules[14].action.instance  = rules[10743:10740];
+  assign \rules[14].action.reta_offset  = rules[10754:10744];
+  assign \rules[14].action.reta_size_log2  = rules[10758:10755];
+  assign \rules[14].flags  = rules[10769:10759];
+  assign \rules[14].flags.vlan  = rules[10759];
+  assign \rules[14].flags.vlan2  = rules[10760];
+  assign \rules[14].flags.ipv4  = rules[10761];
+  assign \rules[14].flags.ipv6  = rules[10762];
+  assign \rules[14].flags.fragment  = rules[10763];
+  assign \rules[14].flags.tcp  = rules[10764];
+  assign \rules[14].flags.udp  = rules[10765];
+  assign \rules[14].flags.tunnel  = rules[10766];
+  assign \rules[14].flags.direct  = rules[10767];
+  assign \rules[14].flags.ip_options  = rules[10768];
+  assign \rules[14].flags.vni  = rules[10769];
+  assign \rules[14].flags_mask  = rules[10780:10770];
+  assign \rules[14].flags_mask.vlan  = rules[10770];
+  assign \rules[14].flags_mask.vlan2  = rules[10771];
+  assign \rules[14].flags_mask.ipv4  = rules[10772];
+  assign \rules[14].flags_mask.ipv6  = rules[10773];
+  assign \rules[14].flags_mask.fragment  = rules[10774];
+  assign \rules[14].flags_mask.tcp  = rules[10775];
+  assign \rules[14].flags_mask.udp  = rules[10776];
+  assign \rules[14].flags_mask.tunnel  = rules[10777];
+  assign \rules[14].flags_mask.direct  = rules[10778];
+  assign \rules[14].flags_mask.ip_options  = rules[10779];
+  assign \rules[14].flags_mask.vni  = rules[10780];
+  assign \rules[14].ethertype  = rules[10796:10781];
+  assign \rules[14].ethertype_mask  = rules[10812:10797];
+  assign \rules[14].vlan_id  = rules[10824:10813];
+  assign \rules[14].vlan_mask  = rules[10836:10825];
+  assign \rules[14].ip_proto  = rules[10844:10837];
+  assign \rules[14].ip_proto_mask  = rules[10852:10845];
+  assign \rules[14].dscp  = rules[10858:10853];
+  assign \rules[14].dscp_mask  = rules[10864:10859];
+  assign \rules[14].tcp_flags  = rules[10872:10865];
+  assign \rules[14].tcp_flags_mask  = rules[10880:10873];
+  assign \rules[14].src_port_lo  = rules[10896:10881];
+  assign \rules[14].src_port_hi  = rules[10912:10897];
+  assign \rules[14].dst_port_lo  = rules[10928:10913];
+  assign \rules[14].dst_port_hi  = rules[10944:10929];
+  assign \rules[14].src_addr  = rules[11072:10945];
+  assign \rules[14].src_mask  = rules[11200:11073];
+  assign \rules[14].dst_addr  = rules[11328:11201];
+  assign \rules[14].dst_mask  = rules[11456:11329];
+  assign \rules[14].vni  = rules[11480:11457];
+  assign \rules[14].vni_mask  = rules[11504:11481];
+  assign \rules[15]  = rules[12271:11505];
+  assign \rules[15].enable  = rules[11505];
+  assign \rules[15].action  = rules[11525:11506];
+  assign \rules[15].action.drop  = rules[11506];
+  assign \rules[15].action.instance  = rules[11510:11507];
+  assign \rules[15].action.reta_offset  = rules[11521:11511];
+  assign \rules[15].action.reta_size_log2  = rules[11525:11522];
+  assign \rules[15].flags  = rules[11536:11526];
+  assign \rules[15].flags.vlan  = rules[11526];
+  assign \rules[15].flags.vlan2  = rules[11527];
+  assign \rules[15].flags.ipv4  = rules[11528];
+  assign \rules[15].flags.ipv6  = rules[11529];
+  assign \rules[15].flags.fragment  = rules[11530];
+  assign \rules[15].flags.tcp  = rules[11531];
+  assign \rules[15].flags.udp  = rules[11532];
+  assign \rules[15].flags.tunnel  = rules[11533];
+  assign \rules[15].flags.direct  = rules[11534];
+  assign \rules[15].flags.ip_options  = rules[11535];
+  assign \rules[15].flags.vni  = rules[11536];
+  assign \rules[15].flags_mask  = rules[11547:11537];
+  assign \rules[15].flags_mask.vlan  = rules[11537];
+  assign \rules[15].flags_mask.vlan2  = rules[11538];
+  assign \rules[15].flags_mask.ipv4  = rules[11539];
+  assign \rules[15].flags_mask.ipv6  = rules[11540];
+  assign \rules[15].flags_mask.fragment  = rules[11541];
+  assign \rules[15].flags_mask.tcp  = rules[11542];
+  assign \rules[15].flags_mask.udp  = rules[11543];
+  assign \rules[15].flags_mask.tunnel  = rules[11544];
+  assign \rules[15].flags_mask.direct  = rules[11545];
+  assign \rules[15].flags_mask.ip_options  = rules[11546];
+  assign \rules[15].flags_mask.vni  = rules[11547];
+  assign \rules[15].ethertype  = rules[11563:11548];
+  assign \rules[15].ethertype_mask  = rules[11579:11564];
+  assign \rules[15].vlan_id  = rules[11591:11580];
+  assign \rules[15].vlan_mask  = rules[11603:11592];
+  assign \rules[15].ip_proto  = rules[11611:11604];
+  assign \rules[15].ip_proto_mask  = rules[11619:11612];
+  assign \rules[15].dscp  = rules[11625:11620];
+  assign \rules[15].dscp_mask  = rules[11631:11626];
+  assign \rules[15].tcp_flags  = rules[11639:11632];
+  assign \rules[15].tcp_flags_mask  = rules[11647:11640];
+  assign \rules[15].src_port_lo  = rules[11663:11648];
+  assign \rules[15].src_port_hi  = rules[11679:11664];
+  assign \rules[15].dst_port_lo  = rules[11695:11680];
+  assign \rules[15].dst_port_hi  = rules[11711:11696];
+  assign \rules[15].src_addr  = rules[11839:11712];
+  assign \rules[15].src_mask  = rules[11967:11840];
+  assign \rules[15].dst_addr  = rules[12095:11968];
+  assign \rules[15].dst_mask  = rules[12223:12096];
+  assign \rules[15].vni  = rules[12247:12224];
+  assign \rules[15].vni_mask  = rules[12271:12248];
 endmodule

@@ -38,10 +38,10 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [15:0] \$4 ;
   wire [2:0] \$40 ;
   reg \$41 ;
-  reg [457:0] \$42 ;
+  reg [482:0] \$42 ;
   reg [8:0] \$43 ;
   reg \$44 ;
-  reg [457:0] \$45 ;
+  reg [482:0] \$45 ;
   reg \$46 ;
   reg [9:0] \$47 ;
   reg \$48 ;
@@ -53,7 +53,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   reg \$signal  = 1'h0;
-  reg [457:0] \$signal$31  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [482:0] \$signal$31  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -79,7 +79,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \$signal$31.error ;
   wire [15:0] \$signal$31.ethertype ;
-  wire [9:0] \$signal$31.flags ;
+  wire [10:0] \$signal$31.flags ;
   wire \$signal$31.flags.direct ;
   wire \$signal$31.flags.fragment ;
   wire \$signal$31.flags.ip_options ;
@@ -90,6 +90,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire \$signal$31.flags.udp ;
   wire \$signal$31.flags.vlan ;
   wire \$signal$31.flags.vlan2 ;
+  wire \$signal$31.flags.vni ;
   wire [15:0] \$signal$31.generation ;
   wire [31:0] \$signal$31.hash ;
   (* enum_base_type = "HashType" *)
@@ -112,6 +113,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [15:0] \$signal$31.src_port ;
   wire [7:0] \$signal$31.tcp_flags ;
   wire [11:0] \$signal$31.vlan_id ;
+  wire [23:0] \$signal$31.vni ;
   reg active = 1'h0;
   output bus__ack;
   reg bus__ack;
@@ -133,8 +135,8 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   reg copy_write = 1'h0;
   input flip_stb;
   wire flip_stb;
-  input [457:0] i__payload;
-  wire [457:0] i__payload;
+  input [482:0] i__payload;
+  wire [482:0] i__payload;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -160,7 +162,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \i__payload.error ;
   wire [15:0] \i__payload.ethertype ;
-  wire [9:0] \i__payload.flags ;
+  wire [10:0] \i__payload.flags ;
   wire \i__payload.flags.direct ;
   wire \i__payload.flags.fragment ;
   wire \i__payload.flags.ip_options ;
@@ -171,6 +173,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire \i__payload.flags.udp ;
   wire \i__payload.flags.vlan ;
   wire \i__payload.flags.vlan2 ;
+  wire \i__payload.flags.vni ;
   wire [15:0] \i__payload.generation ;
   wire [31:0] \i__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -193,6 +196,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [15:0] \i__payload.src_port ;
   wire [7:0] \i__payload.tcp_flags ;
   wire [11:0] \i__payload.vlan_id ;
+  wire [23:0] \i__payload.vni ;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -200,8 +204,8 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [9:0] lookup__addr;
   wire [7:0] lookup__data;
   wire lookup__en;
-  output [457:0] o__payload;
-  wire [457:0] o__payload;
+  output [482:0] o__payload;
+  wire [482:0] o__payload;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -227,7 +231,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.error ;
   wire [15:0] \o__payload.ethertype ;
-  wire [9:0] \o__payload.flags ;
+  wire [10:0] \o__payload.flags ;
   wire \o__payload.flags.direct ;
   wire \o__payload.flags.fragment ;
   wire \o__payload.flags.ip_options ;
@@ -238,6 +242,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire \o__payload.flags.udp ;
   wire \o__payload.flags.vlan ;
   wire \o__payload.flags.vlan2 ;
+  wire \o__payload.flags.vni ;
   wire [15:0] \o__payload.generation ;
   wire [31:0] \o__payload.hash ;
   (* enum_base_type = "HashType" *)
@@ -260,6 +265,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [15:0] \o__payload.src_port ;
   wire [7:0] \o__payload.tcp_flags ;
   wire [11:0] \o__payload.vlan_id ;
+  wire [23:0] \o__payload.vni ;
   input o__ready;
   wire o__ready;
   (* init = 1'h0 *)
@@ -268,7 +274,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   input rst;
   wire rst;
   reg [8:0] s1_index = 9'h000;
-  reg [457:0] s2_meta = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [482:0] s2_meta = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -294,7 +300,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \s2_meta.error ;
   wire [15:0] \s2_meta.ethertype ;
-  wire [9:0] \s2_meta.flags ;
+  wire [10:0] \s2_meta.flags ;
   wire \s2_meta.flags.direct ;
   wire \s2_meta.flags.fragment ;
   wire \s2_meta.flags.ip_options ;
@@ -305,6 +311,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire \s2_meta.flags.udp ;
   wire \s2_meta.flags.vlan ;
   wire \s2_meta.flags.vlan2 ;
+  wire \s2_meta.flags.vni ;
   wire [15:0] \s2_meta.generation ;
   wire [31:0] \s2_meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -327,6 +334,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   wire [15:0] \s2_meta.src_port ;
   wire [7:0] \s2_meta.tcp_flags ;
   wire [11:0] \s2_meta.vlan_id ;
+  wire [23:0] \s2_meta.vni ;
   output s2_valid;
   reg s2_valid = 1'h0;
   reg [9:0] side__addr;
@@ -1418,12 +1426,12 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   assign \$22  = ~ s2_valid;
   assign \$23  = \$22  | o__ready;
   assign \$24  = \$21  | \$23 ;
-  assign \$25  = i__payload[429:426] >= 4'h9;
-  assign \$26  = 1'h1 << i__payload[429:426];
+  assign \$25  = i__payload[454:451] >= 4'h9;
+  assign \$26  = 1'h1 << i__payload[454:451];
   assign \$27  = \$26  - 1'h1;
   assign \$28  = \$25  ? 26'h00001ff : \$27 ;
-  assign \$29  = { 17'h00000, i__payload[376:368] } & \$28 ;
-  assign \$30  = $signed({ 1'h0, i__payload[425:415] }) + $signed(\$29 );
+  assign \$29  = { 17'h00000, i__payload[401:393] } & \$28 ;
+  assign \$30  = $signed({ 1'h0, i__payload[450:440] }) + $signed(\$29 );
   assign \$31  = ~ s2_valid;
   assign \$32  = \$31  | o__ready;
   assign \$33  = ~ active;
@@ -1510,7 +1518,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
       \$42  = i__payload;
     end
     if (rst) begin
-      \$42  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$42  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -1540,7 +1548,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
       \$45  = \$signal$31 ;
     end
     if (rst) begin
-      \$45  = 458'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$45  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -1618,7 +1626,7 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   assign side__en = 1'h1;
   assign \o__payload.length  = o__payload[15:0];
   assign \o__payload.error  = o__payload[19:16];
-  assign \o__payload.flags  = o__payload[29:20];
+  assign \o__payload.flags  = o__payload[30:20];
   assign \o__payload.flags.vlan  = o__payload[20];
   assign \o__payload.flags.vlan2  = o__payload[21];
   assign \o__payload.flags.ipv4  = o__payload[22];
@@ -1629,27 +1637,29 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   assign \o__payload.flags.tunnel  = o__payload[27];
   assign \o__payload.flags.direct  = o__payload[28];
   assign \o__payload.flags.ip_options  = o__payload[29];
-  assign \o__payload.ethertype  = o__payload[45:30];
-  assign \o__payload.vlan_id  = o__payload[57:46];
-  assign \o__payload.dscp  = o__payload[63:58];
-  assign \o__payload.ip_proto  = o__payload[71:64];
-  assign \o__payload.tcp_flags  = o__payload[79:72];
-  assign \o__payload.src_addr  = o__payload[207:80];
-  assign \o__payload.dst_addr  = o__payload[335:208];
-  assign \o__payload.src_port  = o__payload[351:336];
-  assign \o__payload.dst_port  = o__payload[367:352];
-  assign \o__payload.hash  = o__payload[399:368];
-  assign \o__payload.hash_type  = o__payload[402:400];
-  assign \o__payload.rule  = o__payload[410:403];
-  assign \o__payload.instance  = o__payload[414:411];
-  assign \o__payload.reta_offset  = o__payload[425:415];
-  assign \o__payload.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.drop  = o__payload[433:430];
-  assign \o__payload.queue  = o__payload[441:434];
-  assign \o__payload.generation  = o__payload[457:442];
+  assign \o__payload.flags.vni  = o__payload[30];
+  assign \o__payload.ethertype  = o__payload[46:31];
+  assign \o__payload.vlan_id  = o__payload[58:47];
+  assign \o__payload.dscp  = o__payload[64:59];
+  assign \o__payload.ip_proto  = o__payload[72:65];
+  assign \o__payload.tcp_flags  = o__payload[80:73];
+  assign \o__payload.src_addr  = o__payload[208:81];
+  assign \o__payload.dst_addr  = o__payload[336:209];
+  assign \o__payload.src_port  = o__payload[352:337];
+  assign \o__payload.dst_port  = o__payload[368:353];
+  assign \o__payload.vni  = o__payload[392:369];
+  assign \o__payload.hash  = o__payload[424:393];
+  assign \o__payload.hash_type  = o__payload[427:425];
+  assign \o__payload.rule  = o__payload[435:428];
+  assign \o__payload.instance  = o__payload[439:436];
+  assign \o__payload.reta_offset  = o__payload[450:440];
+  assign \o__payload.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.drop  = o__payload[458:455];
+  assign \o__payload.queue  = o__payload[466:459];
+  assign \o__payload.generation  = o__payload[482:467];
   assign \s2_meta.length  = s2_meta[15:0];
   assign \s2_meta.error  = s2_meta[19:16];
-  assign \s2_meta.flags  = s2_meta[29:20];
+  assign \s2_meta.flags  = s2_meta[30:20];
   assign \s2_meta.flags.vlan  = s2_meta[20];
   assign \s2_meta.flags.vlan2  = s2_meta[21];
   assign \s2_meta.flags.ipv4  = s2_meta[22];
@@ -1660,27 +1670,29 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   assign \s2_meta.flags.tunnel  = s2_meta[27];
   assign \s2_meta.flags.direct  = s2_meta[28];
   assign \s2_meta.flags.ip_options  = s2_meta[29];
-  assign \s2_meta.ethertype  = s2_meta[45:30];
-  assign \s2_meta.vlan_id  = s2_meta[57:46];
-  assign \s2_meta.dscp  = s2_meta[63:58];
-  assign \s2_meta.ip_proto  = s2_meta[71:64];
-  assign \s2_meta.tcp_flags  = s2_meta[79:72];
-  assign \s2_meta.src_addr  = s2_meta[207:80];
-  assign \s2_meta.dst_addr  = s2_meta[335:208];
-  assign \s2_meta.src_port  = s2_meta[351:336];
-  assign \s2_meta.dst_port  = s2_meta[367:352];
-  assign \s2_meta.hash  = s2_meta[399:368];
-  assign \s2_meta.hash_type  = s2_meta[402:400];
-  assign \s2_meta.rule  = s2_meta[410:403];
-  assign \s2_meta.instance  = s2_meta[414:411];
-  assign \s2_meta.reta_offset  = s2_meta[425:415];
-  assign \s2_meta.reta_size_log2  = s2_meta[429:426];
-  assign \s2_meta.drop  = s2_meta[433:430];
-  assign \s2_meta.queue  = s2_meta[441:434];
-  assign \s2_meta.generation  = s2_meta[457:442];
+  assign \s2_meta.flags.vni  = s2_meta[30];
+  assign \s2_meta.ethertype  = s2_meta[46:31];
+  assign \s2_meta.vlan_id  = s2_meta[58:47];
+  assign \s2_meta.dscp  = s2_meta[64:59];
+  assign \s2_meta.ip_proto  = s2_meta[72:65];
+  assign \s2_meta.tcp_flags  = s2_meta[80:73];
+  assign \s2_meta.src_addr  = s2_meta[208:81];
+  assign \s2_meta.dst_addr  = s2_meta[336:209];
+  assign \s2_meta.src_port  = s2_meta[352:337];
+  assign \s2_meta.dst_port  = s2_meta[368:353];
+  assign \s2_meta.vni  = s2_meta[392:369];
+  assign \s2_meta.hash  = s2_meta[424:393];
+  assign \s2_meta.hash_type  = s2_meta[427:425];
+  assign \s2_meta.rule  = s2_meta[435:428];
+  assign \s2_meta.instance  = s2_meta[439:436];
+  assign \s2_meta.reta_offset  = s2_meta[450:440];
+  assign \s2_meta.reta_size_log2  = s2_meta[454:451];
+  assign \s2_meta.drop  = s2_meta[458:455];
+  assign \s2_meta.queue  = s2_meta[466:459];
+  assign \s2_meta.generation  = s2_meta[482:467];
   assign \$signal$31.length  = \$signal$31 [15:0];
   assign \$signal$31.error  = \$signal$31 [19:16];
-  assign \$signal$31.flags  = \$signal$31 [29:20];
+  assign \$signal$31.flags  = \$signal$31 [30:20];
   assign \$signal$31.flags.vlan  = \$signal$31 [20];
   assign \$signal$31.flags.vlan2  = \$signal$31 [21];
   assign \$signal$31.flags.ipv4  = \$signal$31 [22];
@@ -1691,27 +1703,29 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   assign \$signal$31.flags.tunnel  = \$signal$31 [27];
   assign \$signal$31.flags.direct  = \$signal$31 [28];
   assign \$signal$31.flags.ip_options  = \$signal$31 [29];
-  assign \$signal$31.ethertype  = \$signal$31 [45:30];
-  assign \$signal$31.vlan_id  = \$signal$31 [57:46];
-  assign \$signal$31.dscp  = \$signal$31 [63:58];
-  assign \$signal$31.ip_proto  = \$signal$31 [71:64];
-  assign \$signal$31.tcp_flags  = \$signal$31 [79:72];
-  assign \$signal$31.src_addr  = \$signal$31 [207:80];
-  assign \$signal$31.dst_addr  = \$signal$31 [335:208];
-  assign \$signal$31.src_port  = \$signal$31 [351:336];
-  assign \$signal$31.dst_port  = \$signal$31 [367:352];
-  assign \$signal$31.hash  = \$signal$31 [399:368];
-  assign \$signal$31.hash_type  = \$signal$31 [402:400];
-  assign \$signal$31.rule  = \$signal$31 [410:403];
-  assign \$signal$31.instance  = \$signal$31 [414:411];
-  assign \$signal$31.reta_offset  = \$signal$31 [425:415];
-  assign \$signal$31.reta_size_log2  = \$signal$31 [429:426];
-  assign \$signal$31.drop  = \$signal$31 [433:430];
-  assign \$signal$31.queue  = \$signal$31 [441:434];
-  assign \$signal$31.generation  = \$signal$31 [457:442];
+  assign \$signal$31.flags.vni  = \$signal$31 [30];
+  assign \$signal$31.ethertype  = \$signal$31 [46:31];
+  assign \$signal$31.vlan_id  = \$signal$31 [58:47];
+  assign \$signal$31.dscp  = \$signal$31 [64:59];
+  assign \$signal$31.ip_proto  = \$signal$31 [72:65];
+  assign \$signal$31.tcp_flags  = \$signal$31 [80:73];
+  assign \$signal$31.src_addr  = \$signal$31 [208:81];
+  assign \$signal$31.dst_addr  = \$signal$31 [336:209];
+  assign \$signal$31.src_port  = \$signal$31 [352:337];
+  assign \$signal$31.dst_port  = \$signal$31 [368:353];
+  assign \$signal$31.vni  = \$signal$31 [392:369];
+  assign \$signal$31.hash  = \$signal$31 [424:393];
+  assign \$signal$31.hash_type  = \$signal$31 [427:425];
+  assign \$signal$31.rule  = \$signal$31 [435:428];
+  assign \$signal$31.instance  = \$signal$31 [439:436];
+  assign \$signal$31.reta_offset  = \$signal$31 [450:440];
+  assign \$signal$31.reta_size_log2  = \$signal$31 [454:451];
+  assign \$signal$31.drop  = \$signal$31 [458:455];
+  assign \$signal$31.queue  = \$signal$31 [466:459];
+  assign \$signal$31.generation  = \$signal$31 [482:467];
   assign \i__payload.length  = i__payload[15:0];
   assign \i__payload.error  = i__payload[19:16];
-  assign \i__payload.flags  = i__payload[29:20];
+  assign \i__payload.flags  = i__payload[30:20];
   assign \i__payload.flags.vlan  = i__payload[20];
   assign \i__payload.flags.vlan2  = i__payload[21];
   assign \i__payload.flags.ipv4  = i__payload[22];
@@ -1722,26 +1736,28 @@ module \hetnic_rx_pipeline_w8.pipeline.reta (rst, bus__addr, i__ready, bus__busy
   assign \i__payload.flags.tunnel  = i__payload[27];
   assign \i__payload.flags.direct  = i__payload[28];
   assign \i__payload.flags.ip_options  = i__payload[29];
-  assign \i__payload.ethertype  = i__payload[45:30];
-  assign \i__payload.vlan_id  = i__payload[57:46];
-  assign \i__payload.dscp  = i__payload[63:58];
-  assign \i__payload.ip_proto  = i__payload[71:64];
-  assign \i__payload.tcp_flags  = i__payload[79:72];
-  assign \i__payload.src_addr  = i__payload[207:80];
-  assign \i__payload.dst_addr  = i__payload[335:208];
-  assign \i__payload.src_port  = i__payload[351:336];
-  assign \i__payload.dst_port  = i__payload[367:352];
-  assign \i__payload.hash  = i__payload[399:368];
-  assign \i__payload.hash_type  = i__payload[402:400];
-  assign \i__payload.rule  = i__payload[410:403];
-  assign \i__payload.instance  = i__payload[414:411];
-  assign \i__payload.reta_offset  = i__payload[425:415];
-  assign \i__payload.reta_size_log2  = i__payload[429:426];
-  assign \i__payload.drop  = i__payload[433:430];
-  assign \i__payload.queue  = i__payload[441:434];
-  assign \i__payload.generation  = i__payload[457:442];
-  assign o__payload[441:434] = lookup__data;
-  assign { o__payload[457:442], o__payload[433:0] } = { s2_meta[457:442], s2_meta[433:0] };
+  assign \i__payload.flags.vni  = i__payload[30];
+  assign \i__payload.ethertype  = i__payload[46:31];
+  assign \i__payload.vlan_id  = i__payload[58:47];
+  assign \i__payload.dscp  = i__payload[64:59];
+  assign \i__payload.ip_proto  = i__payload[72:65];
+  assign \i__payload.tcp_flags  = i__payload[80:73];
+  assign \i__payload.src_addr  = i__payload[208:81];
+  assign \i__payload.dst_addr  = i__payload[336:209];
+  assign \i__payload.src_port  = i__payload[352:337];
+  assign \i__payload.dst_port  = i__payload[368:353];
+  assign \i__payload.vni  = i__payload[392:369];
+  assign \i__payload.hash  = i__payload[424:393];
+  assign \i__payload.hash_type  = i__payload[427:425];
+  assign \i__payload.rule  = i__payload[435:428];
+  assign \i__payload.instance  = i__payload[439:436];
+  assign \i__payload.reta_offset  = i__payload[450:440];
+  assign \i__payload.reta_size_log2  = i__payload[454:451];
+  assign \i__payload.drop  = i__payload[458:455];
+  assign \i__payload.queue  = i__payload[466:459];
+  assign \i__payload.generation  = i__payload[482:467];
+  assign o__payload[466:459] = lookup__data;
+  assign { o__payload[482:467], o__payload[458:0] } = { s2_meta[482:467], s2_meta[458:0] };
   assign \$4  = { 6'h00, active, 9'h000 };
   assign \$8  = { 6'h00, active, 9'h000 };
   assign \$11  = { 6'h00, \$10 , 9'h000 };

@@ -6,17 +6,17 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
-  reg [751:0] \$5 ;
+  reg [776:0] \$5 ;
   reg \$6 ;
   reg \$7 ;
-  reg [751:0] \$8 ;
+  reg [776:0] \$8 ;
   input clk;
   wire clk;
-  input [751:0] i__payload;
-  wire [751:0] i__payload;
+  input [776:0] i__payload;
+  wire [776:0] i__payload;
   wire [287:0] \i__payload.data ;
   wire [5:0] \i__payload.len ;
-  wire [457:0] \i__payload.meta ;
+  wire [482:0] \i__payload.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -42,7 +42,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \i__payload.meta.error ;
   wire [15:0] \i__payload.meta.ethertype ;
-  wire [9:0] \i__payload.meta.flags ;
+  wire [10:0] \i__payload.meta.flags ;
   wire \i__payload.meta.flags.direct ;
   wire \i__payload.meta.flags.fragment ;
   wire \i__payload.meta.flags.ip_options ;
@@ -53,6 +53,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire \i__payload.meta.flags.udp ;
   wire \i__payload.meta.flags.vlan ;
   wire \i__payload.meta.flags.vlan2 ;
+  wire \i__payload.meta.flags.vni ;
   wire [15:0] \i__payload.meta.generation ;
   wire [31:0] \i__payload.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -75,15 +76,16 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire [15:0] \i__payload.meta.src_port ;
   wire [7:0] \i__payload.meta.tcp_flags ;
   wire [11:0] \i__payload.meta.vlan_id ;
+  wire [23:0] \i__payload.meta.vni ;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [751:0] o__payload;
-  reg [751:0] o__payload = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [776:0] o__payload;
+  reg [776:0] o__payload = 777'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [287:0] \o__payload.data ;
   wire [5:0] \o__payload.len ;
-  wire [457:0] \o__payload.meta ;
+  wire [482:0] \o__payload.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -109,7 +111,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \o__payload.meta.error ;
   wire [15:0] \o__payload.meta.ethertype ;
-  wire [9:0] \o__payload.meta.flags ;
+  wire [10:0] \o__payload.meta.flags ;
   wire \o__payload.meta.flags.direct ;
   wire \o__payload.meta.flags.fragment ;
   wire \o__payload.meta.flags.ip_options ;
@@ -120,6 +122,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire \o__payload.meta.flags.udp ;
   wire \o__payload.meta.flags.vlan ;
   wire \o__payload.meta.flags.vlan2 ;
+  wire \o__payload.meta.flags.vni ;
   wire [15:0] \o__payload.meta.generation ;
   wire [31:0] \o__payload.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -142,16 +145,17 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire [15:0] \o__payload.meta.src_port ;
   wire [7:0] \o__payload.meta.tcp_flags ;
   wire [11:0] \o__payload.meta.vlan_id ;
+  wire [23:0] \o__payload.meta.vni ;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
   input rst;
   wire rst;
-  reg [751:0] skid = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [776:0] skid = 777'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [287:0] \skid.data ;
   wire [5:0] \skid.len ;
-  wire [457:0] \skid.meta ;
+  wire [482:0] \skid.meta ;
   (* enum_base_type = "DropReason" *)
   (* enum_value_0000 = "NONE" *)
   (* enum_value_0001 = "MAC_ERROR" *)
@@ -177,7 +181,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   (* enum_value_0111 = "HEADER_LIMIT" *)
   wire [3:0] \skid.meta.error ;
   wire [15:0] \skid.meta.ethertype ;
-  wire [9:0] \skid.meta.flags ;
+  wire [10:0] \skid.meta.flags ;
   wire \skid.meta.flags.direct ;
   wire \skid.meta.flags.fragment ;
   wire \skid.meta.flags.ip_options ;
@@ -188,6 +192,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire \skid.meta.flags.udp ;
   wire \skid.meta.flags.vlan ;
   wire \skid.meta.flags.vlan2 ;
+  wire \skid.meta.flags.vni ;
   wire [15:0] \skid.meta.generation ;
   wire [31:0] \skid.meta.hash ;
   (* enum_base_type = "HashType" *)
@@ -210,6 +215,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   wire [15:0] \skid.meta.src_port ;
   wire [7:0] \skid.meta.tcp_flags ;
   wire [11:0] \skid.meta.vlan_id ;
+  wire [23:0] \skid.meta.vni ;
   reg skid_valid = 1'h0;
   assign \$1  = ~ o__valid;
   assign \$2  = o__ready | \$1 ;
@@ -236,7 +242,7 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
       end
     end
     if (rst) begin
-      \$5  = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$5  = 777'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -276,13 +282,13 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
       \$8  = i__payload;
     end
     if (rst) begin
-      \$8  = 752'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$8  = 777'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign \o__payload.meta  = o__payload[457:0];
+  assign \o__payload.meta  = o__payload[482:0];
   assign \o__payload.meta.length  = o__payload[15:0];
   assign \o__payload.meta.error  = o__payload[19:16];
-  assign \o__payload.meta.flags  = o__payload[29:20];
+  assign \o__payload.meta.flags  = o__payload[30:20];
   assign \o__payload.meta.flags.vlan  = o__payload[20];
   assign \o__payload.meta.flags.vlan2  = o__payload[21];
   assign \o__payload.meta.flags.ipv4  = o__payload[22];
@@ -293,30 +299,32 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   assign \o__payload.meta.flags.tunnel  = o__payload[27];
   assign \o__payload.meta.flags.direct  = o__payload[28];
   assign \o__payload.meta.flags.ip_options  = o__payload[29];
-  assign \o__payload.meta.ethertype  = o__payload[45:30];
-  assign \o__payload.meta.vlan_id  = o__payload[57:46];
-  assign \o__payload.meta.dscp  = o__payload[63:58];
-  assign \o__payload.meta.ip_proto  = o__payload[71:64];
-  assign \o__payload.meta.tcp_flags  = o__payload[79:72];
-  assign \o__payload.meta.src_addr  = o__payload[207:80];
-  assign \o__payload.meta.dst_addr  = o__payload[335:208];
-  assign \o__payload.meta.src_port  = o__payload[351:336];
-  assign \o__payload.meta.dst_port  = o__payload[367:352];
-  assign \o__payload.meta.hash  = o__payload[399:368];
-  assign \o__payload.meta.hash_type  = o__payload[402:400];
-  assign \o__payload.meta.rule  = o__payload[410:403];
-  assign \o__payload.meta.instance  = o__payload[414:411];
-  assign \o__payload.meta.reta_offset  = o__payload[425:415];
-  assign \o__payload.meta.reta_size_log2  = o__payload[429:426];
-  assign \o__payload.meta.drop  = o__payload[433:430];
-  assign \o__payload.meta.queue  = o__payload[441:434];
-  assign \o__payload.meta.generation  = o__payload[457:442];
-  assign \o__payload.data  = o__payload[745:458];
-  assign \o__payload.len  = o__payload[751:746];
-  assign \skid.meta  = skid[457:0];
+  assign \o__payload.meta.flags.vni  = o__payload[30];
+  assign \o__payload.meta.ethertype  = o__payload[46:31];
+  assign \o__payload.meta.vlan_id  = o__payload[58:47];
+  assign \o__payload.meta.dscp  = o__payload[64:59];
+  assign \o__payload.meta.ip_proto  = o__payload[72:65];
+  assign \o__payload.meta.tcp_flags  = o__payload[80:73];
+  assign \o__payload.meta.src_addr  = o__payload[208:81];
+  assign \o__payload.meta.dst_addr  = o__payload[336:209];
+  assign \o__payload.meta.src_port  = o__payload[352:337];
+  assign \o__payload.meta.dst_port  = o__payload[368:353];
+  assign \o__payload.meta.vni  = o__payload[392:369];
+  assign \o__payload.meta.hash  = o__payload[424:393];
+  assign \o__payload.meta.hash_type  = o__payload[427:425];
+  assign \o__payload.meta.rule  = o__payload[435:428];
+  assign \o__payload.meta.instance  = o__payload[439:436];
+  assign \o__payload.meta.reta_offset  = o__payload[450:440];
+  assign \o__payload.meta.reta_size_log2  = o__payload[454:451];
+  assign \o__payload.meta.drop  = o__payload[458:455];
+  assign \o__payload.meta.queue  = o__payload[466:459];
+  assign \o__payload.meta.generation  = o__payload[482:467];
+  assign \o__payload.data  = o__payload[770:483];
+  assign \o__payload.len  = o__payload[776:771];
+  assign \skid.meta  = skid[482:0];
   assign \skid.meta.length  = skid[15:0];
   assign \skid.meta.error  = skid[19:16];
-  assign \skid.meta.flags  = skid[29:20];
+  assign \skid.meta.flags  = skid[30:20];
   assign \skid.meta.flags.vlan  = skid[20];
   assign \skid.meta.flags.vlan2  = skid[21];
   assign \skid.meta.flags.ipv4  = skid[22];
@@ -327,30 +335,32 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   assign \skid.meta.flags.tunnel  = skid[27];
   assign \skid.meta.flags.direct  = skid[28];
   assign \skid.meta.flags.ip_options  = skid[29];
-  assign \skid.meta.ethertype  = skid[45:30];
-  assign \skid.meta.vlan_id  = skid[57:46];
-  assign \skid.meta.dscp  = skid[63:58];
-  assign \skid.meta.ip_proto  = skid[71:64];
-  assign \skid.meta.tcp_flags  = skid[79:72];
-  assign \skid.meta.src_addr  = skid[207:80];
-  assign \skid.meta.dst_addr  = skid[335:208];
-  assign \skid.meta.src_port  = skid[351:336];
-  assign \skid.meta.dst_port  = skid[367:352];
-  assign \skid.meta.hash  = skid[399:368];
-  assign \skid.meta.hash_type  = skid[402:400];
-  assign \skid.meta.rule  = skid[410:403];
-  assign \skid.meta.instance  = skid[414:411];
-  assign \skid.meta.reta_offset  = skid[425:415];
-  assign \skid.meta.reta_size_log2  = skid[429:426];
-  assign \skid.meta.drop  = skid[433:430];
-  assign \skid.meta.queue  = skid[441:434];
-  assign \skid.meta.generation  = skid[457:442];
-  assign \skid.data  = skid[745:458];
-  assign \skid.len  = skid[751:746];
-  assign \i__payload.meta  = i__payload[457:0];
+  assign \skid.meta.flags.vni  = skid[30];
+  assign \skid.meta.ethertype  = skid[46:31];
+  assign \skid.meta.vlan_id  = skid[58:47];
+  assign \skid.meta.dscp  = skid[64:59];
+  assign \skid.meta.ip_proto  = skid[72:65];
+  assign \skid.meta.tcp_flags  = skid[80:73];
+  assign \skid.meta.src_addr  = skid[208:81];
+  assign \skid.meta.dst_addr  = skid[336:209];
+  assign \skid.meta.src_port  = skid[352:337];
+  assign \skid.meta.dst_port  = skid[368:353];
+  assign \skid.meta.vni  = skid[392:369];
+  assign \skid.meta.hash  = skid[424:393];
+  assign \skid.meta.hash_type  = skid[427:425];
+  assign \skid.meta.rule  = skid[435:428];
+  assign \skid.meta.instance  = skid[439:436];
+  assign \skid.meta.reta_offset  = skid[450:440];
+  assign \skid.meta.reta_size_log2  = skid[454:451];
+  assign \skid.meta.drop  = skid[458:455];
+  assign \skid.meta.queue  = skid[466:459];
+  assign \skid.meta.generation  = skid[482:467];
+  assign \skid.data  = skid[770:483];
+  assign \skid.len  = skid[776:771];
+  assign \i__payload.meta  = i__payload[482:0];
   assign \i__payload.meta.length  = i__payload[15:0];
   assign \i__payload.meta.error  = i__payload[19:16];
-  assign \i__payload.meta.flags  = i__payload[29:20];
+  assign \i__payload.meta.flags  = i__payload[30:20];
   assign \i__payload.meta.flags.vlan  = i__payload[20];
   assign \i__payload.meta.flags.vlan2  = i__payload[21];
   assign \i__payload.meta.flags.ipv4  = i__payload[22];
@@ -361,24 +371,26 @@ module \hetnic_rx_pipeline_w8.pipeline.rss.t_slice (rst, o__ready, i__ready, i__
   assign \i__payload.meta.flags.tunnel  = i__payload[27];
   assign \i__payload.meta.flags.direct  = i__payload[28];
   assign \i__payload.meta.flags.ip_options  = i__payload[29];
-  assign \i__payload.meta.ethertype  = i__payload[45:30];
-  assign \i__payload.meta.vlan_id  = i__payload[57:46];
-  assign \i__payload.meta.dscp  = i__payload[63:58];
-  assign \i__payload.meta.ip_proto  = i__payload[71:64];
-  assign \i__payload.meta.tcp_flags  = i__payload[79:72];
-  assign \i__payload.meta.src_addr  = i__payload[207:80];
-  assign \i__payload.meta.dst_addr  = i__payload[335:208];
-  assign \i__payload.meta.src_port  = i__payload[351:336];
-  assign \i__payload.meta.dst_port  = i__payload[367:352];
-  assign \i__payload.meta.hash  = i__payload[399:368];
-  assign \i__payload.meta.hash_type  = i__payload[402:400];
-  assign \i__payload.meta.rule  = i__payload[410:403];
-  assign \i__payload.meta.instance  = i__payload[414:411];
-  assign \i__payload.meta.reta_offset  = i__payload[425:415];
-  assign \i__payload.meta.reta_size_log2  = i__payload[429:426];
-  assign \i__payload.meta.drop  = i__payload[433:430];
-  assign \i__payload.meta.queue  = i__payload[441:434];
-  assign \i__payload.meta.generation  = i__payload[457:442];
-  assign \i__payload.data  = i__payload[745:458];
-  assign \i__payload.len  = i__payload[751:746];
+  assign \i__payload.meta.flags.vni  = i__payload[30];
+  assign \i__payload.meta.ethertype  = i__payload[46:31];
+  assign \i__payload.meta.vlan_id  = i__payload[58:47];
+  assign \i__payload.meta.dscp  = i__payload[64:59];
+  assign \i__payload.meta.ip_proto  = i__payload[72:65];
+  assign \i__payload.meta.tcp_flags  = i__payload[80:73];
+  assign \i__payload.meta.src_addr  = i__payload[208:81];
+  assign \i__payload.meta.dst_addr  = i__payload[336:209];
+  assign \i__payload.meta.src_port  = i__payload[352:337];
+  assign \i__payload.meta.dst_port  = i__payload[368:353];
+  assign \i__payload.meta.vni  = i__payload[392:369];
+  assign \i__payload.meta.hash  = i__payload[424:393];
+  assign \i__payload.meta.hash_type  = i__payload[427:425];
+  assign \i__payload.meta.rule  = i__payload[435:428];
+  assign \i__payload.meta.instance  = i__payload[439:436];
+  assign \i__payload.meta.reta_offset  = i__payload[450:440];
+  assign \i__payload.meta.reta_size_log2  = i__payload[454:451];
+  assign \i__payload.meta.drop  = i__payload[458:455];
+  assign \i__payload.meta.queue  = i__payload[466:459];
+  assign \i__payload.meta.generation  = i__payload[482:467];
+  assign \i__payload.data  = i__payload[770:483];
+  assign \i__payload.len  = i__payload[776:771];
 endmodule

@@ -23,6 +23,7 @@ _MASKED = (
     ("tcp_flags", "tcp_flags", "tcp_flags_mask"),
     ("src_addr", "src_addr", "src_mask"),
     ("dst_addr", "dst_addr", "dst_mask"),
+    ("vni", "vni", "vni_mask"),
 )
 _ACTION_FIELDS = ("drop", "instance", "reta_offset", "reta_size_log2")
 
@@ -90,7 +91,8 @@ def classify(parsed, rules: Sequence[int | RuleFields], default: Mapping | Actio
     parsed : object
         Frame metadata with the :class:`~hetnic.protocol.PacketMeta` attributes ``error``,
         ``flags`` (an int, ``MetaFlags`` bit order), ``ethertype``, ``vlan_id``, ``dscp``,
-        ``ip_proto``, ``tcp_flags``, ``src_addr``, ``dst_addr``, ``src_port``, ``dst_port``.
+        ``ip_proto``, ``tcp_flags``, ``src_addr``, ``dst_addr``, ``src_port``, ``dst_port``,
+        ``vni``.
     rules : sequence of int or RuleFields
         The rule table as packed ``Rule`` values (0 is a disabled rule); index 0 has the
         highest priority. Decode once with :meth:`RuleFields.decode` to classify many frames.

@@ -1,6 +1,7 @@
 # Ref: IEEE 802.3 (Ethernet II), IEEE 802.1Q / 802.1ad (VLAN tags), RFC 791 (IPv4),
 #      RFC 8200 (IPv6 and its extension headers), RFC 9293 (TCP), RFC 768 (UDP),
-#      RFC 7348 (VXLAN), RFC 2784 (GRE), RFC 4291 (IPv4-mapped addresses).
+#      RFC 7348 (VXLAN), draft-ietf-nvo3-vxlan-gpe-13 (VXLAN-GPE), RFC 2784 (GRE),
+#      RFC 4291 (IPv4-mapped addresses).
 """Bit-exact model of the RX header parser, :class:`hetnic.gateware.parser.HeaderParser`.
 
 :func:`parse_frame` is the oracle the gateware is tested against, and is itself tested
@@ -34,8 +35,14 @@ Rules the model and the gateware share
   next-header value and there are no L4 fields.
 * L4: TCP needs 20 bytes and gives ports, ``tcp_flags`` (TCP header byte 13) and ``tcp``;
   UDP needs 8 bytes and gives ports and ``udp``. Other protocols stop after L3.
-* ``tunnel``: ``ip_proto == 47`` (GRE, also on fragments) or UDP to port 4789 (VXLAN). Only
-  the outer headers are parsed.
+* ``tunnel``: ``ip_proto == 47`` (GRE, also on fragments) or UDP to port 4789 (VXLAN) or
+  4790 (VXLAN-GPE). Only the outer headers are parsed.
+* ``vni``: UDP to port 4789 or 4790 whose 8-byte VXLAN / VXLAN-GPE header (after the UDP
+  header) ends inside the IP packet and inside the capture window, with the I flag (0x08 of
+  its byte 0) set: the flag ``vni`` and ``vni`` = its bytes 4..6. Otherwise (the header cut
+  short, past the window, I clear) ``vni`` is 0 and the flag clear; that is never an error,
+  the outer headers parsed fine. The other flag bits (reserved, or GPE's version, P, B, O)
+  are not looked at.
 """
 
 from dataclasses import dataclass, fields
@@ -45,7 +52,8 @@ from amaranth.lib import data
 from hetnic.protocol import MAX_CAPTURE_BYTES, MAX_IPV6_EXT_HEADERS, MIN_CAPTURE_BYTES
 from hetnic.protocol import (
     ETH_DEFAULT_MAX_FRAME, ETH_HEADER_LEN, EtherType, IpProto, MetaFlags, PacketMeta,
-    ParseError, VXLAN_UDP_PORT, ipv4_mapped,
+    ParseError, VXLAN_FLAG_I, VXLAN_GPE_UDP_PORT, VXLAN_HEADER_LEN, VXLAN_UDP_PORT,
+    ipv4_mapped,
 )
 
 __all__ = ["ParsedFrame", "parse_frame"]
@@ -73,7 +81,7 @@ class ParsedFrame:
 
     All multi-byte fields are numeric values of big-endian wire fields; ``src_addr`` and
     ``dst_addr`` are 128-bit values, IPv4 addresses IPv4-mapped. ``flags`` is an ``int`` in
-    :class:`~hetnic.protocol.MetaFlags` bit order (bit 0 ``vlan`` ... bit 9 ``ip_options``).
+    :class:`~hetnic.protocol.MetaFlags` bit order (bit 0 ``vlan`` ... bit 10 ``vni``).
     """
     length: int = 0
     error: ParseError = ParseError.NONE
@@ -87,6 +95,7 @@ class ParsedFrame:
     dst_addr: int = 0
     src_port: int = 0
     dst_port: int = 0
+    vni: int = 0
 
     def flag(self, name: str) -> bool:
         """Whether the :class:`~hetnic.protocol.MetaFlags` member ``name`` is set."""
@@ -128,7 +137,7 @@ class ParsedFrame:
                 f"vlan_id={self.vlan_id}, dscp={self.dscp}, ip_proto={self.ip_proto}, "
                 f"tcp_flags={self.tcp_flags:#04x}, src_addr={self.src_addr:#x}, "
                 f"dst_addr={self.dst_addr:#x}, src_port={self.src_port}, "
-                f"dst_port={self.dst_port})")
+                f"dst_port={self.dst_port}, vni={self.vni})")
 
 
 class _HeaderError(Exception):
@@ -320,5 +329,16 @@ def _parse_l4(walk: _Walk, result: ParsedFrame, l4: int, ip_end: int) -> None:
         return
     result.src_port = walk.u16(l4)
     result.dst_port = walk.u16(l4 + 2)
-    if result.flag("udp") and result.dst_port == VXLAN_UDP_PORT:
+    if result.flag("udp") and result.dst_port in (VXLAN_UDP_PORT, VXLAN_GPE_UDP_PORT):
         result.set_flag("tunnel")
+        _parse_vxlan(walk, result, l4 + 8, ip_end)
+
+
+def _parse_vxlan(walk: _Walk, result: ParsedFrame, start: int, ip_end: int) -> None:
+    # A VXLAN header cut short or past the capture window carries no VNI; not an error.
+    end = start + VXLAN_HEADER_LEN
+    if end > ip_end or end > walk.capture_bytes:
+        return
+    if walk.u8(start) & VXLAN_FLAG_I:
+        result.set_flag("vni")
+        result.vni = walk.uint(start + 4, 3)

@@ -78,7 +78,7 @@ class RxModel:
             "ethertype": parsed.ethertype, "vlan_id": parsed.vlan_id, "dscp": parsed.dscp,
             "ip_proto": parsed.ip_proto, "tcp_flags": parsed.tcp_flags,
             "src_addr": parsed.src_addr, "dst_addr": parsed.dst_addr,
-            "src_port": parsed.src_port, "dst_port": parsed.dst_port,
+            "src_port": parsed.src_port, "dst_port": parsed.dst_port, "vni": parsed.vni,
             "hash": hash_value, "hash_type": int(hash_type),
             "rule": cls.rule, "instance": cls.instance, "reta_offset": cls.reta_offset,
             "reta_size_log2": cls.reta_size_log2, "drop": int(cls.drop),

@@ -35,7 +35,7 @@ def tcp4(**changes) -> dict:
     """An IPv4/TCP frame that none of the directed rules match; ``changes`` override fields."""
     meta = dict(length=64, error=0, flags=FLAG["ipv4"] | FLAG["tcp"], ethertype=0x0800,
                 vlan_id=0, dscp=0, ip_proto=6, tcp_flags=0x10, src_addr=v4("10.1.2.3"),
-                dst_addr=v4("192.168.0.1"), src_port=1234, dst_port=80, hash=0x1234_5678,
+                dst_addr=v4("192.168.0.1"), src_port=1234, dst_port=80, vni=0, hash=0x1234_5678,
                 hash_type=2, queue=3, generation=7, rule=0xAA, instance=5, drop=3)
     meta.update(changes)
     return meta
@@ -100,8 +100,17 @@ EACH_FIELD = [
     FlowRule(dscp=46, action=Action(instance=8)),
     FlowRule(tcp_flags=(0x02, 0x12), action=Action(instance=9)),
     FlowRule(flags={"fragment": True}, action=Action(instance=10)),
+    FlowRule(vni=0xABCDEF, action=Action(instance=11)),
 ]
 IPV4_TCP = FLAG["ipv4"] | FLAG["tcp"]
+VXLAN4 = FLAG["ipv4"] | FLAG["udp"] | FLAG["tunnel"] | FLAG["vni"]
+
+
+def vxlan4(**changes) -> dict:
+    """The outer metadata of VXLAN over IPv4 from 198.18.0.1."""
+    return tcp4(**{"flags": VXLAN4, "ip_proto": 17, "src_addr": v4("198.18.0.1"),
+                   "src_port": 49152, "dst_port": 4789, "tcp_flags": 0, **changes})
+
 D = 16      # rule index reported for the default action (the rule count)
 
 CASES = {
@@ -124,6 +133,28 @@ CASES = {
         (tcp4(tcp_flags=0x02 | 0x08), 8, 9, 0),              # SYN without ACK; PSH is ignored
         (tcp4(tcp_flags=0x12), D, 15, 0),                    # SYN+ACK
         (tcp4(flags=IPV4_TCP | FLAG["fragment"]), 9, 10, 0),
+        (tcp4(flags=IPV4_TCP | FLAG["vni"], vni=0xABCDEF), 10, 11, 0),
+        (tcp4(vni=0xABCDEF), D, 15, 0),                      # the VNI without its flag
+        (tcp4(flags=IPV4_TCP | FLAG["vni"], vni=0xABCDEE), D, 15, 0),
+        (tcp4(flags=IPV4_TCP | FLAG["vni"], vni=0x2BCDEF), D, 15, 0),
+    ]),
+    # Two VNIs from one remote to two instances; an unknown VNI, a VNI 0 without the flag
+    # (no VXLAN header found) and another remote go by the rules after them.
+    "vni": ([FlowRule(ip_proto="udp", dst_port=4789, src="198.18.0.1", vni=10,
+                      action=Action(instance=1)),
+             FlowRule(ip_proto="udp", dst_port=4789, src="198.18.0.1", vni=11,
+                      action=Action(instance=2)),
+             FlowRule(dst_port=(4789, 4790), vni=0, action=Action(instance=3)),
+             FlowRule(ip_proto="udp", dst_port=4789, action=Action(instance=4))],
+            Action(), False, [
+        (vxlan4(vni=10), 0, 1, 0),
+        (vxlan4(vni=11), 1, 2, 0),
+        (vxlan4(vni=12), 3, 4, 0),
+        (vxlan4(vni=10, src_addr=v4("198.18.0.2")), 3, 4, 0),
+        (vxlan4(vni=0), 2, 3, 0),
+        (vxlan4(vni=0, flags=VXLAN4 & ~FLAG["vni"]), 3, 4, 0),
+        (vxlan4(vni=0, dst_port=4790), 2, 3, 0),
+        (vxlan4(vni=10, dst_port=4790), D, 0, 0),
     ]),
     "priority": ([FlowRule(action=Action(instance=9)).encode(RETA) & ~1,   # disabled
                   FlowRule(ip_proto="tcp", action=Action(instance=1)),
@@ -259,20 +290,27 @@ def random_rule(rng: random.Random) -> int:
         "dscp": lambda: rng.randrange(64),
         "tcp_flags": lambda: (lambda mask: (rng.getrandbits(8) & mask, mask))(rng.getrandbits(8)),
         "flags": lambda: {name: rng.random() < 0.5 for name in rng.sample(sorted(FLAG), 2)},
+        "vni": lambda: rng.choice([0, rng.randrange(1 << 24)]),
     }
     kw = {key: pick[key]() for key in rng.sample(sorted(pick), rng.randint(1, 4))}
     if kw.get("flags", {}).get("vlan") is False:
         kw.pop("vlan", None)
+    if "vni" in kw:         # only what a VNI rule allows (FlowRule refuses the rest)
+        kw["flags"] = {name: value for name, value in kw.get("flags", {}).items()
+                       if name not in ("vni", "udp", "tcp", "fragment")}
+        kw.pop("ip_proto", None)
+        kw["dst_port"] = rng.choice([4789, 4790, (4000, 5000), None])
     action = Action(instance=rng.randrange(16), reta_offset=rng.randrange(RETA),
                     reta_size=rng.choice([0, 1, 2, 16, 256, RETA]), drop=rng.random() < 0.2)
     packed = FlowRule(**kw, action=action).encode(RETA)
     return packed & ~1 if rng.random() < 0.1 else packed
 
 
-MASKED = (("flags", "flags_mask", 10), ("ethertype", "ethertype_mask", 16),
+MASKED = (("flags", "flags_mask", data.Layout.cast(MetaFlags).size),
+          ("ethertype", "ethertype_mask", 16),
           ("vlan_id", "vlan_mask", 12), ("ip_proto", "ip_proto_mask", 8),
           ("dscp", "dscp_mask", 6), ("tcp_flags", "tcp_flags_mask", 8),
-          ("src_addr", "src_mask", 128), ("dst_addr", "dst_mask", 128))
+          ("src_addr", "src_mask", 128), ("dst_addr", "dst_mask", 128), ("vni", "vni_mask", 24))
 
 
 def random_meta(rng: random.Random, rules: list[RuleFields], seq: int) -> dict:

@@ -322,3 +322,69 @@ def test_parameter_errors():
         HeaderParser(64, capture_bytes=32)
     with pytest.raises(ValueError, match="not '64'"):
         HeaderParser("64")
+
+
+def vxlan_frames(rng: random.Random, count: int) -> list[bytes]:
+    """VXLAN / VXLAN-GPE outer frames of every shape the VNI depends on: IPv4 and IPv6
+    outer, ports 4788..4791, random flags (I set or clear), the header cut to 0..8 bytes,
+    0..2 VLAN tags, IPv6 extension headers that push it towards the capture window's end,
+    TCP to the port; plus the directed ones."""
+    frames = []
+    for _ in range(count):
+        version = rng.choice([4, 6])
+        dport = rng.choice([4789, 4789, 4790, 4790, 4788, 4791])
+        flags = rng.choice([0x08, 0x0C, 0x00, rng.randrange(256)])
+        cut = rng.choice([None, None, rng.randrange(9)])
+        vni = rng.choice([0, 1, 0xFFFFFF]) if rng.random() < 0.3 else rng.randrange(1 << 24)
+        if version == 6 and rng.random() < 0.3:
+            frame = f.udp6(dport=dport, ext=[f.ipv6_ext("hop", length=8 * rng.randint(1, 8))],
+                           payload=f.vxlan_header(vni, flags=flags)[:cut])
+        elif rng.random() < 0.1:
+            frame = f.tcp4(dport=dport, payload=f.vxlan_header(vni, flags=flags))
+        else:
+            frame = f.vxlan_udp(version, dport=dport, vni=vni, flags=flags, cut=cut,
+                                inner=bytes(rng.randrange(40)))
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            frame = f.vlan(frame, rng.randrange(4096))
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("width,capture_bytes", [
+    (8, 100), (64, 128), *(pytest.param(*case, marks=pytest.mark.slow)
+                           for case in ((8, 128), (64, 100), (24, 128)))])
+def test_vni(width, capture_bytes):
+    # The VNI and its flag against the model: VXLAN and VXLAN-GPE, IPv4 and IPv6 outer, the
+    # I flag clear, the header cut short, VLAN tags, other ports, headers near the window's
+    # end, with gaps and backpressure.
+    seed = SEED + 0x71 + width + capture_bytes
+    print(f"seed {seed:#x}")
+    rng = random.Random(seed)
+    frames = vxlan_frames(rng, 50 if width == 8 else 80)
+    traffic = Traffic(frames, gap=0.2, backpressure=0.3, seed=seed)
+    expected = traffic.expected(capture_bytes)
+    found = [r for r in expected if r.flag("vni")]
+    # The mix reaches many VNIs, and tunnel ports without one (I clear, cut, past the window).
+    assert len(found) >= len(frames) // 5 and len({r.vni for r in found}) > 5
+    assert any(r.flag("tunnel") and not r.flag("vni") for r in expected)
+    assert any(r.error == ParseError.NONE and r.flag("tunnel") and not r.flag("vni") and
+               r.dst_port in (4789, 4790) for r in expected)
+    check(traffic, width, capture_bytes=capture_bytes)
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_vni_header_cut_and_window_edges(width):
+    # Every cut of the VXLAN header (0..8 bytes, IPv4 and IPv6, both ports): a VNI only for
+    # 8; and IPv6 headers whose VXLAN header ends 1 byte past, or exactly at, a 100-byte
+    # window.
+    frames = [f.vxlan_udp(version, dport=dport, vni=0xA5A5A5, cut=cut)
+              for version in (4, 6) for dport in (4789, 4790) for cut in range(9)]
+    expected = Traffic(frames).expected(128)
+    assert [r.flag("vni") for r in expected] == ([False] * 8 + [True]) * 4
+    check(Traffic(frames), width)
+    edges = [f.udp6(dport=4789, ext=[f.ipv6_ext("hop", length=hop)],
+                    payload=f.vxlan_header(3)) for hop in (32, 24)]  # ends at 102, 94
+    edges += [f.vlan(f.vlan(frame, 1), 2) for frame in edges]          # ... 110, 102
+    for window, found in ((102, [True, True, False, True]), (101, [False, True, False, False])):
+        assert [r.flag("vni") for r in Traffic(edges).expected(window)] == found
+        check(Traffic(edges), width, capture_bytes=window)

@@ -346,7 +346,7 @@ def check_packet(packet, frame, queue):
     for name in ("length", "hash", "hash_type", "instance", "rule", "flags", "generation"):
         assert getattr(packet, name) == m[name], f"queue {queue}: {name}"
     assert packet.queue == queue and packet.error == m["error"]
-    assert packet.timestamp == frame.stamp % (1 << 27), "timestamp is not the last beat's"
+    assert packet.timestamp == frame.stamp % (1 << 26), "timestamp is not the last beat's"
 
 
 # --- tests ---------------------------------------------------------------------------------

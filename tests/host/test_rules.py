@@ -8,7 +8,7 @@ from amaranth.lib import data
 
 from hetnic.rule_file import load_rules
 from hetnic.rules import Action, FlowRule, RuleError, RuleFields, RuleSet
-from hetnic.protocol import Rule, ipv4_mapped
+from hetnic.protocol import MetaFlags, Rule, ipv4_mapped
 
 V4_TOP = ((1 << 96) - 1) << 32      # mask bits of the ::ffff: part of an IPv4-mapped address
 FULL = (1 << 128) - 1
@@ -58,7 +58,7 @@ def test_empty_rule_matches_everything():
     f = decode(FlowRule())
     assert f.enable == 1
     assert (f.flags_mask, f.ethertype_mask, f.vlan_mask, f.ip_proto_mask, f.dscp_mask,
-            f.tcp_flags_mask, f.src_mask, f.dst_mask) == (0,) * 8
+            f.tcp_flags_mask, f.src_mask, f.dst_mask, f.vni_mask) == (0,) * 9
     assert (f.src_port_lo, f.src_port_hi, f.dst_port_lo, f.dst_port_hi) == (0, 65535, 0, 65535)
 
 
@@ -134,10 +134,37 @@ def test_flags_and_vlan():
     ({"flags": {"ipv5": True}}, "unknown flags name 'ipv5'"),
     ({"flags": {"ipv4": 1}}, "flags.ipv4 must be true or false, not 1"),
     ({"action": {"instance": 1}}, "action must be an Action"),
+    ({"vni": 1 << 24}, "vni must be between 0 and 16777215, not 16777216"),
+    ({"vni": -1}, "vni must be between 0 and 16777215, not -1"),
+    ({"vni": "10"}, "vni must be an integer, not '10'"),
+    ({"vni": 10, "ip_proto": "tcp"}, r"vni matches UDP to port 4789 \(VXLAN\) or 4790 "
+                                     r"\(VXLAN-GPE\), but ip_proto is 'tcp', not udp"),
+    ({"vni": 10, "ip_proto": 47}, "but ip_proto is 47, not udp"),
+    ({"vni": 10, "dst_port": 53}, "but dst_port is 53"),
+    ({"vni": 10, "dst_port": (4791, 5000)}, r"but dst_port is \(4791, 5000\)"),
+    ({"vni": 10, "flags": {"udp": False}}, "with a VXLAN header, but flags.udp is false"),
+    ({"vni": 10, "flags": {"tcp": True}}, "but flags.tcp is true"),
+    ({"vni": 10, "flags": {"fragment": True}}, "but flags.fragment is true"),
+    ({"vni": 10, "flags": {"vni": False}}, "but flags.vni is false"),
 ])
 def test_flow_rule_invalid(kwargs, text):
     with pytest.raises(RuleError, match=text):
         FlowRule(**kwargs)
+
+
+def test_vni():
+    # vni: the 24-bit field under a full mask, and the vni flag; the rest of the rule as
+    # given. Ports holding 4789 or 4790, ip_proto udp and flags.udp are allowed.
+    vni_bit = 1 << data.Layout.cast(MetaFlags)["vni"].offset
+    f = decode(FlowRule(vni=0xABCDEF))
+    assert (f.vni, f.vni_mask, f.flags, f.flags_mask) == (0xABCDEF, 0xFFFFFF, vni_bit, vni_bit)
+    assert (f.ip_proto_mask, f.dst_port_lo, f.dst_port_hi) == (0, 0, 65535)
+    f = decode(FlowRule(vni=0, ip_proto="udp", dst_port=4790, src="198.18.0.1",
+                        flags={"udp": True, "tunnel": True}))
+    assert (f.vni, f.vni_mask, f.ip_proto, f.dst_port_lo) == (0, 0xFFFFFF, 17, 4790)
+    assert f.flags & vni_bit and f.flags_mask & vni_bit
+    assert decode(FlowRule(vni=1, dst_port=(4000, 4789))).vni == 1
+    assert decode(FlowRule(dst_port=4789)).vni_mask == 0
 
 
 def test_port_forms():
@@ -148,8 +175,9 @@ def test_port_forms():
 
 
 def test_decode_rejects_wrong_width():
-    with pytest.raises(ValueError, match="a packed rule must be an integer of 717 bits"):
-        RuleFields.decode(1 << 717)
+    bits = data.Layout.cast(Rule).size
+    with pytest.raises(ValueError, match=f"a packed rule must be an integer of {bits} bits"):
+        RuleFields.decode(1 << bits)
 
 
 def test_rule_set_encode_pads_and_limits():
@@ -219,6 +247,15 @@ def test_load_toml(tmp_path):
     assert f.flags == 0 and f.flags_mask == 1 << 4 and f.action["instance"] == 3
 
 
+def test_load_vni(tmp_path):
+    path = tmp_path / "tunnels.toml"
+    path.write_text('[[rule]]\nname = "vni 10"\nip_proto = "udp"\ndst_port = 4789\n'
+                    'src = "198.18.0.1"\nvni = 10\ninstance = 2\n')
+    rule, = load_rules(path).rules
+    assert rule.vni == 10 and rule.name == "vni 10"
+    assert decode(rule).vni == 10 and decode(rule).vni_mask == 0xFFFFFF
+
+
 def test_json_and_toml_encode_the_same(tmp_path):
     (tmp_path / "a.toml").write_text(TOML_TEXT)
     (tmp_path / "b.json").write_text(json.dumps(JSON_DOC))
@@ -269,6 +306,11 @@ def test_empty_file_is_default_only(tmp_path):
      "r.json: rule 0, key 'tcp_flags': unknown tcp_flags name 'sin'"),
     ("r.json", {"rules": [{"vlan": 3, "flags": {"vlan": False}}]},
      "r.json: rule 0: vlan is given but flags.vlan is false"),
+    ("r.json", {"rules": [{"vni": 16777216}]},
+     "r.json: rule 0, key 'vni': vni must be between 0 and 16777215, not 16777216"),
+    ("r.toml", '[[rule]]\nip_proto = "tcp"\nvni = 7\n',
+     "r.toml: rule 0: vni matches UDP to port 4789 (VXLAN) or 4790 (VXLAN-GPE), but "
+     "ip_proto is 'tcp', not udp"),
     ("r.json", {"rules": [{"name": "w", "reta_offset": 600}]},
      "r.json: rule 0 ('w'): reta_offset 600 is outside the 512-entry RETA"),
 ])
@@ -297,7 +339,7 @@ def test_ipv4_prefix_does_not_match_ipv6_frame_with_mapped_address():
     rule = FlowRule(src="10.0.0.0/8", action=Action(drop=True)).encode(512)
     flags_v4, flags_v6 = 1 << 2, 1 << 3
     frame = dict(error=0, ethertype=0, vlan_id=0, dscp=0, ip_proto=6, tcp_flags=0,
-                 src_addr=ipv4_mapped(0x0A000001), dst_addr=0, src_port=1, dst_port=2)
+                 src_addr=ipv4_mapped(0x0A000001), dst_addr=0, src_port=1, dst_port=2, vni=0)
     v4 = classify(SimpleNamespace(flags=flags_v4, **frame), [rule], Action(), reta_entries=512)
     v6 = classify(SimpleNamespace(flags=flags_v6, **frame), [rule], Action(), reta_entries=512)
     assert v4.rule == 0 and v6.rule == 1

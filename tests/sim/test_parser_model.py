@@ -86,7 +86,14 @@ def scapy_expect(frame: bytes, *, direct_ethertype=EtherType.DIRECT_DEFAULT) -> 
     elif isinstance(l4, UDP):
         exp.set_flag("udp")
         exp.src_port, exp.dst_port = l4.sport, l4.dport
-        exp.set_flag("tunnel", exp.flag("tunnel") or l4.dport == 4789)
+        exp.set_flag("tunnel", exp.flag("tunnel") or l4.dport in (4789, 4790))
+        # The VNI counts when the UDP datagram holds the whole 8-byte header and I is set.
+        # scapy's VXLAN layer reads other layouts (GBP, GPE) by the flags, so the header's
+        # bytes are read as RFC 7348 section 5 puts them (I = 0x08 of byte 0, VNI in 4..6).
+        vxlan = bytes(l4)[8:l4.len]
+        if l4.dport in (4789, 4790) and len(vxlan) >= 8 and vxlan[0] & 0x08:
+            exp.set_flag("vni")
+            exp.vni = int.from_bytes(vxlan[4:7], "big")
     return exp
 
 
@@ -121,6 +128,13 @@ def test_directed_spot_values():
     assert r.flag("fragment") and not r.flag("udp") and r.ip_proto == 17 and r.src_port == 0
     r = parse_frame(DIRECTED["vxlan"])
     assert r.flag("tunnel") and r.flag("udp") and r.dst_port == 4789
+    assert r.flag("vni") and r.vni == 42
+    r = parse_frame(DIRECTED["vxlan_gpe6"])
+    assert r.flag("tunnel") and r.flag("vni") and r.vni == 0xFFFFFF and r.dst_port == 4790
+    r = parse_frame(DIRECTED["vxlan_i_clear"])
+    assert r.flag("tunnel") and not r.flag("vni") and r.vni == 0
+    r = parse_frame(DIRECTED["qinq_vxlan6"])
+    assert r.flag("vlan2") and r.flag("vni") and r.vni == 0
     r = parse_frame(DIRECTED["gre"])
     assert r.flag("tunnel") and r.ip_proto == 47 and not (r.flag("tcp") or r.flag("udp"))
     r = parse_frame(DIRECTED["direct"])
@@ -332,3 +346,59 @@ def test_parsed_frame_helpers():
         r.flag("bogus")
     with pytest.raises(ValueError, match="capture_bytes .* not 32"):
         parse_frame(f.tcp4(), capture_bytes=32)
+
+
+# --- the VNI of VXLAN / VXLAN-GPE ---------------------------------------------------------
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("dport", [4789, 4790])
+def test_vni_header_cut_at_every_length(version, dport):
+    # The VXLAN header cut to 0..7 bytes (IP and UDP lengths agree, the frame padded with
+    # zeros to 60): outer headers fine, no VNI, flag clear, no error. 8 bytes: the VNI.
+    for cut in range(9):
+        frame = f.vxlan_udp(version, dport=dport, vni=0x123456, cut=cut)
+        r = check_against_scapy(frame)
+        assert r.error == ParseError.NONE and r.flag("udp") and r.flag("tunnel")
+        assert (r.flag("vni"), r.vni) == ((True, 0x123456) if cut == 8 else (False, 0)), cut
+
+
+def test_vni_frame_cut_short():
+    # The frame itself cut inside the VXLAN header: the IP length no longer fits, BAD_LENGTH,
+    # a record with only length and error.
+    frame = f.vxlan_udp(4, vni=5, pad_to=0)
+    r = parse_frame(frame[:14 + 20 + 8 + 4])
+    assert r.error == ParseError.BAD_LENGTH and r.vni == 0 and r.flags == 0
+
+
+def test_vni_flags_byte():
+    # Only I (0x08) decides; reserved bits, GPE's version/P/B/O bits are not looked at.
+    for flags in range(256):
+        r = parse_frame(f.vxlan_udp(4, flags=flags, vni=77))
+        assert (r.flag("vni"), r.vni) == ((True, 77) if flags & 0x08 else (False, 0)), flags
+
+
+def test_vni_needs_the_port_and_udp():
+    assert not parse_frame(f.udp4(dport=4788, payload=f.vxlan_header(5))).flag("vni")
+    assert not parse_frame(f.udp4(dport=4791, payload=f.vxlan_header(5))).flag("tunnel")
+    r = parse_frame(f.tcp4(dport=4789, payload=f.vxlan_header(5)))
+    assert r.flag("tcp") and not r.flag("tunnel") and not r.flag("vni")
+    # Source port 4789, another destination: not VXLAN.
+    assert not parse_frame(f.vxlan_udp(4, dport=5000, sport=4789)).flag("vni")
+    # A first fragment of a VXLAN datagram: no L4 fields at all.
+    frag = f.udp4(dport=4789, mf=True, payload=f.vxlan_header(5) + bytes(16))
+    assert not parse_frame(frag).flag("vni") and parse_frame(frag).flag("fragment")
+
+
+def test_vni_past_the_capture_window():
+    # IPv6 with extension headers pushes the VXLAN header's end from inside the window to
+    # past it: the VNI only when its 8 bytes are all inside (not an error either way).
+    for hop in (40, 48, 56, 64):
+        frame = f.vlan(f.udp6(dport=4789, ext=[f.ipv6_ext("hop", length=hop)],
+                              payload=f.vxlan_header(9)), 1)
+        end = 14 + 4 + 40 + hop + 8 + 8
+        # end - 8: the window ends with the UDP header (the last bytes the walk needs).
+        for window in (end - 8, end - 1, end, 2048):
+            r = parse_frame(frame, capture_bytes=window)
+            assert r.error == ParseError.NONE and r.flag("udp"), (hop, window)
+            assert (r.flag("vni"), r.vni) == ((True, 9) if end <= window else (False, 0)), \
+                (hop, window)
