@@ -68,11 +68,12 @@ RESTART_COUNTERS = ("restarts", "restarts_done", "restarts_rolled_back", "restar
                     "drain_timeout_aborted", "pinned_drops", "handover_rx_flushed",
                     "handover_tx_dropped")
 #: The environment variable of the restart's fault injection (for the tests of the rollback
-#: and the recovery): a comma-separated list of ``transition``, ``new`` and ``pin2``, taken
-#: in order, one per restart of the daemon: ``transition``/``new``: that instance's first
-#: process of that restart fails as it starts (it is given no queues, so it exits with
-#: status 1 before it is ready); ``pin2``: the pin of the transition instance's
-#: connections (step 5) fails after staging its first batch (none when it has none).
+#: and the recovery): a comma-separated list of ``transition``, ``new``, ``pin1`` and
+#: ``pin2``, taken in order, one per restart of the daemon: ``transition``/``new``: that
+#: instance's first process of that restart fails as it starts (it is given no queues, so
+#: it exits with status 1 before it is ready); ``pin1``/``pin2``: the pin of the original's
+#: (step 3: a rollback) or the transition instance's (step 5: a recovery) connections
+#: fails after staging its first batch (none when it has none).
 FAULT_ENV = "HETNIC_RESTART_FAULT"
 _faults: list[str] | None = None
 #: States a connection has ended in, for a drain (its closing exchange done or no state).
@@ -172,6 +173,8 @@ class Restart:
         self.rings_grant = None
         #: Connections of the last pin's snapshot in TIME-WAIT (not pinned).
         self.time_wait = 0
+        #: Instances that took a snapshot: they open no new connection (``"reopen"``).
+        self._closed: set[str] = set()
         counters["restarts"] += 1
 
     @property
@@ -362,12 +365,13 @@ class Restart:
     def _pin(self, name: str, action: Action):
         """Pin instance ``name``'s connections to ``action``: flow entries, 24 a commit."""
         host, flows = self.host, self.host.nic.flows
+        self._closed.add(name)              # from the snapshot on it opens no connection
         conns = host.children[name].call("snapshot", timeout=10.0)
         # a connection in TIME-WAIT has ended: not pinned (an entry would only fill the
         # table, and a new SYN for its 4-tuple would meet the old instance through it)
         pinned = sorted({connection_flow(c) for c in conns if c["state"] not in _ENDED})
         self.time_wait = sum(c["state"] == "TIME-WAIT" for c in conns)
-        fault = name == self.t_name and _fault("pin2")
+        fault = _fault("pin2" if name == self.t_name else "pin1")
         for i in range(0, len(pinned), FLOW_JOURNAL):
             batch = pinned[i:i + FLOW_JOURNAL]
             for flow in batch:
@@ -380,7 +384,8 @@ class Restart:
             flows.commit()
             yield 0.0
         if fault:
-            raise RestartError(f"fault injection ({FAULT_ENV}=pin2): the pin of "
+            which = "pin2" if name == self.t_name else "pin1"
+            raise RestartError(f"fault injection ({FAULT_ENV}={which}): the pin of "
                                f"{name}'s connections failed")
         return pinned
 
@@ -463,6 +468,8 @@ class Restart:
             # entries go (they point at T anyway), N hands O's rings back (kept)
             attempt("rules", lambda: self._front(self._port_rules(self.t_action, t_name)))
             attempt("flows", lambda: self._unpin_owned(t_name))
+            if t_name in self._closed:      # its snapshot closed it to new connections
+                attempt(t_name, lambda: host.children[t_name].call("reopen", timeout=10.0))
             self.rings_grant = yield from self._stop(self.name)
         elif phase == "drain-transition":
             # N serves (the normal rules); T's connections that are left are lost
@@ -539,6 +546,11 @@ class Restart:
             self._unpin(list(self._pinned))
         except Exception as e:              # noqa: BLE001
             errors.append(f"flows: {e}")
+        if self.name in self._closed:       # O serves everything again
+            try:
+                host.children[self.name].call("reopen", timeout=10.0)
+            except HetnicError as e:
+                errors.append(f"{self.name}: {e}")
         child = host.children.get(self.t_name)
         if child is not None and self.t_name not in host.exits:
             try:

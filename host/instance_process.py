@@ -174,6 +174,7 @@ class _Instance:
                     self.nic_sleeping = SharedWord(self.segment.buf, spec.wake_word)
             self.stack = Stack(cfg, mac=spec.mac, ipv4=spec.ipv4, ipv6=spec.ipv6,
                                seed=spec.seed)
+            self._tcp = self.stack.tcp                  # the TCP layer (under an adapter too)
             self.adapter = None
             self.tunnel_apps: list = []
             if spec.tunnels:
@@ -205,6 +206,7 @@ class _Instance:
         client.on_call("release_rx", self.release_rx)
         client.on_call("snapshot", self.snapshot)
         client.on_call("handover", self.handover)
+        client.on_call("reopen", self.reopen)
         client.on_call("settled", self.holds.settled)
         client.on_call("connections", self.stack.connections)
         client.on_call("close", self.close_apps)
@@ -274,8 +276,11 @@ class _Instance:
         """Take every frame waiting in the RX queues into the stack (until a pass finds
         none), then the connection dump: every connection the frames that arrived so far
         made, half-open ones included. The NIC process calls it after a commit that sends
-        new connections elsewhere, so nothing that can open a connection here is left
-        behind it."""
+        new connections elsewhere; from here on a segment that would open a connection (a
+        SYN, or an ACK that may answer a SYN cookie: the NIC classified it before that
+        commit) is dropped, not answered (``tcp_closed_to_new``): the peer retransmits it
+        to the next instance, and no connection is opened here that the dump missed.
+        ``"reopen"`` undoes that (a rollback)."""
         now = time.monotonic()
         if not self.held:
             for _ in range(1024):               # bounded: established traffic keeps coming
@@ -284,7 +289,14 @@ class _Instance:
                                             if q is not None):
                     break
                 now = time.monotonic()
-        return self.stack.connections()
+        conns = self.stack.connections()
+        self._tcp.accept_new = False
+        return conns
+
+    def reopen(self) -> bool:
+        """Open new connections again after a :meth:`snapshot` (a rolled-back restart)."""
+        self._tcp.accept_new = True
+        return True
 
     def handover(self) -> dict:
         """Stop: send what the stack and the link hold (a second at most), flush the RX

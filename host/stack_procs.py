@@ -316,8 +316,14 @@ class StackProcs:
         applications (``apps``, default the ones of ``alias`` or of ``cfg.name``) are
         started by :meth:`start_apps` once it is ready (:meth:`ready`)."""
         at = _RINGS_AT + ring * self._ring_bytes
+        # the seed of the instance whose ports it serves (as at the start): its SYN-cookie
+        # secret and ISN key, so that a cookie one answered is accepted by the next
+        names = [c.name for c in self.instances]
+        serves = alias or cfg.name
+        seed = self._seed + names.index(serves) if serves in names else \
+            self._seed + 17 * (ring + 1) + len(self.pids)
         spec = InstanceSpec(config=cfg, grant=grant, mac=self._mac, ipv4=self._ipv4,
-                            ipv6=self._ipv6, seed=self._seed + 17 * (ring + 1) + len(self.pids),
+                            ipv6=self._ipv6, seed=seed,
                             serve_dir=None if self._serve_dir is None else str(self._serve_dir),
                             ring=(self._segment.name, at, self._ring_bytes),
                             wake_word=_WAKE_WORD, held=held)

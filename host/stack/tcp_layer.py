@@ -108,6 +108,11 @@ class TcpLayer:
         self._memory = 0
         self._conn_memory = config.sndbuf + config.rcvbuf
         self._ca_reset = float("-inf")
+        #: False: a segment that would open a connection (a SYN to a listener, or an ACK
+        #: that may answer a SYN cookie) is dropped, counted ``tcp_closed_to_new``, not
+        #: answered (an instance a restart moves away from: the peer retransmits and
+        #: reaches the next instance, see hetnic.host.daemon_restart).
+        self.accept_new = True
         self._ca_budget = 0
         self._cfgs: dict[int, object] = {}
 
@@ -259,6 +264,9 @@ class TcpLayer:
 
     def _to_listener(self, listener: TcpListener, src: bytes, dst: bytes, seg, now: float) -> None:
         flags = seg.flags
+        if not self.accept_new:
+            self.counters.drop("tcp_closed_to_new")
+            return
         if flags & RST:
             self.counters.drop("tcp_listen_rst")
             return

@@ -331,7 +331,8 @@ def test_failed_starts_roll_back():
     """The transition instance fails to start: rolled back, the original serves on, the
     flow table and the rules as before. Then the new instance fails to start: the old
     configuration runs again (reported failed), and traffic went on throughout."""
-    with running_daemon("hn-restart-f", HETNIC_RESTART_FAULT="transition,new") as daemon:
+    with running_daemon("hn-restart-f", HETNIC_RESTART_FAULT="transition,pin1,new") \
+            as daemon:
         rules = daemon.call("rules.read")["table"]
         config = daemon.folder / "new.toml"
         config.write_text(low_delay(initial_window=4))
@@ -349,6 +350,15 @@ def test_failed_starts_roll_back():
         assert "low-delay~transition" not in info["instances"]
         counters = daemon.counters()
         assert counters["restarts_rolled_back"] == 1 and counters["running"] is None
+        # the pin of O's connections fails after O's snapshot, a batch staged: rolled
+        # back, O opens new connections again (the load's go on), the table empty
+        out = daemon.cli("restart", "low-delay", "--config", str(config))
+        assert out.returncode == 2 and "pin1" in out.stderr, out
+        assert daemon.call("rules.read")["table"] == rules
+        counters = daemon.counters()
+        assert counters["restarts_rolled_back"] == 2 and counters["flow_entries"] == 0
+        assert counters["flows_pinned"] == counters["flows_released"] > 0
+        time.sleep(1.0)
         out = daemon.cli("restart", "low-delay", "--config", str(config))
         assert out.returncode == 2 and "the old one runs" in out.stderr
         assert daemon.call("rules.read")["table"] == rules
