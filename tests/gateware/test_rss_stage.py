@@ -27,8 +27,8 @@ def random_meta(rng) -> dict:
     the symmetric swaps and ties all come up. ``hash``/``hash_type`` are garbage."""
     meta = {name: rng.getrandbits(f.width) for name, f in META}
     flags = rng.choice([V4 | TCP, V4 | UDP, V4, V6 | TCP, V6 | UDP, V6, V4 | TCP | UDP,
-                        V4 | V6 | UDP, 0, TCP, rng.getrandbits(10)])
-    meta["flags"] = flags | rng.getrandbits(10) & ~(V4 | V6 | TCP | UDP)
+                        V4 | V6 | UDP, 0, TCP, rng.getrandbits(META["flags"].width)])
+    meta["flags"] = flags | rng.getrandbits(META["flags"].width) & ~(V4 | V6 | TCP | UDP)
     meta["error"] = 0 if rng.random() < 0.85 else rng.randrange(1, 16)
     for name in ("src_addr", "dst_addr"):
         if flags & V4 and rng.random() < 0.8:

@@ -18,6 +18,7 @@ import random
 from collections import deque
 
 import pytest
+from amaranth.lib import data
 
 from kit import StreamSink, StreamSource, pack, pack_image, run_simulation, seeded_rng, unpack
 
@@ -29,7 +30,7 @@ from hetnic.gateware.rx_queues import RxQueueManager
 from hetnic.host.memory import BytearrayMemory, MemoryAllocator
 from hetnic.host.queue_setup import queue_register_writes
 from hetnic.host.rx_ring import RxRing
-from hetnic.protocol import DropReason, EventType, PacketMeta, RxDescriptor
+from hetnic.protocol import DropReason, EventType, PacketMeta, RxCompletion, RxDescriptor
 from hetnic.regs import (QUEUE_CTRL_ENABLE, QUEUE_EQ_ARM, QUEUE_EQ_QUEUE,
                          QUEUE_STATUS_BAD_ADDR, QUEUE_STATUS_BAD_SIZE, QUEUE_STATUS_DMA,
                          QUEUE_STATUS_DOORBELL)
@@ -332,11 +333,16 @@ def simulate(dut, seed, scenario, limit=200_000, **bench_args):
     return bench
 
 
+COMPLETION = data.Layout.cast(RxCompletion)    # the widths the frame's meta lands in
+
+
 def random_frame(rng, queue, length, seq, **meta):
     payload = seq.to_bytes(4, "little") + rng.randbytes(max(0, length - 4))
     return Frame(payload[:length], queue, hash=rng.getrandbits(32), hash_type=rng.randrange(7),
-                 flags=rng.getrandbits(10), instance=rng.randrange(16),
-                 rule=rng.randrange(128), generation=rng.getrandbits(16),
+                 flags=rng.getrandbits(COMPLETION["flags"].width),
+                 instance=rng.getrandbits(COMPLETION["instance"].width),
+                 rule=rng.getrandbits(COMPLETION["rule"].width),
+                 generation=rng.getrandbits(COMPLETION["generation"].width),
                  error=rng.choice((0, 0, 0, 1, 4)), **meta)
 
 

@@ -179,12 +179,15 @@ def make_tx(size=8, data_align=8, mem_size=1 << 22, **kwargs):
     return mem, ring, nic
 
 
+COMPLETION = data.Layout.cast(RxCompletion)
+
+
 def random_meta(rng: random.Random) -> dict:
-    return {"hash": rng.getrandbits(32), "hash_type": rng.choice(list(HashType)),
-            "error": rng.choice(list(ParseError)), "flags": rng.getrandbits(10),
-            "queue": rng.getrandbits(8), "instance": rng.getrandbits(4),
-            "rule": rng.getrandbits(7), "generation": rng.getrandbits(16),
-            "timestamp": rng.getrandbits(27)}
+    """Random completion metadata; the widths come from ``RxCompletion``'s layout."""
+    meta = {name: rng.getrandbits(COMPLETION[name].width) for name in
+            ("hash", "flags", "queue", "instance", "rule", "generation", "timestamp")}
+    return meta | {"hash_type": rng.choice(list(HashType)),
+                   "error": rng.choice(list(ParseError))}
 
 
 def meta_of(packet) -> dict:
