@@ -41,10 +41,9 @@ from .stack.instance import PROFILES, InstanceConfig
 from .stack.errors import BadArgument
 from .stack.stack import Stack
 from .stack.tunnel import TunnelAdapter, TunnelSpec
-from .stack_steering import APP_PORTS, SteeringPlan, is_shared_frame, plan_steering
+from .stack_steering import APP_PORTS, SteeringPlan, is_shared_frame
 from .tap_bridge import TapBridge
-from .tunnel_host import (TUNNEL_INSTANCE, tunnel_apps, tunnel_fragment_rules, tunnel_instance,
-                          tunnel_rules)
+from .tunnel_host import TUNNEL_INSTANCE, plan_tunnel_steering, tunnel_apps, tunnel_instance
 
 __all__ = ["StackHost", "StackHostTimeout", "HostListener", "DEFAULT_MAC", "parse_interface"]
 
@@ -135,11 +134,13 @@ class StackHost:
         ipv4 = [parse_interface(addr4, 4)]
         ipv6 = [parse_interface(addr6, 6)] if addr6 else []
         self.nic = nic
-        self.plan: SteeringPlan = plan_steering(instances, nic.params,
-                                                rx_queues=len(nic.rx_queues),
-                                                tx_queues=len(nic.tx_queues), app_ports=(),
-                                                first_rules=tunnel_rules(tunnels)
-                                                + tunnel_fragment_rules(tunnels))
+        self.plan: SteeringPlan
+        #: Why the tunnels' per-VNI rules were left out (the rule table is full), or None.
+        self.tunnel_note: str | None
+        self.plan, self.tunnel_note = plan_tunnel_steering(
+            instances, nic.params, tunnels, rx_queues=len(nic.rx_queues),
+            tx_queues=len(nic.tx_queues), app_ports=(),
+            reserve=len(APP_PORTS))        # the dispatcher installs these later
         self.dispatcher = Dispatcher(nic, instances, base_plan=self.plan)
         self.instances = instances
         self.stacks: dict[str, Stack] = {}

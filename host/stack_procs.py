@@ -51,9 +51,8 @@ from .shm import SharedSegment
 from .spsc import OFF_SLEEPING, SpscRing
 from .stack.instance import PROFILES, InstanceConfig
 from .stack_host import DEFAULT_MAC, StackHostTimeout, parse_interface
-from .stack_steering import APP_PORTS, app_instance, is_shared_frame, plan_steering
-from .tunnel_host import (TUNNEL_INSTANCE, tunnel_fragment_rules, tunnel_instance,
-                          tunnel_rules)
+from .stack_steering import APP_PORTS, app_instance, is_shared_frame
+from .tunnel_host import TUNNEL_INSTANCE, plan_tunnel_steering, tunnel_instance
 from .tunnel_privs import resolve_user
 
 __all__ = ["StackProcs", "StackProcsError", "wake_once"]
@@ -143,11 +142,12 @@ class StackProcs:
         ipv4 = [parse_interface(addr4, 4)]
         ipv6 = [parse_interface(addr6, 6)] if addr6 else []
         self.nic = nic
-        self.base_plan = plan_steering(self.instances, nic.params,
-                                       rx_queues=len(nic.rx_queues),
-                                       tx_queues=len(nic.tx_queues), app_ports=(),
-                                       first_rules=tunnel_rules(tunnels)
-                                       + tunnel_fragment_rules(tunnels))
+        #: Why the tunnels' per-VNI rules were left out (the rule table is full), or None.
+        self.tunnel_note: str | None
+        self.base_plan, self.tunnel_note = plan_tunnel_steering(
+            self.instances, nic.params, tunnels, rx_queues=len(nic.rx_queues),
+            tx_queues=len(nic.tx_queues), app_ports=(),
+            reserve=len(APP_PORTS))        # the dispatcher installs these later
         #: Why there is no spare queue set (no restarts), or None.
         self.spare_note: str | None = None
         self.spare = self._reserve(spare, nic)

@@ -4,21 +4,25 @@ classifier rules that steer every tunnel's outer traffic to it.
 With ``--tunnel`` given, ``hetnic stack up`` runs one more stack instance, ``tunnel``
 (:func:`tunnel_instance`): two RX queues no other instance uses (the last half of the widest
 instance's queues, two at most, when every queue is taken), a TX queue of its own and a
-block of ephemeral ports no other instance has. :func:`tunnel_rules` are the rules that send each tunnel's outer
-datagrams there - UDP destination port (4789 VXLAN, 4790 VXLAN-GPE) and outer source address
-(the remote) - placed before every other rule of the base plan
+block of ephemeral ports no other instance has. :func:`tunnel_rules` are the rules that send
+every outer datagram from a tunnel's remote (outer source address) to a tunnel port (UDP
+4789 VXLAN, 4790 VXLAN-GPE) there, placed before every other rule of the base plan
 (:func:`~hetnic.host.stack_steering.plan_steering`, ``first_rules``), so tunnel traffic never
-passes through another instance. Each rule also matches the tunnel's VNI (the NIC's parser
-reads it), so a VNI the adapter does not know from that remote is not steered here; the
-adapter still counts ``unknown_vni`` for what reaches it.
+passes through another instance: one rule per tunnel that also matches its VNI (the NIC's
+parser reads it; the rule's hit counter counts that tunnel's frames in the NIC), then per
+(port, remote) a catch-all without a VNI, which takes what the VNI rules leave (an unknown
+VNI, the I flag clear, a header cut short): the adapter counts those (``unknown_vni``,
+``bad_header``, ``truncated``). When the plan does not fit the NIC's rule table,
+:func:`plan_tunnel_steering` leaves the per-VNI rules out (the catch-alls alone steer
+correctly) and says so in one line.
 
 An outer datagram the remote fragmented has no UDP header past its first fragment, and the
 classifier reads no ports in any fragment, so :func:`tunnel_rules` cannot match it:
 :func:`tunnel_fragment_rules` send every IP fragment from a tunnel remote (IPv4 MF or an
 offset, an IPv6 fragment header) to the adapter, which reassembles before it decapsulates.
 The NIC's RSS hashes a fragment by its addresses only, so all fragments of one datagram take
-one of the adapter's queues. Callers put both sets before the base plan:
-``first_rules=tunnel_rules(tunnels) + tunnel_fragment_rules(tunnels)``.
+one of the adapter's queues. :func:`plan_tunnel_steering` puts both sets before the base
+plan (``first_rules=tunnel_rules(tunnels) + tunnel_fragment_rules(tunnels)``).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .stack.instance import PROFILES, InstanceConfig
+from .stack_steering import SteeringError, SteeringPlan, plan_steering
 from .stack.tunnel import TunnelError, TunnelSpec
 from hetnic.tunnel_format import TUNNEL_KINDS
 
 __all__ = ["TUNNEL_INSTANCE", "tunnel_instance", "tunnel_rules", "tunnel_fragment_rules",
-           "tunnel_apps"]
+           "plan_tunnel_steering", "tunnel_apps"]
 
 #: The adapter's instance name.
 TUNNEL_INSTANCE = "tunnel"
@@ -89,19 +94,62 @@ def tunnel_instance(instances: Sequence[InstanceConfig], *, rx_queues: int, tx_q
     return instances, config
 
 
-def tunnel_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE
-                 ) -> list[tuple[str, dict, str]]:
-    """``(label, FlowRule match fields, instance)`` per (encapsulation port, remote, VNI):
-    UDP to the port from the remote whose VXLAN / VXLAN-GPE header carries the VNI (the NIC
-    parser's ``vni``, with ``MetaFlags.vni``) goes to ``instance``. A datagram from the
-    remote with another VNI, or none (I flag clear, header cut short), matches none of them
-    and goes where the rules after them send it (docs/tunnels.md, *Steering*)."""
-    seen: dict[tuple[int, str, int], None] = {}
+def tunnel_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE, *,
+                 per_vni: bool = True) -> list[tuple[str, dict, str]]:
+    """``(label, FlowRule match fields, instance)``: with ``per_vni``, one rule per
+    (encapsulation port, remote, VNI) - UDP to the port from the remote whose VXLAN /
+    VXLAN-GPE header carries the VNI (the NIC parser's ``vni``, with ``MetaFlags.vni``) -
+    then one catch-all per (port, remote) without a VNI, after that remote's VNI rules. All
+    go to ``instance``: every datagram from a tunnel's remote to its port reaches the
+    adapter, which counts an unknown VNI or a bad header. The VNI rules change no steering;
+    their hit counters count each tunnel's frames in the NIC (docs/tunnels.md,
+    *Steering*)."""
+    vnis: dict[tuple[int, str, int], None] = {}
     for spec in tunnels:
-        seen.setdefault((TUNNEL_KINDS[spec.kind][0], spec.remote, spec.vni), None)
-    return [(f"tunnel udp/{port} vni {vni} from {remote} -> {instance}",
-             {"ip_proto": "udp", "dst_port": port, "src": remote, "vni": vni}, instance)
-            for port, remote, vni in seen]
+        vnis.setdefault((TUNNEL_KINDS[spec.kind][0], spec.remote, spec.vni), None)
+    rules = []
+    if per_vni:
+        rules += [(f"tunnel udp/{port} vni {vni} from {remote} -> {instance}",
+                   {"ip_proto": "udp", "dst_port": port, "src": remote, "vni": vni}, instance)
+                  for port, remote, vni in vnis]
+    remotes = dict.fromkeys((port, remote) for port, remote, _ in vnis)
+    rules += [(f"tunnel udp/{port} from {remote} -> {instance}",
+               {"ip_proto": "udp", "dst_port": port, "src": remote}, instance)
+              for port, remote in remotes]
+    return rules
+
+
+def plan_tunnel_steering(instances, params, tunnels: Sequence[TunnelSpec], *, reserve: int = 0,
+                         **kwargs) -> tuple[SteeringPlan, str | None]:
+    """:func:`~hetnic.host.stack_steering.plan_steering` with :func:`tunnel_rules` and
+    :func:`tunnel_fragment_rules` first (``kwargs`` go to it), and a one-line note (or None).
+
+    When the plan with the per-VNI rules does not fit the NIC's rule table with ``reserve``
+    rules to spare (the application rules a dispatcher installs later), the plan without
+    them (the catch-alls steer every tunnel datagram alike) and a note saying so.
+
+    Raises
+    ------
+    SteeringError
+        As ``plan_steering``: the plan does not fit even without the per-VNI rules, or
+        another error of the instances.
+    """
+    rest = tunnel_fragment_rules(tunnels)
+    vni_rules = len(tunnel_rules(tunnels)) - len(tunnel_rules(tunnels, per_vni=False))
+    try:
+        plan = plan_steering(instances, params, first_rules=tunnel_rules(tunnels) + rest,
+                             **kwargs)
+        if not vni_rules or len(plan.rules) + reserve <= params.n_rules:
+            return plan, None
+    except SteeringError:
+        pass
+    # Only the rule count depends on the per-VNI rules: a plan without them either fits or
+    # raises the same error.
+    plan = plan_steering(instances, params,
+                         first_rules=tunnel_rules(tunnels, per_vni=False) + rest, **kwargs)
+    return plan, (f"tunnel steering: the {vni_rules} per-VNI rules do not fit the NIC's "
+                  f"{params.n_rules} rules, left out (the per-remote rules steer all "
+                  f"tunnel traffic; no per-tunnel NIC rule counts)")
 
 
 def tunnel_fragment_rules(tunnels: Sequence[TunnelSpec], instance: str = TUNNEL_INSTANCE

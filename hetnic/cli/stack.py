@@ -156,8 +156,7 @@ def instances_from(path: str | None, tunnels=()):
     rules when there are ``tunnels``)."""
     from ..host.stack.instance import PROFILES, load_instances
     from ..host.stack.tunnel import TunnelAdapter
-    from ..host.stack_steering import plan_steering
-    from ..host.tunnel_host import tunnel_fragment_rules, tunnel_instance, tunnel_rules
+    from ..host.tunnel_host import plan_tunnel_steering, tunnel_instance
     from ..params import HIL_NIC_CORE
     instances = load_instances(path) if path else list(PROFILES.values())
     checked = instances
@@ -168,9 +167,8 @@ def instances_from(path: str | None, tunnels=()):
         from ..host.stack.stack import Stack
         TunnelAdapter(Stack(cfg, mac=b"\x02\0\0\0\0\1", ipv4=[("198.18.0.2", 24)]),
                       tunnels)           # duplicate tunnels, overlapping prefixes: now
-    plan_steering(checked, HIL_NIC_CORE, rx_queues=HIL_NIC_CORE.rx_queues,
-                  tx_queues=HIL_NIC_CORE.tx_queues,
-                  first_rules=tunnel_rules(tunnels) + tunnel_fragment_rules(tunnels))
+    plan_tunnel_steering(checked, HIL_NIC_CORE, tunnels, rx_queues=HIL_NIC_CORE.rx_queues,
+                         tx_queues=HIL_NIC_CORE.tx_queues)
     return instances
 
 
@@ -209,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
                 instances=instances, serve_dir=args.serve, seed=args.seed,
                 faults_to_nic=plan.injector("in") if plan else None,
                 faults_to_tap=plan.injector("out") if plan else None, **extra)
+            if getattr(host, "tunnel_note", None):
+                print(host.tunnel_note, file=sys.stderr, flush=True)
             try:
                 return _serve(host, args)
             finally:

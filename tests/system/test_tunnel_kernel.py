@@ -266,8 +266,8 @@ print(json.dumps(out))
 @pytest.mark.slow
 def test_bad_inputs_are_counted_drops_and_icmp(tmp_path):
     """Unknown VNI, wrong outer port, truncated / bad headers, no route and an MTU overrun
-    from the kernel's side: counted drops (at the adapter for its own VNIs, at another
-    instance for datagrams without one of them), ICMP net unreachable and fragmentation needed
+    from the kernel's side: counted drops (at the adapter for every datagram from a tunnel's
+    remote to its port, an unknown VNI too), ICMP net unreachable and fragmentation needed
     (the kernel learns the path MTU), nothing else disturbed; TCP still works after."""
     from kit.netns import netns, ns_run, require_netns, tap_in_netns
     from hetnic.host.nic import Nic
@@ -295,18 +295,18 @@ def test_bad_inputs_are_counted_drops_and_icmp(tmp_path):
             vx10, vx11 = (stats["tunnels"][s.name] for s in specs)
             assert out["no_route"] == "ENETUNREACH", out
             assert out["mtu_send"] == "EMSGSIZE" and out["path_mtu"] == 1430, out
-            # Of the bad datagrams only the truncated inner frame carries VNI 10 (the
-            # tunnel rules match the VNI): it reaches the adapter, a counted drop.
-            assert vx10["drops"].get("truncated") == 1, vx10
+            # Every bad datagram from the remote to port 4789 reaches the adapter (the
+            # per-remote catch-all rule after the VNI rules): counted drops there.
+            assert vx10["drops"].get("truncated") == 2, vx10
+            assert vx10["drops"].get("bad_header") == 1, vx10
+            assert vx10["drops"].get("unknown_vni", 0) >= 1, vx10
             assert vx10["drops"].get("no_route") == 1, vx10
-            assert "bad_header" not in vx10["drops"] and "unknown_vni" not in vx10["drops"]
             assert vx11["drops"] == {"mtu": 1}, vx11
             assert stats["drops"] == {}
-            # the I-clear header, the 3-byte one, VNI 99 (at least an ARP request) and the
-            # datagram to port 4788 went to another instance (no rule steers them to the
+            # the datagram to port 4788 went to another instance (no rule steers it to the
             # adapter), which has no socket there
             others = sum(s.counters.udp_in for n, s in host.stacks.items() if n != "tunnel")
-            assert others >= 4
+            assert others >= 1
             # and the tunnels still carry TCP, byte-exact
             again = run_in_netns(ns, host, PEER_SCRIPT.format(
                 tunnels=[("vx10", "vxlan", 10, K4, "198.19.1"),
