@@ -22,11 +22,11 @@ __all__ = ["HeaderByteCapture"]
 _N_WINDOWS = MAX_IPV6_EXT_HEADERS + 1
 #: The bytes of each followed header that the extension and L4 steps read.
 _WINDOW_BYTES = (0, 1, 2, 3, 13)
-#: The bytes the L4 step also reads behind a UDP header (a VXLAN header's flags and VNI, less
-#: byte 13, which every window keeps). Only the last header followed reaches them (the walk
+#: The bytes the L4 step also reads of a UDP header and behind it (the UDP length; a VXLAN
+#: header's flags and VNI, less byte 13, which every window keeps). Only the last header followed reaches them (the walk
 #: moves to the next header at byte 3), and that is the one the L4 step reads, so one copy
 #: serves every window.
-_TAIL_BYTES = (8, 12, 14)
+_TAIL_BYTES = (4, 5, 8, 12, 14)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class _StreamingFrame:
     win_live: Signal        # its offset and win_type are known
     chain: Signal           # another extension/L4 header follows
     windows: list           # bytes 0..3 and 13 of each followed header
-    tail: Signal            # bytes 8, 12 and 14 of the last header followed
+    tail: Signal            # bytes 4, 5, 8, 12 and 14 of the last header followed
     ext_lens: list          # the extension-header length of each
     finished: Signal        # the frame ended; the walk has not got it
     n: Signal               # length of the finished frame
@@ -101,8 +101,8 @@ class HeaderByteCapture(wiring.Component):
     L3 go to ``hdr``. The offsets of the extension and L4 headers are followed the way the
     walk will compute them (IPv4: L3 + 4 * IHL; IPv6: L3 + 40, then each extension header's
     length: 8 for a fragment header, else (byte 1 + 1) * 8) and bytes 0..3 and 13 of each
-    are kept, up to :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS` + 1 headers, and bytes 8
-    and 12..14 of the last one (the VXLAN flags and VNI behind a UDP header). Where the
+    are kept, up to :data:`~hetnic.protocol.MAX_IPV6_EXT_HEADERS` + 1 headers, and bytes 4, 5,
+    8 and 12..14 of the last one (a UDP header's length, the VXLAN flags and VNI behind it). Where the
     walk stops early (an error, a fragment, a header past the window), what was kept past
     that point is never read. That is about 80 bytes of registers instead of two buffers of
     ``capture_bytes`` and the shifter that reads them.
@@ -210,8 +210,8 @@ class HeaderByteCapture(wiring.Component):
             m.d.sync += [s.win_type.eq(byte), s.win_live.eq(1)]
 
     def _follow_headers(self, m, s):
-        """Keep bytes 0..3 and 13 of the followed header (and 8, 12 and 14 of whichever header
-        reaches them: the last) and, from its byte 1, where the next one starts if it is an
+        """Keep bytes 0..3 and 13 of the followed header (and 4, 5, 8, 12 and 14 of whichever
+        header reaches them: the last) and, from its byte 1, where the next one starts if it is an
         IPv6 extension header."""
         byte = s.beat.data[:8]
         with m.If(s.win_live & s.rel_ge0 & s.rel_lt15):

@@ -24,8 +24,8 @@ __all__ = [
 
 
 #: Bytes of the window on an extension/L4 header: bytes 0..3 (ports; an extension header's
-#: type and length; the fragment offset), 13 (TCP flags) and, after an 8-byte UDP header, 8
-#: and 12..14 (the VXLAN header's flags and VNI).
+#: type and length; the fragment offset), 13 (TCP flags), 4..5 (the UDP length) and, after an
+#: 8-byte UDP header, 8 and 12..14 (the VXLAN header's flags and VNI).
 WINDOW_BYTES = 15
 
 
@@ -89,7 +89,7 @@ class CapturedFrameSignature(wiring.Signature):
     window : Out(WINDOW_BYTES * 8)
         The 15 bytes at ``offset``: the header of extension/L4 step ``ext_count`` (and for
         UDP, the flags and VNI of a VXLAN header behind it). At 8 bits a register that follows
-        ``ext_count`` a cycle later, and only bytes 0..3, 8 and 12..14 are kept.
+        ``ext_count`` a cycle later, and only bytes 0..5, 8 and 12..14 are kept.
     ext_len : Out(12)
         The length of the header in ``window`` if it is an IPv6 extension header of type
         ``ip_proto`` (8 for a fragment header, else (byte 1 + 1) * 8).

@@ -359,11 +359,14 @@ class HeaderWalk(wiring.Component):
         is_tcp = rec.ip_proto == IpProto.TCP
         dst_port = header_field(window, 2, 2)
         vxlan_port = ~is_tcp & ((dst_port == VXLAN_UDP_PORT) | (dst_port == VXLAN_GPE_UDP_PORT))
-        # A VNI only from a whole VXLAN header inside the IP packet and the capture window,
+        # A VNI only from a whole VXLAN header inside the UDP datagram (UDP length 16 or
+        # more), a UDP datagram inside the IP packet, the header inside the capture window,
         # with the I flag; anything else is no VNI, not an error. Settled like a check (the
         # bound compares are as long a path).
+        udp_len = header_field(window, 4, 2)
         vxlan_end = st.offset + 8 + VXLAN_HEADER_LEN
-        vni_found = self._settled(m, vxlan_port & (vxlan_end <= st.ip_end) &
+        vni_found = self._settled(m, vxlan_port & (udp_len >= 8 + VXLAN_HEADER_LEN) &
+                                  (st.offset + udp_len <= st.ip_end) &
                                   (vxlan_end <= self._capture_bytes) &
                                   (header_byte(window, 8) & VXLAN_FLAG_I).any(), "vni_found")
         m.d.comb += [

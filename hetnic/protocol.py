@@ -166,8 +166,9 @@ class MetaFlags(data.Struct):
     direct: 1               # EtherType equals the DIRECT_ETHERTYPE register
     ip_options: 1           # IPv4 with IHL > 5, or IPv6 with extension headers skipped
     vni: 1                  # UDP to the VXLAN or VXLAN-GPE port, the 8-byte VXLAN header
-                            # whole inside the IP packet and the capture window, I flag set:
-                            # PacketMeta.vni holds its VNI
+                            # whole inside the UDP datagram (UDP length >= 16), the datagram
+                            # inside the IP packet, the header inside the capture window, I
+                            # flag set: PacketMeta.vni holds its VNI
 
 
 RSS_KEY_LEN = 40            # bytes; enough for the 36-byte IPv6+ports input plus 4

@@ -36,7 +36,8 @@ from hetnic.protocol import ETH_HEADER_LEN, EtherType
 __all__ = [
     "MAC_DST", "MAC_SRC", "MIN_FRAME",
     "ether", "vlan", "ipv6_ext", "tcp4", "udp4", "tcp6", "udp6", "icmp4", "icmp6", "arp",
-    "direct", "dot3", "vxlan4", "vxlan_header", "vxlan_udp", "gre4", "directed_frames", "random_frame", "random_mix",
+    "direct", "dot3", "vxlan4", "vxlan_header", "vxlan_udp", "VXLAN_UDP_LENS", "udp_length_frames",
+    "gre4", "directed_frames", "random_frame", "random_mix",
 ]
 
 MAC_DST = "02:00:00:00:00:01"
@@ -219,20 +220,34 @@ def vxlan_header(vni: int, *, flags: int = 0x08, next_protocol: int = 0) -> byte
 def vxlan_udp(version: int = 4, inner: bytes | None = None, *, dport: int = 4789,
               vni: int = 42, flags: int = 0x08, next_protocol: int = 0, sport: int = 49152,
               src: str | None = None, dst: str | None = None, cut: int | None = None,
-              pad_to: int = MIN_FRAME) -> bytes:
+              udp_len: int | None = None, pad_to: int = MIN_FRAME) -> bytes:
     """Ethernet / IPv``version`` / UDP to ``dport`` / :func:`vxlan_header` / ``inner`` (default:
     the IP packet of tcp4()). ``cut`` keeps only that many bytes of the VXLAN header and
-    drops what follows (the IP and UDP lengths say so: a short datagram, not a cut frame)."""
+    drops what follows (the IP and UDP lengths say so: a short datagram, not a cut frame).
+    ``udp_len`` puts that UDP length in the header (the IP length stays the bytes'), say one
+    that cuts the VXLAN header short or runs past the IP packet."""
     inner = tcp4(pad_to=0)[ETH_HEADER_LEN:] if inner is None else inner
     payload = vxlan_header(vni, flags=flags, next_protocol=next_protocol) + inner
     if cut is not None:
         payload = payload[:cut]
-    udp = UDP(sport=sport, dport=dport) / Raw(payload)
+    udp = UDP(sport=sport, dport=dport, len=udp_len) / Raw(payload)
     if version == 4:
         ip = IP(src=src or IP4_SRC, dst=dst or IP4_DST) / udp
     else:
         ip = IPv6(src=src or IP6_SRC, dst=dst or IP6_DST) / udp
     return ether(ip, pad_to=pad_to)
+
+
+#: UDP lengths for :func:`udp_length_frames` (their datagrams have 32 bytes).
+VXLAN_UDP_LENS = (0, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 0xFFFF)
+
+
+def udp_length_frames() -> list[bytes]:
+    """VXLAN frames (a whole header, I set, 16 inner bytes: 32 UDP bytes) whose UDP length
+    field says ``VXLAN_UDP_LENS``: cut inside the UDP header, inside the VXLAN header (8..15),
+    just whole (16 and more) and past the IP packet (33, 0xFFFF); IPv4 and IPv6."""
+    return [vxlan_udp(version, vni=0x5A5A5A, inner=bytes(16), udp_len=udp_len)
+            for version in (4, 6) for udp_len in VXLAN_UDP_LENS]
 
 
 def gre4(inner: bytes | None = None, *, src: str = IP4_SRC, dst: str = IP4_DST,

@@ -70,9 +70,9 @@ module \hetnic_nic_core_w64.core.event_arbiter (rst, posts__1__payload, posts__2
   \hetnic_nic_core_w64.core.event_arbiter.round_robin  round_robin (
     .clk(clk),
     .grant(grant),
-    .\port$11182$0 (posts__0__valid),
-    .\port$12019$0 (posts__1__valid),
-    .\port$12025$0 (posts__2__valid),
+    .\port$11184$0 (posts__0__valid),
+    .\port$12021$0 (posts__1__valid),
+    .\port$12027$0 (posts__2__valid),
     .rst(rst),
     .served_stb(served_stb),
     .valid(valid)

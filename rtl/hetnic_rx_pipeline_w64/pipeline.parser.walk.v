@@ -144,17 +144,17 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   wire \$224 ;
   wire \$225 ;
   wire \$226 ;
-  wire [13:0] \$227 ;
-  wire [14:0] \$228 ;
-  wire \$229 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire [13:0] \$231 ;
-  wire [14:0] \$232 ;
-  wire \$233 ;
+  wire \$231 ;
+  wire [13:0] \$232 ;
+  wire [14:0] \$233 ;
   wire \$234 ;
-  wire [7:0] \$235 ;
-  wire \$236 ;
+  wire \$235 ;
+  wire [7:0] \$236 ;
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
@@ -163,29 +163,29 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire [13:0] \$244 ;
-  wire [14:0] \$245 ;
+  wire \$244 ;
+  wire \$245 ;
   wire \$246 ;
-  wire \$247 ;
-  wire [13:0] \$248 ;
-  wire [14:0] \$249 ;
+  wire [16:0] \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire [7:0] \$252 ;
+  wire [13:0] \$250 ;
+  wire [14:0] \$251 ;
+  wire \$252 ;
   wire \$253 ;
-  wire \$254 ;
-  wire [23:0] \$255 ;
+  wire [7:0] \$254 ;
+  wire \$255 ;
   wire \$256 ;
-  wire [4:0] \$257 ;
-  wire [13:0] \$258 ;
-  wire \$259 ;
+  wire [23:0] \$257 ;
+  wire \$258 ;
+  wire [4:0] \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire [4:0] \$261 ;
-  wire [13:0] \$262 ;
-  wire \$263 ;
-  wire \$264 ;
+  wire [13:0] \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire [4:0] \$263 ;
+  wire [13:0] \$264 ;
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
@@ -200,27 +200,27 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [1:0] \$278 ;
+  wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [6:0] \$280 ;
-  wire [7:0] \$281 ;
-  wire [16:0] \$282 ;
-  wire [6:0] \$283 ;
-  wire [6:0] \$284 ;
-  wire [16:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
+  wire [1:0] \$280 ;
+  wire \$281 ;
+  wire [6:0] \$282 ;
+  wire [7:0] \$283 ;
+  wire [16:0] \$284 ;
+  wire [6:0] \$285 ;
+  wire [6:0] \$286 ;
+  wire [16:0] \$287 ;
   wire \$288 ;
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire [13:0] \$293 ;
-  wire [3:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire [13:0] \$295 ;
+  wire [3:0] \$296 ;
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
@@ -230,15 +230,17 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
-  reg [1:0] \$304 ;
-  reg [1:0] \$305 ;
-  reg [482:0] \$306 ;
-  reg [12:0] \$307 ;
-  reg [16:0] \$308 ;
-  reg [2:0] \$309 ;
+  wire \$304 ;
+  wire \$305 ;
+  reg [1:0] \$306 ;
+  reg [1:0] \$307 ;
+  reg [482:0] \$308 ;
+  reg [12:0] \$309 ;
   wire \$31 ;
-  reg \$310 ;
-  reg [482:0] \$311 ;
+  reg [16:0] \$310 ;
+  reg [2:0] \$311 ;
+  reg \$312 ;
+  reg [482:0] \$313 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
@@ -772,95 +774,97 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   assign \$224  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
   assign \$225  = \$223  | \$224 ;
   assign \$226  = \$222  & \$225 ;
-  assign \$227  = frame__offset + 4'h8;
-  assign \$228  = \$227  + 4'h8;
-  assign \$229  = \$228  <= ip_end;
-  assign \$230  = \$226  & \$229 ;
-  assign \$231  = frame__offset + 4'h8;
-  assign \$232  = \$231  + 4'h8;
-  assign \$233  = \$232  <= 8'h80;
-  assign \$234  = \$230  & \$233 ;
-  assign \$237  = \$234  & \$236 ;
-  assign \$238  = rec[72:65] == 3'h6;
-  assign \$239  = ~ \$238 ;
-  assign \$240  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
-  assign \$241  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
-  assign \$242  = \$240  | \$241 ;
-  assign \$243  = \$239  & \$242 ;
-  assign \$244  = frame__offset + 4'h8;
-  assign \$245  = \$244  + 4'h8;
-  assign \$246  = \$245  <= ip_end;
-  assign \$247  = \$243  & \$246 ;
-  assign \$248  = frame__offset + 4'h8;
-  assign \$249  = \$248  + 4'h8;
-  assign \$250  = \$249  <= 8'h80;
-  assign \$251  = \$247  & \$250 ;
-  assign \$254  = \$251  & \$253 ;
-  assign \$255  = \$254  ? { frame__window[103:96], frame__window[111:104], frame__window[119:112] } : 24'h000000;
-  assign \$256  = rec[72:65] == 3'h6;
-  assign \$257  = \$256  ? 5'h14 : 5'h08;
-  assign \$258  = frame__offset + \$257 ;
-  assign \$259  = \$258  > ip_end;
-  assign \$260  = rec[72:65] == 3'h6;
-  assign \$261  = \$260  ? 5'h14 : 5'h08;
-  assign \$262  = frame__offset + \$261 ;
-  assign \$263  = \$262  > 8'h80;
-  assign \$264  = ! step_state;
-  assign \$265  = step_state == 1'h1;
-  assign \$266  = step_state == 2'h2;
-  assign \$267  = step_state == 2'h3;
-  assign \$268  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$269  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$270  = \$268  | \$269 ;
-  assign \$271  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
-  assign \$272  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
-  assign \$273  = \$271  | \$272 ;
-  assign \$274  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
-  assign \$275  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
-  assign \$276  = \$274  | \$275 ;
-  assign \$277  = \$273  & \$276 ;
-  assign \$278  = \$270  + \$277 ;
-  assign \$279  = rec[46:31] == 12'h800;
-  assign \$280  = frame__hdr[3:0] * 3'h4;
-  assign \$281  = l3 + \$280 ;
-  assign \$282  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
-  assign \$283  = l3 + 6'h28;
-  assign \$284  = l3 + 6'h28;
-  assign \$285  = \$284  + { frame__hdr[39:32], frame__hdr[47:40] };
-  assign \$286  = ! frame__hdr[55:48];
-  assign \$287  = frame__hdr[55:48] == 6'h2b;
-  assign \$288  = \$286  | \$287 ;
-  assign \$289  = frame__hdr[55:48] == 6'h2c;
+  assign \$227  = { frame__window[39:32], frame__window[47:40] } >= 5'h10;
+  assign \$228  = \$226  & \$227 ;
+  assign \$229  = frame__offset + { frame__window[39:32], frame__window[47:40] };
+  assign \$230  = \$229  <= ip_end;
+  assign \$231  = \$228  & \$230 ;
+  assign \$232  = frame__offset + 4'h8;
+  assign \$233  = \$232  + 4'h8;
+  assign \$234  = \$233  <= 8'h80;
+  assign \$235  = \$231  & \$234 ;
+  assign \$238  = \$235  & \$237 ;
+  assign \$239  = rec[72:65] == 3'h6;
+  assign \$240  = ~ \$239 ;
+  assign \$241  = { frame__window[23:16], frame__window[31:24] } == 13'h12b5;
+  assign \$242  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
+  assign \$243  = \$241  | \$242 ;
+  assign \$244  = \$240  & \$243 ;
+  assign \$245  = { frame__window[39:32], frame__window[47:40] } >= 5'h10;
+  assign \$246  = \$244  & \$245 ;
+  assign \$247  = frame__offset + { frame__window[39:32], frame__window[47:40] };
+  assign \$248  = \$247  <= ip_end;
+  assign \$249  = \$246  & \$248 ;
+  assign \$250  = frame__offset + 4'h8;
+  assign \$251  = \$250  + 4'h8;
+  assign \$252  = \$251  <= 8'h80;
+  assign \$253  = \$249  & \$252 ;
+  assign \$256  = \$253  & \$255 ;
+  assign \$257  = \$256  ? { frame__window[103:96], frame__window[111:104], frame__window[119:112] } : 24'h000000;
+  assign \$258  = rec[72:65] == 3'h6;
+  assign \$259  = \$258  ? 5'h14 : 5'h08;
+  assign \$260  = frame__offset + \$259 ;
+  assign \$261  = \$260  > ip_end;
+  assign \$262  = rec[72:65] == 3'h6;
+  assign \$263  = \$262  ? 5'h14 : 5'h08;
+  assign \$264  = frame__offset + \$263 ;
+  assign \$265  = \$264  > 8'h80;
+  assign \$266  = ! step_state;
+  assign \$267  = step_state == 1'h1;
+  assign \$268  = step_state == 2'h2;
+  assign \$269  = step_state == 2'h3;
+  assign \$270  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$271  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$272  = \$270  | \$271 ;
+  assign \$273  = { frame__l2[7:0], frame__l2[15:8] } == 16'h8100;
+  assign \$274  = { frame__l2[7:0], frame__l2[15:8] } == 16'h88a8;
+  assign \$275  = \$273  | \$274 ;
+  assign \$276  = { frame__l2[39:32], frame__l2[47:40] } == 16'h8100;
+  assign \$277  = { frame__l2[39:32], frame__l2[47:40] } == 16'h88a8;
+  assign \$278  = \$276  | \$277 ;
+  assign \$279  = \$275  & \$278 ;
+  assign \$280  = \$272  + \$279 ;
+  assign \$281  = rec[46:31] == 12'h800;
+  assign \$282  = frame__hdr[3:0] * 3'h4;
+  assign \$283  = l3 + \$282 ;
+  assign \$284  = l3 + { frame__hdr[23:16], frame__hdr[31:24] };
+  assign \$285  = l3 + 6'h28;
+  assign \$286  = l3 + 6'h28;
+  assign \$287  = \$286  + { frame__hdr[39:32], frame__hdr[47:40] };
+  assign \$288  = ! frame__hdr[55:48];
+  assign \$289  = frame__hdr[55:48] == 6'h2b;
   assign \$290  = \$288  | \$289 ;
-  assign \$291  = frame__hdr[55:48] == 6'h3c;
+  assign \$291  = frame__hdr[55:48] == 6'h2c;
   assign \$292  = \$290  | \$291 ;
-  assign \$293  = frame__offset + frame__ext_len;
-  assign \$294  = frame__ext_count + 1'h1;
-  assign \$295  = ! frame__window[7:0];
-  assign \$296  = frame__window[7:0] == 6'h2b;
-  assign \$297  = \$295  | \$296 ;
-  assign \$298  = frame__window[7:0] == 6'h2c;
+  assign \$293  = frame__hdr[55:48] == 6'h3c;
+  assign \$294  = \$292  | \$293 ;
+  assign \$295  = frame__offset + frame__ext_len;
+  assign \$296  = frame__ext_count + 1'h1;
+  assign \$297  = ! frame__window[7:0];
+  assign \$298  = frame__window[7:0] == 6'h2b;
   assign \$299  = \$297  | \$298 ;
-  assign \$300  = frame__window[7:0] == 6'h3c;
+  assign \$300  = frame__window[7:0] == 6'h2c;
   assign \$301  = \$299  | \$300 ;
-  assign \$302  = ~ \$301 ;
-  assign \$303  = ! error;
+  assign \$302  = frame__window[7:0] == 6'h3c;
+  assign \$303  = \$301  | \$302 ;
+  assign \$304  = ~ \$303 ;
+  assign \$305  = ! error;
   always @(posedge clk)
-    frame__tags <= \$304 ;
+    frame__tags <= \$306 ;
   always @(posedge clk)
-    step_state <= \$305 ;
+    step_state <= \$307 ;
   always @(posedge clk)
-    rec <= \$306 ;
+    rec <= \$308 ;
   always @(posedge clk)
-    frame__offset <= \$307 ;
+    frame__offset <= \$309 ;
   always @(posedge clk)
-    ip_end <= \$308 ;
+    ip_end <= \$310 ;
   always @(posedge clk)
-    frame__ext_count <= \$309 ;
+    frame__ext_count <= \$311 ;
   always @(posedge clk)
-    o__valid <= \$310 ;
+    o__valid <= \$312 ;
   always @(posedge clk)
-    o__payload <= \$311 ;
+    o__payload <= \$313 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     { rec_next[482:28], rec_next[26:0] } = { rec[482:28], rec[26:0] };
@@ -910,8 +914,8 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
           rec_next[368:353] = { frame__window[23:16], frame__window[31:24] };
           rec_next[80:73] = \$213 ;
           rec_next[27] = \$220 ;
-          rec_next[30] = \$237 ;
-          rec_next[392:369] = \$255 ;
+          rec_next[30] = \$238 ;
+          rec_next[392:369] = \$257 ;
         end
     endcase
   end
@@ -970,9 +974,9 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
             error = 4'h7;
           end
       2'h2:
-          if (\$259 ) begin
+          if (\$261 ) begin
             error = 4'h4;
-          end else if (\$263 ) begin
+          end else if (\$265 ) begin
             error = 4'h7;
           end
     endcase
@@ -1008,208 +1012,208 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$304  = frame__tags;
+    \$306  = frame__tags;
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$304  = \$278 ;
+            \$306  = \$280 ;
           end
     endcase
     if (rst) begin
-      \$304  = 2'h0;
+      \$306  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$305  = step_state;
+    \$307  = step_state;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
         begin
           if (advance) begin
-            \$305  = 2'h1;
+            \$307  = 2'h1;
           end
           if (advance) begin
             if (done) begin
-              \$305  = 2'h0;
+              \$307  = 2'h0;
             end
           end
         end
       2'h1:
         begin
           (* full_case = 32'd1 *)
-          if (\$279 ) begin
+          if (\$281 ) begin
             if (advance) begin
-              \$305  = 2'h2;
+              \$307  = 2'h2;
             end
           end else begin
             if (advance) begin
               (* full_case = 32'd1 *)
-              if (\$292 ) begin
-                \$305  = 2'h3;
+              if (\$294 ) begin
+                \$307  = 2'h3;
               end else begin
-                \$305  = 2'h2;
+                \$307  = 2'h2;
               end
             end
           end
           if (advance) begin
             if (done) begin
-              \$305  = 2'h0;
+              \$307  = 2'h0;
             end
           end
         end
       2'h3:
         begin
           if (advance) begin
-            if (\$302 ) begin
-              \$305  = 2'h2;
+            if (\$304 ) begin
+              \$307  = 2'h2;
             end
           end
           if (advance) begin
             if (done) begin
-              \$305  = 2'h0;
+              \$307  = 2'h0;
             end
           end
         end
       2'h2:
           if (advance) begin
             if (done) begin
-              \$305  = 2'h0;
+              \$307  = 2'h0;
             end
           end
     endcase
     if (rst) begin
-      \$305  = 2'h0;
+      \$307  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$306  = rec;
+    \$308  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$306  = rec_next;
+            \$308  = rec_next;
           end
       2'h1:
           if (advance) begin
-            \$306  = rec_next;
+            \$308  = rec_next;
           end
       2'h3:
           if (advance) begin
-            \$306  = rec_next;
+            \$308  = rec_next;
           end
       2'h2:
           if (advance) begin
-            \$306  = rec_next;
+            \$308  = rec_next;
           end
     endcase
     if (rst) begin
-      \$306  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$308  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$307  = frame__offset;
+    \$309  = frame__offset;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$279 ) begin
+          if (\$281 ) begin
             if (advance) begin
-              \$307  = { 5'h00, \$281  };
+              \$309  = { 5'h00, \$283  };
             end
           end else begin
             if (advance) begin
-              \$307  = { 6'h00, \$283  };
+              \$309  = { 6'h00, \$285  };
             end
           end
       2'h3:
           if (advance) begin
-            \$307  = \$293 [12:0];
+            \$309  = \$295 [12:0];
           end
     endcase
     if (rst) begin
-      \$307  = 13'h0000;
+      \$309  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$308  = ip_end;
+    \$310  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$279 ) begin
+          if (\$281 ) begin
             if (advance) begin
-              \$308  = \$282 ;
+              \$310  = \$284 ;
             end
           end else begin
             if (advance) begin
-              \$308  = \$285 ;
+              \$310  = \$287 ;
             end
           end
     endcase
     if (rst) begin
-      \$308  = 17'h00000;
+      \$310  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$309  = frame__ext_count;
+    \$311  = frame__ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           (* full_case = 32'd1 *)
-          if (\$279 ) begin
+          if (\$281 ) begin
             if (advance) begin
-              \$309  = 3'h0;
+              \$311  = 3'h0;
             end
           end else begin
             if (advance) begin
-              \$309  = 3'h0;
+              \$311  = 3'h0;
             end
           end
       2'h3:
           if (advance) begin
-            \$309  = \$294 [2:0];
+            \$311  = \$296 [2:0];
           end
     endcase
     if (rst) begin
-      \$309  = 3'h0;
+      \$311  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$310  = o__valid;
+    \$312  = o__valid;
     if (o__ready) begin
-      \$310  = 1'h0;
+      \$312  = 1'h0;
     end
     if (frame__release) begin
-      \$310  = 1'h1;
+      \$312  = 1'h1;
     end
     if (rst) begin
-      \$310  = 1'h0;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$311  = o__payload;
+    \$313  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
-      if (\$303 ) begin
-        \$311  = rec_next;
+      if (\$305 ) begin
+        \$313  = rec_next;
       end else begin
-        \$311 [482:20] = 463'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$311 [15:0] = rec_next[15:0];
-        \$311 [19:16] = error;
+        \$313 [482:20] = 463'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$313 [15:0] = rec_next[15:0];
+        \$313 [19:16] = error;
       end
     end
     if (rst) begin
-      \$311  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$313  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign frame__ip_proto = rec[72:65];
@@ -1320,10 +1324,10 @@ module \hetnic_rx_pipeline_w64.pipeline.parser.walk (rst, max_frame, frame__l2, 
   assign { \$176 [15:3], \$176 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
   assign \$192 [2:1] = 2'h0;
   assign { \$192 [15:3], \$192 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
-  assign { \$235 [7:4], \$235 [2:0] } = 7'h00;
-  assign \$235 [3] = frame__window[67];
-  assign \$236  = frame__window[67];
-  assign { \$252 [7:4], \$252 [2:0] } = 7'h00;
-  assign \$252 [3] = frame__window[67];
-  assign \$253  = frame__window[67];
+  assign { \$236 [7:4], \$236 [2:0] } = 7'h00;
+  assign \$236 [3] = frame__window[67];
+  assign \$237  = frame__window[67];
+  assign { \$254 [7:4], \$254 [2:0] } = 7'h00;
+  assign \$254 [3] = frame__window[67];
+  assign \$255  = frame__window[67];
 endmodule

@@ -38,39 +38,39 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire [8:0] \$131 ;
-  wire [12:0] \$132 ;
-  wire [12:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [8:0] \$136 ;
-  wire [12:0] \$137 ;
-  wire [12:0] \$138 ;
-  wire \$139 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire [8:0] \$133 ;
+  wire [12:0] \$134 ;
+  wire [12:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire [8:0] \$138 ;
+  wire [12:0] \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [8:0] \$141 ;
-  wire [12:0] \$142 ;
-  wire [12:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [8:0] \$146 ;
-  wire [12:0] \$147 ;
-  wire [12:0] \$148 ;
-  wire \$149 ;
+  wire [12:0] \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [8:0] \$143 ;
+  wire [12:0] \$144 ;
+  wire [12:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire [8:0] \$148 ;
+  wire [12:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire [8:0] \$151 ;
-  wire [12:0] \$152 ;
-  wire [12:0] \$153 ;
-  wire \$154 ;
-  wire [8:0] \$155 ;
-  wire [12:0] \$156 ;
-  wire [12:0] \$157 ;
-  wire [13:0] \$158 ;
-  wire \$159 ;
+  wire [12:0] \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [8:0] \$153 ;
+  wire [12:0] \$154 ;
+  wire [12:0] \$155 ;
+  wire \$156 ;
+  wire [8:0] \$157 ;
+  wire [12:0] \$158 ;
+  wire [12:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [13:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
@@ -83,86 +83,88 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   wire [4:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [3:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [3:0] \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [16:0] \$178 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire [16:0] \$180 ;
-  wire [16:0] \$181 ;
-  wire \$182 ;
+  wire \$181 ;
+  wire [16:0] \$182 ;
   wire [16:0] \$183 ;
   wire \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire \$187 ;
-  wire \$188 ;
+  wire \$186 ;
+  wire [16:0] \$187 ;
+  wire [16:0] \$188 ;
   wire \$189 ;
   wire \$19 ;
-  reg \$190 ;
-  reg [10:0] \$191 ;
-  reg [4:0] \$192 ;
-  reg \$193 ;
-  reg [15:0] \$194 ;
+  wire \$190 ;
+  wire \$191 ;
+  reg \$192 ;
+  reg [10:0] \$193 ;
+  reg [4:0] \$194 ;
   reg \$195 ;
-  reg \$196 ;
-  reg [7:0] \$197 ;
-  reg [15:0] \$198 ;
-  reg \$199 ;
+  reg [15:0] \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg [7:0] \$199 ;
   wire \$2 ;
   wire [8:0] \$20 ;
   reg [15:0] \$200 ;
-  reg [95:0] \$201 ;
-  reg [4:0] \$202 ;
-  reg [319:0] \$203 ;
-  reg \$204 ;
-  reg [2:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg \$207 ;
-  reg [23:0] \$208 ;
-  reg [111:0] \$209 ;
+  reg \$201 ;
+  reg [15:0] \$202 ;
+  reg [95:0] \$203 ;
+  reg [4:0] \$204 ;
+  reg [319:0] \$205 ;
+  reg \$206 ;
+  reg [2:0] \$207 ;
+  reg [7:0] \$208 ;
+  reg \$209 ;
   wire [16:0] \$21 ;
-  reg [111:0] \$210 ;
+  reg [39:0] \$210 ;
   reg [111:0] \$211 ;
   reg [111:0] \$212 ;
   reg [111:0] \$213 ;
-  reg [11:0] \$214 ;
-  reg [11:0] \$215 ;
+  reg [111:0] \$214 ;
+  reg [111:0] \$215 ;
   reg [11:0] \$216 ;
   reg [11:0] \$217 ;
   reg [11:0] \$218 ;
-  reg [15:0] \$219 ;
+  reg [11:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg [15:0] \$222 ;
+  reg [11:0] \$220 ;
+  reg [15:0] \$221 ;
+  reg \$222 ;
   reg \$223 ;
   reg [15:0] \$224 ;
   reg \$225 ;
-  reg \$226 ;
-  reg [95:0] \$227 ;
-  reg [319:0] \$228 ;
-  reg [15:0] \$229 ;
+  reg [15:0] \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg [95:0] \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg [23:0] \$231 ;
-  reg [111:0] \$232 ;
-  reg [111:0] \$233 ;
+  reg [319:0] \$230 ;
+  reg [15:0] \$231 ;
+  reg \$232 ;
+  reg [39:0] \$233 ;
   reg [111:0] \$234 ;
   reg [111:0] \$235 ;
   reg [111:0] \$236 ;
-  reg [11:0] \$237 ;
-  reg [11:0] \$238 ;
+  reg [111:0] \$237 ;
+  reg [111:0] \$238 ;
   reg [11:0] \$239 ;
   wire \$24 ;
   reg [11:0] \$240 ;
   reg [11:0] \$241 ;
-  reg [119:0] \$242 ;
+  reg [11:0] \$242 ;
   reg [11:0] \$243 ;
+  reg [119:0] \$244 ;
+  reg [11:0] \$245 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
@@ -270,7 +272,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   wire e_mac_error;
   (* init = 16'h0000 *)
   wire [15:0] e_n;
-  reg [23:0] e_tail = 24'h000000;
+  reg [39:0] e_tail = 40'h0000000000;
   reg [111:0] e_window0 = 112'h0000000000000000000000000000;
   reg [111:0] e_window1 = 112'h0000000000000000000000000000;
   reg [111:0] e_window2 = 112'h0000000000000000000000000000;
@@ -331,7 +333,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   reg [15:0] rel_next;
   input rst;
   wire rst;
-  reg [23:0] tail = 24'h000000;
+  reg [39:0] tail = 40'h0000000000;
   reg take = 1'h0;
   reg [2:0] win = 3'h0;
   reg win_live = 1'h0;
@@ -436,209 +438,211 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   assign \$92  = \$90  & \$91 ;
   assign \$93  = win_live & rel_ge0;
   assign \$94  = \$93  & rel_lt15;
-  assign \$95  = rel == 4'h8;
-  assign \$96  = rel == 4'hc;
-  assign \$97  = rel == 4'he;
-  assign \$98  = ! win;
-  assign \$99  = ! rel;
-  assign \$100  = rel == 1'h1;
-  assign \$101  = rel == 2'h2;
-  assign \$102  = rel == 2'h3;
-  assign \$103  = rel == 4'hd;
-  assign \$104  = win == 1'h1;
-  assign \$105  = ! rel;
-  assign \$106  = rel == 1'h1;
-  assign \$107  = rel == 2'h2;
-  assign \$108  = rel == 2'h3;
-  assign \$109  = rel == 4'hd;
-  assign \$110  = win == 2'h2;
-  assign \$111  = ! rel;
-  assign \$112  = rel == 1'h1;
-  assign \$113  = rel == 2'h2;
-  assign \$114  = rel == 2'h3;
-  assign \$115  = rel == 4'hd;
-  assign \$116  = win == 2'h3;
-  assign \$117  = ! rel;
-  assign \$118  = rel == 1'h1;
-  assign \$119  = rel == 2'h2;
-  assign \$120  = rel == 2'h3;
-  assign \$121  = rel == 4'hd;
-  assign \$122  = win == 3'h4;
-  assign \$123  = ! rel;
-  assign \$124  = rel == 1'h1;
-  assign \$125  = rel == 2'h2;
-  assign \$126  = rel == 2'h3;
-  assign \$127  = rel == 4'hd;
-  assign \$128  = rel == 1'h1;
-  assign \$129  = ! win;
-  assign \$130  = win_type == 6'h2c;
-  assign \$131  = beat[7:0] + 1'h1;
-  assign \$132  = \$131  * 4'h8;
-  assign \$133  = \$130  ? 13'h0008 : \$132 ;
-  assign \$134  = win == 1'h1;
-  assign \$135  = win_type == 6'h2c;
-  assign \$136  = beat[7:0] + 1'h1;
-  assign \$137  = \$136  * 4'h8;
-  assign \$138  = \$135  ? 13'h0008 : \$137 ;
-  assign \$139  = win == 2'h2;
-  assign \$140  = win_type == 6'h2c;
-  assign \$141  = beat[7:0] + 1'h1;
-  assign \$142  = \$141  * 4'h8;
-  assign \$143  = \$140  ? 13'h0008 : \$142 ;
-  assign \$144  = win == 2'h3;
-  assign \$145  = win_type == 6'h2c;
-  assign \$146  = beat[7:0] + 1'h1;
-  assign \$147  = \$146  * 4'h8;
-  assign \$148  = \$145  ? 13'h0008 : \$147 ;
-  assign \$149  = win == 3'h4;
-  assign \$150  = win_type == 6'h2c;
-  assign \$151  = beat[7:0] + 1'h1;
-  assign \$152  = \$151  * 4'h8;
-  assign \$153  = \$150  ? 13'h0008 : \$152 ;
-  assign \$154  = win_type == 6'h2c;
-  assign \$155  = beat[7:0] + 1'h1;
-  assign \$156  = \$155  * 4'h8;
-  assign \$157  = \$154  ? 13'h0008 : \$156 ;
-  assign \$158  = 3'h4 - \$157 ;
-  assign \$159  = ~ ipv4;
-  assign \$160  = ! win_type;
-  assign \$161  = win_type == 6'h2b;
-  assign \$162  = \$160  | \$161 ;
-  assign \$163  = win_type == 6'h2c;
+  assign \$95  = rel == 3'h4;
+  assign \$96  = rel == 3'h5;
+  assign \$97  = rel == 4'h8;
+  assign \$98  = rel == 4'hc;
+  assign \$99  = rel == 4'he;
+  assign \$100  = ! win;
+  assign \$101  = ! rel;
+  assign \$102  = rel == 1'h1;
+  assign \$103  = rel == 2'h2;
+  assign \$104  = rel == 2'h3;
+  assign \$105  = rel == 4'hd;
+  assign \$106  = win == 1'h1;
+  assign \$107  = ! rel;
+  assign \$108  = rel == 1'h1;
+  assign \$109  = rel == 2'h2;
+  assign \$110  = rel == 2'h3;
+  assign \$111  = rel == 4'hd;
+  assign \$112  = win == 2'h2;
+  assign \$113  = ! rel;
+  assign \$114  = rel == 1'h1;
+  assign \$115  = rel == 2'h2;
+  assign \$116  = rel == 2'h3;
+  assign \$117  = rel == 4'hd;
+  assign \$118  = win == 2'h3;
+  assign \$119  = ! rel;
+  assign \$120  = rel == 1'h1;
+  assign \$121  = rel == 2'h2;
+  assign \$122  = rel == 2'h3;
+  assign \$123  = rel == 4'hd;
+  assign \$124  = win == 3'h4;
+  assign \$125  = ! rel;
+  assign \$126  = rel == 1'h1;
+  assign \$127  = rel == 2'h2;
+  assign \$128  = rel == 2'h3;
+  assign \$129  = rel == 4'hd;
+  assign \$130  = rel == 1'h1;
+  assign \$131  = ! win;
+  assign \$132  = win_type == 6'h2c;
+  assign \$133  = beat[7:0] + 1'h1;
+  assign \$134  = \$133  * 4'h8;
+  assign \$135  = \$132  ? 13'h0008 : \$134 ;
+  assign \$136  = win == 1'h1;
+  assign \$137  = win_type == 6'h2c;
+  assign \$138  = beat[7:0] + 1'h1;
+  assign \$139  = \$138  * 4'h8;
+  assign \$140  = \$137  ? 13'h0008 : \$139 ;
+  assign \$141  = win == 2'h2;
+  assign \$142  = win_type == 6'h2c;
+  assign \$143  = beat[7:0] + 1'h1;
+  assign \$144  = \$143  * 4'h8;
+  assign \$145  = \$142  ? 13'h0008 : \$144 ;
+  assign \$146  = win == 2'h3;
+  assign \$147  = win_type == 6'h2c;
+  assign \$148  = beat[7:0] + 1'h1;
+  assign \$149  = \$148  * 4'h8;
+  assign \$150  = \$147  ? 13'h0008 : \$149 ;
+  assign \$151  = win == 3'h4;
+  assign \$152  = win_type == 6'h2c;
+  assign \$153  = beat[7:0] + 1'h1;
+  assign \$154  = \$153  * 4'h8;
+  assign \$155  = \$152  ? 13'h0008 : \$154 ;
+  assign \$156  = win_type == 6'h2c;
+  assign \$157  = beat[7:0] + 1'h1;
+  assign \$158  = \$157  * 4'h8;
+  assign \$159  = \$156  ? 13'h0008 : \$158 ;
+  assign \$160  = 3'h4 - \$159 ;
+  assign \$161  = ~ ipv4;
+  assign \$162  = ! win_type;
+  assign \$163  = win_type == 6'h2b;
   assign \$164  = \$162  | \$163 ;
-  assign \$165  = win_type == 6'h3c;
+  assign \$165  = win_type == 6'h2c;
   assign \$166  = \$164  | \$165 ;
-  assign \$167  = \$159  & \$166 ;
-  assign \$168  = win != 3'h4;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = rel == 2'h3;
-  assign \$171  = \$170  & chain;
-  assign \$172  = win + 1'h1;
-  assign \$173  = ! win;
-  assign \$174  = win == 1'h1;
-  assign \$175  = win == 2'h2;
-  assign \$176  = win == 2'h3;
-  assign \$177  = win == 3'h4;
-  assign \$178  = length + beat[8];
-  assign \$179  = \$178  > 16'hffff;
+  assign \$167  = win_type == 6'h3c;
+  assign \$168  = \$166  | \$167 ;
+  assign \$169  = \$161  & \$168 ;
+  assign \$170  = win != 3'h4;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = rel == 2'h3;
+  assign \$173  = \$172  & chain;
+  assign \$174  = win + 1'h1;
+  assign \$175  = ! win;
+  assign \$176  = win == 1'h1;
+  assign \$177  = win == 2'h2;
+  assign \$178  = win == 2'h3;
+  assign \$179  = win == 3'h4;
   assign \$180  = length + beat[8];
-  assign \$181  = \$179  ? 17'h0ffff : \$180 ;
-  assign \$182  = mac_error | beat[10];
-  assign \$183  = length + beat[8];
-  assign \$184  = \$183  > 16'hffff;
+  assign \$181  = \$180  > 16'hffff;
+  assign \$182  = length + beat[8];
+  assign \$183  = \$181  ? 17'h0ffff : \$182 ;
+  assign \$184  = mac_error | beat[10];
   assign \$185  = length + beat[8];
-  assign \$186  = \$184  ? 17'h0ffff : \$185 ;
-  assign \$187  = mac_error | beat[10];
-  assign \$188  = ~ frame__active;
-  assign \$189  = finished & \$188 ;
+  assign \$186  = \$185  > 16'hffff;
+  assign \$187  = length + beat[8];
+  assign \$188  = \$186  ? 17'h0ffff : \$187 ;
+  assign \$189  = mac_error | beat[10];
+  assign \$190  = ~ frame__active;
+  assign \$191  = finished & \$190 ;
   always @(posedge clk)
-    take <= \$190 ;
+    take <= \$192 ;
   always @(posedge clk)
-    beat <= \$191 ;
+    beat <= \$193 ;
   always @(posedge clk)
-    neg_ihl <= \$192 ;
+    neg_ihl <= \$194 ;
   always @(posedge clk)
-    ihl_zero <= \$193 ;
+    ihl_zero <= \$195 ;
   always @(posedge clk)
-    rel <= \$194 ;
+    rel <= \$196 ;
   always @(posedge clk)
-    rel_ge0 <= \$195 ;
+    rel_ge0 <= \$197 ;
   always @(posedge clk)
-    rel_lt15 <= \$196 ;
+    rel_lt15 <= \$198 ;
   always @(posedge clk)
-    count <= \$197 ;
+    count <= \$199 ;
   always @(posedge clk)
-    rel_l3 <= \$198 ;
+    rel_l3 <= \$200 ;
   always @(posedge clk)
-    counting <= \$199 ;
+    counting <= \$201 ;
   always @(posedge clk)
-    prev <= \$200 ;
+    prev <= \$202 ;
   always @(posedge clk)
-    l2 <= \$201 ;
+    l2 <= \$203 ;
   always @(posedge clk)
-    l3 <= \$202 ;
+    l3 <= \$204 ;
   always @(posedge clk)
-    hdr <= \$203 ;
+    hdr <= \$205 ;
   always @(posedge clk)
-    ipv4 <= \$204 ;
+    ipv4 <= \$206 ;
   always @(posedge clk)
-    win <= \$205 ;
+    win <= \$207 ;
   always @(posedge clk)
-    win_type <= \$206 ;
+    win_type <= \$208 ;
   always @(posedge clk)
-    win_live <= \$207 ;
+    win_live <= \$209 ;
   always @(posedge clk)
-    tail <= \$208 ;
+    tail <= \$210 ;
   always @(posedge clk)
-    window0 <= \$209 ;
+    window0 <= \$211 ;
   always @(posedge clk)
-    window1 <= \$210 ;
+    window1 <= \$212 ;
   always @(posedge clk)
-    window2 <= \$211 ;
+    window2 <= \$213 ;
   always @(posedge clk)
-    window3 <= \$212 ;
+    window3 <= \$214 ;
   always @(posedge clk)
-    window4 <= \$213 ;
+    window4 <= \$215 ;
   always @(posedge clk)
-    ext_len0 <= \$214 ;
+    ext_len0 <= \$216 ;
   always @(posedge clk)
-    ext_len1 <= \$215 ;
+    ext_len1 <= \$217 ;
   always @(posedge clk)
-    ext_len2 <= \$216 ;
+    ext_len2 <= \$218 ;
   always @(posedge clk)
-    ext_len3 <= \$217 ;
+    ext_len3 <= \$219 ;
   always @(posedge clk)
-    ext_len4 <= \$218 ;
+    ext_len4 <= \$220 ;
   always @(posedge clk)
-    next_rel <= \$219 ;
+    next_rel <= \$221 ;
   always @(posedge clk)
-    chain <= \$220 ;
+    chain <= \$222 ;
   always @(posedge clk)
-    finished <= \$221 ;
+    finished <= \$223 ;
   always @(posedge clk)
-    n <= \$222 ;
+    n <= \$224 ;
   always @(posedge clk)
-    frame_mac_error <= \$223 ;
+    frame_mac_error <= \$225 ;
   always @(posedge clk)
-    length <= \$224 ;
+    length <= \$226 ;
   always @(posedge clk)
-    mac_error <= \$225 ;
+    mac_error <= \$227 ;
   always @(posedge clk)
-    frame__active <= \$226 ;
+    frame__active <= \$228 ;
   always @(posedge clk)
-    frame__l2 <= \$227 ;
+    frame__l2 <= \$229 ;
   always @(posedge clk)
-    frame__hdr <= \$228 ;
+    frame__hdr <= \$230 ;
   always @(posedge clk)
-    frame__n <= \$229 ;
+    frame__n <= \$231 ;
   always @(posedge clk)
-    frame__mac_error <= \$230 ;
+    frame__mac_error <= \$232 ;
   always @(posedge clk)
-    e_tail <= \$231 ;
+    e_tail <= \$233 ;
   always @(posedge clk)
-    e_window0 <= \$232 ;
+    e_window0 <= \$234 ;
   always @(posedge clk)
-    e_window1 <= \$233 ;
+    e_window1 <= \$235 ;
   always @(posedge clk)
-    e_window2 <= \$234 ;
+    e_window2 <= \$236 ;
   always @(posedge clk)
-    e_window3 <= \$235 ;
+    e_window3 <= \$237 ;
   always @(posedge clk)
-    e_window4 <= \$236 ;
+    e_window4 <= \$238 ;
   always @(posedge clk)
-    e_ext_len0 <= \$237 ;
+    e_ext_len0 <= \$239 ;
   always @(posedge clk)
-    e_ext_len1 <= \$238 ;
+    e_ext_len1 <= \$240 ;
   always @(posedge clk)
-    e_ext_len2 <= \$239 ;
+    e_ext_len2 <= \$241 ;
   always @(posedge clk)
-    e_ext_len3 <= \$240 ;
+    e_ext_len3 <= \$242 ;
   always @(posedge clk)
-    e_ext_len4 <= \$241 ;
+    e_ext_len4 <= \$243 ;
   always @(posedge clk)
-    frame__window <= \$242 ;
+    frame__window <= \$244 ;
   always @(posedge clk)
-    frame__ext_len <= \$243 ;
+    frame__ext_len <= \$245 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     rel_next = rel;
@@ -713,495 +717,445 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$190  = \$16 ;
+    \$192  = \$16 ;
     if (rst) begin
-      \$190  = 1'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$191  = i__payload;
+    \$193  = i__payload;
     if (rst) begin
-      \$191  = 11'h000;
+      \$193  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$192  = \$17 ;
+    \$194  = \$17 ;
     if (rst) begin
-      \$192  = 5'h00;
+      \$194  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$193  = \$18 ;
+    \$195  = \$18 ;
     if (rst) begin
-      \$193  = 1'h0;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$194  = rel_next;
+    \$196  = rel_next;
     if (rst) begin
-      \$194  = 16'h0000;
+      \$196  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$195  = ge0_next;
+    \$197  = ge0_next;
     if (rst) begin
-      \$195  = 1'h1;
+      \$197  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$196  = lt15_next;
+    \$198  = lt15_next;
     if (rst) begin
-      \$196  = 1'h1;
+      \$198  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$197  = count;
+    \$199  = count;
     if (\$19 ) begin
       if (counting) begin
-        \$197  = \$20 [7:0];
+        \$199  = \$20 [7:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$197  = 8'h00;
+        \$199  = 8'h00;
       end
     end
     if (rst) begin
-      \$197  = 8'h00;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$198  = rel_l3;
+    \$200  = rel_l3;
     if (\$19 ) begin
       if (counting) begin
-        \$198  = \$21 [15:0];
+        \$200  = \$21 [15:0];
       end
       if (\$43 ) begin
-        \$198  = \$46 [15:0];
+        \$200  = \$46 [15:0];
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$198  = 16'hfff2;
+        \$200  = 16'hfff2;
       end
     end
     if (rst) begin
-      \$198  = 16'hfff2;
+      \$200  = 16'hfff2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$199  = counting;
+    \$201  = counting;
     if (\$19 ) begin
       if (counting) begin
-        \$199  = \$22 ;
+        \$201  = \$22 ;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$199  = 1'h1;
+        \$201  = 1'h1;
       end
     end
     if (rst) begin
-      \$199  = 1'h1;
+      \$201  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$200  = prev;
+    \$202  = prev;
     if (\$19 ) begin
-      \$200  = { prev[7:0], beat[7:0] };
+      \$202  = { prev[7:0], beat[7:0] };
     end
     if (rst) begin
-      \$200  = 16'h0000;
+      \$202  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$201  = l2;
+    \$203  = l2;
     if (\$19 ) begin
       if (\$23 ) begin
-        \$201 [7:0] = beat[7:0];
-      end
-      if (\$24 ) begin
-        \$201 [15:8] = beat[7:0];
-      end
-      if (\$25 ) begin
-        \$201 [23:16] = beat[7:0];
-      end
-      if (\$26 ) begin
-        \$201 [31:24] = beat[7:0];
-      end
-      if (\$27 ) begin
-        \$201 [39:32] = beat[7:0];
-      end
-      if (\$28 ) begin
-        \$201 [47:40] = beat[7:0];
-      end
-      if (\$29 ) begin
-        \$201 [55:48] = beat[7:0];
-      end
-      if (\$30 ) begin
-        \$201 [63:56] = beat[7:0];
-      end
-      if (\$31 ) begin
-        \$201 [71:64] = beat[7:0];
-      end
-      if (\$32 ) begin
-        \$201 [79:72] = beat[7:0];
-      end
-      if (\$33 ) begin
-        \$201 [87:80] = beat[7:0];
-      end
-      if (\$34 ) begin
-        \$201 [95:88] = beat[7:0];
-      end
-    end
-    if (rst) begin
-      \$201  = 96'h000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$202  = l3;
-    if (\$19 ) begin
-      if (\$43 ) begin
-        \$202  = \$44 [4:0];
-      end
-    end
-    if (take) begin
-      if (beat[9]) begin
-        \$202  = 5'h0e;
-      end
-    end
-    if (rst) begin
-      \$202  = 5'h0e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$203  = hdr;
-    if (\$19 ) begin
-      if (\$47 ) begin
         \$203 [7:0] = beat[7:0];
       end
-      if (\$48 ) begin
+      if (\$24 ) begin
         \$203 [15:8] = beat[7:0];
       end
-      if (\$49 ) begin
+      if (\$25 ) begin
         \$203 [23:16] = beat[7:0];
       end
-      if (\$50 ) begin
+      if (\$26 ) begin
         \$203 [31:24] = beat[7:0];
       end
-      if (\$51 ) begin
+      if (\$27 ) begin
         \$203 [39:32] = beat[7:0];
       end
-      if (\$52 ) begin
+      if (\$28 ) begin
         \$203 [47:40] = beat[7:0];
       end
-      if (\$53 ) begin
+      if (\$29 ) begin
         \$203 [55:48] = beat[7:0];
       end
-      if (\$54 ) begin
+      if (\$30 ) begin
         \$203 [63:56] = beat[7:0];
       end
-      if (\$55 ) begin
+      if (\$31 ) begin
         \$203 [71:64] = beat[7:0];
       end
-      if (\$56 ) begin
+      if (\$32 ) begin
         \$203 [79:72] = beat[7:0];
       end
-      if (\$57 ) begin
+      if (\$33 ) begin
         \$203 [87:80] = beat[7:0];
       end
-      if (\$58 ) begin
+      if (\$34 ) begin
         \$203 [95:88] = beat[7:0];
       end
+    end
+    if (rst) begin
+      \$203  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$204  = l3;
+    if (\$19 ) begin
+      if (\$43 ) begin
+        \$204  = \$44 [4:0];
+      end
+    end
+    if (take) begin
+      if (beat[9]) begin
+        \$204  = 5'h0e;
+      end
+    end
+    if (rst) begin
+      \$204  = 5'h0e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$205  = hdr;
+    if (\$19 ) begin
+      if (\$47 ) begin
+        \$205 [7:0] = beat[7:0];
+      end
+      if (\$48 ) begin
+        \$205 [15:8] = beat[7:0];
+      end
+      if (\$49 ) begin
+        \$205 [23:16] = beat[7:0];
+      end
+      if (\$50 ) begin
+        \$205 [31:24] = beat[7:0];
+      end
+      if (\$51 ) begin
+        \$205 [39:32] = beat[7:0];
+      end
+      if (\$52 ) begin
+        \$205 [47:40] = beat[7:0];
+      end
+      if (\$53 ) begin
+        \$205 [55:48] = beat[7:0];
+      end
+      if (\$54 ) begin
+        \$205 [63:56] = beat[7:0];
+      end
+      if (\$55 ) begin
+        \$205 [71:64] = beat[7:0];
+      end
+      if (\$56 ) begin
+        \$205 [79:72] = beat[7:0];
+      end
+      if (\$57 ) begin
+        \$205 [87:80] = beat[7:0];
+      end
+      if (\$58 ) begin
+        \$205 [95:88] = beat[7:0];
+      end
       if (\$59 ) begin
-        \$203 [103:96] = beat[7:0];
+        \$205 [103:96] = beat[7:0];
       end
       if (\$60 ) begin
-        \$203 [111:104] = beat[7:0];
+        \$205 [111:104] = beat[7:0];
       end
       if (\$61 ) begin
-        \$203 [119:112] = beat[7:0];
+        \$205 [119:112] = beat[7:0];
       end
       if (\$62 ) begin
-        \$203 [127:120] = beat[7:0];
+        \$205 [127:120] = beat[7:0];
       end
       if (\$63 ) begin
-        \$203 [135:128] = beat[7:0];
+        \$205 [135:128] = beat[7:0];
       end
       if (\$64 ) begin
-        \$203 [143:136] = beat[7:0];
+        \$205 [143:136] = beat[7:0];
       end
       if (\$65 ) begin
-        \$203 [151:144] = beat[7:0];
+        \$205 [151:144] = beat[7:0];
       end
       if (\$66 ) begin
-        \$203 [159:152] = beat[7:0];
+        \$205 [159:152] = beat[7:0];
       end
       if (\$67 ) begin
-        \$203 [167:160] = beat[7:0];
+        \$205 [167:160] = beat[7:0];
       end
       if (\$68 ) begin
-        \$203 [175:168] = beat[7:0];
+        \$205 [175:168] = beat[7:0];
       end
       if (\$69 ) begin
-        \$203 [183:176] = beat[7:0];
+        \$205 [183:176] = beat[7:0];
       end
       if (\$70 ) begin
-        \$203 [191:184] = beat[7:0];
+        \$205 [191:184] = beat[7:0];
       end
       if (\$71 ) begin
-        \$203 [199:192] = beat[7:0];
+        \$205 [199:192] = beat[7:0];
       end
       if (\$72 ) begin
-        \$203 [207:200] = beat[7:0];
+        \$205 [207:200] = beat[7:0];
       end
       if (\$73 ) begin
-        \$203 [215:208] = beat[7:0];
+        \$205 [215:208] = beat[7:0];
       end
       if (\$74 ) begin
-        \$203 [223:216] = beat[7:0];
+        \$205 [223:216] = beat[7:0];
       end
       if (\$75 ) begin
-        \$203 [231:224] = beat[7:0];
+        \$205 [231:224] = beat[7:0];
       end
       if (\$76 ) begin
-        \$203 [239:232] = beat[7:0];
+        \$205 [239:232] = beat[7:0];
       end
       if (\$77 ) begin
-        \$203 [247:240] = beat[7:0];
+        \$205 [247:240] = beat[7:0];
       end
       if (\$78 ) begin
-        \$203 [255:248] = beat[7:0];
+        \$205 [255:248] = beat[7:0];
       end
       if (\$79 ) begin
-        \$203 [263:256] = beat[7:0];
+        \$205 [263:256] = beat[7:0];
       end
       if (\$80 ) begin
-        \$203 [271:264] = beat[7:0];
+        \$205 [271:264] = beat[7:0];
       end
       if (\$81 ) begin
-        \$203 [279:272] = beat[7:0];
+        \$205 [279:272] = beat[7:0];
       end
       if (\$82 ) begin
-        \$203 [287:280] = beat[7:0];
+        \$205 [287:280] = beat[7:0];
       end
       if (\$83 ) begin
-        \$203 [295:288] = beat[7:0];
+        \$205 [295:288] = beat[7:0];
       end
       if (\$84 ) begin
-        \$203 [303:296] = beat[7:0];
+        \$205 [303:296] = beat[7:0];
       end
       if (\$85 ) begin
-        \$203 [311:304] = beat[7:0];
+        \$205 [311:304] = beat[7:0];
       end
       if (\$86 ) begin
-        \$203 [319:312] = beat[7:0];
+        \$205 [319:312] = beat[7:0];
       end
     end
     if (rst) begin
-      \$203  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$205  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$204  = ipv4;
+    \$206  = ipv4;
     if (\$19 ) begin
       if (\$87 ) begin
-        \$204  = \$88 ;
+        \$206  = \$88 ;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$204  = 1'h0;
+        \$206  = 1'h0;
       end
     end
     if (rst) begin
-      \$204  = 1'h0;
+      \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$205  = win;
+    \$207  = win;
     if (\$19 ) begin
       if (\$87 ) begin
-        \$205  = 3'h0;
+        \$207  = 3'h0;
       end
       if (\$94 ) begin
-        if (\$171 ) begin
-          \$205  = \$172 [2:0];
+        if (\$173 ) begin
+          \$207  = \$174 [2:0];
         end
       end
     end
     if (rst) begin
-      \$205  = 3'h0;
+      \$207  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$206  = win_type;
+    \$208  = win_type;
     if (\$19 ) begin
       if (\$87 ) begin
         if (\$89 ) begin
-          \$206  = 8'h00;
+          \$208  = 8'h00;
         end
       end
       if (\$92 ) begin
-        \$206  = beat[7:0];
+        \$208  = beat[7:0];
       end
       if (\$94 ) begin
-        if (\$171 ) begin
-          if (\$173 ) begin
-            \$206  = window0[7:0];
-          end
-          if (\$174 ) begin
-            \$206  = window1[7:0];
-          end
+        if (\$173 ) begin
           if (\$175 ) begin
-            \$206  = window2[7:0];
+            \$208  = window0[7:0];
           end
           if (\$176 ) begin
-            \$206  = window3[7:0];
+            \$208  = window1[7:0];
           end
           if (\$177 ) begin
-            \$206  = window4[7:0];
+            \$208  = window2[7:0];
+          end
+          if (\$178 ) begin
+            \$208  = window3[7:0];
+          end
+          if (\$179 ) begin
+            \$208  = window4[7:0];
           end
         end
       end
     end
     if (rst) begin
-      \$206  = 8'h00;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$207  = win_live;
+    \$209  = win_live;
     if (\$19 ) begin
       if (\$87 ) begin
         if (\$89 ) begin
-          \$207  = 1'h1;
+          \$209  = 1'h1;
         end
       end
       if (\$92 ) begin
-        \$207  = 1'h1;
+        \$209  = 1'h1;
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$207  = 1'h0;
+        \$209  = 1'h0;
       end
     end
     if (rst) begin
-      \$207  = 1'h0;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$208  = tail;
+    \$210  = tail;
     if (\$19 ) begin
       if (\$94 ) begin
         if (\$95 ) begin
-          \$208 [7:0] = beat[7:0];
+          \$210 [7:0] = beat[7:0];
         end
         if (\$96 ) begin
-          \$208 [15:8] = beat[7:0];
+          \$210 [15:8] = beat[7:0];
         end
         if (\$97 ) begin
-          \$208 [23:16] = beat[7:0];
+          \$210 [23:16] = beat[7:0];
         end
-      end
-    end
-    if (rst) begin
-      \$208  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$209  = window0;
-    if (\$19 ) begin
-      if (\$94 ) begin
         if (\$98 ) begin
-          if (\$99 ) begin
-            \$209 [7:0] = beat[7:0];
-          end
-          if (\$100 ) begin
-            \$209 [15:8] = beat[7:0];
-          end
+          \$210 [31:24] = beat[7:0];
+        end
+        if (\$99 ) begin
+          \$210 [39:32] = beat[7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$210  = 40'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$211  = window0;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$100 ) begin
           if (\$101 ) begin
-            \$209 [23:16] = beat[7:0];
-          end
-          if (\$102 ) begin
-            \$209 [31:24] = beat[7:0];
-          end
-          if (\$103 ) begin
-            \$209 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$209  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$210  = window1;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$104 ) begin
-          if (\$105 ) begin
-            \$210 [7:0] = beat[7:0];
-          end
-          if (\$106 ) begin
-            \$210 [15:8] = beat[7:0];
-          end
-          if (\$107 ) begin
-            \$210 [23:16] = beat[7:0];
-          end
-          if (\$108 ) begin
-            \$210 [31:24] = beat[7:0];
-          end
-          if (\$109 ) begin
-            \$210 [111:104] = beat[7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$210  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$211  = window2;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$110 ) begin
-          if (\$111 ) begin
             \$211 [7:0] = beat[7:0];
           end
-          if (\$112 ) begin
+          if (\$102 ) begin
             \$211 [15:8] = beat[7:0];
           end
-          if (\$113 ) begin
+          if (\$103 ) begin
             \$211 [23:16] = beat[7:0];
           end
-          if (\$114 ) begin
+          if (\$104 ) begin
             \$211 [31:24] = beat[7:0];
           end
-          if (\$115 ) begin
+          if (\$105 ) begin
             \$211 [111:104] = beat[7:0];
           end
         end
@@ -1213,23 +1167,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$212  = window3;
+    \$212  = window1;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$116 ) begin
-          if (\$117 ) begin
+        if (\$106 ) begin
+          if (\$107 ) begin
             \$212 [7:0] = beat[7:0];
           end
-          if (\$118 ) begin
+          if (\$108 ) begin
             \$212 [15:8] = beat[7:0];
           end
-          if (\$119 ) begin
+          if (\$109 ) begin
             \$212 [23:16] = beat[7:0];
           end
-          if (\$120 ) begin
+          if (\$110 ) begin
             \$212 [31:24] = beat[7:0];
           end
-          if (\$121 ) begin
+          if (\$111 ) begin
             \$212 [111:104] = beat[7:0];
           end
         end
@@ -1241,23 +1195,23 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$213  = window4;
+    \$213  = window2;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$122 ) begin
-          if (\$123 ) begin
+        if (\$112 ) begin
+          if (\$113 ) begin
             \$213 [7:0] = beat[7:0];
           end
-          if (\$124 ) begin
+          if (\$114 ) begin
             \$213 [15:8] = beat[7:0];
           end
-          if (\$125 ) begin
+          if (\$115 ) begin
             \$213 [23:16] = beat[7:0];
           end
-          if (\$126 ) begin
+          if (\$116 ) begin
             \$213 [31:24] = beat[7:0];
           end
-          if (\$127 ) begin
+          if (\$117 ) begin
             \$213 [111:104] = beat[7:0];
           end
         end
@@ -1269,44 +1223,68 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$214  = ext_len0;
+    \$214  = window3;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$128 ) begin
+        if (\$118 ) begin
+          if (\$119 ) begin
+            \$214 [7:0] = beat[7:0];
+          end
+          if (\$120 ) begin
+            \$214 [15:8] = beat[7:0];
+          end
+          if (\$121 ) begin
+            \$214 [23:16] = beat[7:0];
+          end
+          if (\$122 ) begin
+            \$214 [31:24] = beat[7:0];
+          end
+          if (\$123 ) begin
+            \$214 [111:104] = beat[7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$214  = 112'h0000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$215  = window4;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$124 ) begin
+          if (\$125 ) begin
+            \$215 [7:0] = beat[7:0];
+          end
+          if (\$126 ) begin
+            \$215 [15:8] = beat[7:0];
+          end
+          if (\$127 ) begin
+            \$215 [23:16] = beat[7:0];
+          end
+          if (\$128 ) begin
+            \$215 [31:24] = beat[7:0];
+          end
           if (\$129 ) begin
-            \$214  = \$133 [11:0];
+            \$215 [111:104] = beat[7:0];
           end
         end
       end
     end
     if (rst) begin
-      \$214  = 12'h000;
+      \$215  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$215  = ext_len1;
+    \$216  = ext_len0;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$128 ) begin
-          if (\$134 ) begin
-            \$215  = \$138 [11:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$215  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$216  = ext_len2;
-    if (\$19 ) begin
-      if (\$94 ) begin
-        if (\$128 ) begin
-          if (\$139 ) begin
-            \$216  = \$143 [11:0];
+        if (\$130 ) begin
+          if (\$131 ) begin
+            \$216  = \$135 [11:0];
           end
         end
       end
@@ -1317,12 +1295,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$217  = ext_len3;
+    \$217  = ext_len1;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$128 ) begin
-          if (\$144 ) begin
-            \$217  = \$148 [11:0];
+        if (\$130 ) begin
+          if (\$136 ) begin
+            \$217  = \$140 [11:0];
           end
         end
       end
@@ -1333,12 +1311,12 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$218  = ext_len4;
+    \$218  = ext_len2;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$128 ) begin
-          if (\$149 ) begin
-            \$218  = \$153 [11:0];
+        if (\$130 ) begin
+          if (\$141 ) begin
+            \$218  = \$145 [11:0];
           end
         end
       end
@@ -1349,74 +1327,82 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$219  = next_rel;
+    \$219  = ext_len3;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$128 ) begin
-          \$219  = { \$158 [13], \$158 [13], \$158  };
+        if (\$130 ) begin
+          if (\$146 ) begin
+            \$219  = \$150 [11:0];
+          end
         end
       end
     end
     if (rst) begin
-      \$219  = 16'h0000;
+      \$219  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$220  = chain;
+    \$220  = ext_len4;
     if (\$19 ) begin
       if (\$94 ) begin
-        if (\$128 ) begin
-          \$220  = \$169 ;
+        if (\$130 ) begin
+          if (\$151 ) begin
+            \$220  = \$155 [11:0];
+          end
         end
-        if (\$171 ) begin
-          \$220  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$220  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$221  = next_rel;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$130 ) begin
+          \$221  = { \$160 [13], \$160 [13], \$160  };
+        end
+      end
+    end
+    if (rst) begin
+      \$221  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$222  = chain;
+    if (\$19 ) begin
+      if (\$94 ) begin
+        if (\$130 ) begin
+          \$222  = \$171 ;
+        end
+        if (\$173 ) begin
+          \$222  = 1'h0;
         end
       end
     end
     if (take) begin
       if (beat[9]) begin
-        \$220  = 1'h0;
+        \$222  = 1'h0;
       end
     end
     if (rst) begin
-      \$220  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$221  = finished;
+    \$223  = finished;
     if (take) begin
       if (beat[9]) begin
-        \$221  = 1'h1;
+        \$223  = 1'h1;
       end
     end
-    if (\$189 ) begin
-      \$221  = 1'h0;
-    end
-    if (rst) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$222  = n;
-    if (take) begin
-      if (beat[9]) begin
-        \$222  = \$181 [15:0];
-      end
-    end
-    if (rst) begin
-      \$222  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$223  = frame_mac_error;
-    if (take) begin
-      if (beat[9]) begin
-        \$223  = \$182 ;
-      end
+    if (\$191 ) begin
+      \$223  = 1'h0;
     end
     if (rst) begin
       \$223  = 1'h0;
@@ -1424,13 +1410,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$224  = length;
+    \$224  = n;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (beat[9]) begin
-        \$224  = 16'h0000;
-      end else begin
-        \$224  = \$186 [15:0];
+        \$224  = \$183 [15:0];
       end
     end
     if (rst) begin
@@ -1439,13 +1422,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$225  = mac_error;
+    \$225  = frame_mac_error;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (beat[9]) begin
-        \$225  = 1'h0;
-      end else begin
-        \$225  = \$187 ;
+        \$225  = \$184 ;
       end
     end
     if (rst) begin
@@ -1454,92 +1434,102 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$226  = frame__active;
+    \$226  = length;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (beat[9]) begin
+        \$226  = 16'h0000;
+      end else begin
+        \$226  = \$188 [15:0];
+      end
+    end
+    if (rst) begin
+      \$226  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$227  = mac_error;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (beat[9]) begin
+        \$227  = 1'h0;
+      end else begin
+        \$227  = \$189 ;
+      end
+    end
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$228  = frame__active;
     if (frame__release) begin
-      \$226  = 1'h0;
+      \$228  = 1'h0;
     end
-    if (\$189 ) begin
-      \$226  = 1'h1;
+    if (\$191 ) begin
+      \$228  = 1'h1;
     end
     if (rst) begin
-      \$226  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$227  = frame__l2;
-    if (\$189 ) begin
-      \$227  = l2;
+    \$229  = frame__l2;
+    if (\$191 ) begin
+      \$229  = l2;
     end
     if (rst) begin
-      \$227  = 96'h000000000000000000000000;
+      \$229  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$228  = frame__hdr;
-    if (\$189 ) begin
-      \$228  = hdr;
+    \$230  = frame__hdr;
+    if (\$191 ) begin
+      \$230  = hdr;
     end
     if (rst) begin
-      \$228  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$230  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$229  = frame__n;
-    if (\$189 ) begin
-      \$229  = n;
+    \$231  = frame__n;
+    if (\$191 ) begin
+      \$231  = n;
     end
     if (rst) begin
-      \$229  = 16'h0000;
+      \$231  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$230  = frame__mac_error;
-    if (\$189 ) begin
-      \$230  = frame_mac_error;
+    \$232  = frame__mac_error;
+    if (\$191 ) begin
+      \$232  = frame_mac_error;
     end
     if (rst) begin
-      \$230  = 1'h0;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$231  = e_tail;
-    if (\$189 ) begin
-      \$231  = tail;
+    \$233  = e_tail;
+    if (\$191 ) begin
+      \$233  = tail;
     end
     if (rst) begin
-      \$231  = 24'h000000;
+      \$233  = 40'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$232  = e_window0;
-    if (\$189 ) begin
-      \$232  = window0;
-    end
-    if (rst) begin
-      \$232  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$233  = e_window1;
-    if (\$189 ) begin
-      \$233  = window1;
-    end
-    if (rst) begin
-      \$233  = 112'h0000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$234  = e_window2;
-    if (\$189 ) begin
-      \$234  = window2;
+    \$234  = e_window0;
+    if (\$191 ) begin
+      \$234  = window0;
     end
     if (rst) begin
       \$234  = 112'h0000000000000000000000000000;
@@ -1547,9 +1537,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$235  = e_window3;
-    if (\$189 ) begin
-      \$235  = window3;
+    \$235  = e_window1;
+    if (\$191 ) begin
+      \$235  = window1;
     end
     if (rst) begin
       \$235  = 112'h0000000000000000000000000000;
@@ -1557,9 +1547,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$236  = e_window4;
-    if (\$189 ) begin
-      \$236  = window4;
+    \$236  = e_window2;
+    if (\$191 ) begin
+      \$236  = window2;
     end
     if (rst) begin
       \$236  = 112'h0000000000000000000000000000;
@@ -1567,29 +1557,29 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$237  = e_ext_len0;
-    if (\$189 ) begin
-      \$237  = ext_len0;
+    \$237  = e_window3;
+    if (\$191 ) begin
+      \$237  = window3;
     end
     if (rst) begin
-      \$237  = 12'h000;
+      \$237  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$238  = e_ext_len1;
-    if (\$189 ) begin
-      \$238  = ext_len1;
+    \$238  = e_window4;
+    if (\$191 ) begin
+      \$238  = window4;
     end
     if (rst) begin
-      \$238  = 12'h000;
+      \$238  = 112'h0000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$239  = e_ext_len2;
-    if (\$189 ) begin
-      \$239  = ext_len2;
+    \$239  = e_ext_len0;
+    if (\$191 ) begin
+      \$239  = ext_len0;
     end
     if (rst) begin
       \$239  = 12'h000;
@@ -1597,9 +1587,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$240  = e_ext_len3;
-    if (\$189 ) begin
-      \$240  = ext_len3;
+    \$240  = e_ext_len1;
+    if (\$191 ) begin
+      \$240  = ext_len1;
     end
     if (rst) begin
       \$240  = 12'h000;
@@ -1607,9 +1597,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$241  = e_ext_len4;
-    if (\$189 ) begin
-      \$241  = ext_len4;
+    \$241  = e_ext_len2;
+    if (\$191 ) begin
+      \$241  = ext_len2;
     end
     if (rst) begin
       \$241  = 12'h000;
@@ -1617,65 +1607,95 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.capture (rst, i__ready, frame__rel
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$242  = frame__window;
-    casez (frame__ext_count)
-      3'h0:
-        begin
-          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window0[111:104], e_window0[95:72], e_window0[63:0] };
-          \$242 [71:64] = e_tail[7:0];
-          \$242 [103:96] = e_tail[15:8];
-          \$242 [119:112] = e_tail[23:16];
-        end
-      3'h1:
-        begin
-          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window1[111:104], e_window1[95:72], e_window1[63:0] };
-          \$242 [71:64] = e_tail[7:0];
-          \$242 [103:96] = e_tail[15:8];
-          \$242 [119:112] = e_tail[23:16];
-        end
-      3'h2:
-        begin
-          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window2[111:104], e_window2[95:72], e_window2[63:0] };
-          \$242 [71:64] = e_tail[7:0];
-          \$242 [103:96] = e_tail[15:8];
-          \$242 [119:112] = e_tail[23:16];
-        end
-      3'h3:
-        begin
-          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window3[111:104], e_window3[95:72], e_window3[63:0] };
-          \$242 [71:64] = e_tail[7:0];
-          \$242 [103:96] = e_tail[15:8];
-          \$242 [119:112] = e_tail[23:16];
-        end
-      3'h4:
-        begin
-          { \$242 [111:104], \$242 [95:72], \$242 [63:0] } = { e_window4[111:104], e_window4[95:72], e_window4[63:0] };
-          \$242 [71:64] = e_tail[7:0];
-          \$242 [103:96] = e_tail[15:8];
-          \$242 [119:112] = e_tail[23:16];
-        end
-    endcase
+    \$242  = e_ext_len3;
+    if (\$191 ) begin
+      \$242  = ext_len3;
+    end
     if (rst) begin
-      \$242  = 120'h000000000000000000000000000000;
+      \$242  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
-    \$243  = frame__ext_len;
-    casez (frame__ext_count)
-      3'h0:
-          \$243  = e_ext_len0;
-      3'h1:
-          \$243  = e_ext_len1;
-      3'h2:
-          \$243  = e_ext_len2;
-      3'h3:
-          \$243  = e_ext_len3;
-      3'h4:
-          \$243  = e_ext_len4;
-    endcase
+    \$243  = e_ext_len4;
+    if (\$191 ) begin
+      \$243  = ext_len4;
+    end
     if (rst) begin
       \$243  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$244  = frame__window;
+    casez (frame__ext_count)
+      3'h0:
+        begin
+          { \$244 [111:104], \$244 [95:72], \$244 [63:48], \$244 [31:0] } = { e_window0[111:104], e_window0[95:72], e_window0[63:48], e_window0[31:0] };
+          \$244 [39:32] = e_tail[7:0];
+          \$244 [47:40] = e_tail[15:8];
+          \$244 [71:64] = e_tail[23:16];
+          \$244 [103:96] = e_tail[31:24];
+          \$244 [119:112] = e_tail[39:32];
+        end
+      3'h1:
+        begin
+          { \$244 [111:104], \$244 [95:72], \$244 [63:48], \$244 [31:0] } = { e_window1[111:104], e_window1[95:72], e_window1[63:48], e_window1[31:0] };
+          \$244 [39:32] = e_tail[7:0];
+          \$244 [47:40] = e_tail[15:8];
+          \$244 [71:64] = e_tail[23:16];
+          \$244 [103:96] = e_tail[31:24];
+          \$244 [119:112] = e_tail[39:32];
+        end
+      3'h2:
+        begin
+          { \$244 [111:104], \$244 [95:72], \$244 [63:48], \$244 [31:0] } = { e_window2[111:104], e_window2[95:72], e_window2[63:48], e_window2[31:0] };
+          \$244 [39:32] = e_tail[7:0];
+          \$244 [47:40] = e_tail[15:8];
+          \$244 [71:64] = e_tail[23:16];
+          \$244 [103:96] = e_tail[31:24];
+          \$244 [119:112] = e_tail[39:32];
+        end
+      3'h3:
+        begin
+          { \$244 [111:104], \$244 [95:72], \$244 [63:48], \$244 [31:0] } = { e_window3[111:104], e_window3[95:72], e_window3[63:48], e_window3[31:0] };
+          \$244 [39:32] = e_tail[7:0];
+          \$244 [47:40] = e_tail[15:8];
+          \$244 [71:64] = e_tail[23:16];
+          \$244 [103:96] = e_tail[31:24];
+          \$244 [119:112] = e_tail[39:32];
+        end
+      3'h4:
+        begin
+          { \$244 [111:104], \$244 [95:72], \$244 [63:48], \$244 [31:0] } = { e_window4[111:104], e_window4[95:72], e_window4[63:48], e_window4[31:0] };
+          \$244 [39:32] = e_tail[7:0];
+          \$244 [47:40] = e_tail[15:8];
+          \$244 [71:64] = e_tail[23:16];
+          \$244 [103:96] = e_tail[31:24];
+          \$244 [119:112] = e_tail[39:32];
+        end
+    endcase
+    if (rst) begin
+      \$244  = 120'h000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    \$245  = frame__ext_len;
+    casez (frame__ext_count)
+      3'h0:
+          \$245  = e_ext_len0;
+      3'h1:
+          \$245  = e_ext_len1;
+      3'h2:
+          \$245  = e_ext_len2;
+      3'h3:
+          \$245  = e_ext_len3;
+      3'h4:
+          \$245  = e_ext_len4;
+    endcase
+    if (rst) begin
+      \$245  = 12'h000;
     end
   end
   assign e_full = frame__active;

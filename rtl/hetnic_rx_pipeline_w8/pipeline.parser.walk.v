@@ -194,32 +194,32 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire [13:0] \$272 ;
-  wire [14:0] \$273 ;
-  wire \$274 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire [16:0] \$274 ;
   wire \$275 ;
-  wire [13:0] \$276 ;
-  wire [14:0] \$277 ;
-  wire \$278 ;
+  wire \$276 ;
+  wire [13:0] \$277 ;
+  wire [14:0] \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire [7:0] \$280 ;
-  wire \$281 ;
+  wire \$280 ;
+  wire [7:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire [4:0] \$284 ;
-  wire [13:0] \$285 ;
-  wire \$286 ;
+  wire \$284 ;
+  wire [4:0] \$285 ;
+  wire [13:0] \$286 ;
   wire \$287 ;
-  wire [4:0] \$288 ;
-  wire [13:0] \$289 ;
+  wire \$288 ;
+  wire [4:0] \$289 ;
   wire \$29 ;
-  wire \$290 ;
+  wire [13:0] \$290 ;
   wire \$291 ;
-  reg [1:0] \$292 ;
-  reg \$293 ;
-  reg [3:0] \$294 ;
-  reg \$295 ;
+  wire \$292 ;
+  reg [1:0] \$293 ;
+  reg \$294 ;
+  reg [3:0] \$295 ;
   reg \$296 ;
   reg \$297 ;
   reg \$298 ;
@@ -227,10 +227,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   wire \$3 ;
   wire \$30 ;
   reg \$300 ;
-  reg [1:0] \$301 ;
+  reg \$301 ;
   reg [1:0] \$302 ;
-  reg [482:0] \$303 ;
-  reg \$304 ;
+  reg [1:0] \$303 ;
+  reg [482:0] \$304 ;
   reg \$305 ;
   reg \$306 ;
   reg \$307 ;
@@ -238,10 +238,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   reg \$309 ;
   wire \$31 ;
   reg \$310 ;
-  reg [12:0] \$311 ;
-  reg [16:0] \$312 ;
-  reg [2:0] \$313 ;
-  reg \$314 ;
+  reg \$311 ;
+  reg [12:0] \$312 ;
+  reg [16:0] \$313 ;
+  reg [2:0] \$314 ;
   reg \$315 ;
   reg \$316 ;
   reg \$317 ;
@@ -257,8 +257,9 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   reg \$326 ;
   reg \$327 ;
   reg \$328 ;
-  reg [482:0] \$329 ;
+  reg \$329 ;
   wire \$33 ;
+  reg [482:0] \$330 ;
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
@@ -874,100 +875,101 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   assign \$269  = { frame__window[23:16], frame__window[31:24] } == 13'h12b6;
   assign \$270  = \$268  | \$269 ;
   assign \$271  = \$267  & \$270 ;
-  assign \$272  = frame__offset + 4'h8;
-  assign \$273  = \$272  + 4'h8;
-  assign \$274  = \$273  <= ip_end;
-  assign \$275  = \$271  & \$274 ;
-  assign \$276  = frame__offset + 4'h8;
-  assign \$277  = \$276  + 4'h8;
-  assign \$278  = \$277  <= 8'h80;
-  assign \$279  = \$275  & \$278 ;
-  assign \$282  = \$279  & \$281 ;
-  assign \$283  = rec[72:65] == 3'h6;
-  assign \$284  = \$283  ? 5'h14 : 5'h08;
-  assign \$285  = frame__offset + \$284 ;
-  assign \$286  = \$285  > ip_end;
-  assign \$287  = rec[72:65] == 3'h6;
-  assign \$288  = \$287  ? 5'h14 : 5'h08;
-  assign \$289  = frame__offset + \$288 ;
-  assign \$290  = \$289  > 8'h80;
-  assign \$291  = ! \error$49 ;
+  assign \$272  = { frame__window[39:32], frame__window[47:40] } >= 5'h10;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = frame__offset + { frame__window[39:32], frame__window[47:40] };
+  assign \$275  = \$274  <= ip_end;
+  assign \$276  = \$273  & \$275 ;
+  assign \$277  = frame__offset + 4'h8;
+  assign \$278  = \$277  + 4'h8;
+  assign \$279  = \$278  <= 8'h80;
+  assign \$280  = \$276  & \$279 ;
+  assign \$283  = \$280  & \$282 ;
+  assign \$284  = rec[72:65] == 3'h6;
+  assign \$285  = \$284  ? 5'h14 : 5'h08;
+  assign \$286  = frame__offset + \$285 ;
+  assign \$287  = \$286  > ip_end;
+  assign \$288  = rec[72:65] == 3'h6;
+  assign \$289  = \$288  ? 5'h14 : 5'h08;
+  assign \$290  = frame__offset + \$289 ;
+  assign \$291  = \$290  > 8'h80;
+  assign \$292  = ! \error$49 ;
   always @(posedge clk)
-    phase <= \$292 ;
+    phase <= \$293 ;
   always @(posedge clk)
-    \$signal  <= \$293 ;
+    \$signal  <= \$294 ;
   always @(posedge clk)
-    \error$49  <= \$294 ;
+    \error$49  <= \$295 ;
   always @(posedge clk)
-    check_mac_error_0 <= \$295 ;
+    check_mac_error_0 <= \$296 ;
   always @(posedge clk)
-    check_runt_1 <= \$296 ;
+    check_runt_1 <= \$297 ;
   always @(posedge clk)
-    check_oversize_2 <= \$297 ;
+    check_oversize_2 <= \$298 ;
   always @(posedge clk)
-    check_truncated_3 <= \$298 ;
+    check_truncated_3 <= \$299 ;
   always @(posedge clk)
-    check_truncated_4 <= \$299 ;
+    check_truncated_4 <= \$300 ;
   always @(posedge clk)
-    stop <= \$300 ;
+    stop <= \$301 ;
   always @(posedge clk)
-    frame__tags <= \$301 ;
+    frame__tags <= \$302 ;
   always @(posedge clk)
-    step_state <= \$302 ;
+    step_state <= \$303 ;
   always @(posedge clk)
-    rec <= \$303 ;
+    rec <= \$304 ;
   always @(posedge clk)
-    l3_ipv4 <= \$304 ;
+    l3_ipv4 <= \$305 ;
   always @(posedge clk)
-    check_truncated_0 <= \$305 ;
+    check_truncated_0 <= \$306 ;
   always @(posedge clk)
-    check_bad_ihl_1 <= \$306 ;
+    check_bad_ihl_1 <= \$307 ;
   always @(posedge clk)
-    check_truncated_2 <= \$307 ;
+    check_truncated_2 <= \$308 ;
   always @(posedge clk)
-    check_header_limit_3 <= \$308 ;
+    check_header_limit_3 <= \$309 ;
   always @(posedge clk)
-    check_bad_length_4 <= \$309 ;
+    check_bad_length_4 <= \$310 ;
   always @(posedge clk)
-    \stop$31  <= \$310 ;
+    \stop$31  <= \$311 ;
   always @(posedge clk)
-    frame__offset <= \$311 ;
+    frame__offset <= \$312 ;
   always @(posedge clk)
-    ip_end <= \$312 ;
+    ip_end <= \$313 ;
   always @(posedge clk)
-    frame__ext_count <= \$313 ;
+    frame__ext_count <= \$314 ;
   always @(posedge clk)
-    \check_truncated_0$32  <= \$314 ;
+    \check_truncated_0$32  <= \$315 ;
   always @(posedge clk)
-    \check_bad_ihl_1$33  <= \$315 ;
+    \check_bad_ihl_1$33  <= \$316 ;
   always @(posedge clk)
-    \check_truncated_2$34  <= \$316 ;
+    \check_truncated_2$34  <= \$317 ;
   always @(posedge clk)
-    check_bad_length_3 <= \$317 ;
+    check_bad_length_3 <= \$318 ;
   always @(posedge clk)
-    \stop$36  <= \$318 ;
+    \stop$36  <= \$319 ;
   always @(posedge clk)
-    \check_truncated_0$38  <= \$319 ;
+    \check_truncated_0$38  <= \$320 ;
   always @(posedge clk)
-    check_header_limit_1 <= \$320 ;
+    check_header_limit_1 <= \$321 ;
   always @(posedge clk)
-    \check_truncated_2$40  <= \$321 ;
+    \check_truncated_2$40  <= \$322 ;
   always @(posedge clk)
-    \check_header_limit_3$41  <= \$322 ;
+    \check_header_limit_3$41  <= \$323 ;
   always @(posedge clk)
-    check_header_limit_4 <= \$323 ;
+    check_header_limit_4 <= \$324 ;
   always @(posedge clk)
-    \stop$43  <= \$324 ;
+    \stop$43  <= \$325 ;
   always @(posedge clk)
-    vni_found <= \$325 ;
+    vni_found <= \$326 ;
   always @(posedge clk)
-    \check_truncated_0$45  <= \$326 ;
+    \check_truncated_0$45  <= \$327 ;
   always @(posedge clk)
-    \check_header_limit_1$46  <= \$327 ;
+    \check_header_limit_1$46  <= \$328 ;
   always @(posedge clk)
-    o__valid <= \$328 ;
+    o__valid <= \$329 ;
   always @(posedge clk)
-    o__payload <= \$329 ;
+    o__payload <= \$330 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     { rec_next[482:28], rec_next[26:0] } = { rec[482:28], rec[26:0] };
@@ -1115,54 +1117,43 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$292  = phase;
+    \$293  = phase;
     if (\$86 ) begin
-      \$292  = \$87 [1:0];
+      \$293  = \$87 [1:0];
     end
     if (advance) begin
-      \$292  = 2'h0;
+      \$293  = 2'h0;
     end
     if (rst) begin
-      \$292  = 2'h0;
+      \$293  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$293  = \$signal ;
+    \$294  = \$signal ;
     if (\$88 ) begin
-      \$293  = done;
+      \$294  = done;
     end
     if (rst) begin
-      \$293  = 1'h0;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$294  = \error$49 ;
+    \$295  = \error$49 ;
     if (\$88 ) begin
-      \$294  = error;
+      \$295  = error;
     end
     if (rst) begin
-      \$294  = 4'h0;
+      \$295  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$295  = check_mac_error_0;
+    \$296  = check_mac_error_0;
     casez (step_state)
       2'h0:
-          \$295  = frame__mac_error;
-    endcase
-    if (rst) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$296  = check_runt_1;
-    casez (step_state)
-      2'h0:
-          \$296  = \$89 ;
+          \$296  = frame__mac_error;
     endcase
     if (rst) begin
       \$296  = 1'h0;
@@ -1170,10 +1161,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$297  = check_oversize_2;
+    \$297  = check_runt_1;
     casez (step_state)
       2'h0:
-          \$297  = \$90 ;
+          \$297  = \$89 ;
     endcase
     if (rst) begin
       \$297  = 1'h0;
@@ -1181,10 +1172,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$298  = check_truncated_3;
+    \$298  = check_oversize_2;
     casez (step_state)
       2'h0:
-          \$298  = \$95 ;
+          \$298  = \$90 ;
     endcase
     if (rst) begin
       \$298  = 1'h0;
@@ -1192,10 +1183,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$299  = check_truncated_4;
+    \$299  = check_truncated_3;
     casez (step_state)
       2'h0:
-          \$299  = \$104 ;
+          \$299  = \$95 ;
     endcase
     if (rst) begin
       \$299  = 1'h0;
@@ -1203,10 +1194,10 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$300  = stop;
+    \$300  = check_truncated_4;
     casez (step_state)
       2'h0:
-          \$300  = \$149 ;
+          \$300  = \$104 ;
     endcase
     if (rst) begin
       \$300  = 1'h0;
@@ -1214,74 +1205,22 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$301  = frame__tags;
+    \$301  = stop;
     casez (step_state)
       2'h0:
-          if (advance) begin
-            \$301  = \$160 ;
-          end
+          \$301  = \$149 ;
     endcase
     if (rst) begin
-      \$301  = 2'h0;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$302  = step_state;
-    (* full_case = 32'd1 *)
+    \$302  = frame__tags;
     casez (step_state)
       2'h0:
-        begin
           if (advance) begin
-            \$302  = 2'h1;
-          end
-          if (advance) begin
-            if (\$signal ) begin
-              \$302  = 2'h0;
-            end
-          end
-        end
-      2'h1:
-        begin
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-            if (advance) begin
-              \$302  = 2'h2;
-            end
-          end else begin
-            if (advance) begin
-              (* full_case = 32'd1 *)
-              if (\$215 ) begin
-                \$302  = 2'h3;
-              end else begin
-                \$302  = 2'h2;
-              end
-            end
-          end
-          if (advance) begin
-            if (\$signal ) begin
-              \$302  = 2'h0;
-            end
-          end
-        end
-      2'h3:
-        begin
-          if (advance) begin
-            if (\$265 ) begin
-              \$302  = 2'h2;
-            end
-          end
-          if (advance) begin
-            if (\$signal ) begin
-              \$302  = 2'h0;
-            end
-          end
-        end
-      2'h2:
-          if (advance) begin
-            if (\$signal ) begin
-              \$302  = 2'h0;
-            end
+            \$302  = \$160 ;
           end
     endcase
     if (rst) begin
@@ -1290,53 +1229,101 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$303  = rec;
+    \$303  = step_state;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+        begin
+          if (advance) begin
+            \$303  = 2'h1;
+          end
+          if (advance) begin
+            if (\$signal ) begin
+              \$303  = 2'h0;
+            end
+          end
+        end
+      2'h1:
+        begin
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+            if (advance) begin
+              \$303  = 2'h2;
+            end
+          end else begin
+            if (advance) begin
+              (* full_case = 32'd1 *)
+              if (\$215 ) begin
+                \$303  = 2'h3;
+              end else begin
+                \$303  = 2'h2;
+              end
+            end
+          end
+          if (advance) begin
+            if (\$signal ) begin
+              \$303  = 2'h0;
+            end
+          end
+        end
+      2'h3:
+        begin
+          if (advance) begin
+            if (\$265 ) begin
+              \$303  = 2'h2;
+            end
+          end
+          if (advance) begin
+            if (\$signal ) begin
+              \$303  = 2'h0;
+            end
+          end
+        end
+      2'h2:
+          if (advance) begin
+            if (\$signal ) begin
+              \$303  = 2'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$303  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$304  = rec;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
           if (advance) begin
-            \$303  = rec_next;
+            \$304  = rec_next;
           end
       2'h1:
           if (advance) begin
-            \$303  = rec_next;
+            \$304  = rec_next;
           end
       2'h3:
           if (advance) begin
-            \$303  = rec_next;
+            \$304  = rec_next;
           end
       2'h2:
           if (advance) begin
-            \$303  = rec_next;
+            \$304  = rec_next;
           end
     endcase
     if (rst) begin
-      \$303  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$304  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$304  = l3_ipv4;
+    \$305  = l3_ipv4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          \$304  = \$161 ;
-    endcase
-    if (rst) begin
-      \$304  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$305  = check_truncated_0;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (l3_ipv4) begin
-            \$305  = \$162 ;
-          end
+          \$305  = \$161 ;
     endcase
     if (rst) begin
       \$305  = 1'h0;
@@ -1344,13 +1331,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$306  = check_bad_ihl_1;
+    \$306  = check_truncated_0;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$306  = \$165 ;
+            \$306  = \$162 ;
           end
     endcase
     if (rst) begin
@@ -1359,13 +1346,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$307  = check_truncated_2;
+    \$307  = check_bad_ihl_1;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$307  = \$168 ;
+            \$307  = \$165 ;
           end
     endcase
     if (rst) begin
@@ -1374,13 +1361,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$308  = check_header_limit_3;
+    \$308  = check_truncated_2;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$308  = \$171 ;
+            \$308  = \$168 ;
           end
     endcase
     if (rst) begin
@@ -1389,13 +1376,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$309  = check_bad_length_4;
+    \$309  = check_header_limit_3;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$309  = \$176 ;
+            \$309  = \$171 ;
           end
     endcase
     if (rst) begin
@@ -1404,13 +1391,13 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$310  = \stop$31 ;
+    \$310  = check_bad_length_4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           if (l3_ipv4) begin
-            \$310  = \$183 ;
+            \$310  = \$176 ;
           end
     endcase
     if (rst) begin
@@ -1419,7 +1406,22 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$311  = frame__offset;
+    \$311  = \stop$31 ;
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (l3_ipv4) begin
+            \$311  = \$183 ;
+          end
+    endcase
+    if (rst) begin
+      \$311  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$312  = frame__offset;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1427,25 +1429,25 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$311  = { 5'h00, \$185  };
+              \$312  = { 5'h00, \$185  };
             end
           end else begin
             if (advance) begin
-              \$311  = { 6'h00, \$206  };
+              \$312  = { 6'h00, \$206  };
             end
           end
       2'h3:
           if (advance) begin
-            \$311  = \$256 [12:0];
+            \$312  = \$256 [12:0];
           end
     endcase
     if (rst) begin
-      \$311  = 13'h0000;
+      \$312  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$312  = ip_end;
+    \$313  = ip_end;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1453,21 +1455,21 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$312  = \$186 ;
+              \$313  = \$186 ;
             end
           end else begin
             if (advance) begin
-              \$312  = \$208 ;
+              \$313  = \$208 ;
             end
           end
     endcase
     if (rst) begin
-      \$312  = 17'h00000;
+      \$313  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$313  = frame__ext_count;
+    \$314  = frame__ext_count;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1475,25 +1477,25 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
             if (advance) begin
-              \$313  = 3'h0;
+              \$314  = 3'h0;
             end
           end else begin
             if (advance) begin
-              \$313  = 3'h0;
+              \$314  = 3'h0;
             end
           end
       2'h3:
           if (advance) begin
-            \$313  = \$257 [2:0];
+            \$314  = \$257 [2:0];
           end
     endcase
     if (rst) begin
-      \$313  = 3'h0;
+      \$314  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$314  = \check_truncated_0$32 ;
+    \$315  = \check_truncated_0$32 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1501,24 +1503,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$314  = \$187 ;
-          end
-    endcase
-    if (rst) begin
-      \$314  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$315  = \check_bad_ihl_1$33 ;
-    casez (step_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          (* full_case = 32'd1 *)
-          if (l3_ipv4) begin
-          end else begin
-            \$315  = \$188 ;
+            \$315  = \$187 ;
           end
     endcase
     if (rst) begin
@@ -1527,7 +1512,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$316  = \check_truncated_2$34 ;
+    \$316  = \check_bad_ihl_1$33 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1535,7 +1520,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$316  = \$190 ;
+            \$316  = \$188 ;
           end
     endcase
     if (rst) begin
@@ -1544,7 +1529,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$317  = check_bad_length_3;
+    \$317  = \check_truncated_2$34 ;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1552,7 +1537,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$317  = \$193 ;
+            \$317  = \$190 ;
           end
     endcase
     if (rst) begin
@@ -1561,7 +1546,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$318  = \stop$36 ;
+    \$318  = check_bad_length_3;
     casez (step_state)
       2'h0:
           /* empty */;
@@ -1569,7 +1554,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
           (* full_case = 32'd1 *)
           if (l3_ipv4) begin
           end else begin
-            \$318  = \$205 ;
+            \$318  = \$193 ;
           end
     endcase
     if (rst) begin
@@ -1578,14 +1563,16 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$319  = \check_truncated_0$38 ;
+    \$319  = \stop$36 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h3:
-          \$319  = \$217 ;
+          (* full_case = 32'd1 *)
+          if (l3_ipv4) begin
+          end else begin
+            \$319  = \$205 ;
+          end
     endcase
     if (rst) begin
       \$319  = 1'h0;
@@ -1593,14 +1580,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$320  = check_header_limit_1;
+    \$320  = \check_truncated_0$38 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$320  = \$219 ;
+          \$320  = \$217 ;
     endcase
     if (rst) begin
       \$320  = 1'h0;
@@ -1608,14 +1595,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$321  = \check_truncated_2$40 ;
+    \$321  = check_header_limit_1;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$321  = \$221 ;
+          \$321  = \$219 ;
     endcase
     if (rst) begin
       \$321  = 1'h0;
@@ -1623,14 +1610,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$322  = \check_header_limit_3$41 ;
+    \$322  = \check_truncated_2$40 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$322  = \$223 ;
+          \$322  = \$221 ;
     endcase
     if (rst) begin
       \$322  = 1'h0;
@@ -1638,14 +1625,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$323  = check_header_limit_4;
+    \$323  = \check_header_limit_3$41 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$323  = \$238 ;
+          \$323  = \$223 ;
     endcase
     if (rst) begin
       \$323  = 1'h0;
@@ -1653,14 +1640,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$324  = \stop$43 ;
+    \$324  = check_header_limit_4;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          \$324  = \$255 ;
+          \$324  = \$238 ;
     endcase
     if (rst) begin
       \$324  = 1'h0;
@@ -1668,17 +1655,14 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$325  = vni_found;
-    (* full_case = 32'd1 *)
+    \$325  = \stop$43 ;
     casez (step_state)
       2'h0:
           /* empty */;
       2'h1:
           /* empty */;
       2'h3:
-          /* empty */;
-      2'h2:
-          \$325  = \$282 ;
+          \$325  = \$255 ;
     endcase
     if (rst) begin
       \$325  = 1'h0;
@@ -1686,7 +1670,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$326  = \check_truncated_0$45 ;
+    \$326  = vni_found;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -1696,7 +1680,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
       2'h3:
           /* empty */;
       2'h2:
-          \$326  = \$286 ;
+          \$326  = \$283 ;
     endcase
     if (rst) begin
       \$326  = 1'h0;
@@ -1704,7 +1688,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$327  = \check_header_limit_1$46 ;
+    \$327  = \check_truncated_0$45 ;
     (* full_case = 32'd1 *)
     casez (step_state)
       2'h0:
@@ -1714,7 +1698,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
       2'h3:
           /* empty */;
       2'h2:
-          \$327  = \$290 ;
+          \$327  = \$287 ;
     endcase
     if (rst) begin
       \$327  = 1'h0;
@@ -1722,32 +1706,50 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$328  = o__valid;
-    if (o__ready) begin
-      \$328  = 1'h0;
-    end
-    if (frame__release) begin
-      \$328  = 1'h1;
-    end
+    \$328  = \check_header_limit_1$46 ;
+    (* full_case = 32'd1 *)
+    casez (step_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h3:
+          /* empty */;
+      2'h2:
+          \$328  = \$291 ;
+    endcase
     if (rst) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
-    \$329  = o__payload;
+    \$329  = o__valid;
+    if (o__ready) begin
+      \$329  = 1'h0;
+    end
+    if (frame__release) begin
+      \$329  = 1'h1;
+    end
+    if (rst) begin
+      \$329  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    \$330  = o__payload;
     if (frame__release) begin
       (* full_case = 32'd1 *)
-      if (\$291 ) begin
-        \$329  = rec_next;
+      if (\$292 ) begin
+        \$330  = rec_next;
       end else begin
-        \$329 [482:20] = 463'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-        \$329 [15:0] = rec_next[15:0];
-        \$329 [19:16] = \error$49 ;
+        \$330 [482:20] = 463'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+        \$330 [15:0] = rec_next[15:0];
+        \$330 [19:16] = \error$49 ;
       end
     end
     if (rst) begin
-      \$329  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$330  = 483'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign frame__ip_proto = rec[72:65];
@@ -1858,7 +1860,7 @@ module \hetnic_rx_pipeline_w8.pipeline.parser.walk (rst, max_frame, frame__relea
   assign { \$225 [15:3], \$225 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
   assign \$240 [2:1] = 2'h0;
   assign { \$240 [15:3], \$240 [0] } = { frame__window[23:16], frame__window[31:27], frame__window[24] };
-  assign { \$280 [7:4], \$280 [2:0] } = 7'h00;
-  assign \$280 [3] = frame__window[67];
-  assign \$281  = frame__window[67];
+  assign { \$281 [7:4], \$281 [2:0] } = 7'h00;
+  assign \$281 [3] = frame__window[67];
+  assign \$282  = frame__window[67];
 endmodule

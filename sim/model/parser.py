@@ -38,9 +38,11 @@ Rules the model and the gateware share
 * ``tunnel``: ``ip_proto == 47`` (GRE, also on fragments) or UDP to port 4789 (VXLAN) or
   4790 (VXLAN-GPE). Only the outer headers are parsed.
 * ``vni``: UDP to port 4789 or 4790 whose 8-byte VXLAN / VXLAN-GPE header (after the UDP
-  header) ends inside the IP packet and inside the capture window, with the I flag (0x08 of
-  its byte 0) set: the flag ``vni`` and ``vni`` = its bytes 4..6. Otherwise (the header cut
-  short, past the window, I clear) ``vni`` is 0 and the flag clear; that is never an error,
+  header) lies inside the UDP datagram (UDP length 16 or more), whose UDP datagram lies
+  inside the IP packet (UDP offset + UDP length <= IP end), and whose header ends inside the
+  capture window, with the I flag (0x08 of its byte 0) set: the flag ``vni`` and ``vni`` =
+  its bytes 4..6. Otherwise (the header cut short by the UDP or IP length, past the window,
+  I clear) ``vni`` is 0 and the flag clear; that is never an error,
   the outer headers parsed fine. The other flag bits (reserved, or GPE's version, P, B, O)
   are not looked at.
 """
@@ -331,14 +333,17 @@ def _parse_l4(walk: _Walk, result: ParsedFrame, l4: int, ip_end: int) -> None:
     result.dst_port = walk.u16(l4 + 2)
     if result.flag("udp") and result.dst_port in (VXLAN_UDP_PORT, VXLAN_GPE_UDP_PORT):
         result.set_flag("tunnel")
-        _parse_vxlan(walk, result, l4 + 8, ip_end)
+        _parse_vxlan(walk, result, l4, ip_end)
 
 
-def _parse_vxlan(walk: _Walk, result: ParsedFrame, start: int, ip_end: int) -> None:
-    # A VXLAN header cut short or past the capture window carries no VNI; not an error.
-    end = start + VXLAN_HEADER_LEN
-    if end > ip_end or end > walk.capture_bytes:
+def _parse_vxlan(walk: _Walk, result: ParsedFrame, l4: int, ip_end: int) -> None:
+    # A VXLAN header cut short (by the UDP length, or a UDP datagram that does not fit the IP
+    # packet) or past the capture window carries no VNI; not an error.
+    udp_len = walk.u16(l4 + 4)
+    end = l4 + 8 + VXLAN_HEADER_LEN
+    if udp_len < 8 + VXLAN_HEADER_LEN or l4 + udp_len > ip_end or end > walk.capture_bytes:
         return
+    start = l4 + 8
     if walk.u8(start) & VXLAN_FLAG_I:
         result.set_flag("vni")
         result.vni = walk.uint(start + 4, 3)

@@ -388,3 +388,13 @@ def test_vni_header_cut_and_window_edges(width):
     for window, found in ((102, [True, True, False, True]), (101, [False, True, False, False])):
         assert [r.flag("vni") for r in Traffic(edges).expected(window)] == found
         check(Traffic(edges), width, capture_bytes=window)
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_vni_bounded_by_the_udp_length(width):
+    # The UDP length cuts the VXLAN header (8..15) or runs past the IP packet: no VNI, as
+    # the model (whose scapy oracle bounds by the UDP length) says.
+    frames = f.udp_length_frames()
+    expected = Traffic(frames).expected(128)
+    assert [r.flag("vni") for r in expected] == [16 <= n <= 32 for n in f.VXLAN_UDP_LENS] * 2
+    check(Traffic(frames), width)

@@ -87,11 +87,16 @@ def scapy_expect(frame: bytes, *, direct_ethertype=EtherType.DIRECT_DEFAULT) -> 
         exp.set_flag("udp")
         exp.src_port, exp.dst_port = l4.sport, l4.dport
         exp.set_flag("tunnel", exp.flag("tunnel") or l4.dport in (4789, 4790))
-        # The VNI counts when the UDP datagram holds the whole 8-byte header and I is set.
-        # scapy's VXLAN layer reads other layouts (GBP, GPE) by the flags, so the header's
-        # bytes are read as RFC 7348 section 5 puts them (I = 0x08 of byte 0, VNI in 4..6).
+        # The VNI counts when the UDP datagram holds the whole 8-byte header (UDP length
+        # 16 or more), the datagram lies within the IP packet, and I is set. scapy's VXLAN
+        # layer reads other layouts (GBP, GPE) by the flags, so the header's bytes are read
+        # as RFC 7348 section 5 puts them (I = 0x08 of byte 0, VNI in 4..6). bytes() of a
+        # layer runs to the frame's end (padding too), so offsets come from the lengths.
+        ip_total = layer.len if isinstance(layer, IP) else 40 + layer.plen
+        l4_offset = len(bytes(layer)) - len(bytes(l4))
         vxlan = bytes(l4)[8:l4.len]
-        if l4.dport in (4789, 4790) and len(vxlan) >= 8 and vxlan[0] & 0x08:
+        if l4.dport in (4789, 4790) and l4.len >= 16 and l4_offset + l4.len <= ip_total \
+                and vxlan[0] & 0x08:
             exp.set_flag("vni")
             exp.vni = int.from_bytes(vxlan[4:7], "big")
     return exp
@@ -360,6 +365,16 @@ def test_vni_header_cut_at_every_length(version, dport):
         r = check_against_scapy(frame)
         assert r.error == ParseError.NONE and r.flag("udp") and r.flag("tunnel")
         assert (r.flag("vni"), r.vni) == ((True, 0x123456) if cut == 8 else (False, 0)), cut
+
+
+def test_vni_bounded_by_the_udp_length():
+    # The VNI only when the UDP length holds the whole VXLAN header and the datagram lies
+    # within the IP packet (not the IP length alone); never an error.
+    for frame, udp_len in zip(f.udp_length_frames(), f.VXLAN_UDP_LENS * 2):
+        r = check_against_scapy(frame)
+        found = 16 <= udp_len <= 32
+        assert r.error == ParseError.NONE and r.flag("udp"), udp_len
+        assert (r.flag("vni"), r.vni) == ((True, 0x5A5A5A) if found else (False, 0)), udp_len
 
 
 def test_vni_frame_cut_short():
