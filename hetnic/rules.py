@@ -224,8 +224,10 @@ class FlowRule:
     vni : int or None
         VXLAN / VXLAN-GPE network identifier 0..2**24-1 of UDP to port 4789 or 4790; also
         requires ``flags.vni`` (a VNI found). Needs a rule that can match such a frame:
-        ``ip_proto`` UDP or none, a ``dst_port`` range holding 4789 or 4790 (or none), and
-        neither ``flags.tcp``, ``flags.fragment`` nor a false ``flags.udp``/``flags.vni``.
+        ``ip_proto`` UDP or none, a ``dst_port`` range holding 4789 or 4790 (or none), an
+        ``ethertype`` IPv4 or IPv6 (or none), ``tcp_flags`` wanting 0 (or none), and neither
+        ``flags.tcp``, ``flags.fragment``, ``flags.direct`` nor a false
+        ``flags.udp``/``flags.tunnel``/``flags.vni``.
     flags : dict of str to bool
         Required :class:`~hetnic.protocol.MetaFlags` values by name.
     action : Action
@@ -307,14 +309,22 @@ class FlowRule:
         """The VNI, checked, and checked against the fields that could rule its frames out."""
         vni = _int(self.vni, "vni", 0, VNI_MAX)
         ports = f"{VXLAN_UDP_PORT} (VXLAN) or {VXLAN_GPE_UDP_PORT} (VXLAN-GPE)"
-        for name, required in (("vni", True), ("udp", True), ("tcp", False),
-                               ("fragment", False)):
+        for name, required in (("vni", True), ("udp", True), ("tunnel", True), ("tcp", False),
+                               ("fragment", False), ("direct", False)):
             if self.flags.get(name, required) is not required:
                 raise RuleError(f"vni matches UDP to port {ports} with a VXLAN header, but "
                                 f"flags.{name} is {str(not required).lower()}")
         if self.ip_proto is not None and _ip_proto(self.ip_proto) != IpProto.UDP:
             raise RuleError(f"vni matches UDP to port {ports}, but ip_proto is "
                             f"{self.ip_proto!r}, not udp")
+        if self.ethertype is not None and \
+                _ethertype(self.ethertype) not in (EtherType.IPV4, EtherType.IPV6):
+            raise RuleError(f"vni matches UDP to port {ports}, but ethertype is "
+                            f"{self.ethertype!r}, not IPv4 or IPv6")
+        if isinstance(self.tcp_flags, (tuple, list)) and len(self.tcp_flags) == 2 and \
+                _int(self.tcp_flags[0], "tcp_flags value", 0, 0xFF):
+            raise RuleError(f"vni matches UDP to port {ports} (TCP flags 0), but tcp_flags "
+                            f"wants {self.tcp_flags[0]!r}")
         lo, hi = _port_range(self.dst_port, "dst_port")
         if not (lo <= VXLAN_UDP_PORT <= hi or lo <= VXLAN_GPE_UDP_PORT <= hi):
             raise RuleError(f"vni matches UDP to port {ports}, but dst_port is "

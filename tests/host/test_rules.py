@@ -146,6 +146,11 @@ def test_flags_and_vlan():
     ({"vni": 10, "flags": {"tcp": True}}, "but flags.tcp is true"),
     ({"vni": 10, "flags": {"fragment": True}}, "but flags.fragment is true"),
     ({"vni": 10, "flags": {"vni": False}}, "but flags.vni is false"),
+    ({"vni": 10, "flags": {"tunnel": False}}, "but flags.tunnel is false"),
+    ({"vni": 10, "flags": {"direct": True}}, "but flags.direct is true"),
+    ({"vni": 10, "ethertype": "arp"}, "but ethertype is 'arp', not IPv4 or IPv6"),
+    ({"vni": 10, "ethertype": 0x88B5}, "but ethertype is 34997, not IPv4 or IPv6"),
+    ({"vni": 10, "tcp_flags": (0x02, 0x02)}, r"\(TCP flags 0\), but tcp_flags wants 2"),
 ])
 def test_flow_rule_invalid(kwargs, text):
     with pytest.raises(RuleError, match=text):
@@ -165,6 +170,9 @@ def test_vni():
     assert f.flags & vni_bit and f.flags_mask & vni_bit
     assert decode(FlowRule(vni=1, dst_port=(4000, 4789))).vni == 1
     assert decode(FlowRule(dst_port=4789)).vni_mask == 0
+    # what a VXLAN frame can have: an IP EtherType, TCP flags 0 under any mask
+    assert decode(FlowRule(vni=2, ethertype="ipv6", tcp_flags=(0, 0xFF))).vni == 2
+    assert decode(FlowRule(vni=3, ethertype=0x0800, flags={"direct": False})).vni == 3
 
 
 def test_port_forms():
