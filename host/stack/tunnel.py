@@ -33,10 +33,12 @@ Outer fragments: a far end may fragment the outer datagram (the kernel's VXLAN o
 does without ``df set``). Fragments from a remote are reassembled before decapsulation
 (:class:`~hetnic.host.stack.tunnel_reassembly.OuterReassembly`, bounded per remote and in
 all, counted under ``reassembly`` in :meth:`TunnelAdapter.tunnel_stats`). A whole datagram
-that is UDP to a tunnel port goes the way of an unfragmented one; ICMP goes to the outer
-stack (its echo answered from the shared addresses); anything else is counted on the adapter
-as ``not_tunnel`` and dropped: its transport belongs to another instance, which this one
-cannot hand it to.
+that is UDP goes the way of an unfragmented one (to a tunnel port decapsulated, to another
+port the outer stack's UDP input, which has no socket there: ``udp_no_socket`` and an ICMP
+port unreachable); ICMP goes to the outer stack (its echo answered from the shared
+addresses); anything else (TCP, another protocol) is counted on the adapter as
+``not_tunnel`` and dropped: its transport belongs to another instance, which this one cannot
+hand it to.
 
 Send: what the inner stacks send is encapsulated (VXLAN: the inner Ethernet frame;
 VXLAN-GPE: the IP packet, next protocol IPv4 or IPv6, the inner stack's ARP/NDP answered in
@@ -479,8 +481,7 @@ class TunnelAdapter:
     def _reassembled(self, src: bytes, dst: bytes, proto: int, payload: bytes,
                      hop_limit: int, now: float) -> None:
         """A whole outer datagram from a remote (see the module)."""
-        if proto == _UDP and len(payload) >= 8 and \
-                ((payload[2] << 8) | payload[3]) in self._ports:
+        if proto == _UDP:                   # a tunnel port here, the rest to the outer UDP
             self._udp(src, dst, payload, now)
         elif proto == _ICMP and len(src) == 4:
             self.outer.iface.icmp4.input(src, dst, payload, now)

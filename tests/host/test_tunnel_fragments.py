@@ -299,10 +299,11 @@ def test_too_many_datagrams_are_counted_drops_and_memory_stays_bounded():
 
 
 def test_a_reassembled_datagram_that_is_not_tunnel_traffic():
-    """Once whole, UDP to another port and TCP are counted ``not_tunnel`` on the adapter and
-    dropped without a word (their port may be another instance's: no port unreachable, no
-    reset); ICMP echo is answered by the outer stack (the addresses every instance shares);
-    fragments from an address that is no remote go to the outer stack as before."""
+    """Once whole, UDP to another port goes to the outer stack's UDP input like an
+    unfragmented datagram (no socket: ``udp_no_socket``, a port unreachable); TCP is counted
+    ``not_tunnel`` on the adapter and dropped without a reset (its port may be another
+    instance's); ICMP echo is answered by the outer stack (the addresses every instance
+    shares); fragments from an address that is no remote go to the outer stack as before."""
     ta, _ = _pair(SPECS[:1])
     _know_remotes(ta)
     for ident, (proto, port) in enumerate(((17, 5555), (6, 80))):
@@ -313,8 +314,10 @@ def test_a_reassembled_datagram_that_is_not_tunnel_traffic():
             frame = _vxlan_frame(ta, B4, seg + bytes(1500), ident=ident + 1, proto=6)
         for f in frag4(frame, 800):
             ta.receive(f, 1.0)
-    assert ta.drops == {"not_tunnel": 2}
-    assert ta.poll(1.0) == []                       # no port unreachable, no reset
+    assert ta.drops == {"not_tunnel": 1}             # the TCP segment
+    assert ta.outer.counters.drops.get("udp_no_socket") == 1
+    sent = ta.poll(1.0)                              # the port unreachable, no reset
+    assert [(f[23], f[34], f[35]) for f in sent] == [(1, 3, 3)], sent
     # ICMP echo of 1500 bytes, fragmented: answered (and the answer fragmented)
     echo = bytearray(struct.pack("!BBHHH", 8, 0, 0, 7, 1) + bytes(range(256)) * 6)
     echo[2:4] = checksum(bytes(echo)).to_bytes(2, "big")
@@ -322,7 +325,7 @@ def test_a_reassembled_datagram_that_is_not_tunnel_traffic():
         ta.receive(f, 1.0)
     replies = [f for f in ta.poll(1.0) if f[12:14] == b"\x08\x00" and f[23] == 1]
     assert len(replies) == 2 and replies[0][34] == 0            # echo reply, two fragments
-    assert ta.drops == {"not_tunnel": 2}
+    assert ta.drops == {"not_tunnel": 1}
     assert ta.tunnel_stats()["reassembly"]["reassembled"] == 3
     # a fragment from an address that is no tunnel's remote: the outer stack's business
     stranger = frag4(_vxlan_frame(ta, "198.18.0.9", bytes(1500), ident=8), 800)[0]
