@@ -133,7 +133,8 @@ class Ipv4Layer:
             # The first fragment's header and 8 bytes: what an ICMP error about it quotes.
             info = (proto, frame[14:data_at + 8]) if frag & 0x1FFF == 0 else None
             done = self.reassembler.add((src, dst, ident, proto), (frag & 0x1FFF) << 3,
-                                        bool(frag & _MF), payload, now, info)
+                                        bool(frag & _MF), payload, now, info,
+                                        header_len=data_at - 14)
             if done is None:
                 return
             payload = done[0]

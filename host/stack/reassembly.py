@@ -60,7 +60,8 @@ class Reassembler:
         Where drops are counted.
     header_len_limit : int
         Bytes of IP header (and unfragmentable part) that count against the 65535-byte limit
-        for a fragment's end offset: 20 for IPv4, 0 for IPv6 (whose limit is on the payload).
+        for a fragment's end offset when :meth:`add` is not told (``header_len``): 20 for
+        IPv4 (callers pass each fragment's IHL), 0 for IPv6 (whose limit is on the payload).
     memory, max_datagrams, max_fragments, timeout : int, int, int, float
         The bounds of the module docstring.
     source_memory, source_datagrams : int or None
@@ -101,10 +102,13 @@ class Reassembler:
         return len(self._datagrams)
 
     def add(self, key: Hashable, offset: int, more: bool, data: bytes | memoryview,
-            now: float, info: object = None) -> tuple[bytes, object] | None:
+            now: float, info: object = None, *, header_len: int | None = None
+            ) -> tuple[bytes, object] | None:
         """Add one fragment: ``data`` at byte ``offset`` of the datagram's payload, ``more``
         the MF / M flag. ``info`` is kept from the first fragment (offset 0) and returned with
         the payload (the caller stores what it needs to deliver: protocol, header).
+        ``header_len``: this fragment's IP header bytes that count against the 65535-byte
+        limit (an IPv4 fragment's IHL), else ``header_len_limit``.
 
         Returns
         -------
@@ -115,7 +119,7 @@ class Reassembler:
         self.fragments += 1
         size = len(data)
         end = offset + size
-        if end + self.header_len_limit > MAX_DATAGRAM:
+        if end + (self.header_len_limit if header_len is None else header_len) > MAX_DATAGRAM:
             counters.drop("frag_oversize")
             self._discard(key)
             return None

@@ -38,6 +38,8 @@ from .checksum import checksum
 from .counters import StackCounters
 from .errors import BadArgument
 from .icmp import REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED
+from .icmpv6 import PARAMETER_PROBLEM
+from .icmpv6 import TIME_EXCEEDED as ICMPV6_TIME_EXCEEDED
 from .reassembly import Reassembler
 
 __all__ = ["FragmentLimits", "OuterReassembly"]
@@ -45,7 +47,10 @@ __all__ = ["FragmentLimits", "OuterReassembly"]
 _FRAGMENT = int(IpProto.FRAGMENT)
 _FRAG = struct.Struct("!BxHI")
 #: ICMPv6 time exceeded (RFC 4443 3.3) and its code 1.
-_ICMPV6_TIME_EXCEEDED = 3
+_ICMPV6 = int(IpProto.ICMPV6)
+#: Parameter problem code 0 (erroneous header field) and the offset of the IPv6 payload
+#: length it points at (RFC 4443 3.4, RFC 8200 4.5).
+_PARAM_HEADER_FIELD, _PAYLOAD_LENGTH_AT = 0, 4
 #: Drop reasons of the reassemblers, grouped as :meth:`OuterReassembly.stats` reports them.
 _OVER_LIMIT = ("frag_evicted", "frag_memory", "frag_source_limit", "frag_too_many")
 _BAD_LENGTH = ("frag_bad_length", "frag_oversize")
@@ -125,7 +130,7 @@ class OuterReassembly:
                       max_fragments=limits.fragments, timeout=limits.timeout,
                       source_memory=limits.source_memory,
                       source_datagrams=limits.source_datagrams)
-        self.v4 = Reassembler(self.counters, header_len_limit=20, **bounds)
+        self.v4 = Reassembler(self.counters, header_len_limit=20, **bounds)  # per fragment: IHL
         self.v6 = Reassembler(self.counters, header_len_limit=0, **bounds)
 
     def take(self, frame, now: float) -> bool:
@@ -163,7 +168,8 @@ class OuterReassembly:
         # The first fragment's header and 8 bytes: what a time-exceeded error quotes.
         info = (proto, bytes(frame[14:14 + ihl + 8])) if offset == 0 else None
         done = self.v4.add((src, dst, (frame[18] << 8) | frame[19], proto), offset,
-                           bool(flags & 0x2000), frame[14 + ihl:14 + total], now, info)
+                           bool(flags & 0x2000), frame[14 + ihl:14 + total], now, info,
+                           header_len=ihl)
         if done is not None:
             self.deliver(src, dst, proto, done[0], frame[22], now)
         return True
@@ -184,6 +190,11 @@ class OuterReassembly:
         counters = self.iface.counters
         counters.frames_in += 1
         counters.ip6_in += 1
+        if more and (end - 62) % 8:
+            # RFC 8200 4.5: a fragment with M set must carry a multiple of 8 bytes; parameter
+            # problem pointing at its payload length (the reassembler counts the drop).
+            self.iface.icmp6.error(PARAMETER_PROBLEM, _PARAM_HEADER_FIELD, _PAYLOAD_LENGTH_AT,
+                                   src, dst, bytes(frame[14:end]), now)
         # The first fragment's next header, and its headers and 8 bytes for the error.
         info = (next_header, bytes(frame[14:70])) if offset == 0 else None
         done = self.v6.add((src, dst, ident), offset, more, frame[62:end], now, info)
@@ -205,8 +216,13 @@ class OuterReassembly:
         for _proto, quote in self.v4.poll(now):
             iface.icmp4.error(TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, quote[12:16],
                               quote[16:20], quote, now)
-        for _nh, quote in self.v6.poll(now):
-            iface.icmp6.error(_ICMPV6_TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, 0, quote[8:24],
+        for next_header, quote in self.v6.poll(now):
+            # Never an error about an ICMPv6 error (RFC 4443 2.4 e): the upper-layer header
+            # of fragment zero follows its fragment header (quote byte 48), where the
+            # outer stack's own check (byte 6 of the quote, 44 here) does not look.
+            if next_header == _ICMPV6 and quote[48] < 128:
+                continue
+            iface.icmp6.error(ICMPV6_TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, 0, quote[8:24],
                               quote[24:40], quote, now)
 
     # -- counts ----------------------------------------------------------------------------

@@ -231,6 +231,66 @@ def test_a_series_never_completed_times_out():
     assert vx.counters.packets_in == vx6.counters.packets_in == 0
 
 
+def _frame6(ta, next_header, payload):
+    """An outer IPv6 frame from B6 to A6 carrying ``payload`` as ``next_header``."""
+    s6, d6 = (ipaddress.ip_address(a).packed for a in (B6, A6))
+    return ta.outer.iface.mac + bytes.fromhex("020000000001") + b"\x86\xdd" + \
+        build_ipv6_header(s6, d6, next_header, len(payload)) + payload
+
+
+def test_no_time_exceeded_about_a_fragmented_icmpv6_error():
+    """RFC 4443 2.4 e: fragment zero of an ICMPv6 error (destination unreachable) that times
+    out gets no time exceeded (the check looks past the fragment header); a fragmented echo
+    request that times out does."""
+    ta, _ = _pair(SPECS[:2], fragments=FragmentLimits(timeout=2.0))
+    _know_remotes(ta)
+    unreachable = bytes([1, 4, 0, 0]) + bytes(1000)
+    echo = bytes([128, 0, 0, 0]) + bytes(1000)
+    ta.receive(frag6(_frame6(ta, 58, unreachable), 512, 11)[0], 1.0)
+    ta.receive(frag6(_frame6(ta, 58, echo), 512, 12)[0], 1.0)
+    out = ta.poll(3.01)
+    assert ta.tunnel_stats()["reassembly"]["timeouts"] == 2
+    v6 = [f for f in out if f[12:14] == b"\x86\xdd" and f[20] == 58]
+    # one time exceeded (type 3 code 1), quoting the echo's fragment (identification 12)
+    assert [(f[54], f[55], int.from_bytes(f[62 + 44:62 + 48], "big")) for f in v6] == \
+        [(3, 1, 12)]
+
+
+def test_an_m_fragment_not_a_multiple_of_8_gets_a_parameter_problem():
+    """RFC 8200 4.5: an IPv6 fragment with M set whose length is not a multiple of 8 is
+    dropped, counted (bad_length), and answered with parameter problem code 0 pointing at
+    its payload length (offset 4)."""
+    ta, _ = _pair(SPECS[:2])
+    _know_remotes(ta)
+    first = bytearray(frag6(_frame6(ta, 17, bytes(1000)), 512, 13)[0])
+    del first[-4:]                                  # 508 bytes of data, M set
+    first[18:20] = (len(first) - 54).to_bytes(2, "big")
+    assert ta.reassembly.take(bytes(first), 1.0)
+    assert ta.tunnel_stats()["reassembly"]["bad_length"] == 1
+    v6 = [f for f in ta.poll(1.0) if f[12:14] == b"\x86\xdd" and f[20] == 58]
+    assert [(f[54], f[55], int.from_bytes(f[58:62], "big")) for f in v6] == [(4, 0, 4)]
+    assert v6[0][38:54] == ipaddress.ip_address(B6).packed
+
+
+def test_the_65535_byte_bound_counts_the_real_ihl():
+    """An IPv4 fragment ending at 65512 fits with a 20-byte header, not with 24 (one option
+    word): the bound is the fragment's own IHL (RFC 791)."""
+    ta, _ = _pair(SPECS[:1])
+    s, d = (ipaddress.ip_address(a).packed for a in (B4, A4))
+    eth = ta.outer.iface.mac + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+    for ihl, oversize in ((20, 0), (24, 1)):
+        header = bytearray(build_ipv4_header(s, d, 17, 8 + ihl - 20, 40 + ihl))
+        if ihl == 24:
+            header = bytearray([0x46]) + header[1:20] + b"\x01\x01\x01\x01"
+            header[2:4] = (24 + 8).to_bytes(2, "big")
+        header[6:8] = ((65512 - 8) >> 3).to_bytes(2, "big")        # the last fragment
+        header[10:12] = b"\0\0"
+        header[10:12] = checksum(bytes(header)).to_bytes(2, "big")
+        assert ta.reassembly.take(eth + bytes(header) + bytes(8), 1.0)
+        drops = ta.tunnel_stats()["reassembly"]["drops"]
+        assert drops.get("frag_oversize", 0) == oversize, (ihl, drops)
+
+
 def test_overlapping_fragments_drop_the_datagram():
     """RFC 5722 (and current IPv4 stacks): a fragment overlapping one held drops the whole
     datagram, and its later fragments never make a datagram; an exact copy of a fragment
