@@ -106,8 +106,8 @@ class RegisterFile(wiring.Component):
     with ``commit_apply`` at a frame boundary and keeps the pipeline empty while
     ``commit_pending`` stays high. The rule shadows live in a memory (:class:`RuleShadows`:
     one block RAM; a rule
-    is 23 words, and flip-flops plus a read-back multiplexer for every rule word cost more
-    than the rest of the core): the apply copies them into the active rules word by word,
+    is :data:`~hetnic.regs.RULE_WORDS` words, and flip-flops plus a read-back multiplexer
+    for every rule word cost more than the rest of the core): the apply copies them into the active rules word by word,
     ``n_rules * 32`` cycles, then in one cycle (``commit_done``) copies every other shadow
     (key, control words), increments ``generation`` and lowers ``commit_pending``. The bus
     waits (no ``ack``) for a rule access or a write during the copy. The RETA lives in the
