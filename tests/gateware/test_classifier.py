@@ -297,8 +297,11 @@ def random_rule(rng: random.Random) -> int:
         kw.pop("vlan", None)
     if "vni" in kw:         # only what a VNI rule allows (FlowRule refuses the rest)
         kw["flags"] = {name: value for name, value in kw.get("flags", {}).items()
-                       if name not in ("vni", "udp", "tcp", "fragment")}
-        kw.pop("ip_proto", None)
+                       if name not in ("vni", "udp", "tcp", "fragment", "tunnel", "direct")}
+        for key in ("ip_proto", "tcp_flags"):
+            kw.pop(key, None)
+        if kw.get("ethertype") not in (None, 0x0800, 0x86DD):
+            kw.pop("ethertype")
         kw["dst_port"] = rng.choice([4789, 4790, (4000, 5000), None])
     action = Action(instance=rng.randrange(16), reta_offset=rng.randrange(RETA),
                     reta_size=rng.choice([0, 1, 2, 16, 256, RETA]), drop=rng.random() < 0.2)

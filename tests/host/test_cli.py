@@ -25,7 +25,7 @@ def test_every_command_module_has_the_shape():
     names = [command.NAME for command in COMMANDS]
     assert names == ["verilog", "regmap", "replay", "bench", "demo", "rss-eval", "boards",
                      "build", "program", "stack", "daemon", "rules", "rss", "counters",
-                     "events"]
+                     "events", "restart"]
     for command in COMMANDS:
         assert callable(command.add_arguments) and callable(command.run) and command.HELP
 
