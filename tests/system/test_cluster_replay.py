@@ -53,8 +53,9 @@ def single(path, config):
     return replay_frames(read_capture(path), config, check=True)
 
 
+# The ethereum capture takes minutes on 2 cores: slow; the smaller one runs by default.
 @pytest.mark.parametrize("name, config", [
-    ("ethereum.pcap", RxConfig(queues=16)),
+    pytest.param("ethereum.pcap", RxConfig(queues=16), marks=pytest.mark.slow),
     ("WebattackRCE.pcap", RxConfig(queues=4, symmetric=True)),
 ])
 def test_sharded_replay_equals_single(client, name, config):
