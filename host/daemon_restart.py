@@ -304,15 +304,8 @@ class Restart:
     def _stop_failed(self, grant):
         """Stop a new instance that failed to start; the rings' grant to start the next
         one with (its handover, or ``grant`` when it died: held, it took no frame)."""
-        host, name = self.host, self.name
-        child = host.children.get(name)
-        if child is not None and name not in host.exits:
-            try:
-                grant = self._handover(name)
-            except HetnicError:
-                child.process.kill()
-            yield from self._wait_exit(name)
-        return grant
+        handed = yield from self._stop(self.name)
+        return grant if handed is None else handed
 
     def _standby(self):
         """Wait for a standby process to be ready when one is starting (quicker than
