@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from typing import Any, Callable, Sequence
 
 from ..errors import HetnicError
@@ -245,6 +246,13 @@ class NicClient:
             value = handler(**kw)
         except HetnicError as exc:
             send_reply(self._conn, ident, False, one_line(exc), "ret")
+            return
+        except Exception as exc:                # noqa: BLE001  a bug in one handler
+            # Answer it rather than die: the process's connections and queued frames live
+            # on; the traceback goes to its log for the bug report.
+            traceback.print_exc()
+            send_reply(self._conn, ident, False, f"{self.name} failed {kind!r} (a bug): "
+                       f"{type(exc).__name__}: {one_line(exc)}", "ret")
             return
         send_reply(self._conn, ident, True, value, "ret")
 

@@ -62,8 +62,12 @@ def serve_calls(client):
 
     def refuse():
         raise HetnicError("not today")
+
+    def buggy(table):
+        return table["missing"]
     client.on_call("counters", counters)
     client.on_call("refuse", refuse)
+    client.on_call("buggy", buggy)
     while True:
         client.serve(1.0)
 
@@ -125,6 +129,14 @@ def test_call_into_the_child():
             child.call("refuse")
         with pytest.raises(NicRequestError, match="answers no call 'dump'"):
             child.call("dump")
+        # A bug in one handler (here a KeyError) is answered as a failed call; the child
+        # lives on with its state (the counter keeps counting).
+        with pytest.raises(NicRequestError, match=r"^server failed 'buggy' \(a bug\): "
+                           r"KeyError: 'missing'$"):
+            child.call("buggy", table={})
+        with pytest.raises(NicRequestError, match=r"failed 'buggy' \(a bug\): TypeError"):
+            child.call("buggy", wrong=1)
+        assert child.call("counters") == {"n": 3, "pid": child.pid}
 
 
 def test_a_killed_child_is_reported_and_the_others_keep_answering():
