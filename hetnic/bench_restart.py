@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -113,6 +112,7 @@ def restarts_under_load(cli: Callable, load: Callable, folder: Path, *, restarts
 def bench_restart(restarts: int = 20, streams: int = 50, rate: float = 200.0) -> dict:
     """Set up the namespace, the TAP and the daemon, run :func:`restarts_under_load`,
     tear them down; the report."""
+    from .host.daemon_client import spawn_daemon
     from .host.netns import netns, tap_in_netns
     folder = Path(tempfile.mkdtemp(prefix="hetnic-bench-restart-"))
     sock = folder / "hetnic.sock"
@@ -121,21 +121,10 @@ def bench_restart(restarts: int = 20, streams: int = 50, rate: float = 200.0) ->
     try:
         with netns("hn-brestart") as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24",
                                                       "2001:db8::1/64", open_device=False):
-            with open(folder / "daemon.err", "w") as err:
-                daemon = subprocess.Popen(
-                    ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "daemon",
-                     "--tap", "tap0", "--addr", "198.18.0.2/24", "--addr6",
-                     "2001:db8::2/64", "--socket", str(sock), "--policy",
-                     str(folder / "policy.toml"), "--audit", str(folder / "audit.log")],
-                    stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                end = time.monotonic() + 900
-                while not sock.exists():
-                    if daemon.poll() is not None or time.monotonic() > end:
-                        raise RuntimeError("the daemon did not start: "
-                                           + (folder / "daemon.err").read_text()[-2000:])
-                    time.sleep(0.1)
-
+            with spawn_daemon(
+                    ["--tap", "tap0", "--addr", "198.18.0.2/24", "--addr6", "2001:db8::2/64",
+                     "--policy", str(folder / "policy.toml"), "--audit",
+                     str(folder / "audit.log")], sock, folder / "daemon.err", netns=ns):
                 def cli(*args):
                     return subprocess.run([sys.executable, "-m", "hetnic", *args, "--socket",
                                            str(sock)], capture_output=True, text=True,
@@ -157,13 +146,6 @@ def bench_restart(restarts: int = 20, streams: int = 50, rate: float = 200.0) ->
                     "serving_within_2s": report["serving_seconds_max"] is not None
                     and report["serving_seconds_max"] <= 2.0}
                 return report
-            finally:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
     finally:
         if os.environ.get("HETNIC_KEEP") is None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from ..errors import HetnicError
 from .daemon_protocol import MAX_MESSAGE, ProtocolError, decode_reply, request
 
-__all__ = ["DaemonClient", "ClientError"]
+__all__ = ["DaemonClient", "ClientError", "spawn_daemon"]
 
 
 class ClientError(HetnicError, RuntimeError):
@@ -83,3 +88,35 @@ class DaemonClient:
             message = self.receive()
             if "event" in message:
                 yield message["event"]
+
+
+@contextlib.contextmanager
+def spawn_daemon(args: Sequence[str], sock: str | Path, log: str | Path,
+                 netns: str | None = None, env: dict | None = None,
+                 start_timeout: float = 900.0) -> Iterator[subprocess.Popen]:
+    """``hetnic daemon ARGS --socket SOCK`` as a child process (in network namespace
+    ``netns`` when given), its standard error in ``log``; yields the process once the socket
+    exists, and stops it with SIGTERM (SIGKILL after 60 s) on the way out, leaving
+    ``returncode`` set. A daemon that exits or has no socket within ``start_timeout``
+    seconds (a first start builds its simulator) raises :class:`ClientError` with the end of
+    its log."""
+    sock, log = Path(sock), Path(log)
+    argv = [sys.executable, "-m", "hetnic", "daemon", *args, "--socket", str(sock)]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    with open(log, "w") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        end = time.monotonic() + start_timeout
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > end:
+                raise ClientError("the daemon did not start: " + log.read_text()[-2000:])
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from kit.netns import netns, require_netns, tap_in_netns
+
+from hetnic.host.daemon_client import spawn_daemon
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -116,31 +117,15 @@ def running_daemon(name: str, instances: str | None = None, rules: bool = False,
         (folder / "www").mkdir()
         (folder / "www" / "index.html").write_text("hello\n")
         env = {**os.environ, **env_extra}
-        with open(folder / "daemon.err", "w") as err, netns(name) as ns, \
-                tap_in_netns(ns, "tap0", "198.18.0.1/24", "2001:db8::1/64",
-                             open_device=False):
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "daemon",
-                 "--tap", "tap0", "--addr", "198.18.0.2/24", "--addr6", "2001:db8::2/64",
-                 "--serve", str(folder / "www"), "--socket", str(folder / "hetnic.sock"),
-                 "--policy", str(folder / "policy.toml"), "--audit",
-                 str(folder / "audit.log"), *extra], stdout=subprocess.DEVNULL, stderr=err, env=env)
-            d = Daemon(proc, folder, ns, env)
-            try:
-                end = time.monotonic() + 900
-                while not d.sock.exists():
-                    assert proc.poll() is None, (folder / "daemon.err").read_text()
-                    assert time.monotonic() < end, "the daemon did not start"
-                    time.sleep(0.1)
-                yield d
-                assert proc.poll() is None, (folder / "daemon.err").read_text()
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+        with netns(name) as ns, tap_in_netns(ns, "tap0", "198.18.0.1/24", "2001:db8::1/64",
+                                             open_device=False), \
+                spawn_daemon(["--tap", "tap0", "--addr", "198.18.0.2/24", "--addr6",
+                              "2001:db8::2/64", "--serve", str(folder / "www"), "--policy",
+                              str(folder / "policy.toml"), "--audit", str(folder / "audit.log"),
+                              *extra], folder / "hetnic.sock", folder / "daemon.err",
+                             netns=ns, env=env) as proc:
+            yield Daemon(proc, folder, ns, env)
+            assert proc.poll() is None, (folder / "daemon.err").read_text()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from kit.netns import netns, require_netns, tap_in_netns
+from hetnic.host.daemon_client import spawn_daemon
 from hetnic.host.daemon_protocol import INTERFACES, MAX_MESSAGE, OPERATIONS
 
 pytestmark = pytest.mark.timeout(300)
@@ -270,7 +271,6 @@ def daemon(users):
     require_netns()
     folder = Path(tempfile.mkdtemp(prefix="hntest-daemon-"))
     folder.chmod(0o755)                          # the test users reach the socket
-    d = None
     try:
         (folder / "policy.toml").write_text(POLICY)
         (folder / "instances.toml").write_text(INSTANCES)
@@ -288,32 +288,16 @@ def daemon(users):
         (repo / "rules.toml").write_text(RULES_2)
         _run(["git", "-C", str(repo), "commit", "-q", "-am", "two"], env=env)
         _run(["git", "-C", str(repo), "checkout", "-q", "main"], env=env)
-        with open(folder / "daemon.err", "w") as err, netns("hn-daemon") as ns, \
-                tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False):
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "daemon",
-                 "--tap", "tap0", "--addr", "198.18.0.2/24", "--one-process",
-                 "--socket", str(folder / "hetnic.sock"), "--policy",
-                 str(folder / "policy.toml"), "--watch", str(folder / "drop"), "--rules",
-                 str(repo / "rules.toml"), "--rss-key", str(folder / "rss.key"),
-                 "--instances", str(folder / "instances.toml"),
-                 "--audit", str(folder / "audit.log")],
-                stdout=subprocess.DEVNULL, stderr=err)
-            d = Daemon(proc, folder)
-            try:
-                end = time.monotonic() + 120
-                while not d.sock.exists():
-                    assert proc.poll() is None, (folder / "daemon.err").read_text()
-                    assert time.monotonic() < end, "the daemon did not start"
-                    time.sleep(0.1)
-                yield d
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+        with netns("hn-daemon") as ns, \
+                tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False), \
+                spawn_daemon(["--tap", "tap0", "--addr", "198.18.0.2/24", "--one-process",
+                              "--policy", str(folder / "policy.toml"), "--watch",
+                              str(folder / "drop"), "--rules", str(repo / "rules.toml"),
+                              "--rss-key", str(folder / "rss.key"), "--instances",
+                              str(folder / "instances.toml"), "--audit",
+                              str(folder / "audit.log")], folder / "hetnic.sock",
+                             folder / "daemon.err", netns=ns, start_timeout=120) as proc:
+            yield Daemon(proc, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -560,36 +544,21 @@ def test_daemon_in_multi_process_mode():
                                             'operations = ["*"]\n')
         (folder / "rules.toml").write_text(RULES_1)
         sock = folder / "hetnic.sock"
-        with open(folder / "daemon.err", "w") as err, netns("hn-daemonmp") as ns, \
-                tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False):
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "hetnic", "daemon",
-                 "--tap", "tap0", "--addr", "198.18.0.2/24", "--socket", str(sock),
-                 "--policy", str(folder / "policy.toml"), "--audit", str(folder / "audit.log")],
-                stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                end = time.monotonic() + 180
-                while not sock.exists():
-                    assert proc.poll() is None, (folder / "daemon.err").read_text()
-                    assert time.monotonic() < end, "the daemon did not start"
-                    time.sleep(0.1)
-                run = lambda *a: subprocess.run(                   # noqa: E731
-                    [sys.executable, "-m", "hetnic", *a, "--socket", str(sock)],
-                    capture_output=True, text=True, timeout=60)
-                counters = run("counters")
-                assert counters.returncode == 0, counters.stderr
-                assert json.loads(counters.stdout)["daemon"]["sessions"] >= 1
-                applied = run("rules", "apply", str(folder / "rules.toml"))
-                assert applied.returncode == 0 and applied.stdout.startswith("applied 1 rules")
-                shown = json.loads(run("rules", "show").stdout)
-                assert any("block" in rule for rule in shown["operator"])
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    assert proc.wait(timeout=60) == 0, (folder / "daemon.err").read_text()
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-                    raise
+        with netns("hn-daemonmp") as ns, \
+                tap_in_netns(ns, "tap0", "198.18.0.1/24", None, open_device=False), \
+                spawn_daemon(["--tap", "tap0", "--addr", "198.18.0.2/24", "--policy",
+                              str(folder / "policy.toml"), "--audit", str(folder / "audit.log")],
+                             sock, folder / "daemon.err", netns=ns, start_timeout=180) as proc:
+            run = lambda *a: subprocess.run(                   # noqa: E731
+                [sys.executable, "-m", "hetnic", *a, "--socket", str(sock)],
+                capture_output=True, text=True, timeout=60)
+            counters = run("counters")
+            assert counters.returncode == 0, counters.stderr
+            assert json.loads(counters.stdout)["daemon"]["sessions"] >= 1
+            applied = run("rules", "apply", str(folder / "rules.toml"))
+            assert applied.returncode == 0 and applied.stdout.startswith("applied 1 rules")
+            shown = json.loads(run("rules", "show").stdout)
+            assert any("block" in rule for rule in shown["operator"])
+        assert proc.returncode == 0, (folder / "daemon.err").read_text()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
