@@ -7,7 +7,28 @@ import subprocess
 import sys
 import textwrap
 
-__all__ = ["run_in_netns"]
+__all__ = ["run_in_netns", "ECHO_THROUGH"]
+
+# For a kernel-peer script: echo_through(c, data) sends ``data`` on connected TCP socket ``c``
+# while a thread reads the echo back (at most 90 s); the bytes that came back. Put it in a
+# script with ``ECHO_THROUGH + script`` (it has no braces: safe before ``str.format``).
+ECHO_THROUGH = """
+import threading
+
+def echo_through(c, data):
+    got = bytearray()
+    def reader():
+        while len(got) < len(data):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got.extend(chunk)
+    t = threading.Thread(target=reader)
+    t.start()
+    c.sendall(data)
+    t.join(90)
+    return bytes(got)
+"""
 
 
 def run_in_netns(ns: str, host, script: str, timeout: float = 60) -> str:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from kit.netns_exec import run_in_netns
+from kit.netns_exec import ECHO_THROUGH, run_in_netns
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -57,7 +57,7 @@ def tunnel_peer():
             host.close()
 
 
-PEER_SCRIPT = """
+PEER_SCRIPT = ECHO_THROUGH + """
 import ipaddress, json, os, random, socket, struct, subprocess, threading, time
 TUNNELS = {tunnels!r}
 SIZE = {size}
@@ -79,19 +79,9 @@ def echo(base, out, index):
     rnd = random.Random(index)
     data = rnd.randbytes(SIZE)
     c = socket.create_connection((base + ".2", 7), timeout=60)
-    got = bytearray()
-    def reader():
-        while len(got) < SIZE:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got.extend(chunk)
-    t = threading.Thread(target=reader)
-    t.start()
-    c.sendall(data)
-    t.join(90)
+    got = echo_through(c, data)
     c.close()
-    out[index] = bytes(got) == data
+    out[index] = got == data
 
 caps = [threading.Thread(target=capture, args=(dev,), daemon=True) for dev, *_ in TUNNELS]
 for t in caps:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kit.netns_exec import run_in_netns
+from kit.netns_exec import ECHO_THROUGH, run_in_netns
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -23,8 +23,8 @@ K4, H4, K6, H6 = "198.18.0.1", "198.18.0.2", "2001:db8::1", "2001:db8::2"
 #: The underlay's MTU on the kernel's side: less than a full inner frame (1514) plus 50.
 UNDERLAY_MTU = 1400
 
-PEER_SCRIPT = r"""
-import json, random, socket, threading
+PEER_SCRIPT = ECHO_THROUGH + r"""
+import json, random, socket
 SIZE = {size}
 
 def snmp():
@@ -35,21 +35,11 @@ before = snmp()
 data = random.Random(7).randbytes(SIZE)
 c = socket.create_connection(("198.19.1.2", 7), timeout=60)
 mss = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
-got = bytearray()
-def reader():
-    while len(got) < SIZE:
-        chunk = c.recv(65536)
-        if not chunk:
-            break
-        got.extend(chunk)
-t = threading.Thread(target=reader)
-t.start()
-c.sendall(data)
-t.join(90)
+got = echo_through(c, data)
 mss_after = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
 c.close()
 after = snmp()
-print(json.dumps({{"ok": bytes(got) == data, "got": len(got), "mss": mss,
+print(json.dumps({{"ok": got == data, "got": len(got), "mss": mss,
                   "mss_after": mss_after,
                   "frag_creates": after["FragCreates"] - before["FragCreates"],
                   "frag_oks": after["FragOKs"] - before["FragOKs"]}}))
