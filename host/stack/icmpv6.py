@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .interface import NetInterface
 
 __all__ = [
-    "Icmp6", "DEST_UNREACHABLE", "PACKET_TOO_BIG", "TIME_EXCEEDED", "PARAMETER_PROBLEM",
+    "Icmp6", "upper_layer", "DEST_UNREACHABLE", "PACKET_TOO_BIG", "TIME_EXCEEDED", "PARAMETER_PROBLEM",
     "PARAM_NEXT_HEADER", "PARAM_OPTION", "ECHO_REQUEST", "ECHO_REPLY", "ROUTER_SOLICITATION",
     "ROUTER_ADVERTISEMENT",
     "NEIGHBOR_SOLICITATION", "NEIGHBOR_ADVERTISEMENT", "REDIRECT",
@@ -48,6 +48,8 @@ _MLD = frozenset((130, 131, 132, 143))
 _ICMPV6 = int(IpProto.ICMPV6)
 _HEAD = struct.Struct("!BBH")
 _MIN_MTU = 1280
+_FRAGMENT = int(IpProto.FRAGMENT)
+_OPTION_HEADERS = frozenset(map(int, (IpProto.HOPOPT, IpProto.ROUTING, IpProto.DSTOPTS)))
 _LOOPBACK = bytes(15) + b"\x01"
 _UNREACH_KIND = {4: "port_unreachable"}
 _ERROR_KIND = {PACKET_TOO_BIG: "frag_needed", TIME_EXCEEDED: "time_exceeded",
@@ -55,6 +57,26 @@ _ERROR_KIND = {PACKET_TOO_BIG: "frag_needed", TIME_EXCEEDED: "time_exceeded",
 _IGNORED = {ROUTER_SOLICITATION: "ndp_rs_ignored", ROUTER_ADVERTISEMENT: "ndp_ra_ignored",
             REDIRECT: "ndp_redirect_ignored"}
 
+
+
+def upper_layer(packet: bytes) -> tuple[int, int] | None:
+    """The upper-layer protocol of IPv6 ``packet`` (its header first) and where that
+    protocol's header starts, past the extension headers (RFC 8200 4); None where it is not
+    in ``packet``: a fragment other than the first, a cut quote, more than 8 extension
+    headers."""
+    nh, at = packet[6], 40
+    for _ in range(8):
+        if nh == _FRAGMENT:
+            if at + 8 > len(packet) or int.from_bytes(packet[at + 2:at + 4], "big") & 0xFFF8:
+                return None
+            nh, at = packet[at], at + 8
+        elif nh in _OPTION_HEADERS:
+            if at + 2 > len(packet):
+                return None
+            nh, at = packet[at], at + ((packet[at + 1] + 1) << 3)
+        else:
+            return nh, at
+    return None
 
 class Icmp6:
     """ICMPv6 on one interface."""
@@ -156,7 +178,9 @@ class Icmp6:
             if dst not in iface.ipv6_set or iface.rx_group:
                 return
             ours = dst
-        if len(packet) > 40 and packet[6] == _ICMPV6 and packet[40] < 128:
+        upper = upper_layer(packet)
+        if upper is not None and upper[0] == _ICMPV6 and upper[1] < len(packet) \
+                and packet[upper[1]] < 128:
             return      # never an error about an error (RFC 4443 2.4 e)
         quote = bytes(packet[:_MIN_MTU - 48])
         self.send(ours, src, mtype, code, param.to_bytes(4, "big") + quote, now)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from hetnic.protocol import IpProto
 
-from .icmpv6 import PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM
+from .icmp import REASSEMBLY_TIME_EXCEEDED
+from .icmpv6 import PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM, TIME_EXCEEDED
 from .ipv4 import TX_CACHE_LIMIT
 from .reassembly import Reassembler
 
@@ -53,6 +54,7 @@ _TCP = int(IpProto.TCP)
 _UDP = int(IpProto.UDP)
 _EXTENSIONS = frozenset((_HOPOPT, _ROUTING, _FRAGMENT, _DSTOPTS))
 _MAX_EXTENSIONS = 8
+_QUOTE = 1280 - 48          # what an ICMPv6 error quotes at most (RFC 4443 2.4 c)
 _KNOWN_OPTIONS = frozenset((1, 5))            # PadN, router alert (Pad1 has no length)
 _HEADER = struct.Struct("!IHBB16s16s")
 _FRAG = struct.Struct("!BxHI")
@@ -156,11 +158,15 @@ class Ipv6Layer:
                 if offset == 0 and not offset_flags & 1:
                     nh_at, at, nh = at - 14, at + 8, next_nh    # an atomic fragment
                     continue
+                # The first fragment's next header, and its packet for a time-exceeded.
+                # (None inside a reassembled payload: no packet to quote).
+                info = None if offset else \
+                    (next_nh, None if reassembled else bytes(buf[14:min(end, 14 + _QUOTE)]))
                 done = self.reassembler.add((src, dst, ident), offset, bool(offset_flags & 1),
-                                            buf[at + 8:end], now, next_nh)
+                                            buf[at + 8:end], now, info)
                 if done is None:
                     return
-                payload, first_nh = done
+                payload, (first_nh, _quote) = done
                 buf = payload
                 at, end, nh = 0, len(payload), first_nh
                 reassembled = True
@@ -248,5 +254,9 @@ class Ipv6Layer:
                        + _FRAG.pack(proto, offset | more, ident) + chunk)
 
     def poll(self, now: float) -> None:
-        """Time out incomplete datagrams (no time-exceeded is sent for IPv6)."""
-        self.reassembler.poll(now)
+        """Time out incomplete datagrams; a time-exceeded error (code 1) for those whose
+        first fragment came (RFC 8200 4.5), never about an ICMPv6 error."""
+        for _next_header, quote in self.reassembler.poll(now):
+            if quote is not None:
+                self.iface.icmp6.error(TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, 0, quote[8:24],
+                                       quote[24:40], quote, now)

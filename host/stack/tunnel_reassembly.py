@@ -46,8 +46,6 @@ __all__ = ["FragmentLimits", "OuterReassembly"]
 
 _FRAGMENT = int(IpProto.FRAGMENT)
 _FRAG = struct.Struct("!BxHI")
-#: ICMPv6 time exceeded (RFC 4443 3.3) and its code 1.
-_ICMPV6 = int(IpProto.ICMPV6)
 #: Parameter problem code 0 (erroneous header field) and the offset of the IPv6 payload
 #: length it points at (RFC 4443 3.4, RFC 8200 4.5).
 _PARAM_HEADER_FIELD, _PAYLOAD_LENGTH_AT = 0, 4
@@ -216,12 +214,7 @@ class OuterReassembly:
         for _proto, quote in self.v4.poll(now):
             iface.icmp4.error(TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, quote[12:16],
                               quote[16:20], quote, now)
-        for next_header, quote in self.v6.poll(now):
-            # Never an error about an ICMPv6 error (RFC 4443 2.4 e): the upper-layer header
-            # of fragment zero follows its fragment header (quote byte 48), where the
-            # outer stack's own check (byte 6 of the quote, 44 here) does not look.
-            if next_header == _ICMPV6 and quote[48] < 128:
-                continue
+        for _next_header, quote in self.v6.poll(now):
             iface.icmp6.error(ICMPV6_TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, 0, quote[8:24],
                               quote[24:40], quote, now)
 

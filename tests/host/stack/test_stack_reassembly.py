@@ -151,3 +151,49 @@ def test_reassembler_completes_in_order():
     assert r.add("k", 8, False, b"world!", 1.0, info="second") is None
     assert r.add("k", 0, True, b"hello, w", 1.0, info="first") == (b"hello, wworld!", "first")
     assert len(r) == 0 and r.held == 0
+
+
+def _first_fragment_only6(inner, ident):
+    """The first of the fragments of IPv6 ``inner`` (from the peer to us), as a frame."""
+    frags = fragment6(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=ident)
+                      / inner, 600)
+    assert len(frags) > 1
+    return frags
+
+
+def test_ipv6_timeout_sends_time_exceeded_but_not_about_an_icmpv6_error():
+    """RFC 8200 4.5: a time exceeded (code 1) when the first fragment came; none when only a
+    later one came, and none about an ICMPv6 error (RFC 4443 2.4 e), not even one whose
+    ICMPv6 header sits behind a destination options header."""
+    from scapy.layers.inet6 import ICMPv6PacketTooBig, ICMPv6TimeExceeded, IPv6ExtHdrDestOpt
+    iface, counters, got = make_iface(reassembly_timeout=30.0)
+    iface.neighbours.update(PEER6, bytes.fromhex(PEER_MAC.replace(":", "")), 0.0,
+                            confirmed=True)
+    udp = _first_fragment_only6(UDP(sport=1, dport=2) / bytes(2000), 1)
+    error = _first_fragment_only6(ICMPv6PacketTooBig(mtu=1280) / bytes(2000), 2)
+    behind = _first_fragment_only6(IPv6ExtHdrDestOpt() / ICMPv6PacketTooBig(mtu=1280)
+                                   / bytes(2000), 3)
+    later = _first_fragment_only6(UDP(sport=1, dport=2) / bytes(2000), 4)
+    for frame in (udp[0], error[0], behind[0], later[1]):
+        iface.receive(eth(frame), 5.0)
+    iface.poll(35.0)
+    assert counters.drops == {"frag_timeout": 4}
+    (frame,) = iface.out
+    sent = Ether(frame)
+    assert sent[IPv6].dst == "2001:db8::1"
+    assert sent.haslayer(ICMPv6TimeExceeded) and sent[ICMPv6TimeExceeded].code == 1
+    assert bytes(frame)[14 + 40 + 8:] == bytes(udp[0])       # the whole first fragment
+    assert got == []
+
+
+def test_upper_layer_walks_the_extension_headers():
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
+
+    from hetnic.host.stack.icmpv6 import upper_layer
+    base = IPv6(src="2001:db8::1", dst="2001:db8::2")
+    assert upper_layer(bytes(base / UDP())) == (17, 40)
+    assert upper_layer(bytes(base / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+                             / ICMPv6EchoRequest())) == (58, 56)
+    assert upper_layer(bytes(base / IPv6ExtHdrFragment(offset=0, m=1) / UDP())) == (17, 48)
+    assert upper_layer(bytes(base / IPv6ExtHdrFragment(offset=8, m=0) / UDP())) is None
+    assert upper_layer(bytes(base / IPv6ExtHdrDestOpt())[:41]) is None   # cut short
