@@ -36,8 +36,10 @@ def step_line(event: dict) -> str:
             "seconds"}
     fields = " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}"
                       for k, v in event.items() if k not in skip)
-    return (f"{event['path']}: {event['instruction']} {event['result']} "
-            f"({event.get('seconds', 0):.3f} s)" + (f" {fields}" if fields else ""))
+    step, result = event["instruction"], event["result"]
+    what = step if step == result else f"{step} {result}"        # not "done done"
+    return (f"{event['path']}: {what} ({event.get('seconds', 0):.3f} s)"
+            + (f" {fields}" if fields else ""))
 
 
 def run(args: argparse.Namespace) -> int:

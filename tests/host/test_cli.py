@@ -154,3 +154,14 @@ def test_a_reader_that_went_away_is_not_an_error():
         os.close(write_end)
     assert result.returncode == 141
     assert result.stderr == b""
+
+
+def test_restart_step_lines():
+    from hetnic.cli.restart import step_line
+    assert step_line({"seq": 3, "path": "low-delay", "instruction": "pin", "result": "done",
+                      "seconds": 0.0104, "flows_pinned": 2, "to": "t"}) == \
+        'low-delay: pin done (0.010 s) flows_pinned=2 to="t"'
+    assert step_line({"path": "low-delay", "instruction": "done", "result": "done",
+                      "seconds": 0.347}) == "low-delay: done (0.347 s)"
+    assert step_line({"path": "x", "instruction": "pin", "result": "failed"}) == \
+        "x: pin failed (0.000 s)"
