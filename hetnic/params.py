@@ -24,7 +24,7 @@ from .regs import ID_MAGIC, RegisterMap
 
 __all__ = ["NicParams", "HIL_NIC_CORE", "RX_PIPELINE_W64", "RX_PIPELINE_W8", "NIC_CORE_W64",
            "ECP5_BOARD_CORE", "ICE40_SERIAL_CORE", "PRESETS", "CORE_CLOCK_HZ",
-           "CORE_CLOCK_PERIOD_NS"]
+           "CORE_CLOCK_PERIOD_NS", "hil_rx_queues"]
 
 #: The NIC core's clock: 125 MHz, gigabit Ethernet's byte clock (GMII/RGMII). The ECP5
 #: boards constrain their core clock to it, and every simulator clocks the core at it.
@@ -186,6 +186,21 @@ class NicParams:
 
 #: The simulated NIC core of ``Nic.open("sim")`` by default (the HIL harness).
 HIL_NIC_CORE = NicParams(data_width=64, rx_queues=8, tx_queues=4, event_queues=4)
+
+
+def hil_rx_queues(rx_queues: int) -> int:
+    """The RX queues of the HIL build that serves a NIC using ``rx_queues`` of them.
+
+    ``Nic.open("sim", rx_queues=N)`` builds (and caches) the harness with N rounded up, so
+    that few builds serve every N: up to 8 is :data:`HIL_NIC_CORE`'s 8, 9 to 16 is 16, above
+    16 is N itself. The driver uses only the first N; the others stay disabled."""
+    if rx_queues <= HIL_NIC_CORE.rx_queues:
+        return HIL_NIC_CORE.rx_queues
+    if rx_queues <= 16:
+        return 16
+    return rx_queues
+
+
 #: The RX pipeline builds under ``rtl/``: 64 and 8 bits, 16 rules, 512 RETA entries, 64 queues.
 RX_PIPELINE_W64 = NicParams(data_width=64)
 RX_PIPELINE_W8 = NicParams(data_width=8)

@@ -120,9 +120,11 @@ def replay_frames(frames: list[bytes] | list[tuple[bytes, bool]], config: RxConf
                   **open_args) -> ReplayResult:
     """Replay ``frames`` (bytes, or (bytes, MAC error flag)) through the simulated NIC core:
     the wire, the RX pipeline, the RX queues with DMA into host memory and the host driver's
-    ``poll``. See :func:`replay_on_nic`."""
+    ``poll``. The NIC uses ``rx_queues`` RX queues (default ``config.queues``; the harness is
+    built with them rounded up, :func:`hetnic.params.hil_rx_queues`). See
+    :func:`replay_on_nic`."""
     from .host.nic import Nic
-    queues = rx_queues or max(8, config.queues)
+    queues = rx_queues or config.queues
     try:
         nic = Nic.open("sim", width=data_width, rx_queues=queues, trace=trace, **open_args)
     except ValueError as exc:

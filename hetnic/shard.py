@@ -61,7 +61,7 @@ def model_slice(source: str | list[bytes], part: int, parts: int, config: RxConf
     frames = frames_of(source)
     step = -(-len(frames) // parts)
     mine = frames[part * step:(part + 1) * step]
-    with Nic.open("sim", width=data_width, rx_queues=max(8, config.queues)) as nic:
+    with Nic.open("sim", width=data_width, rx_queues=config.queues) as nic:
         generation = nic.apply(config)
         model = RxModel(nic.regmap, config, generation=generation)
     records = [model.process(frame) if frame else None for frame in mine]

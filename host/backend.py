@@ -89,6 +89,11 @@ class Backend(RegisterBackend, Protocol):
         rings and buffers there; the NIC's DMA reads and writes the same bytes.
     mem_size : int
         Bytes of host memory.
+    rx_queues : int, optional
+        The RX queues the driver is to use, when fewer than the build has (the ``"sim"``
+        backend runs ``rx_queues=N`` on a build rounded up: :func:`hetnic.params.hil_rx_queues`).
+        A backend without it (or with ``None``) gets every queue of the build. Not a protocol
+        member: ``isinstance`` does not ask for it.
     """
 
     memory: HostMemory

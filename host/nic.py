@@ -31,11 +31,16 @@ What :meth:`Nic.open` sets up
 -----------------------------
 The driver imports no gateware: it reads the NIC's build from its identification registers
 (``ID``, ``PARAMS0..2``, ``CAPS``; :meth:`hetnic.params.NicParams.from_identity`), keeps it
-as :attr:`Nic.params` and sizes everything below from it. Every RX queue gets a descriptor ring of ``rx_ring_size`` buffers of ``rx_buffer_size``
-bytes, posted at once; every TX queue a work-item ring of ``tx_ring_size`` slots; every event
-queue a ring of ``event_ring_size`` entries with its interrupt enabled. The RSS
-configuration starts as the Microsoft default key, a RETA spreading over all RX queues
-(entry ``i`` -> queue ``i % rx_queues``), no rules, and is committed once.
+as :attr:`Nic.params` and sizes everything below from it. The RX queues it uses are the
+build's, unless the backend says fewer (its ``rx_queues`` attribute: the ``"sim"`` backend
+builds ``Nic.open("sim", rx_queues=N)`` with N rounded up, :func:`hetnic.params.hil_rx_queues`,
+and uses N); :attr:`Nic.rx_queues` has those, the build's others are never enabled, and the
+indirection table and :meth:`apply` may name only those. Every RX queue in use gets a
+descriptor ring of ``rx_ring_size`` buffers of ``rx_buffer_size`` bytes, posted at once; every
+TX queue a work-item ring of ``tx_ring_size`` slots; every event queue a ring of
+``event_ring_size`` entries with its interrupt enabled. The RSS configuration starts as the
+Microsoft default key, a RETA spreading over the RX queues in use (entry ``i`` -> queue
+``i % len(rx_queues)``), no rules, and is committed once.
 
 Queues in other processes
 -------------------------
@@ -250,7 +255,13 @@ class Nic(NicControl):
                            f"{params.rx_queues} RX, {params.tx_queues} TX, "
                            f"{params.event_queues} event queues): it is not a NIC core; open "
                            f"a board with Nic.open('serial:DEVICE', data=...)")
-        super().__init__(backend, params, queues=params.rx_queues)
+        in_use = getattr(backend, "rx_queues", None)
+        if in_use is None:
+            in_use = params.rx_queues
+        elif not 1 <= in_use <= params.rx_queues:
+            raise NicError(f"the backend {backend.name} asks the driver to use {in_use} RX "
+                           f"queues, but its device has {params.rx_queues}")
+        super().__init__(backend, params, queues=in_use)
         #: How another process attaches this NIC's memory (``shared=True``), else None.
         self.shared: SharedNicInfo | None = getattr(backend, "shared", None)
         #: The doorbell page the backend services (``shared=True``), else None.
@@ -270,7 +281,7 @@ class Nic(NicControl):
             writes += queue_register_writes(self.regmap, "event", q, ring)
             writes.append((self.regmap.addr("EQ_CTRL", q), _EQ_CTRL_RUNNING))
         self.rx_queues: list[RxQueue] = []
-        for q in range(params.rx_queues):
+        for q in range(in_use):
             ring = RxRing(mem, self.allocator, rx_ring_size, rx_buffer_size, align)
             ring.post()
             self.rx_queues.append(RxQueue(self, q, ring))
@@ -293,7 +304,9 @@ class Nic(NicControl):
         Driver parameters (the NIC core backends): ``rx_ring_size``, ``rx_buffer_size``,
         ``tx_ring_size``, ``event_ring_size``, ``tx_keep``, ``tx_timeout``, ``ordered``
         (default true: per-flow order across commits, :mod:`hetnic.host.ordering`). The rest
-        go to the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues``, ``tx_queues``,
+        go to the backend; for ``"sim"``: ``width`` (8..128), ``rx_queues`` (the queues in
+        use; the harness is built with them rounded up, :func:`~hetnic.params.hil_rx_queues`),
+        ``tx_queues``,
         ``event_queues``, ``n_rules``, ``reta_size``, ``mem_size``, ``trace`` (a ``.vcd`` or
         ``.fst`` file), ``ifg_bytes``, ``read_latency``, ``shared`` (host memory and a
         doorbell page in shared memory, for :meth:`export_queues`).
@@ -462,7 +475,8 @@ class Nic(NicControl):
 
 
 def _memory_needed(params: dict, driver: dict) -> int:
-    """Host memory the driver allocates for these parameters (an upper bound)."""
+    """Host memory the driver allocates for these parameters (an upper bound; RX rings only
+    for the ``rx_queues`` in use)."""
     rx = params.get("rx_queues", 8)
     tx = params.get("tx_queues", 4)
     eq = params.get("event_queues", 4)

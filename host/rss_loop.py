@@ -58,7 +58,7 @@ class RssPolicyLoop:
         if selector is not None:
             selector.key = nic.rss.key
         self.nic, self.balancer, self.selector, self.flows = nic, balancer, selector, flows
-        self.queues = nic.params.rx_queues
+        self.queues = nic.queue_count       # the RX queues the driver uses
         self.reta_size = nic.regmap.params["reta_size"]
         self._names = [f"bucket_packets[{i}]" for i in range(self.reta_size)]
         self._last = self._buckets()

@@ -4,6 +4,10 @@ With ``shared=True`` the harness's host memory is a :class:`~hetnic.host.shm.Sha
 and a second segment is the doorbell page the harness services
 (:mod:`hetnic.host.doorbells`); :attr:`SimBackend.shared` tells another process how to attach
 them (:mod:`hetnic.host.queue_port`). Both segments are unlinked when the backend closes.
+
+The harness is built with the RX queues rounded up (:func:`~hetnic.params.hil_rx_queues`:
+up to 8 share the default build, 9 to 16 a 16-queue build), so one cached build serves
+several ``rx_queues``; :attr:`SimBackend.rx_queues` tells the driver how many to use.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from ..host.backend import Backend
 from ..host.doorbells import PAGE_BYTES, DoorbellLayout, DoorbellPage
 from ..host.queue_port import SharedNicInfo
 from ..host.shm import SharedSegment
-from ..params import HIL_NIC_CORE, NicParams
+from ..params import HIL_NIC_CORE, NicParams, hil_rx_queues
 from .hil import Harness, check_hil_params
 
 __all__ = ["SimBackend", "SIM_PARAMETERS"]
 
 #: Parameters of ``Nic.open("sim", ...)`` and their defaults: the build
-#: (:data:`~hetnic.params.HIL_NIC_CORE`; ``width`` is its ``data_width``), then the harness's.
+#: (:data:`~hetnic.params.HIL_NIC_CORE`; ``width`` is its ``data_width``; ``rx_queues`` is
+#: the queues the driver uses, built rounded up by :func:`~hetnic.params.hil_rx_queues`),
+#: then the harness's.
 SIM_PARAMETERS = {"width": HIL_NIC_CORE.data_width, "rx_queues": HIL_NIC_CORE.rx_queues,
                   "tx_queues": HIL_NIC_CORE.tx_queues,
                   "event_queues": HIL_NIC_CORE.event_queues, "n_rules": HIL_NIC_CORE.n_rules,
@@ -35,6 +41,10 @@ class SimBackend(Backend):
 
     Members
     -------
+    rx_queues : int
+        The RX queues the driver uses: the ``rx_queues`` asked for. The harness's build
+        (what its identification registers say) may have more
+        (:func:`~hetnic.params.hil_rx_queues`); the driver never enables those.
     shared : SharedNicInfo or None
         With ``shared=True``: the names of the host memory and doorbell page segments.
     doorbell_page : DoorbellPage or None
@@ -53,10 +63,12 @@ class SimBackend(Backend):
         for name in ("width", "rx_queues", "tx_queues", "event_queues", "n_rules", "reta_size"):
             if not isinstance(p[name], int) or isinstance(p[name], bool):
                 raise ValueError(f"{name} must be an integer, not {p[name]!r}")
-        params = NicParams(data_width=p["width"], rx_queues=p["rx_queues"],
-                           tx_queues=p["tx_queues"], event_queues=p["event_queues"],
-                           n_rules=p["n_rules"], reta_size=p["reta_size"])
-        check_hil_params(params)
+        asked = NicParams(data_width=p["width"], rx_queues=p["rx_queues"],
+                          tx_queues=p["tx_queues"], event_queues=p["event_queues"],
+                          n_rules=p["n_rules"], reta_size=p["reta_size"])
+        check_hil_params(asked)
+        params = asked.replace(rx_queues=hil_rx_queues(asked.rx_queues))
+        self.rx_queues = asked.rx_queues
         mem_size = p["mem_size"]
         if mem_size is None:
             mem_size = max(16 << 20, (min_memory + (1 << 20) - 1) & -(1 << 20))

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from hetnic.params import (ECP5_BOARD_CORE, HIL_NIC_CORE, ICE40_SERIAL_CORE, NIC_CORE_W64,
-                           PRESETS, RX_PIPELINE_W8, RX_PIPELINE_W64, NicParams)
+                           PRESETS, RX_PIPELINE_W8, RX_PIPELINE_W64, NicParams, hil_rx_queues)
 from hetnic.regs import ID_MAGIC
 
 IDENTITY = ("ID", "VERSION", "PARAMS0", "PARAMS1", "PARAMS2", "CAPS")
@@ -108,3 +108,9 @@ def test_from_identity_refuses_what_is_not_a_hetnic_build():
     with pytest.raises(ValueError, match="reta_size must be a power of two, not 100"):
         NicParams.from_identity(identity_reader(HIL_NIC_CORE, PARAMS1=params1))
     assert identity_reader(HIL_NIC_CORE)(0) == ID_MAGIC
+
+
+def test_hil_builds_round_the_rx_queues_up():
+    assert [hil_rx_queues(n) for n in (1, 2, 4, 8)] == [HIL_NIC_CORE.rx_queues] * 4 == [8] * 4
+    assert [hil_rx_queues(n) for n in (9, 10, 16)] == [16] * 3
+    assert [hil_rx_queues(n) for n in (17, 64, 256)] == [17, 64, 256]

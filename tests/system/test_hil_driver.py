@@ -137,6 +137,43 @@ def test_open_close_and_context_manager():
     nic.close()
 
 
+def test_fewer_rx_queues_share_the_default_build():
+    # rx_queues=4 runs on the 8-queue build (hetnic.params.hil_rx_queues) and uses queues
+    # 0..3 only: RSS spreads over them, the table may name no other, the rest stay disabled.
+    with Nic.open("sim", width=64, rx_queues=4) as nic:
+        lib = nic.backend.harness.lib_path
+        assert nic.params.rx_queues == QUEUES       # the build, as its registers say
+        assert len(nic.rx_queues) == 4 and nic.queue_count == 4
+        assert nic.rss.table == [i % 4 for i in range(RETA_SIZE)]
+        ctrl = nic.backend.reg_read_many([nic.regmap.addr("RXQ_CTRL", q) for q in range(QUEUES)])
+        assert [c & 1 for c in ctrl] == [1, 1, 1, 1, 0, 0, 0, 0]
+
+        frames = [udp4(sport=20000 + 7 * i, dport=1000 + i) for i in range(48)]
+        nic.wire.send(frames)
+        nic.run_until_idle()
+        got = {q.index: q.poll(256) for q in nic.rx_queues}
+        assert sorted(p.data for ps in got.values() for p in ps) == sorted(frames)
+        assert all(p.queue == q for q, ps in got.items() for p in ps)
+        assert all(got[q] for q in range(4)), {q: len(ps) for q, ps in got.items()}
+        c = nic.counters()
+        assert c["frames_delivered"] == len(frames)
+        assert all(c[f"rxq_no_buffer[{q}]"] == 0 for q in range(QUEUES))
+
+        with pytest.raises(ValueError) as exc:
+            nic.rss.set_table([0, 1, 2, 5])
+        assert "queue 5" in one_line(exc) and "0 to 3" in str(exc.value)
+        with pytest.raises(ValueError) as exc:
+            nic.apply(RxConfig(queues=4, reta=[5] * RETA_SIZE))
+        assert "queue 5" in one_line(exc) and "0 to 3" in str(exc.value)
+        with pytest.raises(ValueError) as exc:
+            nic.apply(RxConfig(queues=8))
+        assert "from 1 to 4" in one_line(exc)
+        assert nic.rss.table == [i % 4 for i in range(RETA_SIZE)]     # nothing staged
+    with Nic.open("sim", width=64, rx_queues=8) as nic:
+        assert nic.backend.harness.lib_path == lib
+        assert len(nic.rx_queues) == 8
+
+
 def test_closed_nic_raises_a_clear_error():
     nic = Nic.open("sim")
     nic.close()
