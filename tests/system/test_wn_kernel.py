@@ -84,7 +84,7 @@ def test_kernel_clients_echoed_through_the_nic_over_both_ns():
     print("seed", seed)
     before = _our_segments()
     with netns() as ns, tap_in_netns(ns, "tap0", f"{K4}/24", None) as tap, \
-            Nic.open("sim", width=64, rx_queues=2, tx_queues=2, shared=True) as nic:
+            Nic.open("sim", width=64, rx_queues=2, shared=True) as nic:
         wn = WnNic(nic, tap, n_count=2, w_count=2, addr4=(H4, 24), log=lambda text: None)
         try:
             wn.start_w(0, echo_w, PORT)
@@ -106,7 +106,7 @@ def test_n_death_repoints_the_reta_in_one_commit_and_new_connections_succeed():
     print("seed", seed)
     before = _our_segments()
     with netns() as ns, tap_in_netns(ns, "tap0", f"{K4}/24", None) as tap, \
-            Nic.open("sim", width=64, rx_queues=2, tx_queues=2, shared=True) as nic:
+            Nic.open("sim", width=64, rx_queues=2, shared=True) as nic:
         wn = WnNic(nic, tap, n_count=2, w_count=1, addr4=(H4, 24), log=lambda text: None)
         try:
             wn.start_w(0, echo_w, PORT)
