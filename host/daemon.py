@@ -266,6 +266,12 @@ class Daemon(Operations):
         self._stopped = True
 
     def close(self) -> None:
+        if self.restart is not None and not self.restart.done:
+            # stopped mid-restart: the instances stop with the daemon, nothing to roll back;
+            # the asking session gets its answer and the audit log its record
+            self.restart.abort("the daemon stopped during the restart")
+            if self._restart_session is not None:
+                self._answer_restart()
         for session in list(self.sessions.values()):
             self._close(session)
         self._selector.close()
@@ -442,8 +448,12 @@ class Daemon(Operations):
         if restart is None or self._restart_session is None:
             return
         restart.advance()
-        if not restart.done:
-            return
+        if restart.done:
+            self._answer_restart()
+            self._apply_after_restart()
+
+    def _answer_restart(self) -> None:
+        restart = self.restart
         session, id, record = self._restart_session
         self._restart_session = None
         if restart.result is not None and restart.error is None:
@@ -452,7 +462,6 @@ class Daemon(Operations):
         else:
             self.audit.write("access", **record, result="failed", error=restart.error)
             self._send(session, error_reply(id, "failed", restart.error[:4096]))
-        self._apply_after_restart()
 
     def _apply_after_restart(self) -> None:
         """The rules and key files that changed while the restart ran (refused then): each

@@ -51,6 +51,7 @@ from ..errors import HetnicError
 from ..regs import FLOW_JOURNAL
 from ..rules import Action, FlowRule, tcp_flags_from_names
 from .restart_flows import connection_flow, five_tuple
+from .tunnel_host import TUNNEL_INSTANCE
 
 __all__ = ["Restart", "RestartError", "RESTART_COUNTERS", "DRAIN_TIMEOUT", "check_restart"]
 
@@ -91,19 +92,30 @@ def _fault(which: str) -> bool:
     return False
 
 
+def _error_text(exc: BaseException) -> str:
+    """An exception as a failure's one-line text (its type named unless a HetnicError)."""
+    return str(exc) if isinstance(exc, HetnicError) else f"{type(exc).__name__}: {exc}"
+
+
 class RestartError(HetnicError, RuntimeError):
-    """A restart step failed (one line); the restart rolls back."""
+    """A restart was refused, or one of its steps failed (one line): before the original
+    instance drains the restart rolls back; after, :meth:`Restart._recover` leaves the
+    instance that serves."""
 
 
 def check_restart(host, name: str, busy: bool) -> None:
     """Refuse a restart that cannot start (:class:`RestartError`, one line, nothing
-    changed): instances not in processes, an unknown instance, a restart running, a NIC
-    without a flow table, no spare queue set, too few free rule slots."""
+    changed): instances not in processes, an unknown instance, the tunnel adapter, a
+    restart running, a transition instance of a failed restart still running, no spare
+    queue set, a NIC without a flow table, too few free rule slots."""
     if not hasattr(host, "spawn_instance"):
         raise RestartError("a restart needs the instances as processes (not --one-process)")
     names = [cfg.name for cfg in host.instances]
     if name not in names:
         raise RestartError(f"no instance {name!r}; the instances are {', '.join(names)}")
+    if name == TUNNEL_INSTANCE and getattr(host, "tunnels", ()):
+        raise RestartError(f"{name} is the tunnel adapter; a restart of it is not built "
+                           f"(its transition instance would need the tunnels and the user)")
     if busy:
         raise RestartError("a restart is running; one at a time (try again when it is done)")
     if getattr(host, "extra", None):
@@ -191,13 +203,22 @@ class Restart:
         except StopIteration:
             pass
         except Exception as exc:
-            self.error = str(exc) if isinstance(exc, HetnicError) else \
-                f"{type(exc).__name__}: {exc}"
+            self.error = _error_text(exc)
             if not self.steps or self.steps[-1]["step"] != "rolled-back":
                 # past the point of return (the original is gone): what serves is left
                 # as it is, and the next restart is refused while a transition runs
                 self.counters["restarts_failed"] += 1
                 self._step("failed", self.started, error=self.error, **self.recovery)
+
+    def abort(self, reason: str) -> None:
+        """Stop the sequence where it is (the daemon is stopping: every instance stops with
+        it, so nothing is rolled back or recovered); a ``failed`` step with ``reason``."""
+        if self.done:
+            return
+        self._gen.close()
+        self.error = reason
+        self.counters["restarts_failed"] += 1
+        self._step("failed", self.started, error=reason, **self.recovery)
 
     # --- the sequence ----------------------------------------------------------------------
     def _run(self):
@@ -224,6 +245,8 @@ class Restart:
             self._release(t_name, pinned, generation)
             self._step("pin", start, instance=self.name, flows_pinned=len(pinned),
                        time_wait=self.time_wait, to=t_name)
+        except GeneratorExit:
+            raise                           # abort(): the daemon stops, no rollback to run
         except BaseException as exc:
             self._rollback(exc)
             raise
@@ -286,7 +309,10 @@ class Restart:
         host.spare_grant = yield from self._drain(t_name, self.t_action)
         host.forget(t_name)
         self.phase = "done"
-        self.frames["new"] = self._frames_in(self.name)
+        try:                                # a count for the record: N serves either way
+            self.frames["new"] = self._frames_in(self.name)
+        except HetnicError:
+            self.frames["new"] = None
         return config, note
 
     def _start_new(self, config, grant):
@@ -303,9 +329,19 @@ class Restart:
 
     def _stop_failed(self, grant):
         """Stop a new instance that failed to start; the rings' grant to start the next
-        one with (its handover, or ``grant`` when it died: held, it took no frame)."""
+        one with: its handover, or ``grant`` when it exited before it was ready (it never
+        touched the rings). One that was ready and handed nothing back (it died, or its
+        handover failed) may have sent on O's TX ring while held (ARP and NDP answers):
+        ``grant`` no longer matches the ring, so the restart fails on (:meth:`_recover`:
+        T serves on)."""
+        ready = self.host.ready(self.name)
         handed = yield from self._stop(self.name)
-        return grant if handed is None else handed
+        if handed is not None:
+            return handed
+        if ready:
+            raise RestartError(f"the new instance {self.name} failed after it was ready and "
+                               f"did not hand its rings back; {self.t_name} serves on")
+        return grant
 
     def _standby(self):
         """Wait for a standby process to be ready when one is starting (quicker than
@@ -470,7 +506,7 @@ class Restart:
             attempt("flows", lambda: self._unpin_owned(t_name))
             grant = yield from self._stop(t_name)
             if grant is None:
-                host.spare = None           # its rings' state is lost with it
+                self._lose_spare()          # its rings' state is lost with it
             else:
                 host.spare_grant = grant
             host.forget(t_name)
@@ -523,8 +559,8 @@ class Restart:
             yield 0.0
 
     def _rollback(self, exc: BaseException) -> None:
-        """Back to O alone: the restart's rules and entries gone (one commit), T stopped
-        with its rings handed back to the spare set."""
+        """Back to O alone: the restart's rules gone (one commit), then its entries (a
+        commit per 24), T stopped with its rings handed back to the spare set."""
         host = self.host
         errors = []
         # the rules first: while the entries (to O) are deleted, the ports go to O already
@@ -542,29 +578,43 @@ class Restart:
         if self.name in self._closed:       # O serves everything again
             try:
                 host.children[self.name].call("reopen", timeout=10.0)
-            except HetnicError as e:
+            except Exception as e:          # noqa: BLE001
                 errors.append(f"{self.name}: {e}")
         child = host.children.get(self.t_name)
-        if child is not None and self.t_name not in host.exits:
+        try:
+            if child is not None and self.t_name not in host.exits:
+                try:
+                    host.spare_grant = self._handover(self.t_name)
+                except HetnicError as e:
+                    errors.append(f"{self.t_name}: {e}")
+                    self._lose_spare()      # its rings' state is lost with it
+                    child.process.kill()
+                for last in (False, True):  # EXIT_TIMEOUT, then killed and once more
+                    end = time.monotonic() + EXIT_TIMEOUT
+                    while self.t_name not in host.exits and time.monotonic() < end:
+                        host.run(timeout=0.01)
+                    if self.t_name in host.exits or last:
+                        break
+                    child.process.kill()
+        except Exception as e:              # noqa: BLE001
+            errors.append(f"{self.t_name}: {e}")
+        for what, undo in (("forget", lambda: host.forget(self.t_name)),
+                           ("standbys", host.start_standbys)):
             try:
-                host.spare_grant = self._handover(self.t_name)
-            except HetnicError as e:
-                errors.append(f"{self.t_name}: {e}")
-                host.spare = None           # its rings' state is lost with it
-                child.process.kill()
-            for last in (False, True):      # EXIT_TIMEOUT, then killed and once more
-                end = time.monotonic() + EXIT_TIMEOUT
-                while self.t_name not in host.exits and time.monotonic() < end:
-                    host.run(timeout=0.01)
-                if self.t_name in host.exits or last:
-                    break
-                child.process.kill()
-        host.forget(self.t_name)
-        host.start_standbys()
+                undo()
+            except Exception as e:          # noqa: BLE001
+                errors.append(f"{what}: {e}")
         self.counters["restarts_rolled_back"] += 1
-        self._step("rolled-back", self.started, error=str(exc) if isinstance(
-            exc, HetnicError) else f"{type(exc).__name__}: {exc}",
-            **({"rollback_errors": errors} if errors else {}))
+        self._step("rolled-back", self.started, error=_error_text(exc),
+                   **({"rollback_errors": errors} if errors else {}))
+
+    def _lose_spare(self) -> None:
+        """The spare queue set went with a killed transition instance (its rings' state is
+        unknown): no further restart until the daemon restarts, and a refusal that says so."""
+        self.host.spare = None
+        self.host.spare_note = (f"the spare queue set was lost with the killed transition "
+                                f"instance {self.t_name}; restart the daemon to restart "
+                                f"an instance again")
 
     # --- records ---------------------------------------------------------------------------
     def _port_text(self) -> list[str]:

@@ -202,6 +202,11 @@ class Dispatcher:
             else:
                 rules.add(want, slot)
 
+    def _reserved(self) -> int:
+        """Rule slots staged before the dispatcher's own (none here; see
+        :class:`~hetnic.host.stack_procs.FrontDispatcher`)."""
+        return 0
+
     def _commit(self) -> int:
         self.generation = self._nic.commit()
         self.commits += 1
@@ -212,15 +217,17 @@ class Dispatcher:
         it is unchanged). A release that does not fit keeps the table (the port lingers); a
         request that does not fit is refused."""
         table = self._rules_for(claims)
-        if len(table) + len(self.base_plan.rules) > self._n_rules:
+        reserved = self._reserved()
+        if len(table) + len(self.base_plan.rules) + reserved > self._n_rules:
             if releasing:
                 self._claims = claims
                 return
+            held = f", {reserved} by a restart" if reserved else ""
             raise DispatchError(
                 f"the NIC's rule table is full: it has {self._n_rules} rules and "
-                f"{len(self._table) + len(self.base_plan.rules)} are in use "
+                f"{len(self._table) + len(self.base_plan.rules) + reserved} are in use "
                 f"({len(self.base_plan.rules)} by the base plan, {len(self._table)} by the "
-                f"dispatcher); this request needs {len(table) - len(self._table)} more")
+                f"dispatcher{held}); this request needs {len(table) - len(self._table)} more")
         if table != self._table:
             try:
                 self._stage(table + self.base_plan.rules)

@@ -133,6 +133,8 @@ class StackProcs:
                                   "it with Nic.open('sim', shared=True)")
         self.instances = list(PROFILES.values()) if instances is None else list(instances)
         tunnels = tuple(tunnels)
+        #: The tunnel adapter's tunnels (its instance is TUNNEL_INSTANCE), or ().
+        self.tunnels = tunnels
         if tunnels:
             self.instances, tunnel_cfg = tunnel_instance(
                 self.instances, rx_queues=len(nic.rx_queues), tx_queues=len(nic.tx_queues))
@@ -597,7 +599,8 @@ class FrontDispatcher(Dispatcher):
     """A :class:`~hetnic.host.dispatcher.Dispatcher` whose rule table starts with
     :attr:`front`: rules a restart puts before every application's (its redirects, see
     :mod:`~hetnic.host.daemon_restart`). Empty but during a restart; set it and call
-    :meth:`program` (one commit)."""
+    :meth:`program_rules` (one commit). The front's slots count against the table's size
+    when an application's listen asks for a rule."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -605,6 +608,9 @@ class FrontDispatcher(Dispatcher):
 
     def _stage(self, table: list) -> None:
         super()._stage(list(self.front) + table)
+
+    def _reserved(self) -> int:
+        return len(self.front)
 
     def program_rules(self) -> int:
         """Stage the rule table (:attr:`front`, the dispatcher's rules, the base plan's)

@@ -38,3 +38,30 @@ def test_front_rules_first_and_gone_again():
         d.program_rules()
         assert d.rules() == normal and dict(nic.rules)[0] == normal[0]
         assert len(dict(nic.rules)) == len(normal)
+
+
+def test_front_rules_count_when_a_listen_asks_for_a_rule():
+    """A listen during a restart is refused when the front's rules leave no slot: it
+    would otherwise be staged past the table's end."""
+    from hetnic.host.dispatcher import DispatchError
+    from hetnic.host.nic import Nic
+    from hetnic.host.stack.instance import PROFILES
+    from hetnic.host.stack_procs import FrontDispatcher
+    from hetnic.host.stack_steering import plan_steering
+    instances = list(PROFILES.values())
+    with Nic.open("sim", width=64, rx_queues=8) as nic:
+        plan = plan_steering(instances, nic.params, app_ports=())
+        d = FrontDispatcher(nic, instances, base_plan=plan)
+        d.program()
+        free = nic.params.n_rules - d.used
+        d.front = [FlowRule(ip_proto="tcp", dst_port=7000 + 2 * k, action=Action(
+            instance=3, reta_offset=384, reta_size=128), name=f"front {k}")
+            for k in range(free - 1)]
+        d.program_rules()
+        d.request("low-delay", "tcp", 7)            # the last free slot
+        assert d.used == nic.params.n_rules
+        rules = dict(nic.rules)
+        with pytest.raises(DispatchError, match=f"it has {nic.params.n_rules} rules and "
+                           f"{nic.params.n_rules} are in use .*, {free - 1} by a restart\\)"):
+            d.request("low-delay", "tcp", 9000)
+        assert dict(nic.rules) == rules

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def low_delay(**fields) -> str:
 class Daemon:
     def __init__(self, proc, folder: Path, ns: str, env: dict):
         self.proc, self.folder, self.ns, self.env = proc, folder, ns, env
+        self.stopped = False                # a test stopped it on purpose
         self.sock = folder / "hetnic.sock"
         self.audit = folder / "audit.log"
 
@@ -124,8 +126,10 @@ def running_daemon(name: str, instances: str | None = None, rules: bool = False,
                               str(folder / "policy.toml"), "--audit", str(folder / "audit.log"),
                               *extra], folder / "hetnic.sock", folder / "daemon.err",
                              netns=ns, env=env) as proc:
-            yield Daemon(proc, folder, ns, env)
-            assert proc.poll() is None, (folder / "daemon.err").read_text()
+            d = Daemon(proc, folder, ns, env)
+            yield d
+            if not d.stopped:
+                assert proc.poll() is None, (folder / "daemon.err").read_text()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -351,6 +355,42 @@ def test_second_restart_refused_and_client_gone(daemon):
     assert daemon.echo_once().startswith(b"ping-")
     access = [r for r in daemon.records("access") if r["op"] == "instances.configure"]
     assert access[-1]["result"] == "done"
+
+
+def test_daemon_stopped_mid_restart():
+    """SIGTERM while a restart's drain waits on a connection: the daemon stops at once
+    (no rollback against a NIC it is closing), the client that asked gets a one-line
+    failure, and the audit log records it."""
+    with running_daemon("hn-restart-stop") as daemon:
+        hold = subprocess.Popen(
+            ["ip", "netns", "exec", daemon.ns, sys.executable, "-c",
+             "import socket,sys;s=socket.create_connection(('198.18.0.2',7),timeout=10);"
+             "s.sendall(b'x');s.recv(1);print('open',flush=True);sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert hold.stdout.readline().strip() == "open"
+            cli = subprocess.Popen([sys.executable, "-m", "hetnic", "restart", "low-delay",
+                                    "--drain-timeout", "300", "--socket", str(daemon.sock)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            end = time.monotonic() + 60
+            while not any(r["instruction"] == "pin" for r in daemon.records("restart")):
+                assert time.monotonic() < end and cli.poll() is None, daemon.records("restart")
+                time.sleep(0.1)
+            daemon.proc.send_signal(signal.SIGTERM)
+            assert daemon.proc.wait(timeout=30) == 0, (daemon.folder / "daemon.err").read_text()
+            out, err = cli.communicate(timeout=30)
+        finally:
+            hold.stdin.close()
+            hold.stdout.close()
+            hold.wait(timeout=30)
+        assert cli.returncode == 2
+        assert err.strip() == "hetnic restart: error: the daemon stopped during the restart"
+        steps = [r["instruction"] for r in daemon.records("restart")]
+        assert steps[-1] == "failed" and "rolled-back" not in steps, steps
+        access = [r for r in daemon.records("access") if r["op"] == "instances.configure"]
+        assert access[-1]["result"] == "failed"
+        assert "Traceback" not in (daemon.folder / "daemon.err").read_text()
+        daemon.stopped = True               # running_daemon: not expected to run on
 
 
 def test_failed_starts_roll_back():
