@@ -58,7 +58,7 @@ _MODULE = re.compile(r"^module (\\?)(\S+?)\s*\(", re.MULTILINE)
 
 def split_modules(text: str, stem: str) -> dict[str, str]:
     """One build's Verilog as one file per module: ``{"STEM/NAME.v": text}``, top first, plus
-    the file list ``STEM.f`` naming them in that order (``verilator -f``, ``iverilog -c``).
+    the file list ``STEM.f`` naming them in that order, relative to itself (``verilator -F``).
 
     NAME is the module's name (Amaranth names a submodule by its place in the hierarchy,
     ``STEM.core.pipeline.flows``) without the ``STEM.`` prefix, ``$`` written ``_``; the top

@@ -515,8 +515,7 @@ class Daemon(Operations):
             self.audit.write("policy", path=record["path"], grants=0,
                              error=self.policy.error)
             record = {**record, "result": "refused"}
-        if record["item"] in ("rules", "rss-key") and record["result"] == "refused" and \
-                self.restart is not None and not self.restart.done:
+        if record.pop("busy", False):      # refused only because a restart runs
             self._after_restart[Path(record["path"])] = record["item"]
             record = {**record, "queued": "applied when the restart is over"}
         record = {"instruction": INSTRUCTIONS[record["item"]], **record}

@@ -95,11 +95,11 @@ def spawn_daemon(args: Sequence[str], sock: str | Path, log: str | Path,
                  netns: str | None = None, env: dict | None = None,
                  start_timeout: float = 900.0) -> Iterator[subprocess.Popen]:
     """``hetnic daemon ARGS --socket SOCK`` as a child process (in network namespace
-    ``netns`` when given), its standard error in ``log``; yields the process once the socket
-    exists, and stops it with SIGTERM (SIGKILL after 60 s) on the way out, leaving
-    ``returncode`` set. A daemon that exits or has no socket within ``start_timeout``
-    seconds (a first start builds its simulator) raises :class:`ClientError` with the end of
-    its log."""
+    ``netns`` when given), its standard error in ``log``; yields the process once its socket
+    takes a connection (a file left by an earlier daemon does not count), and stops it with
+    SIGTERM (SIGKILL after 60 s) on the way out, leaving ``returncode`` set. A daemon that
+    exits or does not answer within ``start_timeout`` seconds (a first start builds its
+    simulator) raises :class:`ClientError` with the last line of its log."""
     sock, log = Path(sock), Path(log)
     argv = [sys.executable, "-m", "hetnic", "daemon", *args, "--socket", str(sock)]
     if netns is not None:
@@ -108,9 +108,11 @@ def spawn_daemon(args: Sequence[str], sock: str | Path, log: str | Path,
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
         end = time.monotonic() + start_timeout
-        while not sock.exists():
+        while not _answers(sock):
             if proc.poll() is not None or time.monotonic() > end:
-                raise ClientError("the daemon did not start: " + log.read_text()[-2000:])
+                lines = log.read_text(errors="replace").strip().splitlines()
+                raise ClientError(f"the daemon did not start (log {log}): "
+                                  + (lines[-1] if lines else "no output"))
             time.sleep(0.1)
         yield proc
     finally:
@@ -120,3 +122,15 @@ def spawn_daemon(args: Sequence[str], sock: str | Path, log: str | Path,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def _answers(path: Path) -> bool:
+    """Whether a server takes connections on Unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

@@ -37,8 +37,6 @@ MAX_QUEUED_BYTES = 256 << 20
 REPLAY_CHUNK = 64
 #: What a handler returns when it answers later (a restart: when it is over).
 DEFERRED = object()
-#: Longest drain timeout a restart takes, seconds.
-MAX_DRAIN_TIMEOUT = 3600.0
 #: The instruction of a file event on each kind of item.
 INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-key",
                 "instances": "validate-instances", "drop": "replay"}
@@ -46,6 +44,11 @@ INSTRUCTIONS = {"policy": "reload", "rules": "apply-rules", "rss-key": "apply-ke
 
 class OpRefused(HetnicError, ValueError):
     """An operation that was tried and refused; the configuration is as it was."""
+
+
+class RestartBusy(OpRefused):
+    """Refused because a restart is running (not for what was asked): a rules or key file
+    refused so is applied again when the restart is over."""
 
 
 def one_line(exc: BaseException) -> str:
@@ -149,8 +152,8 @@ class Operations:
         commit puts the previous configuration back."""
         running = getattr(self, "restart", None)
         if running is not None and not running.done:
-            raise OpRefused(f"a restart of instance {running.name} is running; change the "
-                            f"configuration when it is done")
+            raise RestartBusy(f"a restart of instance {running.name} is running; change the "
+                              f"configuration when it is done")
         dispatcher, nic = self.host.dispatcher, self.host.nic
         old_plan, old_key = dispatcher.base_plan, nic.rss.key
         new_rules = self.operator_rules if rules is None else list(rules)
@@ -279,7 +282,8 @@ class Operations:
         instances TOML file; absent: the same configuration) draining at most
         ``drain_timeout`` seconds. Checked before anything changes; the reply comes when the
         restart is over (the session gets each step as an event line meanwhile)."""
-        from .daemon_restart import DRAIN_TIMEOUT, Restart, RestartError, check_restart
+        from .daemon_restart import (DRAIN_TIMEOUT, MAX_DRAIN_TIMEOUT, Restart, RestartError,
+                                     check_restart)
         extra = set(args) - {"instance", "config", "drain_timeout"}
         if extra:
             raise OpRefused(f"instances.configure takes 'instance', 'config' and "
@@ -371,6 +375,8 @@ class Operations:
             raise                           # fatal: nothing may go unaudited
         except HetnicError as exc:
             out.update(result="refused", error=str(exc))
+            if isinstance(exc, RestartBusy):
+                out["busy"] = True          # the daemon applies it again after the restart
         except Exception as exc:            # a bug or an input no check caught: not fatal
             out.update(result="failed", error=one_line(exc))
         after = self.host.nic.counters()

@@ -53,12 +53,16 @@ from ..rules import Action, FlowRule, tcp_flags_from_names
 from .restart_flows import connection_flow, five_tuple
 from .tunnel_host import TUNNEL_INSTANCE
 
-__all__ = ["Restart", "RestartError", "RESTART_COUNTERS", "DRAIN_TIMEOUT", "check_restart"]
+__all__ = ["Restart", "RestartError", "RESTART_COUNTERS", "DRAIN_TIMEOUT", "MAX_DRAIN_TIMEOUT",
+           "check_restart"]
 
 #: Seconds a drain waits for the connections to end by default.
 DRAIN_TIMEOUT = 30.0
-#: Seconds an instance process gets to start (ready and applications listening).
-START_TIMEOUT = 60.0
+#: The longest drain timeout a restart takes, seconds.
+MAX_DRAIN_TIMEOUT = 3600.0
+#: Seconds a restart's instance process gets to say it is ready (its applications then
+#: start, each within ``stack_procs.START_TIMEOUT``).
+READY_TIMEOUT = 60.0
 #: Seconds a process that handed its rings back gets to exit (then it is killed).
 EXIT_TIMEOUT = 10.0
 #: Seconds between two looks at a draining instance's connections.
@@ -268,7 +272,8 @@ class Restart:
         else:
             self.counters["restarts_done"] += 1
         self._step("done", self.started, **{k: v for k, v in self.result.items()
-                                              if k != "steps"})
+                                              if k != "steps"},
+                   **({"error": note} if note else {}))    # failed: the old config runs
 
     def _second_half(self):
         """Steps 4-6 (:attr:`phase` names the one running); ``(config, note)``: the
@@ -347,21 +352,21 @@ class Restart:
         """Wait for a standby process to be ready when one is starting (quicker than
         starting another)."""
         host = self.host
-        end = time.monotonic() + START_TIMEOUT
+        end = time.monotonic() + READY_TIMEOUT
         while host.standbys and not any(host.ready(c.name) for c in host.standbys) \
                 and time.monotonic() < end:
             yield 0.0
 
     def _wait_ready(self, name: str):
         host = self.host
-        end = time.monotonic() + START_TIMEOUT
+        end = time.monotonic() + READY_TIMEOUT
         while not host.ready(name):
             if name in host.exits:
                 raise RestartError(f"instance process {name} exited with status "
                                    f"{host.exits[name]} while starting")
             if time.monotonic() > end:
                 raise RestartError(f"instance process {name} did not start within "
-                                   f"{START_TIMEOUT:g} s")
+                                   f"{READY_TIMEOUT:g} s")
             yield 0.0
 
     # --- rules and flows -------------------------------------------------------------------
@@ -400,7 +405,8 @@ class Restart:
         # table, and a new SYN for its 4-tuple would meet the old instance through it)
         pinned = sorted({connection_flow(c) for c in conns if c["state"] not in _ENDED})
         self.time_wait = sum(c["state"] == "TIME-WAIT" for c in conns)
-        fault = _fault("pin2" if name == self.t_name else "pin1")
+        which = "pin2" if name == self.t_name else "pin1"
+        fault = _fault(which)
         for i in range(0, len(pinned), FLOW_JOURNAL):
             batch = pinned[i:i + FLOW_JOURNAL]
             for flow in batch:
@@ -413,7 +419,6 @@ class Restart:
             flows.commit()
             yield 0.0
         if fault:
-            which = "pin2" if name == self.t_name else "pin1"
             raise RestartError(f"fault injection ({FAULT_ENV}={which}): the pin of "
                                f"{name}'s connections failed")
         return pinned

@@ -146,7 +146,8 @@ class _Load:
         self.stop.set()
         await asyncio.gather(*streams, *list(shorts))
         self.c["seconds"] = round(time.monotonic() - start, 3)
-        self.c["connects_per_second"] = round(self.c["connects"] / self.c["seconds"], 1)
+        self.c["connects_per_second"] = round(self.c["connects"] / max(self.c["seconds"],
+                                                                       0.001), 1)
         return self.c
 
     def _stdin(self) -> None:

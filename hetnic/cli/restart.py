@@ -19,13 +19,15 @@ HELP = "restart a stack instance of the running daemon without losing a packet"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..host.daemon_restart import DRAIN_TIMEOUT, MAX_DRAIN_TIMEOUT
     parser.add_argument("instance", metavar="INSTANCE", help="the instance to restart")
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="an instances file (TOML) with the instance's new configuration "
                         "(default: the same configuration)")
-    parser.add_argument("--drain-timeout", metavar="S", type=float_range(0.0, 3600.0), default=30.0,
+    parser.add_argument("--drain-timeout", metavar="S",
+                        type=float_range(0.0, MAX_DRAIN_TIMEOUT), default=DRAIN_TIMEOUT,
                         help="seconds the old instances get for their connections to end "
-                        "(default 30); the rest are cut and counted")
+                        f"(default {DRAIN_TIMEOUT:g}); the rest are cut and counted")
     parser.add_argument("--json", action="store_true", help="one JSON line per step")
     add_socket_option(parser)
 

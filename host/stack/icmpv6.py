@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from .interface import NetInterface
 
 __all__ = [
-    "Icmp6", "upper_layer", "DEST_UNREACHABLE", "PACKET_TOO_BIG", "TIME_EXCEEDED", "PARAMETER_PROBLEM",
-    "PARAM_NEXT_HEADER", "PARAM_OPTION", "ECHO_REQUEST", "ECHO_REPLY", "ROUTER_SOLICITATION",
-    "ROUTER_ADVERTISEMENT",
+    "Icmp6", "upper_layer", "DEST_UNREACHABLE", "PACKET_TOO_BIG", "TIME_EXCEEDED",
+    "PARAMETER_PROBLEM", "PARAM_NEXT_HEADER", "PARAM_OPTION", "REASSEMBLY_TIME_EXCEEDED",
+    "ECHO_REQUEST", "ECHO_REPLY", "ROUTER_SOLICITATION", "ROUTER_ADVERTISEMENT",
     "NEIGHBOR_SOLICITATION", "NEIGHBOR_ADVERTISEMENT", "REDIRECT",
 ]
 
@@ -37,6 +37,7 @@ TIME_EXCEEDED = 3
 PARAMETER_PROBLEM = 4
 PARAM_NEXT_HEADER = 1       # parameter problem codes: unrecognised Next Header ...
 PARAM_OPTION = 2            # ... and unrecognised IPv6 option (RFC 4443 3.4)
+REASSEMBLY_TIME_EXCEEDED = 1    # time exceeded code: fragment reassembly (RFC 4443 3.3)
 ECHO_REQUEST = 128
 ECHO_REPLY = 129
 ROUTER_SOLICITATION = 133
@@ -58,7 +59,6 @@ _IGNORED = {ROUTER_SOLICITATION: "ndp_rs_ignored", ROUTER_ADVERTISEMENT: "ndp_ra
             REDIRECT: "ndp_redirect_ignored"}
 
 
-
 def upper_layer(packet: bytes) -> tuple[int, int] | None:
     """The upper-layer protocol of IPv6 ``packet`` (its header first) and where that
     protocol's header starts, past the extension headers (RFC 8200 4); None where it is not
@@ -77,6 +77,7 @@ def upper_layer(packet: bytes) -> tuple[int, int] | None:
         else:
             return nh, at
     return None
+
 
 class Icmp6:
     """ICMPv6 on one interface."""

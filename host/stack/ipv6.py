@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from hetnic.protocol import IpProto
 
-from .icmp import REASSEMBLY_TIME_EXCEEDED
-from .icmpv6 import PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM, TIME_EXCEEDED
+from .icmpv6 import (PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM,
+                     REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED)
 from .ipv4 import TX_CACHE_LIMIT
 from .reassembly import Reassembler
 

@@ -39,6 +39,7 @@ from .counters import StackCounters
 from .errors import BadArgument
 from .icmp import REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED
 from .icmpv6 import PARAMETER_PROBLEM
+from .icmpv6 import REASSEMBLY_TIME_EXCEEDED as ICMPV6_REASSEMBLY_TIME_EXCEEDED
 from .icmpv6 import TIME_EXCEEDED as ICMPV6_TIME_EXCEEDED
 from .reassembly import Reassembler
 
@@ -215,8 +216,8 @@ class OuterReassembly:
             iface.icmp4.error(TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, quote[12:16],
                               quote[16:20], quote, now)
         for _next_header, quote in self.v6.poll(now):
-            iface.icmp6.error(ICMPV6_TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, 0, quote[8:24],
-                              quote[24:40], quote, now)
+            iface.icmp6.error(ICMPV6_TIME_EXCEEDED, ICMPV6_REASSEMBLY_TIME_EXCEEDED, 0,
+                              quote[8:24], quote[24:40], quote, now)
 
     # -- counts ----------------------------------------------------------------------------
     def stats(self) -> dict:

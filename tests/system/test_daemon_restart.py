@@ -427,6 +427,7 @@ def test_failed_starts_roll_back():
         time.sleep(1.0)
         out = daemon.cli("restart", "low-delay", "--config", str(config))
         assert out.returncode == 2 and "the old one runs" in out.stderr
+        assert "low-delay: done failed" in out.stdout     # the done step says so too
         assert daemon.call("rules.read")["table"] == rules
         assert daemon.call("instances.read")["configs"]["low-delay"]["initial_window"] != 4
         assert daemon.counters()["restarts_failed"] == 1
@@ -512,10 +513,9 @@ def test_no_flow_table_refused():
                          ids=["issue-load", "lighter-load"])
 def test_twenty_restarts_under_load(daemon, streams, rate):
     """20 restarts in a row, each with a changed configuration, under ``streams`` echo
-    streams and ``rate`` new connections a second. The issue's load first; the lighter one
-    is what the simulated NIC carried without a loss (before any restart) on the 2-core
-    machine this was written on, where the issue's load is beyond it even without restarts
-    (the reports' ``baseline_without_restarts``)."""
+    streams and ``rate`` new connections a second: the issue's load, and a lighter one for
+    a machine busy with other work (the issue's load needs the 2 cores to itself; the
+    report's ``baseline_without_restarts`` shows what the machine carried)."""
     from hetnic.bench_restart import restarts_under_load
     report = restarts_under_load(daemon.cli, daemon.load, daemon.folder, restarts=20,
                                  streams=streams, rate=rate)

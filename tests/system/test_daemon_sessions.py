@@ -471,8 +471,10 @@ def test_file_events_through_the_daemon(daemon):
     rec = daemon.wait_records("file-event", n + 4)[-1]
     assert (rec["instruction"], rec["result"], rec["frames"]) == ("replay", "done", 4)
     report = json.loads((daemon.drop / "x.pcap.report.json").read_text())
-    assert report["frames"] == 4 and report["counters"]["frames_in"] == 4
-    assert rec["counters"]["frames_in"][1] - rec["counters"]["frames_in"][0] == 4
+    # the NIC's counters over the replay: its 4 frames, and any the kernel sent on the TAP
+    # meanwhile (IPv6 router solicitations and MLD reports after the TAP came up)
+    assert report["frames"] == 4 and report["counters"]["frames_in"] >= 4
+    assert rec["counters"]["frames_in"][1] - rec["counters"]["frames_in"][0] >= 4
     # an instance configuration: checked (it takes effect at a restart); a bad one refused
     # with the file named
     conf = daemon.folder / "instances.toml"
