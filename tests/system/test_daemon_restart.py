@@ -79,6 +79,17 @@ class Daemon:
                                  "hetnic.host.restart_load", addr, *argv], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
 
+    def hold_connection(self) -> subprocess.Popen:
+        """A TCP echo connection from the namespace, open (one byte echoed) until the
+        process's standard input closes."""
+        hold = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, sys.executable, "-c",
+             "import socket,sys;s=socket.create_connection(('198.18.0.2',7),timeout=10);"
+             "s.sendall(b'x');s.recv(1);print('open',flush=True);sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert hold.stdout.readline().strip() == "open"
+        return hold
+
     def echo_once(self, addr: str = "198.18.0.2") -> bytes:
         """One connection to TCP echo from the namespace: what came back."""
         code = ("import socket,sys;s=socket.create_connection((sys.argv[1],7),timeout=10);"
@@ -311,13 +322,8 @@ def test_second_restart_refused_and_client_gone(daemon):
     refused meanwhile; the first one's client goes away and the restart still completes
     (the connection cut at the drain timeout, counted)."""
     before = daemon.counters()
-    hold = subprocess.Popen(
-        ["ip", "netns", "exec", daemon.ns, sys.executable, "-c",
-         "import socket,sys;s=socket.create_connection(('198.18.0.2',7),timeout=10);"
-         "s.sendall(b'x');s.recv(1);print('open',flush=True);sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    hold = daemon.hold_connection()
     try:
-        assert hold.stdout.readline().strip() == "open"
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(60)
         s.connect(str(daemon.sock))
@@ -362,13 +368,8 @@ def test_daemon_stopped_mid_restart():
     (no rollback against a NIC it is closing), the client that asked gets a one-line
     failure, and the audit log records it."""
     with running_daemon("hn-restart-stop") as daemon:
-        hold = subprocess.Popen(
-            ["ip", "netns", "exec", daemon.ns, sys.executable, "-c",
-             "import socket,sys;s=socket.create_connection(('198.18.0.2',7),timeout=10);"
-             "s.sendall(b'x');s.recv(1);print('open',flush=True);sys.stdin.read()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        hold = daemon.hold_connection()
         try:
-            assert hold.stdout.readline().strip() == "open"
             cli = subprocess.Popen([sys.executable, "-m", "hetnic", "restart", "low-delay",
                                     "--drain-timeout", "300", "--socket", str(daemon.sock)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
