@@ -62,20 +62,24 @@ class RxConfig:
         size = regmap.params["reta_size"]
         return list(self.reta) if self.reta is not None else default_reta(self.queues, size)
 
-    def validate(self, regmap: RegisterMap) -> None:
-        """Raise ``ValueError`` with a one-line reason if the build cannot take this config."""
+    def validate(self, regmap: RegisterMap, queues: int | None = None) -> None:
+        """Raise ``ValueError`` with a one-line reason if the build cannot take this config;
+        ``queues``: the RX queues a driver uses when fewer than the build's (the table may
+        name only those)."""
         p = regmap.params
+        limit = min(p["queues"], 256) if queues is None else min(p["queues"], 256, queues)
         if not isinstance(self.key, (bytes, bytearray)) or len(self.key) != RSS_KEY_LEN:
             n = len(self.key) if isinstance(self.key, (bytes, bytearray)) else self.key
             raise ValueError(f"RSS key must be {RSS_KEY_LEN} bytes, got {n!r}")
-        if not 1 <= self.queues <= min(p["queues"], 256):
-            raise ValueError(f"queues must be from 1 to {p['queues']}, not {self.queues!r}")
+        if not 1 <= self.queues <= limit:
+            raise ValueError(f"queues must be from 1 to {limit}, not {self.queues!r}")
         table = self.table(regmap)
         if len(table) != p["reta_size"]:
             raise ValueError(f"RETA must have {p['reta_size']} entries, not {len(table)}")
-        bad = [q for q in table if not 0 <= q < p["queues"]]
+        bad = [q for q in table if not 0 <= q < limit]
         if bad:
-            raise ValueError(f"RETA names queue {bad[0]}, but the build has {p['queues']} queues")
+            raise ValueError(f"the table names RX queue {bad[0]}, but this NIC has queues 0 to "
+                             f"{limit - 1}")
         if len(self.rules) > p["n_rules"]:
             raise ValueError(f"{len(self.rules)} rules given, the build has {p['n_rules']}")
         if not isinstance(self.hash_enable, int) or self.hash_enable & ~ALL_HASH_TYPES:

@@ -307,14 +307,7 @@ class NicControl:
         rules in slots 0.., default action, frame limits) and commit it; returns the new
         generation. Raises ``ValueError`` (nothing written) if this NIC cannot take it: the
         build cannot, or its table names a queue beyond the ``queues`` this driver uses."""
-        config.validate(self.regmap)
-        n = self.queue_count
-        if config.queues > n:
-            raise ValueError(f"queues must be from 1 to {n}, not {config.queues!r}")
-        bad = [q for q in config.table(self.regmap) if q >= n]
-        if bad:
-            raise ValueError(f"the table names RX queue {bad[0]}, but this NIC has queues "
-                             f"0 to {n - 1}")
+        config.validate(self.regmap, queues=self.queue_count)
         self._config = copy.deepcopy(config)
         self._write(self._config.register_writes(self.regmap, commit=False))
         return self.commit()

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from ..errors import HetnicError
 from .daemon_audit import AuditError, AuditLog
+from .daemon_client import socket_answers
 from .daemon_events import REPORT_SUFFIX, Item, Reconciler, Watcher, open_for_writing
 from .daemon_ops import DEFERRED, INSTRUCTIONS, TURN, Operations, OpRefused, one_line
 from .daemon_restart import RESTART_COUNTERS
@@ -136,16 +137,9 @@ def _listen(path: Path) -> socket.socket:
         raise DaemonError(f"{path} exists and is not a socket; the daemon replaces only a "
                           f"stale socket: remove it or give another --socket")
     if mode is not None:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()                   # a stale socket of a daemon that is gone
-        else:
+        if socket_answers(path):
             raise DaemonError(f"a daemon already serves {path}")
-        finally:
-            probe.close()
+        path.unlink()                       # a stale socket of a daemon that is gone
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 from ..errors import HetnicError
 from .daemon_protocol import MAX_MESSAGE, ProtocolError, decode_reply, request
 
-__all__ = ["DaemonClient", "ClientError", "spawn_daemon"]
+__all__ = ["DaemonClient", "ClientError", "spawn_daemon", "socket_answers"]
 
 
 class ClientError(HetnicError, RuntimeError):
@@ -108,7 +108,7 @@ def spawn_daemon(args: Sequence[str], sock: str | Path, log: str | Path,
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
         end = time.monotonic() + start_timeout
-        while not _answers(sock):
+        while not socket_answers(sock):
             if proc.poll() is not None or time.monotonic() > end:
                 lines = log.read_text(errors="replace").strip().splitlines()
                 raise ClientError(f"the daemon did not start (log {log}): "
@@ -124,9 +124,11 @@ def spawn_daemon(args: Sequence[str], sock: str | Path, log: str | Path,
             proc.wait(timeout=10)
 
 
-def _answers(path: Path) -> bool:
-    """Whether a server takes connections on Unix socket ``path``."""
+def socket_answers(path: str | Path, timeout: float = 1.0) -> bool:
+    """Whether a server takes connections on Unix socket ``path`` (a file left by a
+    daemon that is gone does not)."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
     try:
         probe.connect(str(path))
         return True
