@@ -21,16 +21,29 @@ paced
     worker to the worker running, CLOCK_MONOTONIC) p50/p99.
 idle
     nothing for ``idle_s``: each worker's CPU time (``/proc/PID/stat``) over the wall time.
+alone (the ceiling)
+    the work itself, with nothing else of the path running: a third driver steers one
+    ring's worth of frames into the rings of stopped workers (SIGSTOP), then each worker
+    in turn takes its ring while the others are idle, 40 rounds. From the low decile of
+    the driver's and a worker's time per packet, :func:`ceiling` gives the most packets/s
+    the host's CPUs could carry through this path (one CPU per process at most, all of
+    them together the host's CPUs), whatever the waiting: ``ceiling_packets_per_s``, and
+    ``ceiling_over_baseline``, the most any bypass could gain over the baseline measured
+    in the same run. The rounds are short and timed from outside, so it is an estimate;
+    the low decile makes it err high.
 
 Driver + 2 workers are 3 processes; the host this was tuned on has 2 cores (shared with
 other work, so the numbers vary from run to run: the rounds are in the result). A worker
-spins (``pause``) on an empty ring before it sleeps, up to ``spin_us`` = 100 us: enough to
-bridge the gaps between the driver's batches (a batch of 32 takes the driver about a
-microsecond) and the driver's producer-futex round trip. The budget adapts: halved (down
-to 2 us) after a spin that ended in a sleep, doubled after one that found frames; with 3
-processes on 2 cores the scheduler often puts a worker on the driver's CPU, where spinning
-only delays the driver (fixed budgets of 500 us and more measured worse, 10 us gave many
-more sleeps). After an idle timeout (the futex wait's ``sleep_ms``, there for the
+spins (``pause``) on an empty ring before it sleeps, up to ``spin_us`` = 10 us: a batch of
+32 takes the driver about a microsecond, so a spin bridges the gaps between batches. The
+budget adapts: halved (down to 2 us) after a spin that ended in a sleep, doubled after one
+that found frames. With 3 processes on 2 cores the scheduler often puts a worker on the
+driver's CPU, where spinning only delays the driver, and the driver bounds the rate. On the
+VM of session 12 (system calls of 70-110 ns), two sweeps, batch 32: 5 us 38.2 and 38.0 M
+packets/s, 10 us 37.1 and 37.3, 20 us 36.0 and 35.1, 50 us 31.2 and 32.0, 100 us 26.6 and
+25.8, the baseline 22-24 throughout, system calls per packet 0.0005-0.0035 at every budget.
+(An earlier VM, where 100 us was chosen, measured 500 us and more worse and 10 us with many
+more sleeps.) After an idle timeout (the futex wait's ``sleep_ms``, there for the
 heartbeat) a worker sleeps again without spinning, so an idle worker costs next to no CPU.
 Rings of 4096 slots, so a producer sleep covers 2048 frames. Pinning the driver and the
 workers to cores was tried and measured worse on this shared host; nothing is pinned.
@@ -80,7 +93,8 @@ bypass, since the baseline is bound by its driver (its eventfd writes and wake-u
   same, and the gain goes to the side bound by its driver. Whole benches (1 M packets,
   3 rounds) in separate processes, the old code and this one with descriptors taking
   turns, 10 each (load 10-15): baseline medians 1.8 -> 2.3 M packets/s, bypass 9.1 ->
-  8.6, ratio 5.1x -> 3.5x.
+  8.6, ratio 5.1x -> 3.5x. Session 12 (quiet, spin budget 10 us, batch 32): bypass 35.6,
+  baseline 38.8 M packets/s with descriptors, against 38.2 and 23.6 with copies.
 * Workers that yield the CPU (``sched_yield``) when they spin on an empty ring while the
   driver is producing on their CPU (the driver tagged each ring with its CPU): yields were
   rare (0-30 per million packets unpinned), and with the driver and one worker pinned to
@@ -94,11 +108,12 @@ bypass, since the baseline is bound by its driver (its eventfd writes and wake-u
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import numpy as np
 
-from .host.rps import RpsDriver
+from .host.rps import RpsDriver, RpsError
 from .host.rps_frames import FrameSet
 
 __all__ = ["bench_rps"]
@@ -183,13 +198,111 @@ def _phase_idle(drv: RpsDriver, idle_s: float) -> list[float]:
     return [100.0 * ((a or 0) - (b or 0)) / tick / wall for a, b in zip(after, before)]
 
 
+def ceiling(driver_ns: float, worker_ns: float, workers: int, cpus: int) -> float:
+    """The most packets/s ``cpus`` CPUs can carry through one driver and ``workers`` workers
+    when the driver takes ``driver_ns`` of CPU per packet and a worker ``worker_ns``: one
+    driver is one CPU at most, each worker one CPU, and all of them together ``cpus``."""
+    return min(1e9 / driver_ns, workers * 1e9 / worker_ns,
+               cpus * 1e9 / (driver_ns + worker_ns))
+
+
+def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Wait until ``pid`` shows the stopped state (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                    return
+        except OSError:
+            return                      # gone: nothing will run
+        if time.monotonic() > deadline:
+            raise RpsError(f"worker {pid} did not stop within {timeout} s")
+        time.sleep(0.0005)
+
+
+def _worker_alone_ns(drv: RpsDriver, w: int, target: int, timeout: float = 60.0) -> float:
+    """Let stopped worker ``w`` run (SIGCONT) until it has forwarded ``target`` frames in
+    all; CPU per packet over what it forwarded after its first published batch (so its
+    wake-up is not counted)."""
+    start = drv.forwarded(w)
+    if target - start <= 1:
+        return float("nan")             # nothing (or one frame) to time
+    os.kill(drv.pids[w], signal.SIGCONT)
+    deadline = time.monotonic() + timeout
+    while (first := drv.forwarded(w)) == start:
+        if time.monotonic() > deadline:
+            raise RpsError(f"worker {w} forwarded nothing within {timeout} s")
+    t0 = time.perf_counter()
+    while drv.forwarded(w) < target:
+        if time.monotonic() > deadline:
+            raise RpsError(f"worker {w} did not take its ring within {timeout} s")
+    elapsed = time.perf_counter() - t0
+    return elapsed * 1e9 / (target - first) if target > first else float("nan")
+
+
+def _phase_alone(fs: FrameSet, workers: int, batch: int, common: dict, zero_copy: bool,
+                 rounds: int = 40) -> dict:
+    """The work alone (module doc, "The ceiling"). Each round: the driver steers one ring's
+    worth of frames (``nslots``, the next ones of the frame set: as cold as in the load
+    phase) into the rings of stopped workers (SIGSTOP), then each worker in turn takes its
+    ring while the driver and the other workers are idle. The low decile over ``rounds``
+    (errs towards a high ceiling)."""
+    nslots = common["nslots"]
+    n = min(len(fs), nslots)
+    driver_ns: list[float] = []
+    worker_ns: list[float] = []
+    with RpsDriver(workers, mode="futex", pool=fs.segment if zero_copy else None,
+                   **dict(common, dead_after=60.0)) as drv:
+        first = -n
+        for r in range(rounds + 1):     # round 0 faults the rings in: not counted
+            first += n
+            if first + n > len(fs):
+                fs.renumber()           # the frame set wraps: keep per-flow order rising
+                first = 0
+            data, lens, hashes = (fs.data[first:first + n], fs.lens[first:first + n],
+                                  fs.hashes[first:first + n])
+            try:
+                for pid in drv.pids:
+                    os.kill(pid, signal.SIGSTOP)
+                for pid in drv.pids:
+                    _wait_stopped(pid)
+                t0 = time.perf_counter()
+                steered = drv.steer(data, lens, hashes, batch=batch)
+                elapsed = time.perf_counter() - t0
+                if steered != n:
+                    raise RpsError(f"the driver alone steered {steered} of {n} frames")
+                st = drv.stats()
+                took = [_worker_alone_ns(drv, w, f + k)
+                        for w, (f, k) in enumerate(zip(st.forwarded, st.in_rings))]
+            finally:
+                for pid in drv.pids:
+                    os.kill(pid, signal.SIGCONT)
+            if r:
+                driver_ns.append(elapsed * 1e9 / n)
+                worker_ns.extend(t for t in took if t == t)
+            if not drv.drain(60):
+                raise RpsError("a worker did not empty its ring within 60 s")
+        st = drv.stats()
+        if st.order_errors or st.csum_errors or st.drop_full or st.deaths:
+            raise RpsError(f"the work-alone passes went wrong: {st.order_errors} order errors,"
+                           f" {st.csum_errors} checksum errors, {st.drop_full} drops, "
+                           f"{st.deaths} deaths")
+    fs.renumber()
+    cpus = len(os.sched_getaffinity(0))
+    d, wk = float(np.percentile(driver_ns, 10)), float(np.percentile(worker_ns, 10))
+    return {"frames_per_round": n, "rounds": rounds, "cpus": cpus,
+            "driver_ns_per_packet": d, "worker_ns_per_packet": wk,
+            "ceiling_packets_per_s": ceiling(d, wk, workers, cpus)}
+
+
 def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
 def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
               rounds: int = 5, flows: int = 4096, nslots: int = 4096,
-              spin_us: float = 100.0, sleep_ms: float = 10.0, paced_batches: int = 400,
+              spin_us: float = 10.0, sleep_ms: float = 10.0, paced_batches: int = 400,
               pace_us: float = 1000.0, idle_s: float = 1.0, dead_after: float = 2.0,
               seed: int = 0, batch_sweep: tuple[int, ...] = (8,),
               zero_copy: bool = False, worker_nice: int = 0) -> dict:
@@ -207,10 +320,13 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
     ``ctxt_switches_within_syscalls`` (per mode: every worker's voluntary context switches
     are at most its counted system calls plus a slack, the figures under each mode's
     ``ctxt_switches_vs_syscalls``) and each mode's detail under ``"modes"``.
+    ``work_alone`` holds the driver's and a worker's time per packet with nothing else
+    running and the ``ceiling_packets_per_s`` they allow on this host's CPUs;
+    ``ceiling_over_baseline`` is that ceiling over the baseline's rate (module doc, "alone").
     ``by_batch`` repeats the load phase (same rounds, same alternation) at each batch of
     ``batch_sweep`` besides ``batch``: the baseline pays its system calls per batch, so
-    the ratio depends on the batch, and the result shows how. ``dead_after`` is the workers' heartbeat limit,
-    longer than the driver's default so that a worker the shared host stalls for a while
+    the ratio depends on the batch, and the result shows how. ``dead_after`` is the
+    workers' heartbeat limit, longer than the driver's default so that a worker the shared host stalls for a while
     is not declared dead in the middle of a measurement (``deaths`` says if one was).
     ``zero_copy`` (both modes alike) passes descriptors of the frames in the frame set's
     shared segment through rings of 16-byte slots instead of copying each frame into a
@@ -279,6 +395,7 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
             result["modes"][mode]["idle_worker_cpu_percent"] = _phase_idle(drivers[mode],
                                                                            idle_s)
         wait_mode = bypass.wait_mode
+        result["work_alone"] = _phase_alone(fs, workers, batch, common, zero_copy)
     result["load_average_end"] = list(os.getloadavg())
     fast, base = result["modes"]["futex"], result["modes"]["eventfd"]
     result.update({
@@ -292,6 +409,9 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
         "idle_worker_cpu_percent": max(fast["idle_worker_cpu_percent"]),
         "baseline_idle_worker_cpu_percent": max(base["idle_worker_cpu_percent"]),
         "wait_mode": wait_mode,
+        "ceiling_packets_per_s": result["work_alone"]["ceiling_packets_per_s"],
+        "ceiling_over_baseline": (result["work_alone"]["ceiling_packets_per_s"]
+                                  / base["packets_per_s"]),
         "drops": {m: result["modes"][m]["drops"] for m in modes},
         "order_errors": {m: result["modes"][m]["order_errors"] for m in modes},
         "deaths": {m: result["modes"][m]["deaths"] for m in modes},

@@ -200,7 +200,7 @@ class RpsDriver:
     """
 
     def __init__(self, workers: int = 2, *, mode: str = "futex", nslots: int = 1024,
-                 slot_size: int = 128, table_size: int = 128, spin_us: float = 100.0,
+                 slot_size: int = 128, table_size: int = 128, spin_us: float = 10.0,
                  sleep_ms: float = 10.0, dead_after: float = 0.5, verify: bool = True,
                  pool: SharedSegment | None = None, worker_nice: int = 0):
         if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
@@ -449,6 +449,11 @@ class RpsDriver:
     def syscalls(self) -> int:
         """System calls the native helper has made in this (the driver) process."""
         return self._lib.syscalls
+
+    def forwarded(self, worker: int) -> int:
+        """The frames ``worker`` has forwarded so far: one word read, no system call (for
+        callers that poll it; :meth:`stats` reads ``/proc`` too)."""
+        return int(self._wk[worker][WORKER.index("forwarded")])
 
     def stats(self) -> RpsStats:
         """The counters now (see :class:`RpsStats`)."""

@@ -278,9 +278,19 @@ def test_frames_from_the_nic_wire_reach_the_workers_in_flow_order(no_leftover_se
     assert st.forwarded == [int((owner == w).sum()) for w in range(2)]
 
 
+def test_ceiling_is_the_tightest_of_the_three_cpu_limits():
+    from hetnic.bench_rps import ceiling
+    # all three processes together bound it: 2 CPUs / (10 + 30) ns
+    assert ceiling(10, 30, workers=2, cpus=2) == pytest.approx(50e6)
+    # one driver is one CPU at most, however many CPUs there are
+    assert ceiling(10, 5, workers=2, cpus=64) == pytest.approx(100e6)
+    # the workers bound it when they are few and slow
+    assert ceiling(10, 300, workers=2, cpus=64) == pytest.approx(2e9 / 300)
+
+
 @pytest.mark.timeout(180)
 def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
-    from hetnic.bench_rps import bench_rps
+    from hetnic.bench_rps import bench_rps, ceiling
     r = bench_rps(packets=20_000, flows=300, rounds=2, paced_batches=20, pace_us=500,
                   idle_s=0.1)
     for key in ("packets_per_s", "baseline_packets_per_s", "syscalls_per_packet",
@@ -299,6 +309,12 @@ def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
         assert r["ctxt_switches_within_syscalls"][mode] is check["ok"]
         assert check["ok"], check       # every voluntary switch inside a counted syscall
     assert r["modes"]["eventfd"]["syscalls_per_packet"] > 0
+    alone = r["work_alone"]
+    assert alone["driver_ns_per_packet"] > 0 and alone["worker_ns_per_packet"] > 0
+    assert r["ceiling_packets_per_s"] == alone["ceiling_packets_per_s"] == ceiling(
+        alone["driver_ns_per_packet"], alone["worker_ns_per_packet"], 2, alone["cpus"])
+    assert r["ceiling_over_baseline"] == (r["ceiling_packets_per_s"]
+                                          / r["baseline_packets_per_s"])
     assert set(r["by_batch"]) == {"8", "32"}
     assert r["by_batch"]["32"]["packets_per_s"] == r["packets_per_s"]
     # The baseline pays its eventfd calls per batch: a smaller batch costs it more per packet.
