@@ -326,8 +326,9 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
     ``by_batch`` repeats the load phase (same rounds, same alternation) at each batch of
     ``batch_sweep`` besides ``batch``: the baseline pays its system calls per batch, so
     the ratio depends on the batch, and the result shows how. ``dead_after`` is the
-    workers' heartbeat limit, longer than the driver's default so that a worker the shared host stalls for a while
-    is not declared dead in the middle of a measurement (``deaths`` says if one was).
+    workers' heartbeat limit, longer than the driver's default so that a worker the shared
+    host stalls for a while is not declared dead in the middle of a measurement
+    (``deaths`` says if one was).
     ``zero_copy`` (both modes alike) passes descriptors of the frames in the frame set's
     shared segment through rings of 16-byte slots instead of copying each frame into a
     128-byte slot (see the module doc for why copying stays the default); ``handoff`` in
