@@ -594,13 +594,8 @@ class Restart:
                     errors.append(f"{self.t_name}: {e}")
                     self._lose_spare()      # its rings' state is lost with it
                     child.process.kill()
-                for last in (False, True):  # EXIT_TIMEOUT, then killed and once more
-                    end = time.monotonic() + EXIT_TIMEOUT
-                    while self.t_name not in host.exits and time.monotonic() < end:
-                        host.run(timeout=0.01)
-                    if self.t_name in host.exits or last:
-                        break
-                    child.process.kill()
+                for _ in self._wait_exit(self.t_name):     # the same wait, driven here:
+                    host.run(timeout=0.01)                  # the loop is not running
         except Exception as e:              # noqa: BLE001
             errors.append(f"{self.t_name}: {e}")
         for what, undo in (("forget", lambda: host.forget(self.t_name)),
