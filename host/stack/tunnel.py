@@ -66,7 +66,7 @@ from .checksum import checksum, pseudo_sum
 from .errors import BadArgument
 from .ethernet import eth_header
 from .stack import Stack
-from .tunnel_reassembly import FragmentLimits, OuterReassembly
+from .tunnel_reassembly import FragmentLimits, OuterReassembly, is_fragment
 
 __all__ = ["TunnelSpec", "TunnelError", "TunnelAdapter", "Tunnel", "TunnelCounters",
            "parse_tunnel", "GPE_PEER_MAC", "FragmentLimits"]
@@ -470,9 +470,7 @@ class TunnelAdapter:
     def receive(self, frame: bytes, now: float) -> None:
         """One frame from the NIC: an outer fragment from a remote to the reassembly, any
         other frame to the outer stack (:meth:`Stack.receive`)."""
-        if isinstance(frame, (bytes, bytearray, memoryview)) and len(frame) >= 34 \
-                and ((frame[12] == 0x08 and frame[13] == 0x00 and (frame[20] & 0x3F or frame[21]))
-                     or (frame[12] == 0x86 and frame[13] == 0xDD and frame[20] == _IPV6_FRAGMENT)):
+        if isinstance(frame, (bytes, bytearray, memoryview)) and is_fragment(frame):
             now = self.outer._time(now)
             if self.reassembly.take(frame, now):
                 return

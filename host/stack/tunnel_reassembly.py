@@ -43,9 +43,20 @@ from .icmpv6 import REASSEMBLY_TIME_EXCEEDED as ICMPV6_REASSEMBLY_TIME_EXCEEDED
 from .icmpv6 import TIME_EXCEEDED as ICMPV6_TIME_EXCEEDED
 from .reassembly import Reassembler
 
-__all__ = ["FragmentLimits", "OuterReassembly"]
+__all__ = ["FragmentLimits", "OuterReassembly", "is_fragment"]
 
 _FRAGMENT = int(IpProto.FRAGMENT)
+
+
+def is_fragment(frame) -> bool:
+    """Whether Ethernet II ``frame`` holds an IPv4 fragment (MF set or an offset) or an IPv6
+    datagram whose first extension header is a fragment header: the cheap test a receive
+    path makes before :meth:`OuterReassembly.take`."""
+    if len(frame) < 34:
+        return False
+    if frame[12] == 0x08 and frame[13] == 0x00:
+        return bool(frame[20] & 0x3F or frame[21])
+    return frame[12] == 0x86 and frame[13] == 0xDD and frame[20] == _FRAGMENT
 _FRAG = struct.Struct("!BxHI")
 #: Parameter problem code 0 (erroneous header field) and the offset of the IPv6 payload
 #: length it points at (RFC 4443 3.4, RFC 8200 4.5).
@@ -136,16 +147,11 @@ class OuterReassembly:
         """Whether ``frame`` (Ethernet II) was an outer fragment from a remote, now held or
         reassembled (and delivered); False: hand it to the outer stack."""
         size = len(frame)
-        if size < 34 or frame[:6] != self.iface.mac:
+        if not is_fragment(frame) or frame[:6] != self.iface.mac:
             return False
-        if frame[12] == 0x08 and frame[13] == 0x00:
-            if not (frame[20] & 0x3F or frame[21]) or not self._remotes4:
-                return False
-            return self._take4(frame, size, now)
-        if frame[12] == 0x86 and frame[13] == 0xDD and size >= 62 and frame[20] == _FRAGMENT \
-                and self._remotes6:
-            return self._take6(frame, size, now)
-        return False
+        if frame[12] == 0x08:
+            return bool(self._remotes4) and self._take4(frame, size, now)
+        return size >= 62 and bool(self._remotes6) and self._take6(frame, size, now)
 
     def _take4(self, frame, size: int, now: float) -> bool:
         vihl = frame[14]
