@@ -63,7 +63,9 @@ class RpsStats:
 
     ``lost`` frames were in a worker's ring when it was declared dead; ``drop_full`` frames
     found their worker's ring full (or were longer than a slot); ``drop_dead`` found no live
-    worker. ``syscalls_driver`` counts the native helper's calls in this process;
+    worker. ``drive_ns`` is the time spent inside the steering loop (:meth:`RpsDriver.steer`
+    without its argument checks; its sleeps for room included). ``syscalls_driver`` counts
+    the native helper's calls in this process;
     ``wake_latency_ns`` holds the latest samples (up to 4096 per worker) of the time from
     the driver's publish into the ring of a waiting worker to that worker running.
     """
@@ -83,6 +85,7 @@ class RpsStats:
     wakes: int
     full_waits: int
     full_timeouts: int
+    drive_ns: int
     sleeps: list[int]
     timeouts: list[int]
     deaths: int
@@ -468,7 +471,8 @@ class RpsDriver:
             not_forwarded=sum(wk("not_forwarded")), unsequenced=sum(wk("unsequenced")),
             syscalls_driver=self.syscalls, syscalls_workers=wk("syscalls"),
             wakes=int(drv[d("wakes")]), full_waits=int(drv[d("full_waits")]),
-            full_timeouts=int(drv[d("full_timeouts")]), sleeps=wk("sleeps"),
+            full_timeouts=int(drv[d("full_timeouts")]), drive_ns=int(drv[d("drive_ns")]),
+            sleeps=wk("sleeps"),
             timeouts=wk("timeouts"),
             deaths=int(drv[d("deaths")]), dead=self._dead(),
             in_rings=[len(ring) for ring in self._rings],

@@ -18,6 +18,7 @@ Driver block (written by the driver unless noted)::
     syscalls, wakes, deaths              driver syscalls, futex/eventfd wakes, workers declared dead
     last_watch_ns                        when the heartbeat watch last ran
     full_waits, full_timeouts            closed loop: sleeps for room in a full ring, timed out
+    drive_ns                             time inside the steering loop (its sleeps included)
     ring_off[w], wblock_off[w]           where worker w's ring and block are
     efd[w]                               worker w's eventfd in the driver (eventfd mode)
     dead[w], hb_seen[w], hb_change_ns[w] the heartbeat watch's state
@@ -93,7 +94,7 @@ DRIVER = Block("DRV", [
     ("nworkers", 1), ("table_size", 1), ("table_off", 1), ("mode", 1), ("dead_after_ns", 1),
     ("packets_in", 1), ("steered", 1), ("drop_full", 1), ("drop_dead", 1), ("lost", 1),
     ("syscalls", 1), ("wakes", 1), ("deaths", 1), ("last_watch_ns", 1),
-    ("full_waits", 1), ("full_timeouts", 1),
+    ("full_waits", 1), ("full_timeouts", 1), ("drive_ns", 1),
     ("ring_off", MAX_WORKERS), ("wblock_off", MAX_WORKERS), ("efd", MAX_WORKERS),
     ("dead", MAX_WORKERS), ("hb_seen", MAX_WORKERS), ("hb_change_ns", MAX_WORKERS),
     ("stolen", MAX_WORKERS),

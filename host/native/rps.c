@@ -544,7 +544,8 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
     uint64_t tsize = *DRV(dblock, TABLE_SIZE);
     uint64_t tmask = (tsize & (tsize - 1)) == 0 ? tsize - 1 : 0;   /* hash % size, cheaply */
     uint64_t steered = 0, full = 0, nodead = 0;
-    uint64_t next_watch = hn_now_ns(), next_pace = next_watch;  /* watch at once, then often */
+    uint64_t began = hn_now_ns();
+    uint64_t next_watch = began, next_pace = began;     /* watch at once, then often */
     if (batch == 0) batch = 1;
     for (uint64_t first = 0; first < n; first += batch) {
         uint64_t last = first + batch < n ? first + batch : n;
@@ -634,6 +635,7 @@ uint64_t hn_drive(uint8_t *seg, uint8_t *dblock, const uint8_t *data, uint64_t s
     BUMP(DRV(dblock, STEERED), steered);
     BUMP(DRV(dblock, DROP_FULL), full);
     BUMP(DRV(dblock, DROP_DEAD), nodead);
+    BUMP(DRV(dblock, DRIVE_NS), hn_now_ns() - began);
     STORE_RLX(DRV(dblock, SYSCALLS), hn_syscall_count);
     return steered;
 }

@@ -303,6 +303,7 @@ def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
         assert m["forwarded"] == 2 * 20_000 and m["all_drained"]     # closed loop: no loss
         assert m["drops"] == m["order_errors"] == m["csum_errors"] == 0
         assert m["wake_latency_us"]["samples"] > 0
+        assert 0 < m["driver_cpu_share"] and m["driver_cpu_ns_per_packet"] > 0
         check = m["ctxt_switches_vs_syscalls"]
         print(mode, check)
         assert len(check["voluntary_ctxt_switches"]) == len(check["worker_syscalls"]) == 2
