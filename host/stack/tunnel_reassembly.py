@@ -47,6 +47,14 @@ __all__ = ["FragmentLimits", "OuterReassembly", "is_fragment"]
 
 _FRAGMENT = int(IpProto.FRAGMENT)
 
+_FRAG = struct.Struct("!BxHI")
+#: Parameter problem code 0 (erroneous header field) and the offset of the IPv6 payload
+#: length it points at (RFC 4443 3.4, RFC 8200 4.5).
+_PARAM_HEADER_FIELD, _PAYLOAD_LENGTH_AT = 0, 4
+#: Drop reasons of the reassemblers, grouped as :meth:`OuterReassembly.stats` reports them.
+_OVER_LIMIT = ("frag_evicted", "frag_memory", "frag_source_limit", "frag_too_many")
+_BAD_LENGTH = ("frag_bad_length", "frag_oversize")
+
 
 def is_fragment(frame) -> bool:
     """Whether Ethernet II ``frame`` holds an IPv4 fragment (MF set or an offset) or an IPv6
@@ -57,13 +65,6 @@ def is_fragment(frame) -> bool:
     if frame[12] == 0x08 and frame[13] == 0x00:
         return bool(frame[20] & 0x3F or frame[21])
     return frame[12] == 0x86 and frame[13] == 0xDD and frame[20] == _FRAGMENT
-_FRAG = struct.Struct("!BxHI")
-#: Parameter problem code 0 (erroneous header field) and the offset of the IPv6 payload
-#: length it points at (RFC 4443 3.4, RFC 8200 4.5).
-_PARAM_HEADER_FIELD, _PAYLOAD_LENGTH_AT = 0, 4
-#: Drop reasons of the reassemblers, grouped as :meth:`OuterReassembly.stats` reports them.
-_OVER_LIMIT = ("frag_evicted", "frag_memory", "frag_source_limit", "frag_too_many")
-_BAD_LENGTH = ("frag_bad_length", "frag_oversize")
 
 
 @dataclass(frozen=True)
