@@ -46,7 +46,6 @@ from .reassembly import Reassembler
 __all__ = ["FragmentLimits", "OuterReassembly", "is_fragment"]
 
 _FRAGMENT = int(IpProto.FRAGMENT)
-
 _FRAG = struct.Struct("!BxHI")
 #: Parameter problem code 0 (erroneous header field) and the offset of the IPv6 payload
 #: length it points at (RFC 4443 3.4, RFC 8200 4.5).
