@@ -242,19 +242,21 @@ def _on_report(host, callback) -> None:
 def _serve(host, args) -> int:
     from .stack_view import port_map_table, report_line, status_line, status_table, \
         summary_text
-    print(port_map_table(host.port_map(), tap=args.tap, addr4=str(args.addr),
-                         addr6=str(args.addr6) if args.addr6 else None), flush=True)
     reports: list[dict] = []
     _on_report(host, reports.append)
+    # Ctrl-C stops the host from before the port map is out: the map is what a user (or a
+    # script) waits for before sending the signal
     previous = {sig: signal.signal(sig, lambda *_: host.stop())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    start = time.monotonic()
-    end = None if args.duration is None else start + args.duration
 
     def lines(say):
         while reports:
             say(report_line(reports.pop(0)))
     try:
+        print(port_map_table(host.port_map(), tap=args.tap, addr4=str(args.addr),
+                             addr6=str(args.addr6) if args.addr6 else None), flush=True)
+        start = time.monotonic()
+        end = None if args.duration is None else start + args.duration
         if not args.no_live and sys.stdout.isatty():
             from rich.live import Live
             with Live(status_table(_summary(host)), refresh_per_second=LIVE_PER_SECOND) as view:
