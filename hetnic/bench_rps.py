@@ -31,7 +31,8 @@ alone (the ceiling)
     them together the host's CPUs), whatever the waiting: ``ceiling_packets_per_s``, and
     ``ceiling_over_baseline``, the most any bypass could gain over the baseline measured
     in the same run. The rounds are short and timed from outside, so it is an estimate;
-    the low decile makes it err high.
+    the low decile makes it err high. A run whose rounds are too small to time a worker
+    (512 frames after its first batch) reports ``None`` and a ``note``.
 
 Driver + 2 workers are 3 processes; the host this was tuned on has 2 cores (shared with
 other work, so the numbers vary from run to run: the rounds are in the result). A worker
@@ -244,7 +245,8 @@ def _worker_alone_ns(drv: RpsDriver, w: int, target: int, timeout: float = 60.0)
         if time.monotonic() > deadline:
             raise RpsError(f"worker {w} did not take its ring within {timeout} s")
     elapsed = time.perf_counter() - t0
-    return elapsed * 1e9 / (target - first) if target > first else float("nan")
+    # fewer frames than this after the first batch: too short to time from outside
+    return elapsed * 1e9 / (target - first) if target - first >= 512 else float("nan")
 
 
 def _phase_alone(fs: FrameSet, workers: int, batch: int, common: dict, zero_copy: bool,
@@ -296,10 +298,15 @@ def _phase_alone(fs: FrameSet, workers: int, batch: int, common: dict, zero_copy
                            f"{st.deaths} deaths")
     fs.renumber()
     cpus = len(os.sched_getaffinity(0))
+    out = {"frames_per_round": n, "rounds": rounds, "cpus": cpus,
+           "driver_ns_per_packet": None, "worker_ns_per_packet": None,
+           "ceiling_packets_per_s": None}
+    if not worker_ns:
+        return dict(out, note="too few frames a round to time a worker (512 after its "
+                               "first batch of 64 are needed)")
     d, wk = float(np.percentile(driver_ns, 10)), float(np.percentile(worker_ns, 10))
-    return {"frames_per_round": n, "rounds": rounds, "cpus": cpus,
-            "driver_ns_per_packet": d, "worker_ns_per_packet": wk,
-            "ceiling_packets_per_s": ceiling(d, wk, workers, cpus)}
+    return dict(out, driver_ns_per_packet=d, worker_ns_per_packet=wk,
+                ceiling_packets_per_s=ceiling(d, wk, workers, cpus))
 
 
 def _median(values: list[float]) -> float:
@@ -424,7 +431,8 @@ def bench_rps(packets: int = 2_000_000, workers: int = 2, batch: int = 32, *,
         "wait_mode": wait_mode,
         "ceiling_packets_per_s": result["work_alone"]["ceiling_packets_per_s"],
         "ceiling_over_baseline": (result["work_alone"]["ceiling_packets_per_s"]
-                                  / base["packets_per_s"]),
+                                  / base["packets_per_s"]
+                                  if result["work_alone"]["ceiling_packets_per_s"] else None),
         "drops": {m: result["modes"][m]["drops"] for m in modes},
         "order_errors": {m: result["modes"][m]["order_errors"] for m in modes},
         "deaths": {m: result["modes"][m]["deaths"] for m in modes},

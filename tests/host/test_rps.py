@@ -288,6 +288,19 @@ def test_ceiling_is_the_tightest_of_the_three_cpu_limits():
     assert ceiling(10, 300, workers=2, cpus=64) == pytest.approx(2e9 / 300)
 
 
+@pytest.mark.timeout(120)
+def test_bench_rps_too_small_to_time_the_work_alone_says_so(no_leftover_segments):
+    """A run too small to time a worker alone gives no ceiling and says why (no
+    traceback, no figure made up)."""
+    from hetnic.bench_rps import bench_rps
+    r = bench_rps(packets=200, flows=10, rounds=1, paced_batches=5, pace_us=500,
+                  idle_s=0.05)
+    alone = r["work_alone"]
+    assert alone["ceiling_packets_per_s"] is None and r["ceiling_over_baseline"] is None
+    assert "too few frames" in alone["note"]
+    assert r["modes"]["futex"]["forwarded"] == r["modes"]["eventfd"]["forwarded"] == 200
+
+
 @pytest.mark.timeout(180)
 def test_bench_rps_reports_both_modes_on_a_small_run(no_leftover_segments):
     from hetnic.bench_rps import bench_rps, ceiling
