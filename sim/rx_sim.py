@@ -52,15 +52,19 @@ def build_rx(params: NicParams, *, waves: bool = False) -> Path:
 def build_cocotb(verilog: str, toplevel: str, *, waves: bool = False) -> Path:
     """Verilate ``verilog`` (top module ``toplevel``) for cocotb; returns the build folder.
 
-    Cached by content: a second call with the same Verilog, cocotb version and options does
-    not rebuild. Unlike cocotb's stock Verilator runner this does not pass
+    Cached by content: a second call with the same Verilog, cocotb version and installation,
+    and options does not rebuild. Unlike cocotb's stock Verilator runner this does not pass
     ``--public-flat-rw`` (which exports every internal signal and makes the C++ of a design
     this size take many minutes to compile): only the top-level ports are made visible to
     cocotb, through a Verilator control file. Internal signals are still in waveforms.
     """
     import cocotb
+    import cocotb_tools.config
     use_verilator()
-    key = content_key(verilog, cocotb.__version__, str(waves), _BUILD_FLAGS_VERSION)
+    # the simulator links cocotb's library by its path (rpath): a build made by another
+    # installation (another checkout's venv, one since removed) does not load here
+    key = content_key(verilog, cocotb.__version__, str(waves), _BUILD_FLAGS_VERSION,
+                      str(cocotb_tools.config.libs_dir))
     build_dir = cache_dir("verilator", f"{toplevel}-{key}")
     with build_lock(build_dir):         # one build per entry, however many processes ask
         if not (build_dir / ".built").exists():
