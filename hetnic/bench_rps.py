@@ -213,18 +213,13 @@ def ceiling(driver_ns: float, worker_ns: float, workers: int, cpus: int) -> floa
                cpus * 1e9 / (driver_ns + worker_ns))
 
 
-def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
-    """Wait until ``pid`` shows the stopped state (SIGSTOP is delivered asynchronously)."""
+def _wait_stopped(drv: RpsDriver, timeout: float = 10.0) -> None:
+    """Wait until every worker shows the stopped state (SIGSTOP is delivered
+    asynchronously); one that is gone will not run either."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
-                    return
-        except OSError:
-            return                      # gone: nothing will run
+    while any(state not in (None, "T", "t") for state in drv.worker_states()):
         if time.monotonic() > deadline:
-            raise RpsError(f"worker {pid} did not stop within {timeout} s")
+            raise RpsError(f"the workers did not stop within {timeout} s")
         time.sleep(0.0005)
 
 
@@ -273,8 +268,7 @@ def _phase_alone(fs: FrameSet, workers: int, batch: int, common: dict, zero_copy
             try:
                 for pid in drv.pids:
                     os.kill(pid, signal.SIGSTOP)
-                for pid in drv.pids:
-                    _wait_stopped(pid)
+                _wait_stopped(drv)
                 drive_ns = drv.stats().drive_ns
                 steered = drv.steer(data, lens, hashes, batch=batch)
                 if steered != n:

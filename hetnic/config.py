@@ -67,7 +67,7 @@ class RxConfig:
         ``queues``: the RX queues a driver uses when fewer than the build's (the table may
         name only those)."""
         p = regmap.params
-        limit = min(p["queues"], 256) if queues is None else min(p["queues"], 256, queues)
+        limit = min(p["queues"], 256, p["queues"] if queues is None else queues)
         if not isinstance(self.key, (bytes, bytearray)) or len(self.key) != RSS_KEY_LEN:
             n = len(self.key) if isinstance(self.key, (bytes, bytearray)) else self.key
             raise ValueError(f"RSS key must be {RSS_KEY_LEN} bytes, got {n!r}")

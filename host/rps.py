@@ -154,14 +154,19 @@ def _proc_status(pid: int, key: str) -> int | None:
     return None
 
 
-def _proc_cpu_ticks(pid: int) -> int | None:
-    """utime + stime of ``pid`` in clock ticks (``/proc/PID/stat``)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[11]) + int(fields[12])
+
+
+def _proc_cpu_ticks(pid: int) -> int | None:
+    """utime + stime of ``pid`` in clock ticks (``/proc/PID/stat``)."""
+    fields = _proc_stat(pid)
+    return None if fields is None else int(fields[11]) + int(fields[12])
 
 
 class RpsDriver:
@@ -452,6 +457,11 @@ class RpsDriver:
     def syscalls(self) -> int:
         """System calls the native helper has made in this (the driver) process."""
         return self._lib.syscalls
+
+    def worker_states(self) -> list[str | None]:
+        """Each worker process's state letter (``/proc/PID/stat``: ``R``, ``S``, ``T`` for
+        stopped...), None for one that is gone."""
+        return [None if (f := _proc_stat(p.pid)) is None else f[0] for p in self._procs]
 
     def forwarded(self, worker: int) -> int:
         """The frames ``worker`` has forwarded so far: one word read, no system call (for

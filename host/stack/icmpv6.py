@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Icmp6", "upper_layer", "DEST_UNREACHABLE", "PACKET_TOO_BIG", "TIME_EXCEEDED",
     "PARAMETER_PROBLEM", "PARAM_NEXT_HEADER", "PARAM_OPTION", "REASSEMBLY_TIME_EXCEEDED",
+    "QUOTE_MAX",
     "ECHO_REQUEST", "ECHO_REPLY", "ROUTER_SOLICITATION", "ROUTER_ADVERTISEMENT",
     "NEIGHBOR_SOLICITATION", "NEIGHBOR_ADVERTISEMENT", "REDIRECT",
 ]
@@ -49,6 +50,9 @@ _MLD = frozenset((130, 131, 132, 143))
 _ICMPV6 = int(IpProto.ICMPV6)
 _HEAD = struct.Struct("!BBH")
 _MIN_MTU = 1280
+#: The most of the offending packet an ICMPv6 error quotes: the error fits the minimum
+#: MTU (RFC 4443 2.4 c; 40 bytes of IPv6 header and 8 of ICMPv6 before the quote).
+QUOTE_MAX = _MIN_MTU - 48
 _FRAGMENT = int(IpProto.FRAGMENT)
 _OPTION_HEADERS = frozenset(map(int, (IpProto.HOPOPT, IpProto.ROUTING, IpProto.DSTOPTS)))
 _LOOPBACK = bytes(15) + b"\x01"
@@ -183,7 +187,7 @@ class Icmp6:
         if upper is not None and upper[0] == _ICMPV6 and upper[1] < len(packet) \
                 and packet[upper[1]] < 128:
             return      # never an error about an error (RFC 4443 2.4 e)
-        quote = bytes(packet[:_MIN_MTU - 48])
+        quote = bytes(packet[:QUOTE_MAX])
         self.send(ours, src, mtype, code, param.to_bytes(4, "big") + quote, now)
 
     def unreachable(self, src: bytes, dst: bytes, proto: int, transport_head: bytes, code: int,

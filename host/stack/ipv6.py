@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from hetnic.protocol import IpProto
 
-from .icmpv6 import (PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM,
+from .icmpv6 import (PARAM_NEXT_HEADER, PARAM_OPTION, PARAMETER_PROBLEM, QUOTE_MAX,
                      REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED)
 from .ipv4 import TX_CACHE_LIMIT
 from .reassembly import Reassembler
@@ -54,7 +54,6 @@ _TCP = int(IpProto.TCP)
 _UDP = int(IpProto.UDP)
 _EXTENSIONS = frozenset((_HOPOPT, _ROUTING, _FRAGMENT, _DSTOPTS))
 _MAX_EXTENSIONS = 8
-_QUOTE = 1280 - 48          # what an ICMPv6 error quotes at most (RFC 4443 2.4 c)
 _KNOWN_OPTIONS = frozenset((1, 5))            # PadN, router alert (Pad1 has no length)
 _HEADER = struct.Struct("!IHBB16s16s")
 _FRAG = struct.Struct("!BxHI")
@@ -161,7 +160,7 @@ class Ipv6Layer:
                 # The first fragment's next header, and its packet for a time-exceeded.
                 # (None inside a reassembled payload: no packet to quote).
                 info = None if offset else \
-                    (next_nh, None if reassembled else bytes(buf[14:min(end, 14 + _QUOTE)]))
+                    (next_nh, None if reassembled else bytes(buf[14:min(end, 14 + QUOTE_MAX)]))
                 done = self.reassembler.add((src, dst, ident), offset, bool(offset_flags & 1),
                                             buf[at + 8:end], now, info)
                 if done is None:
